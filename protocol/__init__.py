@@ -1,0 +1,53 @@
+"""The choo wire protocol: frames, message types, validation, errors.
+
+Sans-IO: nothing here touches a socket, a file or an event loop. See
+``PROTOCOL.md`` beside this file for the normative description.
+"""
+
+from protocol.errors import (
+    BadField,
+    EmptyFrame,
+    FrameError,
+    FrameTooLarge,
+    MessageError,
+    NotAMap,
+    NotMsgpack,
+    ProtocolError,
+    TruncatedFrame,
+    UnknownType,
+)
+from protocol.frames import MAX_FRAME, FrameDecoder, decode_body, encode, encode_many
+from protocol.messages import (
+    PROTOCOL_VERSION,
+    REQUESTS,
+    RUN_STATUSES,
+    SCHEMAS,
+    Message,
+    payload_json,
+    validate,
+)
+
+__all__ = [
+    "MAX_FRAME",
+    "PROTOCOL_VERSION",
+    "REQUESTS",
+    "RUN_STATUSES",
+    "SCHEMAS",
+    "BadField",
+    "EmptyFrame",
+    "FrameDecoder",
+    "FrameError",
+    "FrameTooLarge",
+    "Message",
+    "MessageError",
+    "NotAMap",
+    "NotMsgpack",
+    "ProtocolError",
+    "TruncatedFrame",
+    "UnknownType",
+    "decode_body",
+    "encode",
+    "encode_many",
+    "payload_json",
+    "validate",
+]

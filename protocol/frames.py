@@ -1,0 +1,113 @@
+"""Length-prefixed msgpack framing, sans-IO.
+
+A frame is a 4-byte unsigned big-endian length N followed by N bytes of
+msgpack encoding one map, ``1 <= N <= MAX_FRAME``. ``encode`` turns a message
+into a frame; ``FrameDecoder`` is fed bytes in any chunking and returns the
+complete, validated messages.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import msgpack
+
+from protocol.errors import (
+    EmptyFrame,
+    FrameTooLarge,
+    NotAMap,
+    NotMsgpack,
+    ProtocolError,
+    TruncatedFrame,
+)
+from protocol.messages import Message, validate
+
+MAX_FRAME = 1024 * 1024
+HEADER = struct.Struct(">I")
+
+
+def encode(message: Message) -> bytes:
+    """Encode one message as a frame; raises FrameTooLarge over MAX_FRAME."""
+    body = msgpack.packb(message, use_bin_type=True)
+    if len(body) > MAX_FRAME:
+        raise FrameTooLarge(f"message of {len(body)} bytes is over the {MAX_FRAME}-byte limit")
+    return HEADER.pack(len(body)) + body
+
+
+def encode_many(messages: list[Message]) -> bytes:
+    """Encode several messages into one buffer, ready for a single write."""
+    return b"".join(encode(m) for m in messages)
+
+
+def decode_body(body: bytes | bytearray) -> Message:
+    """Decode and validate one frame body (without its length header)."""
+    try:
+        value: Any = msgpack.unpackb(body, raw=False, strict_map_key=True, timestamp=0)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise NotMsgpack(f"frame body is not a single msgpack value: {exc}") from None
+    if not isinstance(value, dict):
+        raise NotAMap(f"frame holds a msgpack {type(value).__name__}, not a map")
+    return validate(value)
+
+
+class FrameDecoder:
+    """Incremental decoder: ``feed`` bytes, get the complete messages back.
+
+    After the first error the decoder is poisoned: the stream has no
+    trustworthy frame boundary any more, so every later ``feed`` raises too.
+    The messages that were complete and valid before the bad frame, in the
+    same ``feed``, travel on the error as ``error.messages`` so that nothing
+    a peer sent correctly is dropped.
+    """
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self._buf = bytearray()
+        self._max = max_frame
+        self._error: Exception | None = None
+
+    def feed(self, data: bytes) -> list[Message]:
+        if self._error is not None:
+            raise self._error
+        self._buf += data
+        out: list[Message] = []
+        try:
+            self._drain(out)
+        except ProtocolError as exc:
+            exc.messages = out
+            self._error = exc
+            raise
+        return out
+
+    def _drain(self, out: list[Message]) -> None:
+        buf = self._buf
+        pos = 0
+        end = len(buf)
+        try:
+            while end - pos >= 4:
+                (size,) = HEADER.unpack_from(buf, pos)
+                if size == 0:
+                    raise EmptyFrame("frame declares a length of 0 bytes (minimum is 1)")
+                if size > self._max:
+                    raise FrameTooLarge(
+                        f"frame declares {size} bytes, over the {self._max}-byte limit"
+                    )
+                if end - pos - 4 < size:
+                    break
+                body = buf[pos + 4 : pos + 4 + size]
+                pos += 4 + size
+                out.append(decode_body(body))
+        finally:
+            del buf[:pos]
+
+    @property
+    def pending(self) -> int:
+        """Bytes received that do not yet form a whole frame."""
+        return len(self._buf)
+
+    def eof(self) -> None:
+        """Call when the stream ends; raises TruncatedFrame if a frame was cut."""
+        if self._buf:
+            raise TruncatedFrame(
+                f"stream ended inside a frame ({len(self._buf)} bytes of an incomplete frame)"
+            )

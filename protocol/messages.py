@@ -1,0 +1,175 @@
+"""Message types of the choo wire protocol and their validation.
+
+A message is a plain ``dict`` (msgpack map) whose ``"t"`` names its type.
+``SCHEMAS`` lists, for every type, its fields and the types they accept;
+``validate`` checks a decoded map against it. Fields a type does not list
+are ignored, so that a newer peer may add optional fields.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Final
+
+from protocol.errors import BadField, UnknownType
+
+PROTOCOL_VERSION: Final = 1
+
+Message = dict[str, Any]
+
+# Field kinds. Python's bool is an int, so integers are checked apart.
+INT = "int"
+STR = "str"
+BOOL = "bool"
+MAP = "map"
+LIST = "list"
+
+MAX_SEQ = 2**63 - 1
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+RUN_STATUSES: Final = ("completed", "failed", "stopped")
+
+# (field, kind, required, nullable)
+Field = tuple[str, str, bool, bool]
+
+
+def _f(name: str, kind: str, *, required: bool = True, nullable: bool = False) -> Field:
+    return (name, kind, required, nullable)
+
+
+_REQ = _f("req", INT)
+SCHEMAS: Final[dict[str, tuple[Field, ...]]] = {
+    # handshake
+    "hello": (_f("v", INT), _f("client", STR), _f("pid", INT)),
+    "welcome": (_f("v", INT), _f("daemon", STR), _f("web", STR, nullable=True)),
+    # replies
+    "ok": (_REQ, _f("data", MAP, required=False, nullable=True)),
+    "error": (_f("code", STR), _f("message", STR), _f("req", INT, required=False, nullable=True)),
+    # event stream
+    "event": (
+        _f("run", STR),
+        _f("seq", INT),
+        _f("time", STR),
+        _f("type", STR),
+        _f("unit", STR, required=False, nullable=True),
+        _f("task", INT, required=False, nullable=True),
+        _f("pr", INT, required=False, nullable=True),
+        _f("payload", MAP, required=False, nullable=True),
+        _f("error", STR, required=False, nullable=True),
+    ),
+    "ack": (_f("run", STR), _f("seq", INT)),
+    # requests
+    "run.start": (
+        _REQ,
+        _f("run", STR),
+        _f("repo_path", STR),
+        _f("started_at", STR),
+        _f("parallelism", INT),
+        _f("total_units", INT),
+        _f("tasks_dir", STR, required=False, nullable=True),
+        _f("dry_run", BOOL, required=False),
+    ),
+    "run.resume": (
+        _REQ,
+        _f("run", STR),
+        _f("time", STR),
+        _f("token", STR),
+        _f("reason", STR, required=False, nullable=True),
+    ),
+    "run.graph": (_REQ, _f("run", STR), _f("nodes", LIST), _f("edges", LIST), _f("levels", LIST)),
+    "run.complete": (
+        _REQ,
+        _f("run", STR),
+        _f("status", STR),
+        _f("completed_at", STR),
+        _f("completed_units", INT),
+        _f("failed_units", INT),
+        _f("blocked_units", INT),
+        _f("error", STR, required=False, nullable=True),
+    ),
+    "status": (_REQ,),
+    "shutdown": (_REQ,),
+}
+
+REQUESTS: Final = frozenset(
+    {"run.start", "run.resume", "run.graph", "run.complete", "status", "shutdown"}
+)
+
+
+def _kind_ok(value: Any, kind: str) -> bool:
+    if kind == INT:
+        return type(value) is int
+    if kind == STR:
+        return type(value) is str
+    if kind == BOOL:
+        return type(value) is bool
+    if kind == MAP:
+        return isinstance(value, dict)
+    return isinstance(value, list)
+
+
+def validate(msg: dict[Any, Any]) -> Message:
+    """Check a decoded map against its type's schema and return it."""
+    kind = msg.get("t")
+    schema = SCHEMAS.get(kind) if type(kind) is str else None
+    if schema is None:
+        raise UnknownType(f"unknown message type {kind!r}" if "t" in msg else 'message has no "t"')
+    req = msg.get("req")
+    req = req if type(req) is int else None
+    for name, field_kind, required, nullable in schema:
+        if name not in msg:
+            if required:
+                raise BadField(f'{kind}: missing field "{name}"', req=req)
+            continue
+        value = msg[name]
+        if value is None and nullable:
+            continue
+        if not _kind_ok(value, field_kind):
+            raise BadField(
+                f'{kind}: field "{name}" must be {field_kind}, got {type(value).__name__}',
+                req=req,
+            )
+    if kind == "event":
+        _check_event(msg)
+    elif "run" in msg:
+        _check_run_id(kind, msg["run"], req)
+        if kind == "run.complete" and msg["status"] not in RUN_STATUSES:
+            raise BadField(
+                f'run.complete: field "status" must be one of {", ".join(RUN_STATUSES)}, '
+                f"got {msg['status']!r}",
+                req=req,
+            )
+    return msg
+
+
+def _check_run_id(kind: str, run: str, req: int | None) -> None:
+    if RUN_ID.fullmatch(run) is None:
+        raise BadField(
+            f'{kind}: field "run" must be 1-128 characters of letters, digits, "_", "." or "-"'
+            f", got {run[:40]!r}",
+            req=req,
+        )
+
+
+def _check_event(msg: Message) -> None:
+    _check_run_id("event", msg["run"], None)
+    seq = msg["seq"]
+    if not 1 <= seq <= MAX_SEQ:
+        raise BadField(f'event: field "seq" must be between 1 and 2**63-1, got {seq}')
+    etype = msg["type"]
+    if not 1 <= len(etype) <= 128:
+        raise BadField('event: field "type" must be 1-128 characters')
+
+
+def payload_json(payload: Any) -> str | None:
+    """Serialise an event payload to JSON text for storage.
+
+    Raises BadField for values JSON cannot hold (binary, extension types,
+    non-finite floats) or nesting too deep to walk.
+    """
+    if payload is None:
+        return None
+    try:
+        return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise BadField(f"event: payload cannot be stored as JSON: {exc}") from None
