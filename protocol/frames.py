@@ -64,11 +64,13 @@ class FrameDecoder:
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buf = bytearray()
         self._max = max_frame
-        self._error: Exception | None = None
+        self._error: ProtocolError | None = None
 
     def feed(self, data: bytes) -> list[Message]:
         if self._error is not None:
-            raise self._error
+            # A fresh error, so that the first one's ``messages`` are not
+            # handed out (and acted on) a second time.
+            raise type(self._error)(self._error.message, req=self._error.req)
         self._buf += data
         out: list[Message] = []
         try:

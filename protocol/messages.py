@@ -94,6 +94,10 @@ SCHEMAS: Final[dict[str, tuple[Field, ...]]] = {
 REQUESTS: Final = frozenset(
     {"run.start", "run.resume", "run.graph", "run.complete", "status", "shutdown"}
 )
+# Types whose schema has a "run" field; elsewhere "run" is an ignored extra field.
+_WITH_RUN: Final = frozenset(
+    k for k, fields in SCHEMAS.items() if any(f[0] == "run" for f in fields)
+)
 
 
 def _kind_ok(value: Any, kind: str) -> bool:
@@ -113,7 +117,11 @@ def validate(msg: dict[Any, Any]) -> Message:
     kind = msg.get("t")
     schema = SCHEMAS.get(kind) if type(kind) is str else None
     if schema is None:
-        raise UnknownType(f"unknown message type {kind!r}" if "t" in msg else 'message has no "t"')
+        raise UnknownType(
+            f"unknown message type {_clip(kind)}" if "t" in msg else 'message has no "t"'
+        )
+    # Only a request can be answered with an error that keeps the connection
+    # open, so only a request's "req" is carried on the error.
     req = msg.get("req")
     req = req if type(req) is int else None
     for name, field_kind, required, nullable in schema:
@@ -131,22 +139,36 @@ def validate(msg: dict[Any, Any]) -> Message:
             )
     if kind == "event":
         _check_event(msg)
-    elif "run" in msg:
+    elif kind in _WITH_RUN:
         _check_run_id(kind, msg["run"], req)
         if kind == "run.complete" and msg["status"] not in RUN_STATUSES:
             raise BadField(
                 f'run.complete: field "status" must be one of {", ".join(RUN_STATUSES)}, '
-                f"got {msg['status']!r}",
+                f"got {_clip(msg['status'])}",
                 req=req,
             )
     return msg
+
+
+def _clip(value: Any) -> str:
+    """Describe a peer's value for an error frame: short, and never a deep repr.
+
+    A peer controls the value, so quoting it whole could make the error frame
+    too large, and ``repr`` of a deeply nested list raises RecursionError.
+    """
+    if isinstance(value, str | bytes):
+        text = repr(value[:60])
+        return text[:57] + "..." if len(value) > 60 or len(text) > 60 else text
+    if value is None or isinstance(value, int | float):
+        return repr(value)
+    return f"a {type(value).__name__}"
 
 
 def _check_run_id(kind: str, run: str, req: int | None) -> None:
     if RUN_ID.fullmatch(run) is None:
         raise BadField(
             f'{kind}: field "run" must be 1-128 characters of letters, digits, "_", "." or "-"'
-            f", got {run[:40]!r}",
+            f", got {_clip(run)}",
             req=req,
         )
 

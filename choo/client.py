@@ -1,0 +1,378 @@
+"""DaemonClient: the orchestrator's side of the daemon's socket (trio).
+
+Every frame that still needs an answer (an event until its ack, a request
+until its reply) stays in an ordered journal. After a broken connection the
+client reconnects (asking ``ensure_daemon`` to start a daemon again if it
+was given one), says hello again and re-sends the whole journal in its
+original order; the store ignores events it already has, so nothing is lost
+and nothing is stored twice.
+
+    DaemonError                 the daemon answered, but not with success
+    ├── DaemonRefused           it closed the connection with a fatal error
+    DaemonUnavailable           no daemon could be reached in time
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+import protocol
+from protocol import Message
+from protocol.home import Home
+
+log = logging.getLogger("choo.client")
+
+RECONNECT_FIRST, RECONNECT_MAX = 0.05, 1.0
+READ_SIZE = 256 * 1024
+
+
+class DaemonError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class DaemonRefused(DaemonError):
+    """The daemon closed the connection with a fatal error; retrying won't help."""
+
+
+class DaemonUnavailable(Exception):
+    """No daemon answered on the socket."""
+
+
+@dataclass
+class _Reply:
+    done: trio.Event = field(default_factory=trio.Event)
+    data: dict[str, Any] | None = None
+    error: DaemonError | None = None
+
+
+class DaemonClient:
+    def __init__(
+        self,
+        home: Home,
+        *,
+        name: str = "choo",
+        ensure_daemon: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.home = home
+        self.name = name
+        self.welcome: Message | None = None
+        self.reconnects = 0
+        self._ensure_daemon = ensure_daemon
+        self._journal: dict[tuple[str, int], bytes] = {}
+        self._outbox = bytearray()
+        self._wake = trio.Event()
+        self._stream: trio.SocketStream | None = None
+        self._replies: dict[int, _Reply] = {}
+        self._req_ids = itertools.count(1)
+        self._sent: dict[str, int] = {}
+        self._acked: dict[str, int] = {}
+        self._ack_changed = trio.Event()
+        self._fatal: DaemonRefused | None = None
+        self._decoder = protocol.FrameDecoder()
+
+    # -- public API ---------------------------------------------------------
+
+    @property
+    def web_url(self) -> str | None:
+        return self.welcome.get("web") if self.welcome else None
+
+    def send_event(
+        self,
+        run: str,
+        seq: int,
+        type: str,
+        *,
+        time: str,
+        unit: str | None = None,
+        task: int | None = None,
+        pr: int | None = None,
+        payload: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Queue an event; never blocks. It is kept until the daemon acks it."""
+        if self._fatal is not None:
+            raise self._fatal
+        message: Message = {"t": "event", "run": run, "seq": seq, "time": time, "type": type}
+        for key, value in (("unit", unit), ("task", task), ("pr", pr), ("payload", payload),
+                           ("error", error)):
+            if value is not None:
+                message[key] = value
+        frame = protocol.encode(message)
+        self._journal[(run, seq)] = frame
+        if seq > self._sent.get(run, 0):
+            self._sent[run] = seq
+        self._push(frame)
+
+    def unacked(self, run: str | None = None) -> int:
+        """Events sent and not yet acked (for one run, or all)."""
+        return sum(1 for key in self._journal if key[0] != "" and (run is None or key[0] == run))
+
+    async def start_run(
+        self,
+        run: str,
+        *,
+        repo_path: str,
+        started_at: str,
+        parallelism: int,
+        total_units: int,
+        tasks_dir: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        return await self._request(
+            {
+                "t": "run.start",
+                "run": run,
+                "repo_path": repo_path,
+                "started_at": started_at,
+                "parallelism": parallelism,
+                "total_units": total_units,
+                "tasks_dir": tasks_dir,
+                "dry_run": dry_run,
+            }
+        )
+
+    async def graph(
+        self, run: str, nodes: list[Any], edges: list[Any], levels: list[Any]
+    ) -> None:
+        await self._request(
+            {"t": "run.graph", "run": run, "nodes": nodes, "edges": edges, "levels": levels}
+        )
+
+    async def append_resume_marker(self, run: str, *, time: str, reason: str | None = None) -> int:
+        """Append ``run.resumed`` to a run; returns its seq (number on from seq + 1)."""
+        data = await self._request(
+            {"t": "run.resume", "run": run, "time": time, "token": uuid.uuid4().hex,
+             "reason": reason}
+        )
+        last_seq = int(data["last_seq"])
+        self._sent[run] = max(self._sent.get(run, 0), last_seq)
+        self._acked[run] = max(self._acked.get(run, 0), last_seq)
+        return last_seq
+
+    async def wait_acked(self, run: str, seq: int | None = None) -> None:
+        """Return once every event of ``run`` up to ``seq`` (default: all sent) is acked."""
+        target = self._sent.get(run, 0) if seq is None else seq
+        while self._acked.get(run, 0) < target:
+            if self._fatal is not None:
+                raise self._fatal
+            await self._ack_changed.wait()
+
+    async def complete_run(
+        self,
+        run: str,
+        *,
+        status: str,
+        completed_at: str,
+        completed_units: int = 0,
+        failed_units: int = 0,
+        blocked_units: int = 0,
+        error: str | None = None,
+    ) -> None:
+        """Record the run's end; returns once all its events are acked and it is stored."""
+        await self.wait_acked(run)
+        await self._request(
+            {
+                "t": "run.complete",
+                "run": run,
+                "status": status,
+                "completed_at": completed_at,
+                "completed_units": completed_units,
+                "failed_units": failed_units,
+                "blocked_units": blocked_units,
+                "error": error,
+            }
+        )
+
+    async def status(self) -> dict[str, Any]:
+        return await self._request({"t": "status"})
+
+    async def shutdown(self) -> None:
+        await self._request({"t": "shutdown"})
+
+    # -- plumbing -----------------------------------------------------------
+
+    def _push(self, frame: bytes) -> None:
+        if self._stream is not None:
+            self._outbox += frame
+            self._wake.set()
+
+    async def _request(self, message: Message) -> dict[str, Any]:
+        if self._fatal is not None:
+            raise self._fatal
+        req = next(self._req_ids)
+        message["req"] = req
+        reply = self._replies[req] = _Reply()
+        frame = protocol.encode(message)
+        self._journal[("", req)] = frame
+        self._push(frame)
+        await reply.done.wait()
+        if reply.error is not None:
+            raise reply.error
+        return reply.data or {}
+
+    async def maintain(
+        self, *, connect_timeout: float, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Keep a connection up for as long as the client lives."""
+        stream = await self._connect(deadline=trio.current_time() + connect_timeout)
+        task_status.started()
+        while True:
+            try:
+                await self._serve_connection(stream)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, protocol.ProtocolError,
+                    OSError) as exc:
+                log.info("connection to the daemon lost (%s); reconnecting", exc)
+            finally:
+                self._stream = None
+                with trio.CancelScope(shield=True):
+                    await stream.aclose()
+            if self._fatal is not None:
+                self._release_waiters()
+                return
+            self.reconnects += 1
+            stream = await self._connect(deadline=None)
+
+    async def _connect(self, *, deadline: float | None) -> trio.SocketStream:
+        pause = RECONNECT_FIRST
+        while True:
+            try:
+                stream = await trio.open_unix_socket(os.fspath(self.home.socket))
+                await self._handshake(stream)
+                return stream
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError,
+                    protocol.ProtocolError) as exc:
+                problem = exc
+            if deadline is not None and trio.current_time() + pause > deadline:
+                raise DaemonUnavailable(
+                    f"no daemon answers on {self.home.socket} ({problem})"
+                ) from None
+            if self._ensure_daemon is not None:
+                try:
+                    await self._ensure_daemon()
+                except Exception as exc:  # the next attempt reports it again
+                    log.warning("could not start the daemon: %s", exc)
+            await trio.sleep(pause)
+            pause = min(pause * 2, RECONNECT_MAX)
+
+    async def _handshake(self, stream: trio.SocketStream) -> None:
+        hello = {"t": "hello", "v": protocol.PROTOCOL_VERSION, "client": self.name,
+                 "pid": os.getpid()}
+        try:
+            with trio.fail_after(10):
+                await stream.send_all(protocol.encode(hello))
+                decoder = protocol.FrameDecoder()
+                while True:
+                    data = await stream.receive_some(READ_SIZE)
+                    if not data:
+                        raise trio.BrokenResourceError("daemon closed during the handshake")
+                    messages = decoder.feed(data)
+                    if messages:
+                        break
+        except BaseException:
+            await stream.aclose()
+            raise
+        first = messages[0]
+        if first["t"] == "error":
+            await stream.aclose()
+            raise DaemonRefused(first["code"], first["message"])
+        self.welcome = first
+        self._decoder = decoder
+        self._handle(messages[1:])
+
+    async def _serve_connection(self, stream: trio.SocketStream) -> None:
+        self._stream = stream
+        # Re-send everything still unanswered, in the order it was first sent.
+        self._outbox = bytearray(b"".join(self._journal.values()))
+        self._wake.set()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._send_loop, stream)
+            await self._receive_loop(stream)
+            nursery.cancel_scope.cancel()
+
+    async def _send_loop(self, stream: trio.SocketStream) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            if self._outbox:
+                data = bytes(self._outbox)
+                self._outbox.clear()
+                await stream.send_all(data)
+
+    async def _receive_loop(self, stream: trio.SocketStream) -> None:
+        while True:
+            data = await stream.receive_some(READ_SIZE)
+            if not data:
+                raise trio.BrokenResourceError("the daemon closed the connection")
+            self._handle(self._decoder.feed(data))
+
+    def _handle(self, messages: list[Message]) -> None:
+        for msg in messages:
+            kind = msg["t"]
+            if kind == "ack":
+                self._on_ack(msg["run"], msg["seq"])
+            elif kind in ("ok", "error") and msg.get("req") is not None:
+                self._on_reply(msg)
+            elif kind == "error":
+                self._fatal = DaemonRefused(msg["code"], msg["message"])
+                log.error("the daemon refused this client: %s", self._fatal)
+
+    def _on_ack(self, run: str, seq: int) -> None:
+        done = self._acked.get(run, 0)
+        if seq <= done:
+            return
+        journal = self._journal
+        for n in range(done + 1, seq + 1):
+            journal.pop((run, n), None)
+        self._acked[run] = seq
+        self._ack_changed.set()
+        self._ack_changed = trio.Event()
+
+    def _on_reply(self, msg: Message) -> None:
+        req = msg["req"]
+        self._journal.pop(("", req), None)
+        reply = self._replies.pop(req, None)
+        if reply is None:
+            return
+        if msg["t"] == "error":
+            reply.error = DaemonError(msg["code"], msg["message"])
+        else:
+            reply.data = msg.get("data") or {}
+        reply.done.set()
+
+    def _release_waiters(self) -> None:
+        for reply in self._replies.values():
+            reply.error = self._fatal
+            reply.done.set()
+        self._replies.clear()
+        self._ack_changed.set()
+
+
+@asynccontextmanager
+async def open_daemon_client(
+    home: Home,
+    *,
+    name: str = "choo",
+    connect_timeout: float = 5.0,
+    ensure_daemon: Callable[[], Awaitable[None]] | None = None,
+) -> AsyncIterator[DaemonClient]:
+    """Connect to the daemon (raising DaemonUnavailable if none answers in time)."""
+    client = DaemonClient(home, name=name, ensure_daemon=ensure_daemon)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(lambda task_status: client.maintain(
+            connect_timeout=connect_timeout, task_status=task_status))
+        try:
+            yield client
+        finally:
+            nursery.cancel_scope.cancel()

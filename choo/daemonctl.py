@@ -1,0 +1,150 @@
+"""Starting, stopping and asking the daemon, for the CLI and the orchestrator.
+
+The daemon is a separate process (``python -m choo_daemon``). ``start``
+detaches it into its own session with its output appended to the log, then
+waits until it answers a ``status`` request on its socket.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from choo.client import DaemonError, DaemonUnavailable, open_daemon_client
+from choo_daemon.pidfile import is_locked, read_pid
+from protocol.home import Home
+
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 15.0
+EXIT_ALREADY_RUNNING = 3
+
+
+class DaemonControlError(Exception):
+    """A start or stop that did not happen; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class StartResult:
+    status: dict[str, Any]
+    already_running: bool
+
+
+def query_status(home: Home, timeout: float = 2.0) -> dict[str, Any] | None:
+    """The daemon's status, or None when no daemon answers on the socket."""
+    if not home.socket.exists():
+        return None
+    return trio.run(_query_status, home, timeout)
+
+
+async def _query_status(home: Home, timeout: float) -> dict[str, Any] | None:
+    try:
+        with trio.fail_after(timeout):
+            async with open_daemon_client(home, name="choo-ctl", connect_timeout=timeout) as c:
+                return await c.status()
+    except (DaemonUnavailable, DaemonError, trio.TooSlowError):
+        return None
+
+
+def daemon_command(home: Home, port: int | None, *, log_file: bool = False) -> list[str]:
+    argv = [sys.executable, "-m", "choo_daemon", "--home", os.fspath(home.root)]
+    if port is not None:
+        argv += ["--port", str(port)]
+    if log_file:
+        argv += ["--log-file", os.fspath(home.log)]
+    return argv
+
+
+def start(home: Home, *, port: int | None = None, timeout: float = START_TIMEOUT) -> StartResult:
+    """Start a detached daemon unless one answers already; wait until it does."""
+    status = query_status(home)
+    if status is not None:
+        return StartResult(status, already_running=True)
+    problem = home.socket_path_problem()
+    if problem:
+        raise DaemonControlError(problem)
+    home.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    log_offset = home.log.stat().st_size if home.log.exists() else 0
+    with open(home.log, "ab") as log:
+        process = subprocess.Popen(
+            daemon_command(home, port),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code = process.poll()
+        status = query_status(home, timeout=1.0)
+        if status is not None:
+            return StartResult(status, already_running=code == EXIT_ALREADY_RUNNING)
+        if code is not None and code != EXIT_ALREADY_RUNNING:
+            raise DaemonControlError(
+                f"the daemon exited with code {code} while starting.\n"
+                + _log_excerpt(home.log, log_offset)
+            )
+        time.sleep(0.02)
+    raise DaemonControlError(
+        f"the daemon did not answer on {home.socket} within {timeout:g} s.\n"
+        + _log_excerpt(home.log, log_offset)
+    )
+
+
+def stop(home: Home, *, timeout: float = STOP_TIMEOUT) -> int | None:
+    """Stop the daemon gracefully; returns its pid, or None if none was running."""
+    pid = read_pid(home.pidfile)
+    if not is_locked(home.pidfile):
+        return None
+    if not trio.run(_ask_shutdown, home) and pid is not None:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while is_locked(home.pidfile):
+        if time.monotonic() > deadline:
+            raise DaemonControlError(
+                f"the daemon (pid {pid}) did not stop within {timeout:g} s; "
+                f"see `choo daemon logs`, or end it with `kill -9 {pid}`"
+            )
+        time.sleep(0.02)
+    return pid
+
+
+async def _ask_shutdown(home: Home) -> bool:
+    try:
+        with trio.fail_after(5):
+            async with open_daemon_client(home, name="choo-ctl", connect_timeout=2) as client:
+                await client.shutdown()
+                return True
+    except (DaemonUnavailable, DaemonError, trio.TooSlowError):
+        return False
+
+
+def tail(path: Path, lines: int) -> list[str]:
+    """The last ``lines`` lines of a text file ([] when it does not exist)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return [line.rstrip("\n") for line in deque(f, maxlen=lines)]
+    except FileNotFoundError:
+        return []
+
+
+def _log_excerpt(path: Path, offset: int, lines: int = 15) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return f"(no log at {path})"
+    last = text.strip().splitlines()[-lines:]
+    if not last:
+        return f"(the log {path} says nothing)"
+    return f"last lines of {path}:\n" + "\n".join("  " + line for line in last)

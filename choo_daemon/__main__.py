@@ -1,0 +1,91 @@
+"""Entry point of the daemon process: ``python -m choo_daemon``.
+
+``choo daemon start`` runs this detached, with output going to the log
+file; ``--foreground`` runs it attached to the terminal. Exit codes: 0 after
+a graceful stop, 3 when another daemon already holds this CHOO_HOME, 1 on
+any other failure to start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import trio
+
+from choo_daemon.daemon import Daemon, DaemonOptions
+from choo_daemon.pidfile import AlreadyRunning, hold_pidfile
+from choo_daemon.store import StoreError
+from protocol.home import Home
+
+EXIT_ALREADY_RUNNING = 3
+log = logging.getLogger("choo.daemon")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="choo-daemon", description=__doc__)
+    parser.add_argument("--home", help="CHOO_HOME folder (default: $CHOO_HOME or ~/.choo)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080, help="web port (0: any free port)")
+    parser.add_argument("--log-file", help="append the log to this file as well as stderr")
+    args = parser.parse_args(argv)
+
+    home = Home.from_env(args.home)
+    _setup_logging(Path(args.log_file) if args.log_file else None)
+    problem = home.socket_path_problem()
+    if problem:
+        log.error("%s", problem)
+        return 1
+    home.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(home.root, 0o700)
+    try:
+        with hold_pidfile(home.pidfile):
+            options = DaemonOptions(home=home, host=args.host, port=args.port)
+            trio.run(_run, options)
+    except AlreadyRunning as exc:
+        log.error("%s", exc)
+        return EXIT_ALREADY_RUNNING
+    except StoreError as exc:
+        log.error("cannot open the history database: %s", exc)
+        return 1
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return 0
+
+
+async def _run(options: DaemonOptions) -> None:
+    daemon = Daemon(options)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_signals, signals, daemon)
+            await daemon.serve()
+            nursery.cancel_scope.cancel()
+
+
+async def _watch_signals(signals: trio.abc.ReceiveChannel[int], daemon: Daemon) -> None:
+    async for signum in signals:
+        log.info("received %s", signal.Signals(signum).name)
+        daemon.request_shutdown()
+
+
+def _setup_logging(log_file: Path | None) -> None:
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:
+        handlers.append(logging.FileHandler(log_file))
+    for handler in handlers:
+        handler.setFormatter(fmt)
+    root = logging.getLogger("choo")
+    root.handlers[:] = handlers
+    root.setLevel(logging.INFO)
+    # hypercorn logs through choo.web; keep its chatter at warnings.
+    logging.getLogger("choo.web").setLevel(logging.WARNING)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

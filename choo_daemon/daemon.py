@@ -1,0 +1,146 @@
+"""The daemon: one trio nursery holding the socket listener and its sessions,
+the single writer, and the web server.
+
+``serve_daemon`` runs until ``request_shutdown`` (a signal, or a client's
+``shutdown`` request); then it stops accepting, stops reading, lets the
+writer commit and ack everything already received, checkpoints, and removes
+its socket. The pid file is held by the caller (``__main__``) around it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from choo_daemon import __version__
+from choo_daemon.listener import open_unix_listener, peer_uid, remove_stale_socket
+from choo_daemon.session import Inbound, Session
+from choo_daemon.store import utc_now
+from choo_daemon.writer import Writer
+from choo_web.app import create_app, serve_web
+from protocol.home import Home
+
+log = logging.getLogger("choo.daemon")
+
+CHANNEL_SIZE = 256  # Inbound items (each a whole read, up to thousands of events)
+MAX_CLIENTS = 256
+
+
+@dataclass(frozen=True)
+class DaemonOptions:
+    home: Home
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+class Daemon:
+    version = __version__
+
+    def __init__(self, options: DaemonOptions) -> None:
+        self.options = options
+        self.home = options.home
+        self.web_url: str | None = None
+        self.writer = Writer(self.home.database)
+        self.sessions: set[Session] = set()
+        self._shutdown = trio.Event()
+        self._started_at = utc_now()
+        self._started_clock = time.monotonic()
+        self._connections = 0
+
+    def request_shutdown(self) -> None:
+        self._shutdown.set()
+
+    def status(self) -> dict[str, Any]:
+        db = self.home.database
+        size = sum(
+            p.stat().st_size
+            for p in (db, db.with_name(db.name + "-wal"))
+            if p.exists()
+        )
+        return {
+            "pid": os.getpid(),
+            "version": self.version,
+            "started_at": self._started_at,
+            "uptime_s": round(time.monotonic() - self._started_clock, 3),
+            "socket": str(self.home.socket),
+            "database": str(db),
+            "database_bytes": size,
+            "web": self.web_url,
+            "clients": len(self.sessions),
+            "events_stored": self.writer.events_stored,
+            "runs_stored": self.writer.runs_stored,
+            "write_error": self.writer.failing,
+        }
+
+    async def serve(self, *, task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED) -> None:
+        remove_stale_socket(self.home.socket)
+        send, receive = trio.open_memory_channel[Inbound](CHANNEL_SIZE)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.writer.serve, receive)
+                app = create_app(self.status)
+                self.web_url = await nursery.start(
+                    serve_web, app, self.options.host, self.options.port, self._shutdown.wait
+                )
+                listener = await open_unix_listener(self.home.socket)
+                nursery.start_soon(self._serve_clients, listener, send)
+                log.info(
+                    "daemon %s ready: pid %d, socket %s, web %s, database %s",
+                    self.version, os.getpid(), self.home.socket, self.web_url, self.home.database,
+                )
+                task_status.started(self)
+                await self._shutdown.wait()
+                log.info("shutting down: draining %d client(s)", len(self.sessions))
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                self.home.socket.unlink()
+        log.info("daemon stopped; %d events stored in all", self.writer.events_stored)
+
+    async def _serve_clients(
+        self, listener: trio.SocketListener, send: trio.MemorySendChannel[Inbound]
+    ) -> None:
+        async with send, trio.open_nursery() as sessions:
+            accept = trio.CancelScope()
+            sessions.start_soon(self._stop_on_shutdown, accept)
+            async with listener:
+                with accept:
+                    while True:
+                        stream = await listener.accept()
+                        self._connections += 1
+                        self._admit(sessions, stream, send)
+            # No new client from here on; those connected get their acks.
+            with contextlib.suppress(FileNotFoundError):
+                self.home.socket.unlink()
+
+    async def _stop_on_shutdown(self, accept: trio.CancelScope) -> None:
+        await self._shutdown.wait()
+        accept.cancel()
+        for session in list(self.sessions):
+            session.stop_reading()
+
+    def _admit(
+        self,
+        sessions: trio.Nursery,
+        stream: trio.SocketStream,
+        send: trio.MemorySendChannel[Inbound],
+    ) -> None:
+        session = Session(stream, self, self._connections)
+        uid = peer_uid(stream)
+        if uid is not None and uid != os.getuid():
+            session.fail("forbidden", f"peer uid {uid} is not the daemon's uid {os.getuid()}")
+        elif len(self.sessions) >= MAX_CLIENTS:
+            session.fail("busy", f"the daemon already serves {MAX_CLIENTS} connections")
+        sessions.start_soon(self._run_session, session, send.clone())
+
+    async def _run_session(self, session: Session, send: trio.MemorySendChannel[Inbound]) -> None:
+        self.sessions.add(session)
+        try:
+            await session.serve(send)
+        finally:
+            self.sessions.discard(session)

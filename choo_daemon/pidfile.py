@@ -1,0 +1,93 @@
+"""The pid file: one daemon per CHOO_HOME, held with an OS lock.
+
+The lock (``flock``) lives as long as the process, so a crashed daemon
+releases it by dying; the pid written inside is only informative. A pid
+file that can be locked is therefore stale and is taken over, with a log
+line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+log = logging.getLogger("choo.daemon")
+
+
+class AlreadyRunning(Exception):
+    """Another daemon holds the pid file's lock."""
+
+    def __init__(self, path: Path, pid: int | None) -> None:
+        who = f"pid {pid}" if pid else "another process"
+        super().__init__(f"a daemon is already running for this CHOO_HOME ({who}, {path})")
+        self.pid = pid
+
+
+def read_pid(path: Path) -> int | None:
+    """The pid recorded in a pid file, or None when absent or unreadable."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def is_locked(path: Path) -> bool:
+    """True while some process holds the pid file's lock (a daemon is alive)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+@contextlib.contextmanager
+def hold_pidfile(path: Path) -> Iterator[None]:
+    """Lock and write the pid file for the life of the block, then remove it.
+
+    Raises AlreadyRunning when another live process holds it.
+    """
+    fd = _lock(path)
+    try:
+        stale = read_pid(path)
+        if stale is not None and stale != os.getpid():
+            log.info("removed stale pid file %s (pid %d is gone)", path, stale)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        os.fsync(fd)
+        yield
+    finally:
+        # Unlink before unlocking, so no newcomer can lock a file that is
+        # about to disappear and believe it owns the CHOO_HOME.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def _lock(path: Path) -> int:
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise AlreadyRunning(path, read_pid(path)) from None
+        # The previous owner may have unlinked the file between our open and
+        # our lock: then we locked an orphan inode; start again on the new file.
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)

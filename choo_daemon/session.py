@@ -1,0 +1,251 @@
+"""One client connection: handshake, decode frames, hand work to the writer.
+
+A session reads frames, turns events into store rows and passes them with
+the requests, in arrival order, to the single writer through the bounded
+channel (so a fast client is slowed down by the writer, never buffered
+without limit). The writer answers through ``send_nowait``: acks and
+replies go into an outbox that the session's sender task flushes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+import protocol
+from protocol import Message, ProtocolError
+
+if TYPE_CHECKING:
+    from choo_daemon.daemon import Daemon
+
+log = logging.getLogger("choo.daemon")
+
+HANDSHAKE_TIMEOUT = 10.0
+# A peer that stops reading its acks for this long is dropped.
+SEND_TIMEOUT = 30.0
+HALF_FRAME_TIMEOUT = 30.0
+MAX_OUTBOX = 8 * 1024 * 1024
+READ_SIZE = 256 * 1024
+
+# An event as the store takes it: (run_id, seq, time, type, unit, task, pr, payload, error).
+EventRow = tuple[str, int, str, str, str | None, int | None, int | None, str | None, str | None]
+Work = EventRow | Message
+
+
+@dataclass(eq=False, slots=True)
+class Inbound:
+    """What one read of a session hands to the writer, in arrival order."""
+
+    session: Session
+    items: list[Work] = field(default_factory=list)
+
+
+class Session:
+    def __init__(self, stream: trio.SocketStream, daemon: Daemon, number: int) -> None:
+        self.stream = stream
+        self.daemon = daemon
+        self.name = f"client#{number}"
+        self._outbox = bytearray()
+        self._wake = trio.Event()
+        self._closing = False
+        self._broken = False
+        self._pending = 0  # Inbound items handed to the writer, not yet answered
+        self._drained = trio.Event()
+        self._drained.set()
+        self._reader_scope = trio.CancelScope()
+
+    # -- called by the writer and the daemon (trio thread) -------------------
+
+    def send_nowait(self, message: Message) -> None:
+        """Queue a frame for the peer; drop the peer if it stopped reading."""
+        if self._broken:
+            return
+        self._outbox += protocol.encode(message)
+        self._wake.set()
+        if len(self._outbox) > MAX_OUTBOX:
+            log.warning("%s: dropped, it stopped reading its acks", self.name)
+            self._outbox.clear()
+            self.close()
+
+    def fail(self, code: str, message: str) -> None:
+        """Send a fatal error and close the connection after it."""
+        log.warning("%s: %s: %s", self.name, code, message)
+        self.send_nowait({"t": "error", "code": code, "message": message})
+        self.close()
+
+    def close(self) -> None:
+        self._closing = True
+        self._reader_scope.cancel()
+        self._wake.set()
+
+    def done(self, count: int = 1) -> None:
+        """The writer has answered ``count`` of our Inbound items."""
+        self._pending -= count
+        if self._pending == 0:
+            self._drained.set()
+
+    def stop_reading(self) -> None:
+        """Shutdown: read nothing more; what was read is still answered."""
+        self._reader_scope.cancel()
+
+    # -- the connection's tasks ----------------------------------------------
+
+    async def serve(self, send: trio.MemorySendChannel[Inbound]) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._sender)
+                with self._reader_scope:
+                    async with send:
+                        await self._read(send)
+                # Everything we handed over gets its ack before we hang up.
+                await self._drained.wait()
+                self._closing = True
+                self._wake.set()
+        finally:
+            with trio.move_on_after(1) as cleanup:
+                cleanup.shield = True
+                await self.stream.aclose()
+
+    async def _sender(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            if self._outbox:
+                data = bytes(self._outbox)
+                self._outbox.clear()
+                try:
+                    with trio.fail_after(SEND_TIMEOUT):
+                        await self.stream.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+                    self._broken = self._closing = True
+                    self._drained.set()
+                    self._reader_scope.cancel()
+                    return
+            if self._closing and not self._outbox:
+                return
+
+    async def _read(self, send: trio.MemorySendChannel[Inbound]) -> None:
+        decoder = protocol.FrameDecoder()
+        greeted = False
+        while True:
+            if not greeted:
+                limit, why = HANDSHAKE_TIMEOUT, "no hello within {:g} s of connecting"
+            elif decoder.pending:
+                limit, why = HALF_FRAME_TIMEOUT, "a frame stayed incomplete for {:g} s"
+            else:
+                limit, why = float("inf"), ""
+            with trio.move_on_after(limit) as waited:
+                try:
+                    data = await self.stream.receive_some(READ_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+            if waited.cancelled_caught:
+                self.fail("timeout", why.format(limit))
+                return
+            error: ProtocolError | None = None
+            try:
+                if not data:
+                    decoder.eof()
+                    return
+                messages = decoder.feed(data)
+            except ProtocolError as exc:
+                messages, error = exc.messages, exc
+            if messages and not greeted:
+                greeted = True
+                if not self._greet(messages.pop(0)):
+                    return
+            if not await self._handle(send, messages):
+                return
+            if error is not None:
+                self.fail(error.code, error.message)
+                return
+
+    def _greet(self, hello: Message) -> bool:
+        if hello["t"] != "hello":
+            self.fail("handshake_required", f'first frame must be "hello", got "{hello["t"]}"')
+            return False
+        if hello["v"] != protocol.PROTOCOL_VERSION:
+            self.fail(
+                "version_unsupported",
+                f"protocol version {hello['v']} is not supported; this daemon speaks "
+                f"version {protocol.PROTOCOL_VERSION}",
+            )
+            return False
+        self.name = f"{hello['client']}[{hello['pid']}]"
+        self.send_nowait(
+            {
+                "t": "welcome",
+                "v": protocol.PROTOCOL_VERSION,
+                "daemon": self.daemon.version,
+                "web": self.daemon.web_url,
+            }
+        )
+        return True
+
+    async def _handle(self, send: trio.MemorySendChannel[Inbound], messages: list[Message]) -> bool:
+        """Route decoded messages; False once the connection must end."""
+        if not messages:
+            return True
+        inbound = Inbound(self)
+        items = inbound.items
+        ok = True
+        for msg in messages:
+            kind = msg["t"]
+            if kind == "event":
+                try:
+                    items.append(_row(msg))
+                except ProtocolError as exc:
+                    self.fail(exc.code, exc.message)
+                    ok = False
+                    break
+            elif kind in _WRITES:
+                items.append(msg)
+            elif kind in self._local:
+                self._local[kind](self, msg)
+            else:
+                self.fail("unknown_type", f'"{kind}" is not something a client may send')
+                ok = False
+                break
+        if items:
+            self._pending += 1
+            self._drained = trio.Event()
+            try:
+                await send.send(inbound)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                self.done()
+                return False
+        return ok
+
+    def _status(self, msg: Message) -> None:
+        self.send_nowait({"t": "ok", "req": msg["req"], "data": self.daemon.status()})
+
+    def _shutdown(self, msg: Message) -> None:
+        log.info("%s asked the daemon to shut down", self.name)
+        self.send_nowait({"t": "ok", "req": msg["req"], "data": {}})
+        self.daemon.request_shutdown()
+
+    _local: dict[str, Callable[[Session, Message], None]] = {
+        "status": _status,
+        "shutdown": _shutdown,
+    }
+
+
+_WRITES = frozenset({"run.start", "run.resume", "run.graph", "run.complete"})
+
+
+def _row(msg: dict[str, Any]) -> EventRow:
+    return (
+        msg["run"],
+        msg["seq"],
+        msg["time"],
+        msg["type"],
+        msg.get("unit"),
+        msg.get("task"),
+        msg.get("pr"),
+        protocol.payload_json(msg.get("payload")),
+        msg.get("error"),
+    )

@@ -1,0 +1,111 @@
+"""Errors raised by the history store.
+
+    StoreError                the history database cannot do what was asked
+    ├── SchemaTooNew          the file was written by a newer choo       (code schema_too_new)
+    ├── MigrationFailed       upgrading the schema failed, rolled back   (code migration_failed)
+    ├── UnknownRun            no run has this id (or id prefix)          (code unknown_run)
+    ├── RunExists             the id is taken by a run of another repo   (code run_exists)
+    ├── AmbiguousRun          an id prefix matches several runs          (code ambiguous_run)
+    ├── BadCursor             a page cursor is not one we handed out     (code bad_cursor)
+    └── BadParameter          a filter or limit is out of range          (code bad_parameter)
+
+Every error carries a short ``code`` that the daemon and the web API can
+pass on unchanged; the message names the file, run or value it is about and
+says what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class StoreError(Exception):
+    """Base of every history store error."""
+
+    code = "store_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class SchemaTooNew(StoreError):
+    code = "schema_too_new"
+
+    def __init__(self, path: Path | str, found: int, supported: int) -> None:
+        super().__init__(
+            f"history database {path} has schema version {found}, newer than this choo "
+            f"understands ({supported}); upgrade choo or use another CHOO_HOME"
+        )
+        self.path = str(path)
+        self.found = found
+        self.supported = supported
+
+
+class MigrationFailed(StoreError):
+    code = "migration_failed"
+
+    def __init__(self, path: Path | str, version: int, cause: BaseException) -> None:
+        super().__init__(
+            f"history database {path}: migration to schema version {version} failed "
+            f"({type(cause).__name__}: {cause}); the database was left unchanged at "
+            f"version {version - 1}; report this, or move the file aside to start afresh"
+        )
+        self.path = str(path)
+        self.version = version
+
+
+class UnknownRun(StoreError):
+    code = "unknown_run"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            f"no run {run_id!r} in the history database; list runs with `choo history`"
+        )
+        self.run_id = run_id
+
+
+class RunExists(StoreError):
+    code = "run_exists"
+
+    def __init__(self, run_id: str, existing_repo: str, new_repo: str) -> None:
+        super().__init__(
+            f"run {run_id!r} already exists for repository {existing_repo}, "
+            f"not {new_repo}; start the run with a new run id"
+        )
+        self.run_id = run_id
+
+
+class AmbiguousRun(StoreError):
+    code = "ambiguous_run"
+
+    def __init__(self, prefix: str, candidates: Sequence[str]) -> None:
+        shown = ", ".join(candidates[:5]) + (", ..." if len(candidates) > 5 else "")
+        super().__init__(
+            f"run id prefix {prefix!r} matches several runs ({shown}); give more characters"
+        )
+        self.prefix = prefix
+        self.candidates = list(candidates)
+
+
+class BadCursor(StoreError):
+    code = "bad_cursor"
+
+    def __init__(self, cursor: str) -> None:
+        shown = cursor[:40] + ("..." if len(cursor) > 40 else "")
+        super().__init__(
+            f"page cursor {shown!r} is malformed; ask for the first page again, without a cursor"
+        )
+        self.cursor = cursor
+
+
+class BadParameter(StoreError):
+    code = "bad_parameter"
+
+    def __init__(self, name: str, value: object, expected: str) -> None:
+        shown = repr(value)
+        shown = shown[:60] + ("..." if len(shown) > 60 else "")
+        super().__init__(f"bad {name} {shown}: expected {expected}")
+        self.name = name
+        self.value = value

@@ -1,0 +1,410 @@
+"""Reads of the history, for the web API and ``choo history``.
+
+Every function takes a connection from open_read_connection and runs its
+queries inside one read transaction (``with conn:``), so counts, pages and
+markers all come from the same committed state. Pages are keyset pages:
+they seek on an index (``seq > after``, ``(started_at, id) <`` a cursor) and
+never use OFFSET, so the deepest page costs what the first one does.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import heapq
+import json
+from collections.abc import Iterator
+from itertools import islice
+from operator import itemgetter
+from typing import Any, Final, TypedDict
+
+import apsw
+
+from choo_daemon.store.errors import AmbiguousRun, BadCursor, BadParameter, UnknownRun
+from choo_daemon.store.times import parse_iso_utc
+from choo_daemon.store.writes import RUN_RESUMED, RUN_STATUSES, RUN_STOPPED
+
+MAX_RUNS_PAGE: Final = 500
+MAX_EVENTS_PAGE: Final = 1000
+
+# A database row; its columns' types are fixed by the SELECT that made it.
+Row = tuple[Any, ...]
+
+
+class RunSummary(TypedDict):
+    id: str
+    repo_path: str
+    status: str
+    started_at: str
+    completed_at: str | None
+    duration_ms: int | None
+    parallelism: int
+    total_units: int
+    completed_units: int
+    failed_units: int
+    blocked_units: int
+    resume_count: int
+    dry_run: bool
+    tasks_dir: str | None
+    error: str | None
+    event_count: int
+    last_seq: int
+
+
+class Marker(TypedDict):
+    seq: int
+    time: str
+    type: str
+    reason: str | None
+
+
+class RunDetail(RunSummary):
+    markers: list[Marker]
+    has_graph: bool
+
+
+class RunPage(TypedDict):
+    runs: list[RunSummary]
+    next_cursor: str | None
+    total: int
+
+
+class Event(TypedDict):
+    seq: int
+    time: str
+    type: str
+    unit: str | None
+    task: int | None
+    pr: int | None
+    payload: Any
+    error: str | None
+
+
+class EventPage(TypedDict):
+    events: list[Event]
+    next_after: int | None
+
+
+class Graph(TypedDict):
+    nodes: Any
+    edges: Any
+    levels: Any
+
+
+class Repo(TypedDict):
+    repo_path: str
+    run_count: int
+    last_started_at: str
+
+
+class Counts(TypedDict):
+    runs: int
+    events: int
+
+
+# --- runs -----------------------------------------------------------------
+
+_RUN_COLUMNS = (
+    "id, repo_path, status, started_at, completed_at, parallelism, total_units,"
+    " completed_units, failed_units, blocked_units, resume_count, dry_run, tasks_dir,"
+    " error, event_count, last_seq"
+)
+
+
+def _duration_ms(started_at: str, completed_at: str | None) -> int | None:
+    if completed_at is None:
+        return None
+    try:
+        delta = parse_iso_utc(completed_at) - parse_iso_utc(started_at)
+    except ValueError:
+        return None
+    return round(delta.total_seconds() * 1000)
+
+
+def _run(row: Row) -> RunSummary:
+    (run_id, repo, status, started, completed, par, total, done, failed, blocked,
+     resumes, dry, tasks_dir, error, event_count, last_seq) = row  # fmt: skip
+    return {
+        "id": run_id,
+        "repo_path": repo,
+        "status": status,
+        "started_at": started,
+        "completed_at": completed,
+        "duration_ms": _duration_ms(started, completed),
+        "parallelism": par,
+        "total_units": total,
+        "completed_units": done,
+        "failed_units": failed,
+        "blocked_units": blocked,
+        "resume_count": resumes,
+        "dry_run": bool(dry),
+        "tasks_dir": tasks_dir,
+        "error": error,
+        "event_count": event_count,
+        "last_seq": last_seq,
+    }
+
+
+def encode_cursor(started_at: str, run_id: str) -> str:
+    raw = json.dumps([started_at, run_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    """The (started_at, id) a cursor stands for; BadCursor if it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value = json.loads(raw)
+    except (binascii.Error, ValueError):
+        raise BadCursor(cursor) from None
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(part, str) for part in value)
+    ):
+        raise BadCursor(cursor)
+    return value[0], value[1]
+
+
+def list_runs(
+    conn: apsw.Connection,
+    *,
+    repo: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> RunPage:
+    """A page of runs, newest first (started_at, then id), and the total matching."""
+    if status is not None and status not in RUN_STATUSES:
+        raise BadParameter("status", status, "one of " + ", ".join(RUN_STATUSES))
+    if not 1 <= limit <= MAX_RUNS_PAGE:
+        raise BadParameter("limit", limit, f"1 to {MAX_RUNS_PAGE}")
+    filters: list[str] = []
+    params: list[apsw.SQLiteValue] = []
+    if repo is not None:
+        filters.append("repo_path = ?")
+        params.append(repo)
+    if status is not None:
+        filters.append("status = ?")
+        params.append(status)
+    where = " AND ".join(filters) or "1"
+    page_where, page_params = where, list(params)
+    if cursor is not None:
+        page_where += " AND (started_at, id) < (?, ?)"
+        page_params.extend(decode_cursor(cursor))
+    with conn:
+        total: int = conn.execute(f"SELECT count(*) FROM runs WHERE {where}", params).get
+        rows = conn.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE {page_where}"
+            " ORDER BY started_at DESC, id DESC LIMIT ?",
+            [*page_params, limit + 1],
+        ).fetchall()
+    runs = [_run(row) for row in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = runs[-1]
+        next_cursor = encode_cursor(last["started_at"], last["id"])
+    return {"runs": runs, "next_cursor": next_cursor, "total": total}
+
+
+def _markers(conn: apsw.Connection, run_id: str) -> list[Marker]:
+    markers: list[Marker] = []
+    for seq, time, kind, payload in conn.execute(
+        "SELECT seq, time, type, payload FROM events INDEXED BY events_run_type_seq"
+        " WHERE run_id = ? AND type IN (?, ?) ORDER BY seq",
+        (run_id, RUN_STOPPED, RUN_RESUMED),
+    ):
+        parsed = json.loads(payload) if payload is not None else None
+        reason = parsed.get("reason") if isinstance(parsed, dict) else None
+        markers.append({"seq": seq, "time": time, "type": kind, "reason": reason})
+    return markers
+
+
+def get_run(conn: apsw.Connection, run_id: str) -> RunDetail | None:
+    """One run with its stop/resume markers, or None if there is no such run."""
+    with conn:
+        row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        summary = _run(row)
+        markers = _markers(conn, run_id)
+        has_graph = (
+            conn.execute("SELECT 1 FROM graphs WHERE run_id = ?", (run_id,)).fetchone() is not None
+        )
+    return RunDetail(**summary, markers=markers, has_graph=has_graph)
+
+
+def resolve_run_id(conn: apsw.Connection, prefix: str) -> str:
+    """The run id equal to ``prefix``, else the only one starting with it."""
+    if not prefix:
+        raise BadParameter("run id", prefix, "a run id or the start of one")
+    with conn:
+        if conn.execute("SELECT 1 FROM runs WHERE id = ?", (prefix,)).fetchone() is not None:
+            return prefix
+        found: list[str] = [
+            row[0]
+            for row in conn.execute(
+                "SELECT id FROM runs WHERE id >= ? AND id < ? ORDER BY id LIMIT 6",
+                (prefix, _successor(prefix)),
+            )
+        ]
+    if not found:
+        raise UnknownRun(prefix)
+    if len(found) > 1:
+        raise AmbiguousRun(prefix, found)
+    return found[0]
+
+
+def list_repos(conn: apsw.Connection) -> list[Repo]:
+    """Repositories with history, the most recently run first."""
+    with conn:
+        rows: list[Row] = conn.execute(
+            "SELECT repo_path, count(*), max(started_at) AS last FROM runs"
+            " GROUP BY repo_path ORDER BY last DESC, repo_path"
+        ).fetchall()
+    return [{"repo_path": r[0], "run_count": r[1], "last_started_at": r[2]} for r in rows]
+
+
+def counts(conn: apsw.Connection) -> Counts:
+    """How many runs and events the history holds (events from the per-run counters)."""
+    with conn:
+        row: Row = conn.execute(
+            "SELECT count(*), coalesce(sum(event_count), 0) FROM runs"
+        ).fetchall()[0]
+    return {"runs": row[0], "events": row[1]}
+
+
+def get_graph(conn: apsw.Connection, run_id: str) -> Graph | None:
+    """The run's dependency graph, or None if none was stored (or no such run)."""
+    with conn:
+        row = conn.execute(
+            "SELECT nodes, edges, levels FROM graphs WHERE run_id = ?", (run_id,)
+        ).fetchone()
+    if row is None:
+        return None
+    return {"nodes": json.loads(row[0]), "edges": json.loads(row[1]), "levels": json.loads(row[2])}
+
+
+# --- events ---------------------------------------------------------------
+
+_EVENT_COLUMNS = "seq, time, type, unit, task, pr, payload, error"
+
+
+def _successor(prefix: str) -> str:
+    """The smallest string above every string that starts with ``prefix``."""
+    last = ord(prefix[-1]) + 1
+    if 0xD800 <= last <= 0xDFFF:  # not encodable: skip the surrogates
+        last = 0xE000
+    return prefix[:-1] + chr(last) if last <= 0x10FFFF else prefix + "\U0010ffff"
+
+
+def _type_bounds(kind: str) -> tuple[str, str]:
+    return kind, _successor(kind)
+
+
+def _types_in_range(conn: apsw.Connection, run_id: str, low: str, high: str) -> list[str]:
+    """The distinct event types of a run in [low, high), one index seek each."""
+    found: list[str] = []
+    bound, op = low, ">="
+    while True:
+        row = conn.execute(
+            "SELECT type FROM events INDEXED BY events_run_type_seq"
+            f" WHERE run_id = ? AND type {op} ? AND type < ? ORDER BY type LIMIT 1",
+            (run_id, bound, high),
+        ).fetchone()
+        if row is None:
+            return found
+        found.append(row[0])
+        bound, op = row[0], ">"
+
+
+def _seek(
+    conn: apsw.Connection, index: str, where: str, params: list[apsw.SQLiteValue], limit: int
+) -> Iterator[Row]:
+    # Naming the index turns a plan regression into an error instead of a
+    # slow deep page; every shape below is ordered by the index's last column.
+    cursor: Iterator[Row] = conn.execute(
+        f"SELECT {_EVENT_COLUMNS} FROM events INDEXED BY {index} WHERE {where}"
+        " ORDER BY seq LIMIT ?",
+        [*params, limit],
+    )
+    return cursor
+
+
+def _select_events(
+    conn: apsw.Connection, run_id: str, kind: str | None, unit: str | None, after: int, limit: int
+) -> Iterator[Row]:
+    """Rows (seq order) of the matching events after ``after``, at most ``limit``."""
+    if kind is not None and not kind.endswith("."):
+        where, params = "run_id = ? AND type = ? AND seq > ?", [run_id, kind, after]
+        if unit is not None:
+            where += " AND unit = ?"
+            params.append(unit)
+        return _seek(conn, "events_run_type_seq", where, params, limit)
+    if unit is not None:
+        where, params = "run_id = ? AND unit = ? AND seq > ?", [run_id, unit, after]
+        if kind is not None:
+            where += " AND type >= ? AND type < ?"
+            params.extend(_type_bounds(kind))
+        return _seek(conn, "events_run_unit_seq", where, params, limit)
+    if kind is not None:
+        # A range on type cannot also come out ordered by seq, so a prefix is
+        # one exact-type seek per type present, merged by seq: each seek
+        # yields lazily, so only about `limit` rows are read in all.
+        seeks = [
+            _seek(
+                conn,
+                "events_run_type_seq",
+                "run_id = ? AND type = ? AND seq > ?",
+                [run_id, exact, after],
+                limit,
+            )
+            for exact in _types_in_range(conn, run_id, *_type_bounds(kind))
+        ]
+        return islice(heapq.merge(*seeks, key=itemgetter(0)), limit)
+    return _seek(conn, "events_run_seq", "run_id = ? AND seq > ?", [run_id, after], limit)
+
+
+def _event(row: Row) -> Event:
+    seq, time, kind, unit, task, pr, payload, error = row
+    return {
+        "seq": seq,
+        "time": time,
+        "type": kind,
+        "unit": unit,
+        "task": task,
+        "pr": pr,
+        "payload": json.loads(payload) if payload is not None else None,
+        "error": error,
+    }
+
+
+def events_page(
+    conn: apsw.Connection,
+    run_id: str,
+    *,
+    type: str | None = None,
+    unit: str | None = None,
+    after: int = 0,
+    limit: int = 100,
+) -> EventPage:
+    """A page of a run's events in seq order, those with seq above ``after``.
+
+    ``type`` matches exactly, or as a prefix when it ends with "." ("task."
+    matches every task.* type). ``next_after`` is the seq to pass as
+    ``after`` for the next page, or None when this page is the last.
+    Raises UnknownRun if the run does not exist.
+    """
+    if not 1 <= limit <= MAX_EVENTS_PAGE:
+        raise BadParameter("limit", limit, f"1 to {MAX_EVENTS_PAGE}")
+    if after < 0:
+        raise BadParameter("after", after, "a seq, 0 or more")
+    if type == "" or type == ".":
+        raise BadParameter("type", type, 'an event type, or a prefix ending in "." like "task."')
+    with conn:
+        if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+            raise UnknownRun(run_id)
+        rows = list(_select_events(conn, run_id, type, unit, after, limit + 1))
+    events = [_event(row) for row in rows[:limit]]
+    next_after = events[-1]["seq"] if len(rows) > limit else None
+    return {"events": events, "next_after": next_after}

@@ -1,0 +1,192 @@
+"""Opening the history database, and the migrations that build its schema.
+
+The schema version lives in ``PRAGMA user_version``. ``MIGRATIONS[i]`` takes
+a database from version ``i`` to ``i + 1``; each runs in its own
+transaction together with the version bump, so a failure leaves the file at
+the last version that completed. A new schema version is one more function
+appended to ``MIGRATIONS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import apsw
+import apsw.bestpractice
+
+from choo_daemon.store.errors import MigrationFailed, SchemaTooNew, StoreError
+
+BUSY_TIMEOUT_MS = 5000
+
+Migration = Callable[[apsw.Connection], None]
+
+
+def _v1_initial(conn: apsw.Connection) -> None:
+    # events.id is a plain INTEGER PRIMARY KEY, not AUTOINCREMENT: that would
+    # cost a write to sqlite_sequence per insert, and nothing gives ids meaning.
+    # (run_id, seq) is a named unique index rather than a table constraint so
+    # that reads can name it in INDEXED BY.
+    conn.execute(
+        """
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            repo_path TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            completed_at TEXT,
+            status TEXT NOT NULL DEFAULT 'running'
+                CHECK (status IN ('running', 'completed', 'failed', 'stopped')),
+            parallelism INTEGER NOT NULL,
+            total_units INTEGER NOT NULL,
+            completed_units INTEGER NOT NULL DEFAULT 0,
+            failed_units INTEGER NOT NULL DEFAULT 0,
+            blocked_units INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            tasks_dir TEXT,
+            dry_run INTEGER NOT NULL DEFAULT 0,
+            resume_count INTEGER NOT NULL DEFAULT 0,
+            last_seq INTEGER NOT NULL DEFAULT 0,
+            event_count INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX runs_repo_started ON runs(repo_path, started_at DESC, id DESC);
+        CREATE INDEX runs_started ON runs(started_at DESC, id DESC);
+        -- Not just (status): a status-filtered page must come out of the
+        -- index already in page order, without a sort.
+        CREATE INDEX runs_status_started ON runs(status, started_at DESC, id DESC);
+
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            time TEXT NOT NULL,
+            type TEXT NOT NULL,
+            unit TEXT,
+            task INTEGER,
+            pr INTEGER,
+            payload TEXT,
+            error TEXT
+        );
+        CREATE UNIQUE INDEX events_run_seq ON events(run_id, seq);
+        CREATE INDEX events_run_type_seq ON events(run_id, type, seq);
+        CREATE INDEX events_run_unit_seq ON events(run_id, unit, seq);
+
+        CREATE TABLE graphs (
+            run_id TEXT PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+            nodes TEXT NOT NULL,
+            edges TEXT NOT NULL,
+            levels TEXT NOT NULL
+        );
+        """
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(conn: apsw.Connection) -> int:
+    version: int = conn.pragma("user_version")
+    return version
+
+
+def migrate(
+    conn: apsw.Connection,
+    *,
+    label: str = "",
+    migrations: Sequence[Migration] = MIGRATIONS,
+) -> int:
+    """Bring the database up to ``len(migrations)``; return the final version.
+
+    ``label`` names the file in error messages. Raises SchemaTooNew (nothing
+    written) or MigrationFailed (that migration rolled back).
+    """
+    label = label or conn.filename
+    target = len(migrations)
+    current = schema_version(conn)
+    if current > target:
+        raise SchemaTooNew(label, current, target)
+    for version in range(current + 1, target + 1):
+        try:
+            with conn:
+                # Re-read inside the transaction: another process may have
+                # migrated between our check and taking the write lock.
+                if schema_version(conn) >= version:
+                    continue
+                migrations[version - 1](conn)
+                conn.pragma("user_version", version)
+        except Exception as exc:
+            raise MigrationFailed(label, version, exc) from exc
+    return target
+
+
+def _open(path: Path, flags: int) -> apsw.Connection:
+    try:
+        conn = apsw.Connection(str(path), flags=flags)
+        conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+        # Reading the header is the first real file access: an unreadable or
+        # foreign file fails here, with the path in the message.
+        version = schema_version(conn)
+    except (apsw.CantOpenError, apsw.NotADBError, apsw.CorruptError) as exc:
+        raise StoreError(
+            f"cannot open history database {path}: {exc}; check the file and its "
+            "permissions, or move it aside to start a new history"
+        ) from exc
+    if version > SCHEMA_VERSION:
+        conn.close()
+        raise SchemaTooNew(path, version, SCHEMA_VERSION)
+    return conn
+
+
+def open_write_connection(path: Path) -> apsw.Connection:
+    """Open (creating if needed) the database for the one writer, migrated.
+
+    The schema version is checked before anything is written, so a database
+    from a newer choo is left byte for byte as it was.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    conn = _open(path, apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE)
+    try:
+        mode = conn.pragma("journal_mode", "wal")
+        if mode != "wal":
+            raise StoreError(
+                f"history database {path} cannot use WAL journaling (got {mode!r}); "
+                "put CHOO_HOME on a local file system"
+            )
+        # An ack promises that the batch survives a power loss, not only a
+        # crash of the daemon. In WAL mode NORMAL syncs only at checkpoints;
+        # FULL syncs the WAL at every commit, which is what the promise needs.
+        conn.pragma("synchronous", "FULL")
+        apsw.bestpractice.connection_enable_foreign_keys(conn)
+        apsw.bestpractice.connection_dqs(conn)
+        # `with conn:` then takes the write lock at BEGIN, so a batch can
+        # never fail half way for want of the lock (single writer or not).
+        conn.transaction_mode = "IMMEDIATE"
+        migrate(conn, label=str(path))
+        apsw.bestpractice.connection_optimize(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def open_read_connection(path: Path) -> apsw.Connection:
+    """Open the database read-only, for the web API and history queries.
+
+    WAL lets it read while the writer writes, and each read transaction sees
+    only committed batches. The writer must have created and migrated the file.
+    """
+    conn = _open(path, apsw.SQLITE_OPEN_READONLY)
+    try:
+        version = schema_version(conn)
+        if version < SCHEMA_VERSION:
+            raise StoreError(
+                f"history database {path} has schema version {version}, older than "
+                f"{SCHEMA_VERSION}; start the daemon once so that it upgrades the file"
+            )
+        apsw.bestpractice.connection_enable_foreign_keys(conn)
+        apsw.bestpractice.connection_dqs(conn)
+        conn.pragma("query_only", 1)
+    except BaseException:
+        conn.close()
+        raise
+    return conn

@@ -1,0 +1,39 @@
+"""Timestamps as the history stores them: UTC ISO 8601, milliseconds, ``Z``.
+
+One fixed shape (``2026-01-20T14:30:52.123Z``) so that stored times sort as
+text in time order, which the run indexes rely on.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+_ISO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+
+
+def iso_utc(moment: datetime) -> str:
+    """Format an aware datetime in the stored shape (converted to UTC)."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def utc_now() -> str:
+    """The current time in the stored shape."""
+    return iso_utc(datetime.now(UTC))
+
+
+def is_iso_utc(text: str) -> bool:
+    """Whether ``text`` has exactly the stored shape (and is a real date)."""
+    if _ISO.fullmatch(text) is None:
+        return False
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_iso_utc(text: str) -> datetime:
+    """Parse a stored time back to an aware datetime; ValueError if malformed."""
+    return datetime.fromisoformat(text)

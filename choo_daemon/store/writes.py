@@ -1,0 +1,253 @@
+"""Writes to the history: the daemon's single writer calls these.
+
+Every function here runs inside a transaction the caller holds (``with
+conn:`` around a whole batch, on a connection from open_write_connection);
+none opens or commits one itself, so a batch of many calls commits, and is
+acked, as one unit. Calling one outside a transaction is a bug and raises
+RuntimeError, because each statement would then commit (and fsync) alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Final
+
+import apsw
+
+from choo_daemon.store.errors import BadParameter, RunExists, UnknownRun
+from choo_daemon.store.times import is_iso_utc
+
+# (run_id, seq, time, type, unit, task, pr, payload JSON text or None, error)
+EventRow = tuple[str, int, str, str, str | None, int | None, int | None, str | None, str | None]
+
+RUN_STATUSES: Final = ("running", "completed", "failed", "stopped")
+FINAL_STATUSES: Final = ("completed", "failed", "stopped")
+RUN_STOPPED: Final = "run.stopped"
+RUN_RESUMED: Final = "run.resumed"
+
+_INSERT_EVENT = (
+    "INSERT OR IGNORE INTO events(run_id, seq, time, type, unit, task, pr, payload, error) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _require_transaction(conn: apsw.Connection) -> None:
+    if not conn.in_transaction:
+        raise RuntimeError("history store writes must run inside `with conn:` (one batch)")
+
+
+def _last_seq(conn: apsw.Connection, run_id: str) -> int:
+    """The run's highest stored seq; UnknownRun if there is no such run."""
+    row = conn.execute("SELECT last_seq FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise UnknownRun(run_id)
+    last: int = row[0]
+    return last
+
+
+def run_exists(conn: apsw.Connection, run_id: str) -> bool:
+    return conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
+
+
+def create_run(
+    conn: apsw.Connection,
+    *,
+    run_id: str,
+    repo_path: str,
+    started_at: str,
+    parallelism: int,
+    total_units: int,
+    tasks_dir: str | None = None,
+    dry_run: bool = False,
+) -> bool:
+    """Record a new running run; False if this exact run already exists.
+
+    A retried ``run.start`` (same id, same repository) changes nothing; the
+    same id for another repository raises RunExists.
+    """
+    _require_transaction(conn)
+    if not is_iso_utc(started_at):
+        raise BadParameter("started_at", started_at, "UTC ISO 8601 like 2026-01-20T14:30:52.123Z")
+    row = conn.execute("SELECT repo_path FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is not None:
+        if row[0] != repo_path:
+            raise RunExists(run_id, str(row[0]), repo_path)
+        return False
+    conn.execute(
+        "INSERT INTO runs(id, repo_path, started_at, parallelism, total_units, tasks_dir, dry_run)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (run_id, repo_path, started_at, parallelism, total_units, tasks_dir, int(dry_run)),
+    )
+    return True
+
+
+def append_events(conn: apsw.Connection, rows: Sequence[EventRow]) -> int:
+    """Store events, ignoring any (run_id, seq) already stored; return how many were new.
+
+    Raises UnknownRun, before writing anything, if a row names a missing run.
+    Keeps runs.last_seq and runs.event_count up to date with one UPDATE per run.
+    """
+    _require_transaction(conn)
+    by_run: dict[str, list[EventRow]] = {}
+    for row in rows:
+        group = by_run.get(row[0])
+        if group is None:
+            by_run[row[0]] = group = []
+        group.append(row)
+    for run_id in by_run:
+        _last_seq(conn, run_id)
+    inserted = 0
+    for run_id, group in by_run.items():
+        before = conn.total_changes()
+        conn.executemany(_INSERT_EVENT, group)
+        added = conn.total_changes() - before
+        if added:
+            conn.execute(
+                "UPDATE runs SET last_seq = max(last_seq, ?), event_count = event_count + ?"
+                " WHERE id = ?",
+                (max(r[1] for r in group), added, run_id),
+            )
+        inserted += added
+    return inserted
+
+
+def store_graph(
+    conn: apsw.Connection, run_id: str, nodes: object, edges: object, levels: object
+) -> None:
+    """Store the run's dependency graph (JSON-encoded), replacing an earlier one."""
+    _require_transaction(conn)
+    _last_seq(conn, run_id)
+    conn.execute(
+        "INSERT INTO graphs(run_id, nodes, edges, levels) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT(run_id) DO UPDATE SET"
+        " nodes = excluded.nodes, edges = excluded.edges, levels = excluded.levels",
+        (run_id, _compact(nodes), _compact(edges), _compact(levels)),
+    )
+
+
+def _append_marker(
+    conn: apsw.Connection,
+    run_id: str,
+    seq: int,
+    time: str,
+    kind: str,
+    payload: dict[str, str | None],
+) -> None:
+    conn.execute(
+        "INSERT INTO events(run_id, seq, time, type, payload) VALUES (?, ?, ?, ?, ?)",
+        (run_id, seq, time, kind, _compact(payload)),
+    )
+
+
+def append_resume_marker(
+    conn: apsw.Connection, run_id: str, *, time: str, token: str, reason: str | None = None
+) -> int:
+    """Append ``run.resumed`` and set the run running again; return the marker's seq.
+
+    ``token`` makes a retried request harmless: if the run's last event is
+    already a ``run.resumed`` with this token, its seq is returned and
+    nothing changes. Events of the resumed run continue after that seq.
+    """
+    _require_transaction(conn)
+    last = _last_seq(conn, run_id)
+    row = conn.execute(
+        "SELECT seq, type, payload FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1",
+        (run_id,),
+    ).fetchone()
+    if row is not None and row[1] == RUN_RESUMED and row[2] is not None:
+        stored = json.loads(row[2])
+        if isinstance(stored, dict) and stored.get("token") == token:
+            seq: int = row[0]
+            return seq
+    seq = max(last, row[0] if row is not None else 0) + 1
+    _append_marker(conn, run_id, seq, time, RUN_RESUMED, {"reason": reason, "token": token})
+    conn.execute(
+        "UPDATE runs SET status = 'running', completed_at = NULL, resume_count = resume_count + 1,"
+        " last_seq = ?, event_count = event_count + 1 WHERE id = ?",
+        (seq, run_id),
+    )
+    return seq
+
+
+def complete_run(
+    conn: apsw.Connection,
+    run_id: str,
+    *,
+    status: str,
+    completed_at: str,
+    completed_units: int,
+    failed_units: int,
+    blocked_units: int,
+    error: str | None = None,
+) -> None:
+    """Record the run's end: final status, time and unit counts."""
+    _require_transaction(conn)
+    if status not in FINAL_STATUSES:
+        raise BadParameter("status", status, "one of " + ", ".join(FINAL_STATUSES))
+    conn.execute(
+        "UPDATE runs SET status = ?, completed_at = ?, completed_units = ?, failed_units = ?,"
+        " blocked_units = ?, error = ? WHERE id = ?",
+        (status, completed_at, completed_units, failed_units, blocked_units, error, run_id),
+    )
+    if conn.changes() == 0:
+        raise UnknownRun(run_id)
+
+
+def mark_stopped(conn: apsw.Connection, run_id: str, *, time: str, reason: str) -> int | None:
+    """Stop a run left running (its orchestrator went away); return the marker's seq.
+
+    Appends ``run.stopped`` with the reason and sets the run stopped. Returns
+    None, changing nothing, if the run is not running.
+    """
+    _require_transaction(conn)
+    row = conn.execute("SELECT status, last_seq FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise UnknownRun(run_id)
+    if row[0] != "running":
+        return None
+    seq: int = row[1] + 1
+    _append_marker(conn, run_id, seq, time, RUN_STOPPED, {"reason": reason})
+    conn.execute(
+        "UPDATE runs SET status = 'stopped', completed_at = ?, last_seq = ?,"
+        " event_count = event_count + 1 WHERE id = ?",
+        (time, seq, run_id),
+    )
+    return seq
+
+
+def running_runs(conn: apsw.Connection) -> list[str]:
+    """Ids of the runs whose status is running, oldest first."""
+    cursor = conn.execute("SELECT id FROM runs WHERE status = 'running' ORDER BY started_at, id")
+    return [row[0] for row in cursor]
+
+
+def delete_runs_older_than(conn: apsw.Connection, cutoff_iso: str, *, limit: int) -> list[str]:
+    """Delete up to ``limit`` finished runs that ended before the cutoff; return their ids.
+
+    A run's age is its completed_at (a run resumed last week is not old), or
+    started_at if it has none. Running runs are never deleted. Call again, in
+    a new transaction, until fewer than ``limit`` ids come back, so that no
+    single transaction holds the write lock for long.
+    """
+    _require_transaction(conn)
+    if limit < 1:
+        raise BadParameter("limit", limit, "a positive number of runs")
+    ids = [
+        row[0]
+        for row in conn.execute(
+            "SELECT id FROM runs WHERE status != 'running'"
+            " AND coalesce(completed_at, started_at) < ? ORDER BY started_at, id LIMIT ?",
+            (cutoff_iso, limit),
+        )
+    ]
+    for run_id in ids:
+        # Explicit deletes, so retention does not depend on foreign_keys=ON.
+        conn.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
+        conn.execute("DELETE FROM graphs WHERE run_id = ?", (run_id,))
+        conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+    return ids

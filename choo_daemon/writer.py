@@ -1,0 +1,229 @@
+"""The single writer: the only task that writes the history database.
+
+Sessions hand it ``Inbound`` items through a bounded channel. It takes all
+that is ready (up to a cap), applies it in one ``BEGIN IMMEDIATE``
+transaction in a worker thread, commits, and only then acks the events and
+answers the requests. An ack therefore always means "on disk".
+
+When a commit fails for a reason that can pass (disk full, read-only file,
+I/O error, lock), nothing is acked: the batch is kept and retried with a
+growing pause, and the bounded channel slows the clients down meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import apsw
+import trio
+
+from choo_daemon import store
+from choo_daemon.session import EventRow, Inbound, Session
+from protocol import Message
+
+log = logging.getLogger("choo.daemon")
+
+MAX_BATCH_ITEMS = 20_000
+RETRY_FIRST, RETRY_MAX = 0.05, 5.0
+# Failures of the disk or the file, not of the data: worth retrying.
+_PASSING = (apsw.FullError, apsw.IOError, apsw.ReadOnlyError, apsw.BusyError, apsw.CantOpenError)
+
+
+@dataclass
+class Outcome:
+    """What a committed batch owes to the sessions that sent it."""
+
+    acks: dict[Session, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
+    replies: list[tuple[Session, Message]] = field(default_factory=list)
+    fatal: dict[Session, tuple[str, str]] = field(default_factory=dict)
+    inserted: int = 0
+    runs_created: int = 0
+
+
+class Writer:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.conn: apsw.Connection | None = None
+        self._known_runs: set[str] = set()
+        self.events_stored = 0
+        self.runs_stored = 0
+        self.failing: str | None = None  # why commits fail right now, for status
+
+    async def serve(
+        self,
+        receive: trio.MemoryReceiveChannel[Inbound],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        self.conn = await trio.to_thread.run_sync(store.open_write_connection, self.path)
+        try:
+            totals = await trio.to_thread.run_sync(store.counts, self.conn)
+            self.events_stored, self.runs_stored = totals["events"], totals["runs"]
+            task_status.started()
+            async with receive:
+                async for first in receive:
+                    batch = _take_ready(first, receive)
+                    outcome = await self._commit(batch)
+                    self._answer(batch, outcome)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._close)
+
+    async def run_in_writer(self, fn: Callable[[apsw.Connection], Any]) -> Any:
+        """Run ``fn(conn)`` on the write connection (for maintenance work)."""
+        assert self.conn is not None
+        return await trio.to_thread.run_sync(fn, self.conn)
+
+    async def _commit(self, batch: list[Inbound]) -> Outcome:
+        pause = RETRY_FIRST
+        while True:
+            try:
+                outcome = await trio.to_thread.run_sync(self._apply, batch)
+            except _PASSING as exc:
+                if self.failing is None:
+                    log.error("cannot write %s: %s; holding acks and retrying", self.path, exc)
+                self.failing = str(exc)
+                await trio.sleep(pause)
+                pause = min(pause * 2, RETRY_MAX)
+                continue
+            if self.failing is not None:
+                log.info("writing %s again; ingest resumed", self.path)
+                self.failing = None
+            return outcome
+
+    def _apply(self, batch: list[Inbound]) -> Outcome:
+        conn = self.conn
+        assert conn is not None
+        out = Outcome()
+        rows: list[EventRow] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for inbound in batch:
+                session = inbound.session
+                for item in inbound.items:
+                    if session in out.fatal:
+                        break
+                    if type(item) is tuple:
+                        self._event(conn, session, item, rows, out)
+                    else:
+                        if rows:
+                            out.inserted += store.append_events(conn, rows)
+                            rows = []
+                        out.replies.append((session, self._request(conn, item, out)))  # type: ignore[arg-type]
+            if rows:
+                out.inserted += store.append_events(conn, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            self._known_runs.clear()  # a rolled-back run.start must not stay "known"
+            raise
+        return out
+
+    def _event(
+        self,
+        conn: apsw.Connection,
+        session: Session,
+        row: EventRow,
+        rows: list[EventRow],
+        out: Outcome,
+    ) -> None:
+        run = row[0]
+        if run not in self._known_runs:
+            if not store.run_exists(conn, run):
+                out.fatal[session] = (
+                    "unknown_run",
+                    f'event for run "{run}", which was never started (send run.start first)',
+                )
+                return
+            self._known_runs.add(run)
+        rows.append(row)
+        acks = out.acks[session]
+        if row[1] > acks.get(run, 0):
+            acks[run] = row[1]
+
+    def _request(self, conn: apsw.Connection, msg: Message, out: Outcome) -> Message:
+        req, run = msg["req"], msg["run"]
+        try:
+            with conn:  # a savepoint: a refused request leaves the batch intact
+                data = self._apply_request(conn, msg, out)
+        except store.StoreError as exc:
+            code = "run_exists" if isinstance(exc, store.RunExists) else "unknown_run"
+            return {"t": "error", "req": req, "code": code, "message": str(exc)}
+        self._known_runs.add(run)
+        return {"t": "ok", "req": req, "data": data}
+
+    def _apply_request(self, conn: apsw.Connection, msg: Message, out: Outcome) -> dict[str, Any]:
+        kind, run = msg["t"], msg["run"]
+        if kind == "run.start":
+            created = store.create_run(
+                conn,
+                run_id=run,
+                repo_path=msg["repo_path"],
+                started_at=msg["started_at"],
+                parallelism=msg["parallelism"],
+                total_units=msg["total_units"],
+                tasks_dir=msg.get("tasks_dir"),
+                dry_run=bool(msg.get("dry_run", False)),
+            )
+            out.runs_created += created
+            return {"run": run, "created": created}
+        if kind == "run.resume":
+            seq = store.append_resume_marker(
+                conn, run, time=msg["time"], token=msg["token"], reason=msg.get("reason")
+            )
+            return {"run": run, "last_seq": seq}
+        if kind == "run.graph":
+            store.store_graph(conn, run, msg["nodes"], msg["edges"], msg["levels"])
+            return {}
+        store.complete_run(
+            conn,
+            run,
+            status=msg["status"],
+            completed_at=msg["completed_at"],
+            completed_units=msg["completed_units"],
+            failed_units=msg["failed_units"],
+            blocked_units=msg["blocked_units"],
+            error=msg.get("error"),
+        )
+        return {}
+
+    def _answer(self, batch: list[Inbound], out: Outcome) -> None:
+        self.events_stored += out.inserted
+        self.runs_stored += out.runs_created
+        for session, runs in out.acks.items():
+            for run, seq in runs.items():
+                session.send_nowait({"t": "ack", "run": run, "seq": seq})
+        for session, reply in out.replies:
+            session.send_nowait(reply)
+        for session, (code, message) in out.fatal.items():
+            session.fail(code, message)
+        for inbound in batch:
+            inbound.session.done()
+
+    def _close(self) -> None:
+        if self.conn is None:
+            return
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except apsw.Error as exc:
+            log.warning("checkpoint at shutdown failed: %s", exc)
+        self.conn.close()
+        self.conn = None
+
+
+def _take_ready(first: Inbound, receive: trio.MemoryReceiveChannel[Inbound]) -> list[Inbound]:
+    batch = [first]
+    count = len(first.items)
+    while count < MAX_BATCH_ITEMS:
+        try:
+            item = receive.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            break
+        batch.append(item)
+        count += len(item.items)
+    return batch
