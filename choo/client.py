@@ -222,18 +222,11 @@ class DaemonClient:
             raise reply.error
         return reply.data or {}
 
-    async def maintain(
-        self, *, connect_timeout: float, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Keep a connection up for as long as the client lives."""
-        stream = await self._connect(deadline=trio.current_time() + connect_timeout)
-        task_status.started()
+    async def maintain(self, stream: trio.SocketStream) -> None:
+        """Serve a connected stream, then reconnect for as long as the client lives."""
         while True:
             try:
-                await self._serve_connection(stream)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, protocol.ProtocolError,
-                    OSError) as exc:
-                log.info("connection to the daemon lost (%s); reconnecting", exc)
+                lost = await self._serve_connection(stream)
             finally:
                 self._stream = None
                 with trio.CancelScope(shield=True):
@@ -241,10 +234,12 @@ class DaemonClient:
             if self._fatal is not None:
                 self._release_waiters()
                 return
+            log.info("connection to the daemon lost (%s); reconnecting", lost)
             self.reconnects += 1
-            stream = await self._connect(deadline=None)
+            stream = await self.connect(deadline=None)
 
-    async def _connect(self, *, deadline: float | None) -> trio.SocketStream:
+    async def connect(self, *, deadline: float | None) -> trio.SocketStream:
+        """Connect and say hello, retrying until ``deadline`` (None: forever)."""
         pause = RECONNECT_FIRST
         while True:
             try:
@@ -291,15 +286,26 @@ class DaemonClient:
         self._decoder = decoder
         self._handle(messages[1:])
 
-    async def _serve_connection(self, stream: trio.SocketStream) -> None:
+    async def _serve_connection(self, stream: trio.SocketStream) -> BaseException | None:
+        """Talk on ``stream`` until it breaks; returns what broke it."""
         self._stream = stream
         # Re-send everything still unanswered, in the order it was first sent.
         self._outbox = bytearray(b"".join(self._journal.values()))
         self._wake.set()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._send_loop, stream)
-            await self._receive_loop(stream)
+        lost: list[BaseException] = []
+
+        async def guarded(loop: Callable[[trio.SocketStream], Awaitable[None]]) -> None:
+            try:
+                await loop(stream)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError,
+                    protocol.ProtocolError) as exc:
+                lost.append(exc)
             nursery.cancel_scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(guarded, self._send_loop)
+            nursery.start_soon(guarded, self._receive_loop)
+        return lost[0] if lost else None
 
     async def _send_loop(self, stream: trio.SocketStream) -> None:
         while True:
@@ -369,10 +375,16 @@ async def open_daemon_client(
 ) -> AsyncIterator[DaemonClient]:
     """Connect to the daemon (raising DaemonUnavailable if none answers in time)."""
     client = DaemonClient(home, name=name, ensure_daemon=ensure_daemon)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(lambda task_status: client.maintain(
-            connect_timeout=connect_timeout, task_status=task_status))
-        try:
-            yield client
-        finally:
-            nursery.cancel_scope.cancel()
+    stream = await client.connect(deadline=trio.current_time() + connect_timeout)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.maintain, stream)
+            try:
+                yield client
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # Only the caller's block can fail here: hand its exception back as is.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise

@@ -123,7 +123,7 @@ def validate(msg: dict[Any, Any]) -> Message:
     # Only a request can be answered with an error that keeps the connection
     # open, so only a request's "req" is carried on the error.
     req = msg.get("req")
-    req = req if type(req) is int else None
+    req = req if type(req) is int and kind in REQUESTS else None
     for name, field_kind, required, nullable in schema:
         if name not in msg:
             if required:
@@ -176,7 +176,7 @@ def _check_run_id(kind: str, run: str, req: int | None) -> None:
 def _check_event(msg: Message) -> None:
     _check_run_id("event", msg["run"], None)
     seq = msg["seq"]
-    if not 1 <= seq <= MAX_SEQ:
+    if not 0 <= seq <= MAX_SEQ:
         raise BadField(f'event: field "seq" must be between 1 and 2**63-1, got {seq}')
     etype = msg["type"]
     if not 1 <= len(etype) <= 128:

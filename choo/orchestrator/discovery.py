@@ -246,8 +246,9 @@ class _Fields:
             if name in known:
                 found.append(name)
             else:
-                others = ", ".join(sorted(known - {unit})) or "none"
-                self.problem(field, f'unit "{name}" does not exist; known units: {others}')
+                others = ", ".join(sorted(known - {unit}))
+                expected = f"expected one of {others}" if others else "there are no other units"
+                self.problem(field, f'unit "{name}" does not exist; {expected}')
         return tuple(found)
 
     def list_of(self, field: str, expected: str, accept: Callable[[object], bool]) -> list[Any]:
