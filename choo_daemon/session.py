@@ -51,7 +51,7 @@ class Session:
         self.name = f"client#{number}"
         self._outbox = bytearray()
         self._wake = trio.Event()
-        self._closing = False
+        self._finished = False  # reader done and every item answered
         self._broken = False
         self._pending = 0  # Inbound items handed to the writer, not yet answered
         self._drained = trio.Event()
@@ -78,9 +78,8 @@ class Session:
         self.close()
 
     def close(self) -> None:
-        self._closing = True
+        """Read nothing more; hang up once what was read is answered."""
         self._reader_scope.cancel()
-        self._wake.set()
 
     def done(self, count: int = 1) -> None:
         """The writer has answered ``count`` of our Inbound items."""
@@ -103,7 +102,7 @@ class Session:
                         await self._read(send)
                 # Everything we handed over gets its ack before we hang up.
                 await self._drained.wait()
-                self._closing = True
+                self._finished = True
                 self._wake.set()
         finally:
             with trio.move_on_after(1) as cleanup:
@@ -121,11 +120,11 @@ class Session:
                     with trio.fail_after(SEND_TIMEOUT):
                         await self.stream.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
-                    self._broken = self._closing = True
+                    self._broken = True
                     self._drained.set()
                     self._reader_scope.cancel()
                     return
-            if self._closing and not self._outbox:
+            if self._finished and not self._outbox:
                 return
 
     async def _read(self, send: trio.MemorySendChannel[Inbound]) -> None:

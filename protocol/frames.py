@@ -54,11 +54,16 @@ def decode_body(body: bytes | bytearray) -> Message:
 class FrameDecoder:
     """Incremental decoder: ``feed`` bytes, get the complete messages back.
 
-    After the first error the decoder is poisoned: the stream has no
-    trustworthy frame boundary any more, so every later ``feed`` raises too.
-    The messages that were complete and valid before the bad frame, in the
+    The messages that were complete and valid before a bad frame, in the
     same ``feed``, travel on the error as ``error.messages`` so that nothing
     a peer sent correctly is dropped.
+
+    An error with ``req`` set (a whole frame holding a request with a bad
+    field) is answerable: the bad frame is consumed and the connection may
+    go on, so after replying call ``feed(b"")`` to decode the bytes already
+    received behind it. Any other error poisons the decoder: the stream may
+    have no trustworthy frame boundary any more, so every later ``feed``
+    raises too.
     """
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
@@ -70,14 +75,15 @@ class FrameDecoder:
         if self._error is not None:
             # A fresh error, so that the first one's ``messages`` are not
             # handed out (and acted on) a second time.
-            raise type(self._error)(self._error.message, req=self._error.req)
+            raise type(self._error)(self._error.message)
         self._buf += data
         out: list[Message] = []
         try:
             self._drain(out)
         except ProtocolError as exc:
             exc.messages = out
-            self._error = exc
+            if exc.req is None:
+                self._error = exc
             raise
         return out
 

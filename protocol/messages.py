@@ -176,7 +176,7 @@ def _check_run_id(kind: str, run: str, req: int | None) -> None:
 def _check_event(msg: Message) -> None:
     _check_run_id("event", msg["run"], None)
     seq = msg["seq"]
-    if not 0 <= seq <= MAX_SEQ:
+    if not 1 <= seq <= MAX_SEQ:
         raise BadField(f'event: field "seq" must be between 1 and 2**63-1, got {seq}')
     etype = msg["type"]
     if not 1 <= len(etype) <= 128:

@@ -32,7 +32,7 @@ def test_split_returns_mapping_body_and_span_of_the_yaml() -> None:
     meta, body, span = split(text)
     assert meta == {"task": 2, "depends_on": [1]}
     assert body == "# Title\nbody\n"
-    assert span == Span(4, 30)
+    assert span == Span(4, 28)
     assert text[span.start : span.end] == "task: 2\ndepends_on: [1]\n"
 
 
@@ -190,7 +190,9 @@ def test_set_status_keeps_a_bom_first(tmp_path: Path) -> None:
 
 
 def test_set_status_rewrites_every_duplicate_status_key(tmp_path: Path) -> None:
-    path = write_bytes(tmp_path / "01-a.md", b"---\nstatus: failed\ntask: 1\nstatus: pending\n---\n")
+    path = write_bytes(
+        tmp_path / "01-a.md", b"---\nstatus: failed\ntask: 1\nstatus: pending\n---\n"
+    )
     set_status(path, "complete")
     assert path.read_bytes() == b"---\nstatus: complete\ntask: 1\nstatus: complete\n---\n"
 

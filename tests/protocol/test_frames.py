@@ -15,6 +15,7 @@ from protocol import (
     MAX_FRAME,
     RUN_STATUSES,
     SCHEMAS,
+    BadField,
     EmptyFrame,
     FrameDecoder,
     FrameTooLarge,
@@ -341,16 +342,28 @@ def test_decoder_stays_poisoned_after_an_error() -> None:
         assert again.value.message == first.value.message
 
 
-def test_poisoned_decoder_keeps_the_request_id() -> None:
+def test_request_error_with_req_does_not_poison() -> None:
+    # A bad request is answered with an error carrying its req and the
+    # connection goes on, so the frames behind it must still decode.
     decoder = FrameDecoder()
-    bad = {"t": "status", "req": "one"}
-    with pytest.raises(ProtocolError) as first:
-        decoder.feed(encode({"t": "run.graph", "req": 9, "run": "r", "nodes": 1}))
-    assert first.value.req == 9
-    with pytest.raises(ProtocolError) as again:
-        decoder.feed(encode(bad))
-    assert again.value.req == 9
-    assert type(again.value) is type(first.value)
+    bad = {"t": "run.graph", "req": 9, "run": "r1", "nodes": 1, "edges": [], "levels": []}
+    ack = {"t": "ack", "run": "r1", "seq": 2}
+    with pytest.raises(BadField) as info:
+        decoder.feed(encode(HELLO) + encode(bad) + encode(STATUS) + encode(ack)[:3])
+    assert info.value.req == 9
+    assert info.value.messages == [HELLO]
+    assert decoder.feed(b"") == [STATUS]
+    assert decoder.feed(encode(ack)[3:]) == [ack]
+    decoder.eof()
+
+
+def test_error_without_req_poisons_even_when_the_frame_was_whole() -> None:
+    decoder = FrameDecoder()
+    with pytest.raises(BadField) as info:
+        decoder.feed(encode({"t": "event", "req": 9, "run": "r1"}) + encode(STATUS))
+    assert info.value.req is None
+    with pytest.raises(BadField):
+        decoder.feed(b"")
 
 
 # -- arbitrary bytes ------------------------------------------------------------
