@@ -69,6 +69,8 @@ class DaemonClient:
         self.name = name
         self.welcome: Message | None = None
         self.reconnects = 0
+        # Called with (run, seq) for every ack; for progress displays and benchmarks.
+        self.on_ack: Callable[[str, int], None] | None = None
         self._ensure_daemon = ensure_daemon
         self._journal: dict[tuple[str, int], bytes] = {}
         self._outbox = bytearray()
@@ -342,6 +344,8 @@ class DaemonClient:
         for n in range(done + 1, seq + 1):
             journal.pop((run, n), None)
         self._acked[run] = seq
+        if self.on_ack is not None:
+            self.on_ack(run, seq)
         self._ack_changed.set()
         self._ack_changed = trio.Event()
 

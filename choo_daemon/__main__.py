@@ -27,6 +27,7 @@ log = logging.getLogger("choo.daemon")
 
 
 def main(argv: list[str] | None = None) -> int:
+    sys.setswitchinterval(float(os.environ.get("CHOO_SWITCH", "0.005")))
     parser = argparse.ArgumentParser(prog="choo-daemon", description=__doc__)
     parser.add_argument("--home", help="CHOO_HOME folder (default: $CHOO_HOME or ~/.choo)")
     parser.add_argument("--host", default="127.0.0.1")

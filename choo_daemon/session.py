@@ -33,7 +33,17 @@ READ_SIZE = 256 * 1024
 
 # An event as the store takes it: (run_id, seq, time, type, unit, task, pr, payload, error).
 EventRow = tuple[str, int, str, str, str | None, int | None, int | None, str | None, str | None]
-Work = EventRow | Message
+
+
+@dataclass(eq=False, slots=True)
+class Events:
+    """Consecutive events of one read, ready to insert, with the top seq per run."""
+
+    rows: list[EventRow] = field(default_factory=list)
+    top: dict[str, int] = field(default_factory=dict)
+
+
+Work = Events | Message
 
 
 @dataclass(eq=False, slots=True)
@@ -42,6 +52,10 @@ class Inbound:
 
     session: Session
     items: list[Work] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return sum(len(i.rows) if type(i) is Events else 1 for i in self.items)
 
 
 class Session:
@@ -191,17 +205,27 @@ class Session:
             return True
         inbound = Inbound(self)
         items = inbound.items
+        events: Events | None = None
         ok = True
         for msg in messages:
             kind = msg["t"]
             if kind == "event":
+                if events is None:
+                    events = Events()
+                    items.append(events)
                 try:
-                    items.append(_row(msg))
+                    events.rows.append(_row(msg))
                 except ProtocolError as exc:
                     self.fail(exc.code, exc.message)
                     ok = False
                     break
-            elif kind in _WRITES:
+                top = events.top
+                run, seq = msg["run"], msg["seq"]
+                if seq > top.get(run, 0):
+                    top[run] = seq
+                continue
+            events = None
+            if kind in _WRITES:
                 items.append(msg)
             elif kind in self._local:
                 self._local[kind](self, msg)
@@ -237,14 +261,16 @@ _WRITES = frozenset({"run.start", "run.resume", "run.graph", "run.complete"})
 
 
 def _row(msg: dict[str, Any]) -> EventRow:
+    get = msg.get
+    payload = get("payload")
     return (
         msg["run"],
         msg["seq"],
         msg["time"],
         msg["type"],
-        msg.get("unit"),
-        msg.get("task"),
-        msg.get("pr"),
-        protocol.payload_json(msg.get("payload")),
-        msg.get("error"),
+        get("unit"),
+        get("task"),
+        get("pr"),
+        None if payload is None else protocol.payload_json(payload),
+        get("error"),
     )

@@ -23,12 +23,12 @@ import apsw
 import trio
 
 from choo_daemon import store
-from choo_daemon.session import EventRow, Inbound, Session
+from choo_daemon.session import Events, Inbound, Session
 from protocol import Message
 
 log = logging.getLogger("choo.daemon")
 
-MAX_BATCH_ITEMS = 20_000
+MAX_BATCH_EVENTS = 20_000
 RETRY_FIRST, RETRY_MAX = 0.05, 5.0
 # Failures of the disk or the file, not of the data: worth retrying.
 _PASSING = (apsw.FullError, apsw.IOError, apsw.ReadOnlyError, apsw.BusyError, apsw.CantOpenError)
@@ -100,7 +100,6 @@ class Writer:
         conn = self.conn
         assert conn is not None
         out = Outcome()
-        rows: list[EventRow] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
             for inbound in batch:
@@ -108,15 +107,10 @@ class Writer:
                 for item in inbound.items:
                     if session in out.fatal:
                         break
-                    if type(item) is tuple:
-                        self._event(conn, session, item, rows, out)
+                    if type(item) is Events:
+                        self._events(conn, session, item, out)
                     else:
-                        if rows:
-                            out.inserted += store.append_events(conn, rows)
-                            rows = []
                         out.replies.append((session, self._request(conn, item, out)))  # type: ignore[arg-type]
-            if rows:
-                out.inserted += store.append_events(conn, rows)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -124,27 +118,21 @@ class Writer:
             raise
         return out
 
-    def _event(
-        self,
-        conn: apsw.Connection,
-        session: Session,
-        row: EventRow,
-        rows: list[EventRow],
-        out: Outcome,
-    ) -> None:
-        run = row[0]
-        if run not in self._known_runs:
-            if not store.run_exists(conn, run):
-                out.fatal[session] = (
-                    "unknown_run",
-                    f'event for run "{run}", which was never started (send run.start first)',
-                )
-                return
-            self._known_runs.add(run)
-        rows.append(row)
+    def _events(self, conn: apsw.Connection, session: Session, events: Events, out: Outcome) -> None:
+        for run in events.top:
+            if run not in self._known_runs:
+                if not store.run_exists(conn, run):
+                    out.fatal[session] = (
+                        "unknown_run",
+                        f'event for run "{run}", which was never started (send run.start first)',
+                    )
+                    return
+                self._known_runs.add(run)
+        out.inserted += store.append_events(conn, events.rows)
         acks = out.acks[session]
-        if row[1] > acks.get(run, 0):
-            acks[run] = row[1]
+        for run, seq in events.top.items():
+            if seq > acks.get(run, 0):
+                acks[run] = seq
 
     def _request(self, conn: apsw.Connection, msg: Message, out: Outcome) -> Message:
         req, run = msg["req"], msg["run"]
@@ -218,12 +206,12 @@ class Writer:
 
 def _take_ready(first: Inbound, receive: trio.MemoryReceiveChannel[Inbound]) -> list[Inbound]:
     batch = [first]
-    count = len(first.items)
-    while count < MAX_BATCH_ITEMS:
+    count = first.size
+    while count < MAX_BATCH_EVENTS:
         try:
             item = receive.receive_nowait()
         except (trio.WouldBlock, trio.EndOfChannel):
             break
         batch.append(item)
-        count += len(item.items)
+        count += item.size
     return batch

@@ -130,6 +130,12 @@ def _load(text: str, span: Span) -> dict[Any, Any]:
 
 
 def _yaml_error(exc: yaml.YAMLError, text: str, span: Span) -> InvalidYaml:
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = _line_of(text, span.start + exc.position)
+        char = exc.character  # a code point
+        shown = f"U+{char:04X}" if isinstance(char, int) else repr(char)
+        message = f"invalid YAML at line {line}: the character {shown} is not allowed"
+        return InvalidYaml(message, line=line)
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     if isinstance(exc, yaml.MarkedYAMLError):
         what = exc.problem or exc.context or "cannot parse"

@@ -129,7 +129,7 @@ def ready_units(
     itself done, running, blocked or failed.
     """
     graph = source if isinstance(source, Graph) else build_graph(source)
-    settled = done | running | blocked | failed
+    settled = done | running | blocked
     return [
         node["id"]
         for node in graph.nodes

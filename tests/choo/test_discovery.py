@@ -123,6 +123,21 @@ def test_title_is_the_first_level_one_heading(tmp_path: Path) -> None:
     assert plan.units["a"].tasks[0].title == "The title"
 
 
+def test_repeated_dependencies_count_once(tmp_path: Path) -> None:
+    tasks_dir = write(
+        tmp_path,
+        {
+            "a/IMPLEMENTATION_PLAN.md": "---\ndepends_on: [b, b]\n---\n",
+            "a/01-x.md": "",
+            "a/02-y.md": "---\ndepends_on: [1, 1]\n---\n",
+            "b/IMPLEMENTATION_PLAN.md": "",
+        },
+    )
+    plan = discover(tasks_dir)
+    assert plan.units["a"].depends_on == ("b",)
+    assert plan.units["a"].tasks[1].depends_on == (1,)
+
+
 def test_blank_backpressure_means_none(tmp_path: Path) -> None:
     task = "---\nbackpressure: '  '\n---\n"
     plan = discover(write(tmp_path, {"a/IMPLEMENTATION_PLAN.md": "", "a/01-x.md": task}))

@@ -102,6 +102,13 @@ def test_invalid_yaml_line_counts_the_bom_free_first_line() -> None:
     assert caught.value.line == 2
 
 
+def test_unprintable_character_is_invalid_yaml_with_its_line() -> None:
+    with pytest.raises(InvalidYaml) as caught:
+        split("---\ntask: 1\ntitle: a\x07b\n---\n")
+    assert caught.value.line == 3
+    assert str(caught.value) == "invalid YAML at line 3: the character U+0007 is not allowed"
+
+
 @pytest.mark.parametrize(
     ("yaml_text", "kind"),
     [("- 1\n- 2\n", "a list"), ("just words\n", 'the text "just words"'), ("42\n", "an integer")],

@@ -172,6 +172,11 @@ def test_find_cycles_reports_each_cycle_once_from_its_smallest_node() -> None:
     assert find_cycles(deps) == [["a", "b", "c", "a"], ["e", "e"]]
 
 
+def test_find_cycles_rotates_a_cycle_entered_from_a_larger_node() -> None:
+    # The search reaches the y/z cycle through x -> z, so it finds it as z -> y -> z.
+    assert find_cycles({"x": ["z"], "z": ["y"], "y": ["z"]}) == [["y", "z", "y"]]
+
+
 def test_find_cycles_reports_cycles_sharing_a_node() -> None:
     deps = {1: [2], 2: [1, 3], 3: [2]}
     assert find_cycles(deps) == [[1, 2, 1], [2, 3, 2]]
@@ -191,6 +196,8 @@ def test_find_cycles_handles_long_chains_without_recursion() -> None:
 
 def test_topological_order_puts_dependencies_first_smallest_first() -> None:
     assert topological_order({3: [], 1: [3], 2: [], 4: [2, 1]}) == [2, 3, 1, 4]
+    # A node freed late still goes before larger nodes that were free earlier.
+    assert topological_order({5: [], 6: [], 7: [], 1: [5]}) == [5, 1, 6, 7]
     with pytest.raises(ValueError, match="cycle"):
         topological_order({1: [2], 2: [1], 3: []})
 

@@ -408,7 +408,7 @@ def test_an_event_has_every_field_with_payload_parsed(
     assert events[0] == {
         "seq": 21,
         "time": iso_utc(BASE + timedelta(seconds=21)),
-        "type": "task.started",
+        "type": "task.completed",
         "unit": None,
         "task": 1,
         "pr": None,

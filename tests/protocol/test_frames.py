@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -11,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import protocol
 from protocol import (
     MAX_FRAME,
     RUN_STATUSES,
@@ -155,6 +158,14 @@ def test_frame_is_big_endian_length_then_msgpack_map() -> None:
     data = encode(STATUS)
     body = msgpack.packb(STATUS, use_bin_type=True)
     assert data == len(body).to_bytes(4, "big") + body
+
+
+def test_hex_dump_in_protocol_md_is_what_encode_produces() -> None:
+    text = (Path(protocol.__file__).parent / "PROTOCOL.md").read_text(encoding="utf-8")
+    lines = re.findall(r"^[0-9a-f]{8}  ((?:[0-9a-f]{2} )+)", text, flags=re.MULTILINE)
+    assert lines, "no hex dump found in PROTOCOL.md"
+    dumped = bytes.fromhex("".join(lines))
+    assert dumped == encode({"t": "hello", "v": 1, "client": "choo 0.1.0", "pid": 4242})
 
 
 def test_encode_many_is_concatenation() -> None:

@@ -1,0 +1,5 @@
+"""``python -m choo`` runs the CLI."""
+
+from choo.cli import main
+
+main()

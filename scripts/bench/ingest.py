@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Ingest benchmark: N client processes stream M events each through a real daemon.
+
+Prints, for one run on this machine:
+  - end-to-end throughput (events/s, counted when acked, i.e. durable),
+  - ack latency p50/p99 at full speed and at a fixed offered rate (default 50k/s),
+  - the daemon's peak RSS,
+  - the rate of a bare apsw batched insert of the same rows into the same schema,
+    and the ratio daemon / bare (target >= 0.5, DESIGN.md section 9).
+
+Usage: .venv/bin/python scripts/bench/ingest.py [--clients 8] [--events 50000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+PAYLOAD = {
+    "title": "Add the retry loop to the worker",
+    "attempt": 1,
+    "exit_code": 0,
+    "duration_ms": 1234,
+    "output_tail": "ok: 42 tests passed in 3.1s\n" * 6,
+}
+NOW = "2026-01-20T14:30:52.123Z"
+SAMPLE_EVERY = 20  # time one event in this many for the latency figures
+
+
+def worker(index: int, events: int, rate: float) -> None:
+    """One client process: start a run, stream, wait for every ack, print JSON."""
+    import trio
+
+    from choo.client import open_daemon_client
+    from protocol.home import Home
+
+    async def main() -> dict[str, float | list[float]]:
+        run = f"run_bench_{os.getpid()}_{index}"
+        sent_at: dict[int, float] = {}
+        latencies: list[float] = []
+
+        def on_ack(_run: str, seq: int) -> None:
+            now = time.perf_counter()
+            for s in [s for s in sent_at if s <= seq]:
+                latencies.append(now - sent_at.pop(s))
+
+        async with open_daemon_client(Home.from_env(), name=f"bench{index}") as client:
+            client.on_ack = on_ack
+            await client.start_run(run, repo_path="/bench", started_at=NOW, parallelism=8,
+                                   total_units=1)
+            start = time.perf_counter()
+            chunk = 200
+            for seq in range(1, events + 1):
+                if seq % SAMPLE_EVERY == 0:
+                    sent_at[seq] = time.perf_counter()
+                client.send_event(run, seq, "task.validation.ok", time=NOW, unit="unit-a",
+                                  task=seq % 7, payload=PAYLOAD)
+                if seq % chunk == 0:
+                    if rate:
+                        ahead = start + seq / rate - time.perf_counter()
+                        await trio.sleep(max(ahead, 0))
+                    else:
+                        await trio.sleep(0)
+            await client.wait_acked(run)
+            elapsed = time.perf_counter() - start
+        return {"elapsed": elapsed, "latencies": latencies}
+
+    print(json.dumps(trio.run(main)))
+
+
+def run_clients(clients: int, events: int, rate: float) -> tuple[float, list[float]]:
+    argv = [sys.executable, __file__, "--worker", "--events", str(events), "--rate", str(rate)]
+    start = time.perf_counter()
+    procs = [subprocess.Popen([*argv, "--index", str(i)], stdout=subprocess.PIPE, text=True)
+             for i in range(clients)]
+    results = []
+    for proc in procs:
+        out, _ = proc.communicate()
+        if proc.returncode:
+            raise SystemExit(f"a client failed with code {proc.returncode}")
+        results.append(json.loads(out))
+    wall = time.perf_counter() - start
+    latencies = [x for r in results for x in r["latencies"]]
+    return wall, latencies
+
+
+def bare_insert(path: Path, clients: int, events: int, batch: int = 5000) -> float:
+    """The same rows, inserted with apsw in batched transactions, same schema and sync."""
+    from choo_daemon import store
+    from protocol import payload_json
+
+    conn = store.open_write_connection(path)
+    payload = payload_json(PAYLOAD)
+    rows_per_run = [
+        [(f"run_bare_{c}", seq, NOW, "task.validation.ok", "unit-a", seq % 7, None, payload, None)
+         for seq in range(1, events + 1)]
+        for c in range(clients)
+    ]
+    with conn:
+        for c in range(clients):
+            store.create_run(conn, run_id=f"run_bare_{c}", repo_path="/bench", started_at=NOW,
+                             parallelism=8, total_units=1)
+    sql = ("INSERT OR IGNORE INTO events(run_id, seq, time, type, unit, task, pr, payload, error)"
+           " VALUES (?,?,?,?,?,?,?,?,?)")
+    start = time.perf_counter()
+    # Interleave runs as concurrent clients would.
+    for offset in range(0, events, batch // clients):
+        with conn:
+            for rows in rows_per_run:
+                conn.executemany(sql, rows[offset : offset + batch // clients])
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return clients * events / elapsed
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--events", type=int, default=50_000, help="events per client")
+    parser.add_argument("--latency-rate", type=float, default=50_000,
+                        help="total offered events/s for the latency phase (0: skip it)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=float, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.index, args.events, args.rate)
+        return
+
+    home = Path(tempfile.mkdtemp(prefix="chb", dir="/tmp"))
+    os.environ["CHOO_HOME"] = str(home)
+    choo = [sys.executable, "-m", "choo"]
+    try:
+        subprocess.run([*choo, "daemon", "start", "--port", "0"], check=True,
+                       stdout=subprocess.DEVNULL)
+        pid = int((home / "daemon.pid").read_text())
+        total = args.clients * args.events
+        print(f"ingest: {args.clients} clients x {args.events:,} events = {total:,} events")
+
+        wall, lat = run_clients(args.clients, args.events, rate=0)
+        rate = total / wall
+        print(f"  daemon, full speed   : {rate:12,.0f} events/s acked "
+              f"({wall:.2f} s); ack latency p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms")
+        if args.latency_rate:
+            per_client = args.latency_rate / args.clients
+            n = max(1000, min(args.events, int(per_client * 3)))
+            wall2, lat2 = run_clients(args.clients, n, rate=per_client)
+            print(f"  daemon at {args.latency_rate:,.0f}/s offered: "
+                  f"{args.clients * n / wall2:,.0f} events/s; ack latency "
+                  f"p50 {pct(lat2, 50):.1f} ms, p99 {pct(lat2, 99):.1f} ms")
+        rss = peak_rss_mb(pid)
+        print(f"  daemon peak RSS      : {rss:12.1f} MB")
+        subprocess.run([*choo, "daemon", "stop"], check=True, stdout=subprocess.DEVNULL)
+
+        bare = bare_insert(home / "bare.db", args.clients, args.events)
+        print(f"  bare apsw batched    : {bare:12,.0f} events/s")
+        print(f"  ratio daemon / bare  : {rate / bare:12.2f}   (target >= 0.5)")
+    finally:
+        subprocess.run([*choo, "daemon", "stop"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
