@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from typing import Annotated, Any
@@ -59,7 +58,9 @@ def daemon_start(
             raise _fail(f"a daemon is already running (pid {status['pid']}); "
                         "stop it first with `choo daemon stop`")
         argv = daemonctl.daemon_command(home, port, log_file=True)
-        raise typer.Exit(subprocess.call(argv))
+        home.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Become the daemon, so that Ctrl-C and signals reach it directly.
+        os.execv(argv[0], argv)
     try:
         result = daemonctl.start(home, port=port)
     except daemonctl.DaemonControlError as exc:

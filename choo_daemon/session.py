@@ -244,7 +244,9 @@ class Session:
         return ok
 
     def _status(self, msg: Message) -> None:
-        self.send_nowait({"t": "ok", "req": msg["req"], "data": self.daemon.status()})
+        data = self.daemon.status()
+        data["clients"] -= 1  # not counting the one asking
+        self.send_nowait({"t": "ok", "req": msg["req"], "data": data})
 
     def _shutdown(self, msg: Message) -> None:
         log.info("%s asked the daemon to shut down", self.name)

@@ -129,7 +129,7 @@ def ready_units(
     itself done, running, blocked or failed.
     """
     graph = source if isinstance(source, Graph) else build_graph(source)
-    settled = done | running | blocked
+    settled = done | running | blocked | failed
     return [
         node["id"]
         for node in graph.nodes
@@ -204,7 +204,7 @@ def topological_order(deps: Mapping[N, Iterable[N]]) -> list[N]:
         for user in users[node]:
             waiting[user].discard(node)
             if not waiting[user]:
-                heapq.heappush(free, user)
+                free.append(user)
     if len(order) != len(waiting):
         raise ValueError(f"dependency cycle among {sorted(set(waiting) - set(order))}")
     return order

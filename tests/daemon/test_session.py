@@ -272,6 +272,7 @@ async def test_requests_get_replies_echoing_req(daemon: Daemon, home: Home) -> N
 
 
 async def test_status_reports_the_daemon(daemon: Daemon, home: Home) -> None:
+    await Peer.connect(home)  # another client, counted; the one asking is not
     peer = await Peer.connect(home)
     await peer.start_run("run_s")
     await peer.send(event("run_s", 1), event("run_s", 2))
