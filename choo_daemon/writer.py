@@ -140,8 +140,7 @@ class Writer:
             with conn:  # a savepoint: a refused request leaves the batch intact
                 data = self._apply_request(conn, msg, out)
         except store.StoreError as exc:
-            code = "run_exists" if isinstance(exc, store.RunExists) else "unknown_run"
-            return {"t": "error", "req": req, "code": code, "message": str(exc)}
+            return {"t": "error", "req": req, "code": exc.code, "message": str(exc)}
         self._known_runs.add(run)
         return {"t": "ok", "req": req, "data": data}
 

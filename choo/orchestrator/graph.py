@@ -204,7 +204,7 @@ def topological_order(deps: Mapping[N, Iterable[N]]) -> list[N]:
         for user in users[node]:
             waiting[user].discard(node)
             if not waiting[user]:
-                free.append(user)
+                heapq.heappush(free, user)
     if len(order) != len(waiting):
         raise ValueError(f"dependency cycle among {sorted(set(waiting) - set(order))}")
     return order

@@ -20,6 +20,15 @@ from choo_daemon.store.errors import (
 from choo_daemon.store.reads import (
     MAX_EVENTS_PAGE,
     MAX_RUNS_PAGE,
+    counts,
+    events_page,
+    get_graph,
+    get_run,
+    list_repos,
+    list_runs,
+    resolve_run_id,
+)
+from choo_daemon.store.records import (
     Counts,
     Event,
     EventPage,
@@ -29,13 +38,6 @@ from choo_daemon.store.reads import (
     RunDetail,
     RunPage,
     RunSummary,
-    counts,
-    events_page,
-    get_graph,
-    get_run,
-    list_repos,
-    list_runs,
-    resolve_run_id,
 )
 from choo_daemon.store.schema import (
     MIGRATIONS,

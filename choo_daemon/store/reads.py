@@ -13,14 +13,24 @@ import base64
 import binascii
 import heapq
 import json
-from collections.abc import Iterator
 from itertools import islice
 from operator import itemgetter
-from typing import Any, Final, TypedDict
+from typing import Any, Final
 
 import apsw
 
 from choo_daemon.store.errors import AmbiguousRun, BadCursor, BadParameter, UnknownRun
+from choo_daemon.store.records import (
+    Counts,
+    Event,
+    EventPage,
+    Graph,
+    Marker,
+    Repo,
+    RunDetail,
+    RunPage,
+    RunSummary,
+)
 from choo_daemon.store.times import parse_iso_utc
 from choo_daemon.store.writes import RUN_RESUMED, RUN_STATUSES, RUN_STOPPED
 
@@ -29,77 +39,6 @@ MAX_EVENTS_PAGE: Final = 1000
 
 # A database row; its columns' types are fixed by the SELECT that made it.
 Row = tuple[Any, ...]
-
-
-class RunSummary(TypedDict):
-    id: str
-    repo_path: str
-    status: str
-    started_at: str
-    completed_at: str | None
-    duration_ms: int | None
-    parallelism: int
-    total_units: int
-    completed_units: int
-    failed_units: int
-    blocked_units: int
-    resume_count: int
-    dry_run: bool
-    tasks_dir: str | None
-    error: str | None
-    event_count: int
-    last_seq: int
-
-
-class Marker(TypedDict):
-    seq: int
-    time: str
-    type: str
-    reason: str | None
-
-
-class RunDetail(RunSummary):
-    markers: list[Marker]
-    has_graph: bool
-
-
-class RunPage(TypedDict):
-    runs: list[RunSummary]
-    next_cursor: str | None
-    total: int
-
-
-class Event(TypedDict):
-    seq: int
-    time: str
-    type: str
-    unit: str | None
-    task: int | None
-    pr: int | None
-    payload: Any
-    error: str | None
-
-
-class EventPage(TypedDict):
-    events: list[Event]
-    next_after: int | None
-
-
-class Graph(TypedDict):
-    nodes: Any
-    edges: Any
-    levels: Any
-
-
-class Repo(TypedDict):
-    repo_path: str
-    run_count: int
-    last_started_at: str
-
-
-class Counts(TypedDict):
-    runs: int
-    events: int
 
 
 # --- runs -----------------------------------------------------------------
@@ -320,38 +259,37 @@ def _types_in_range(conn: apsw.Connection, run_id: str, low: str, high: str) -> 
 
 def _seek(
     conn: apsw.Connection, index: str, where: str, params: list[apsw.SQLiteValue], limit: int
-) -> Iterator[Row]:
+) -> apsw.Cursor:
     # Naming the index turns a plan regression into an error instead of a
     # slow deep page; every shape below is ordered by the index's last column.
-    cursor: Iterator[Row] = conn.execute(
+    return conn.execute(
         f"SELECT {_EVENT_COLUMNS} FROM events INDEXED BY {index} WHERE {where}"
         " ORDER BY seq LIMIT ?",
         [*params, limit],
     )
-    return cursor
 
 
 def _select_events(
     conn: apsw.Connection, run_id: str, kind: str | None, unit: str | None, after: int, limit: int
-) -> Iterator[Row]:
+) -> list[Row]:
     """Rows (seq order) of the matching events after ``after``, at most ``limit``."""
     if kind is not None and not kind.endswith("."):
         where, params = "run_id = ? AND type = ? AND seq > ?", [run_id, kind, after]
         if unit is not None:
             where += " AND unit = ?"
             params.append(unit)
-        return _seek(conn, "events_run_type_seq", where, params, limit)
+        return _seek(conn, "events_run_type_seq", where, params, limit).fetchall()
     if unit is not None:
         where, params = "run_id = ? AND unit = ? AND seq > ?", [run_id, unit, after]
         if kind is not None:
             where += " AND type >= ? AND type < ?"
             params.extend(_type_bounds(kind))
-        return _seek(conn, "events_run_unit_seq", where, params, limit)
+        return _seek(conn, "events_run_unit_seq", where, params, limit).fetchall()
     if kind is not None:
         # A range on type cannot also come out ordered by seq, so a prefix is
         # one exact-type seek per type present, merged by seq: each seek
         # yields lazily, so only about `limit` rows are read in all.
-        seeks = [
+        seeks: list[apsw.Cursor] = [
             _seek(
                 conn,
                 "events_run_type_seq",
@@ -361,8 +299,16 @@ def _select_events(
             )
             for exact in _types_in_range(conn, run_id, *_type_bounds(kind))
         ]
-        return islice(heapq.merge(*seeks, key=itemgetter(0)), limit)
-    return _seek(conn, "events_run_seq", "run_id = ? AND seq > ?", [run_id, after], limit)
+        try:
+            return list(islice(heapq.merge(*seeks, key=itemgetter(0)), limit))
+        finally:
+            # Unfinished statements would hold the read snapshot (and block
+            # checkpoints) past the end of the transaction.
+            for seek in seeks:
+                seek.close()
+    return _seek(
+        conn, "events_run_seq", "run_id = ? AND seq > ?", [run_id, after], limit
+    ).fetchall()
 
 
 def _event(row: Row) -> Event:
@@ -399,12 +345,12 @@ def events_page(
         raise BadParameter("limit", limit, f"1 to {MAX_EVENTS_PAGE}")
     if after < 0:
         raise BadParameter("after", after, "a seq, 0 or more")
-    if type == "" or type == ".":
+    if type in ("", "."):
         raise BadParameter("type", type, 'an event type, or a prefix ending in "." like "task."')
     with conn:
         if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
             raise UnknownRun(run_id)
-        rows = list(_select_events(conn, run_id, type, unit, after, limit + 1))
+        rows = _select_events(conn, run_id, type, unit, after, limit + 1)
     events = [_event(row) for row in rows[:limit]]
     next_after = events[-1]["seq"] if len(rows) > limit else None
     return {"events": events, "next_after": next_after}

@@ -1,0 +1,235 @@
+"""Configuration: defaults, then the global file, the repository's file,
+``CHOO_*`` environment variables and flags; later wins.
+
+Every key is declared once in ``KEYS`` with its type, default and check.
+Files are YAML mappings, nested (``daemon: {port: 8080}``) or dotted.
+An unknown key is a warning naming the file and key (and the closest known
+key); a value of the wrong type is a ``ConfigError`` naming the file, key,
+the expected type and the value found.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import yaml
+
+PROVIDERS = ("claude", "codex", "command")
+
+
+class ConfigError(Exception):
+    """A configuration value that cannot be used; nothing should start."""
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    kind: str  # "int", "number", "bool", "str", "argv"
+    default: Any
+    help: str
+    check: Callable[[Any], str | None] = lambda _: None
+
+
+def _at_least(n: int) -> Callable[[Any], str | None]:
+    return lambda v: None if v >= n else f"must be at least {n}"
+
+
+def _port(v: int) -> str | None:
+    return None if 0 <= v <= 65535 else "must be a port number from 0 to 65535"
+
+
+def _provider(v: str) -> str | None:
+    return None if v in PROVIDERS else f"must be one of {', '.join(PROVIDERS)}"
+
+
+KEYS: dict[str, Key] = {
+    k.name: k
+    for k in (
+        Key("daemon.port", "int", 8080, "web UI port of the daemon", _port),
+        Key("daemon.host", "str", "127.0.0.1", "address the web UI binds"),
+        Key("daemon.auto_start", "bool", True, "start the daemon when `choo run` needs it"),
+        Key("history.enabled", "bool", True, "record runs in the history"),
+        Key("history.retention_days", "int", 90, "delete runs older than this", _at_least(1)),
+        Key("parallelism", "int", 4, "units run at once", _at_least(1)),
+        Key("attempts", "int", 3, "tries per task before it fails", _at_least(1)),
+        Key("provider.name", "str", "claude", "agent that does each task", _provider),
+        Key("provider.command", "argv", None,
+            "argv template of the `command` provider ({prompt}, {prompt_file})"),
+        Key("provider.timeout", "number", 1800.0, "seconds one agent call may take",
+            lambda v: None if v > 0 else "must be more than 0"),
+        Key("backpressure.timeout", "number", 600.0, "seconds a validation command may take",
+            lambda v: None if v > 0 else "must be more than 0"),
+    )
+}
+_EXPECTED = {
+    "int": "an integer",
+    "number": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "argv": "a list of strings (or one string, split like a shell)",
+}
+
+
+@dataclass
+class Config:
+    values: dict[str, Any] = field(default_factory=lambda: {k: v.default for k, v in KEYS.items()})
+    sources: dict[str, str] = field(default_factory=lambda: dict.fromkeys(KEYS, "default"))
+    warnings: list[str] = field(default_factory=list)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def set(self, key: str, raw: Any, source: str) -> None:
+        """Set ``key`` from ``source`` after checking its type and value."""
+        self.values[key] = _coerce(KEYS[key], raw, source)
+        self.sources[key] = source
+
+    def apply_flags(self, flags: Mapping[str, Any]) -> Config:
+        for key, value in flags.items():
+            if value is not None:
+                self.set(key, value, "flag")
+        return self
+
+    def explain(self) -> list[dict[str, Any]]:
+        return [
+            {"key": k, "value": self.values[k], "source": self.sources[k], "help": KEYS[k].help}
+            for k in KEYS
+        ]
+
+
+def global_config_path() -> Path:
+    return Path(platformdirs.user_config_dir("choo")) / "config.yaml"
+
+
+def load(repo_root: Path | None, env: Mapping[str, str] | None = None) -> Config:
+    """The effective configuration for a repository (flags applied later)."""
+    config = Config()
+    files = [global_config_path()]
+    if repo_root is not None:
+        files.append(repo_root / ".choo.yaml")
+    for path in files:
+        if path.is_file():
+            _load_file(config, path)
+    _load_env(config, os.environ if env is None else env)
+    return config
+
+
+def _load_file(config: Config, path: Path) -> None:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    if data is None:
+        return
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must be a mapping of keys to values, found {_name(data)}")
+    for key, value in _flatten(data):
+        if key == "provider" and isinstance(value, str):
+            key = "provider.name"  # `provider: codex` is short for provider.name
+        if key not in KEYS:
+            config.warnings.append(f"{path}: unknown key {key!r}{_closest(key)}; it is ignored")
+            continue
+        config.set(key, value, str(path))
+
+
+def _flatten(data: Mapping[Any, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and not (name in KEYS):
+            out += _flatten(value, name + ".")
+        else:
+            out.append((name, value))
+    return out
+
+
+def _load_env(config: Config, env: Mapping[str, str]) -> None:
+    for key in KEYS:
+        var = env_var(key)
+        if var in env:
+            config.set(key, env[var], f"env {var}")
+
+
+def env_var(key: str) -> str:
+    return "CHOO_" + key.upper().replace(".", "_")
+
+
+def _coerce(key: Key, raw: Any, source: str) -> Any:
+    value = _convert(key.kind, raw, from_text=source.startswith("env "))
+    if value is _BAD:
+        raise ConfigError(
+            f"{source}: {key.name} must be {_EXPECTED[key.kind]}, found {_name(raw)}"
+        )
+    problem = key.check(value) if value is not None else None
+    if problem:
+        raise ConfigError(f"{source}: {key.name} {problem}, found {raw!r}")
+    return value
+
+
+_BAD = object()
+
+
+def _convert(kind: str, raw: Any, *, from_text: bool) -> Any:
+    if kind == "argv":
+        if raw is None:
+            return None
+        if isinstance(raw, str):
+            return shlex.split(raw) or _BAD
+        if isinstance(raw, list) and raw and all(isinstance(x, str) for x in raw):
+            return list(raw)
+        return _BAD
+    if from_text and isinstance(raw, str):
+        return _from_text(kind, raw)
+    if kind == "bool":
+        return raw if isinstance(raw, bool) else _BAD
+    if kind == "int":
+        return raw if isinstance(raw, int) and not isinstance(raw, bool) else _BAD
+    if kind == "number":
+        ok = isinstance(raw, int | float) and not isinstance(raw, bool)
+        return float(raw) if ok else _BAD
+    return raw if isinstance(raw, str) else _BAD
+
+
+def _from_text(kind: str, text: str) -> Any:
+    text = text.strip()
+    if kind == "bool":
+        lowered = text.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        return _BAD
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "number":
+            return float(text)
+    except ValueError:
+        return _BAD
+    return text
+
+
+def _closest(key: str) -> str:
+    match = difflib.get_close_matches(key, list(KEYS), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _name(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if value is None:
+        return "nothing (null)"
+    return f"a {type(value).__name__} ({value!r:.40})"

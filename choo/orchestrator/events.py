@@ -1,0 +1,79 @@
+"""The in-process event bus: what happens during a run, as it happens.
+
+The scheduler and workers ``emit``; handlers (the console, the history
+recorder) receive every event synchronously and must not block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+# The history's contract: these strings are stored and shown as they are.
+EVENT_TYPES: Final = (
+    "orch.started",
+    "orch.completed",
+    "orch.failed",
+    "orch.dryrun.started",
+    "orch.dryrun.completed",
+    "unit.queued",
+    "unit.started",
+    "unit.completed",
+    "unit.failed",
+    "unit.blocked",
+    "task.started",
+    "task.claude.invoke",
+    "task.claude.done",
+    "task.backpressure",
+    "task.validation.ok",
+    "task.validation.fail",
+    "task.completed",
+    "task.retry",
+    "task.failed",
+    "run.stopped",
+    "run.resumed",
+)
+
+
+def utc_now() -> str:
+    """UTC ISO 8601 with milliseconds and a Z, the history's time format."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: str
+    time: str
+    unit: str | None = None
+    task: int | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+Handler = Callable[[Event], None]
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._handlers: list[Handler] = []
+
+    def subscribe(self, handler: Handler) -> None:
+        self._handlers.append(handler)
+
+    def emit(
+        self,
+        type: str,
+        *,
+        unit: str | None = None,
+        task: int | None = None,
+        error: str | None = None,
+        **payload: Any,
+    ) -> Event:
+        if type not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {type!r}")
+        event = Event(type, utc_now(), unit, task, payload, error)
+        for handler in self._handlers:
+            handler(event)
+        return event

@@ -1,0 +1,80 @@
+"""The shapes the history reads return: plain dicts, typed.
+
+The web API serialises them as they are, so a field here is a field of the
+JSON API.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+
+class RunSummary(TypedDict):
+    id: str
+    repo_path: str
+    status: str
+    started_at: str
+    completed_at: str | None
+    duration_ms: int | None
+    parallelism: int
+    total_units: int
+    completed_units: int
+    failed_units: int
+    blocked_units: int
+    resume_count: int
+    dry_run: bool
+    tasks_dir: str | None
+    error: str | None
+    event_count: int
+    last_seq: int
+
+
+class Marker(TypedDict):
+    seq: int
+    time: str
+    type: str
+    reason: str | None
+
+
+class RunDetail(RunSummary):
+    markers: list[Marker]
+    has_graph: bool
+
+
+class RunPage(TypedDict):
+    runs: list[RunSummary]
+    next_cursor: str | None
+    total: int
+
+
+class Event(TypedDict):
+    seq: int
+    time: str
+    type: str
+    unit: str | None
+    task: int | None
+    pr: int | None
+    payload: Any
+    error: str | None
+
+
+class EventPage(TypedDict):
+    events: list[Event]
+    next_after: int | None
+
+
+class Graph(TypedDict):
+    nodes: Any
+    edges: Any
+    levels: Any
+
+
+class Repo(TypedDict):
+    repo_path: str
+    run_count: int
+    last_started_at: str
+
+
+class Counts(TypedDict):
+    runs: int
+    events: int
