@@ -23,7 +23,7 @@ import apsw
 import trio
 
 from choo_daemon import store
-from choo_daemon.session import Events, Inbound, Session
+from choo_daemon.session import EventRow, Events, Inbound, Session
 from protocol import Message
 
 log = logging.getLogger("choo.daemon")
@@ -43,6 +43,10 @@ class Outcome:
     fatal: dict[Session, tuple[str, str]] = field(default_factory=dict)
     inserted: int = 0
     runs_created: int = 0
+    # For live listeners: every event row applied (duplicates included, in
+    # order) and every run whose state changed, as (run_id, request type).
+    rows: list[EventRow] = field(default_factory=list)
+    runs_changed: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Writer:
@@ -53,6 +57,8 @@ class Writer:
         self.events_stored = 0
         self.runs_stored = 0
         self.failing: str | None = None  # why commits fail right now, for status
+        # Called after each commit, in the trio thread; must not block.
+        self.listeners: list[Callable[[Outcome], None]] = []
 
     async def serve(
         self,
@@ -129,6 +135,7 @@ class Writer:
                     return
                 self._known_runs.add(run)
         out.inserted += store.append_events(conn, events.rows)
+        out.rows += events.rows
         acks = out.acks[session]
         for run, seq in events.top.items():
             if seq > acks.get(run, 0):
@@ -142,6 +149,7 @@ class Writer:
         except store.StoreError as exc:
             return {"t": "error", "req": req, "code": exc.code, "message": str(exc)}
         self._known_runs.add(run)
+        out.runs_changed.append((run, msg["t"]))
         return {"t": "ok", "req": req, "data": data}
 
     def _apply_request(self, conn: apsw.Connection, msg: Message, out: Outcome) -> dict[str, Any]:
@@ -182,6 +190,11 @@ class Writer:
     def _answer(self, batch: list[Inbound], out: Outcome) -> None:
         self.events_stored += out.inserted
         self.runs_stored += out.runs_created
+        for listener in self.listeners:
+            try:
+                listener(out)
+            except Exception:
+                log.exception("a commit listener failed; ingest goes on")
         for session, runs in out.acks.items():
             for run, seq in runs.items():
                 session.send_nowait({"t": "ack", "run": run, "seq": seq})

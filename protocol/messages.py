@@ -175,7 +175,12 @@ def _event_ok(msg: dict[Any, Any]) -> bool:
     get = msg.get
     run, seq, etype = get("run"), get("seq"), get("type")
     unit, task, pr, payload, error = (
-        get("unit"), get("task"), get("pr"), get("payload"), get("error"))
+        get("unit"),
+        get("task"),
+        get("pr"),
+        get("payload"),
+        get("error"),
+    )
     return (
         type(run) is str
         and RUN_ID.fullmatch(run) is not None
