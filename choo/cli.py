@@ -7,13 +7,22 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
+import trio
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from choo import daemonctl
+from choo.api import HistoryAPI, HistoryError, HistoryUnavailable
+from choo.config import Config, ConfigError
+from choo.config import load as load_config
+from choo.orchestrator.discovery import PlanInvalid, discover
+from choo.orchestrator.graph import build_graph
+from choo.orchestrator.status import plan_status, status_table
+from choo.runner import RunError, RunRequest, execute, repo_root_of
 from protocol.home import Home
 
 app = typer.Typer(
@@ -55,8 +64,10 @@ def daemon_start(
     if foreground:
         status = daemonctl.query_status(home)
         if status is not None:
-            raise _fail(f"a daemon is already running (pid {status['pid']}); "
-                        "stop it first with `choo daemon stop`")
+            raise _fail(
+                f"a daemon is already running (pid {status['pid']}); "
+                "stop it first with `choo daemon stop`"
+            )
         argv = daemonctl.daemon_command(home, port, log_file=True)
         home.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Become the daemon, so that Ctrl-C and signals reach it directly.
@@ -92,8 +103,9 @@ def daemon_restart(port: PortOption = None) -> None:
         result = daemonctl.start(home, port=port)
     except daemonctl.DaemonControlError as exc:
         raise _fail(str(exc)) from None
-    out.print(f"[green]●[/] daemon restarted: pid {result.status['pid']}, "
-              f"web UI {result.status['web']}")
+    out.print(
+        f"[green]●[/] daemon restarted: pid {result.status['pid']}, web UI {result.status['web']}"
+    )
 
 
 @daemon_app.command("status")
@@ -158,7 +170,9 @@ def _size(n: int) -> str:
 
 @daemon_app.command("logs")
 def daemon_logs(
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
     lines: Annotated[int, typer.Option("-n", "--lines", help="How many last lines.")] = 50,
 ) -> None:
     """Print the daemon's log."""
@@ -184,6 +198,159 @@ def _follow(path: os.PathLike[str]) -> None:
                     time.sleep(0.2)
         except KeyboardInterrupt:
             return
+
+
+# -- run / resume / status -----------------------------------------------------
+
+DEFAULT_TASKS_DIR = Path("specs/tasks")
+
+
+def _load_config(repo_root: Path | None, flags: dict[str, Any]) -> Config:
+    try:
+        config = load_config(repo_root).apply_flags(flags)
+    except ConfigError as exc:
+        raise _fail(f"configuration: {exc}", 2) from None
+    for warning in config.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+    return config
+
+
+def _execute(request: RunRequest) -> None:
+    try:
+        outcome = trio.run(execute, request, out)
+    except RunError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    raise typer.Exit(outcome.exit_code)
+
+
+@app.command("run")
+def run_cmd(
+    tasks_dir: Annotated[
+        Path, typer.Argument(help="Folder of units (default: specs/tasks).")
+    ] = DEFAULT_TASKS_DIR,
+    parallelism: Annotated[
+        int | None, typer.Option("-p", "--parallelism", help="Units at once (default 4).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Plan and record, execute nothing.")
+    ] = False,
+    unit: Annotated[
+        str | None, typer.Option("--unit", help="Only this unit (and what it needs).")
+    ] = None,
+    provider: Annotated[
+        str | None, typer.Option("--provider", help="claude, codex or command.")
+    ] = None,
+    no_daemon: Annotated[
+        bool, typer.Option("--no-daemon", help="Fully isolated: no daemon, no history.")
+    ] = False,
+    no_history: Annotated[
+        bool, typer.Option("--no-history", help="Use the daemon but record nothing.")
+    ] = False,
+    port: PortOption = None,
+) -> None:
+    """Run the units of TASKS_DIR in dependency order, recording the run."""
+    if not tasks_dir.is_dir():
+        raise _fail(
+            f"{tasks_dir} is not a folder of units; pass the tasks folder, "
+            "e.g. `choo run specs/tasks`",
+            2,
+        )
+    config = _load_config(
+        repo_root_of(tasks_dir),
+        {"parallelism": parallelism, "provider.name": provider, "daemon.port": port},
+    )
+    record = config["history.enabled"] and not no_history
+    _execute(
+        RunRequest(
+            tasks_dir=tasks_dir,
+            config=config,
+            home=_home(),
+            dry_run=dry_run,
+            unit=unit,
+            use_daemon=not no_daemon,
+            record=record,
+        )
+    )
+
+
+@app.command("resume")
+def resume_cmd(
+    run_id: Annotated[
+        str | None,
+        typer.Argument(
+            help="Run to continue (default: this repository's latest "
+            "stopped or failed run). A unique prefix is enough."
+        ),
+    ] = None,
+    parallelism: Annotated[
+        int | None, typer.Option("-p", "--parallelism", help="Units at once.")
+    ] = None,
+    provider: Annotated[
+        str | None, typer.Option("--provider", help="claude, codex or command.")
+    ] = None,
+) -> None:
+    """Continue a stopped or failed run: same run ID, completed tasks skipped."""
+    home = _home()
+    try:
+        with HistoryAPI.connect(home) as api:
+            run = _find_resumable(api, run_id)
+    except (HistoryUnavailable, HistoryError) as exc:
+        raise _fail(str(exc)) from None
+    tasks_dir = Path(run["tasks_dir"] or "")
+    if not run["tasks_dir"] or not tasks_dir.is_dir():
+        raise _fail(
+            f"run {run['id']} was made from {run['tasks_dir']!r}, which is not a "
+            "folder any more; nothing to resume",
+            2,
+        )
+    config = _load_config(
+        repo_root_of(tasks_dir),
+        {"parallelism": parallelism or run["parallelism"], "provider.name": provider},
+    )
+    _execute(RunRequest(tasks_dir=tasks_dir, config=config, home=home, resume=run))
+
+
+def _find_resumable(api: HistoryAPI, run_id: str | None) -> dict[str, Any]:
+    if run_id is not None:
+        run = api.get_run(run_id)
+        if run["status"] == "running":
+            raise HistoryError(409, "running", f"run {run['id']} is still running")
+        if run.get("dry_run"):
+            raise HistoryError(409, "dry_run", f"run {run['id']} was a dry run; nothing to resume")
+        return run
+    repo = str(repo_root_of(Path.cwd()))
+    candidates = [
+        r
+        for status in ("stopped", "failed")
+        for r in api.list_runs(repo=repo, status=status, limit=20)["runs"]
+        if not r.get("dry_run")
+    ]
+    if not candidates:
+        raise HistoryError(
+            404,
+            "no_run",
+            f"no stopped or failed run of {repo} to resume; "
+            "see `choo history list`, or name a run: `choo resume RUN_ID`",
+        )
+    best = max(candidates, key=lambda r: (r["started_at"], r["id"]))
+    return api.get_run(best["id"])
+
+
+@app.command("status")
+def status_cmd(
+    tasks_dir: Annotated[Path, typer.Argument(help="Folder of units.")] = DEFAULT_TASKS_DIR,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show the units and tasks of TASKS_DIR with their status."""
+    try:
+        plan = discover(tasks_dir)
+    except PlanInvalid as exc:
+        raise _fail(f"the plan in {tasks_dir} has problems:\n{exc}", 2) from None
+    graph = build_graph(plan)
+    if as_json:
+        print(json.dumps(plan_status(plan, graph), indent=2))
+        return
+    out.print(status_table(plan, graph))
 
 
 def main() -> None:

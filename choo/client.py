@@ -107,8 +107,13 @@ class DaemonClient:
         if self._fatal is not None:
             raise self._fatal
         message: Message = {"t": "event", "run": run, "seq": seq, "time": time, "type": type}
-        for key, value in (("unit", unit), ("task", task), ("pr", pr), ("payload", payload),
-                           ("error", error)):
+        for key, value in (
+            ("unit", unit),
+            ("task", task),
+            ("pr", pr),
+            ("payload", payload),
+            ("error", error),
+        ):
             if value is not None:
                 message[key] = value
         frame = protocol.encode(message)
@@ -145,9 +150,7 @@ class DaemonClient:
             }
         )
 
-    async def graph(
-        self, run: str, nodes: list[Any], edges: list[Any], levels: list[Any]
-    ) -> None:
+    async def graph(self, run: str, nodes: list[Any], edges: list[Any], levels: list[Any]) -> None:
         await self._request(
             {"t": "run.graph", "run": run, "nodes": nodes, "edges": edges, "levels": levels}
         )
@@ -155,8 +158,13 @@ class DaemonClient:
     async def append_resume_marker(self, run: str, *, time: str, reason: str | None = None) -> int:
         """Append ``run.resumed`` to a run; returns its seq (number on from seq + 1)."""
         data = await self._request(
-            {"t": "run.resume", "run": run, "time": time, "token": uuid.uuid4().hex,
-             "reason": reason}
+            {
+                "t": "run.resume",
+                "run": run,
+                "time": time,
+                "token": uuid.uuid4().hex,
+                "reason": reason,
+            }
         )
         last_seq = int(data["last_seq"])
         self._sent[run] = max(self._sent.get(run, 0), last_seq)
@@ -248,8 +256,12 @@ class DaemonClient:
                 stream = await trio.open_unix_socket(os.fspath(self.home.socket))
                 await self._handshake(stream)
                 return stream
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError,
-                    protocol.ProtocolError) as exc:
+            except (
+                OSError,
+                trio.BrokenResourceError,
+                trio.ClosedResourceError,
+                protocol.ProtocolError,
+            ) as exc:
                 problem = exc
             if deadline is not None and trio.current_time() + pause > deadline:
                 raise DaemonUnavailable(
@@ -264,8 +276,12 @@ class DaemonClient:
             pause = min(pause * 2, RECONNECT_MAX)
 
     async def _handshake(self, stream: trio.SocketStream) -> None:
-        hello = {"t": "hello", "v": protocol.PROTOCOL_VERSION, "client": self.name,
-                 "pid": os.getpid()}
+        hello = {
+            "t": "hello",
+            "v": protocol.PROTOCOL_VERSION,
+            "client": self.name,
+            "pid": os.getpid(),
+        }
         try:
             with trio.fail_after(10):
                 await stream.send_all(protocol.encode(hello))
@@ -299,8 +315,12 @@ class DaemonClient:
         async def guarded(loop: Callable[[trio.SocketStream], Awaitable[None]]) -> None:
             try:
                 await loop(stream)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError,
-                    protocol.ProtocolError) as exc:
+            except (
+                trio.BrokenResourceError,
+                trio.ClosedResourceError,
+                OSError,
+                protocol.ProtocolError,
+            ) as exc:
                 lost.append(exc)
             nursery.cancel_scope.cancel()
 

@@ -60,12 +60,26 @@ KEYS: dict[str, Key] = {
         Key("parallelism", "int", 4, "units run at once", _at_least(1)),
         Key("attempts", "int", 3, "tries per task before it fails", _at_least(1)),
         Key("provider.name", "str", "claude", "agent that does each task", _provider),
-        Key("provider.command", "argv", None,
-            "argv template of the `command` provider ({prompt}, {prompt_file})"),
-        Key("provider.timeout", "number", 1800.0, "seconds one agent call may take",
-            lambda v: None if v > 0 else "must be more than 0"),
-        Key("backpressure.timeout", "number", 600.0, "seconds a validation command may take",
-            lambda v: None if v > 0 else "must be more than 0"),
+        Key(
+            "provider.command",
+            "argv",
+            None,
+            "argv template of the `command` provider ({prompt}, {prompt_file})",
+        ),
+        Key(
+            "provider.timeout",
+            "number",
+            1800.0,
+            "seconds one agent call may take",
+            lambda v: None if v > 0 else "must be more than 0",
+        ),
+        Key(
+            "backpressure.timeout",
+            "number",
+            600.0,
+            "seconds a validation command may take",
+            lambda v: None if v > 0 else "must be more than 0",
+        ),
     )
 }
 _EXPECTED = {
@@ -145,7 +159,7 @@ def _flatten(data: Mapping[Any, Any], prefix: str = "") -> list[tuple[str, Any]]
     out: list[tuple[str, Any]] = []
     for key, value in data.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict) and not (name in KEYS):
+        if isinstance(value, dict) and name not in KEYS:
             out += _flatten(value, name + ".")
         else:
             out.append((name, value))
@@ -166,9 +180,7 @@ def env_var(key: str) -> str:
 def _coerce(key: Key, raw: Any, source: str) -> Any:
     value = _convert(key.kind, raw, from_text=source.startswith("env "))
     if value is _BAD:
-        raise ConfigError(
-            f"{source}: {key.name} must be {_EXPECTED[key.kind]}, found {_name(raw)}"
-        )
+        raise ConfigError(f"{source}: {key.name} must be {_EXPECTED[key.kind]}, found {_name(raw)}")
     problem = key.check(value) if value is not None else None
     if problem:
         raise ConfigError(f"{source}: {key.name} {problem}, found {raw!r}")

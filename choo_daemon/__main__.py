@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import trio
@@ -68,7 +69,7 @@ async def _run(options: DaemonOptions) -> None:
             nursery.cancel_scope.cancel()
 
 
-async def _watch_signals(signals: trio.abc.ReceiveChannel[int], daemon: Daemon) -> None:
+async def _watch_signals(signals: AsyncIterator[int], daemon: Daemon) -> None:
     async for signum in signals:
         log.info("received %s", signal.Signals(signum).name)
         daemon.request_shutdown()

@@ -58,11 +58,7 @@ class Daemon:
 
     def status(self) -> dict[str, Any]:
         db = self.home.database
-        size = sum(
-            p.stat().st_size
-            for p in (db, db.with_name(db.name + "-wal"))
-            if p.exists()
-        )
+        size = sum(p.stat().st_size for p in (db, db.with_name(db.name + "-wal")) if p.exists())
         return {
             "pid": os.getpid(),
             "version": self.version,
@@ -78,7 +74,9 @@ class Daemon:
             "write_error": self.writer.failing,
         }
 
-    async def serve(self, *, task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(
+        self, *, task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         remove_stale_socket(self.home.socket)
         send, receive = trio.open_memory_channel[Inbound](CHANNEL_SIZE)
         try:
@@ -92,7 +90,11 @@ class Daemon:
                 nursery.start_soon(self._serve_clients, listener, send)
                 log.info(
                     "daemon %s ready: pid %d, socket %s, web %s, database %s",
-                    self.version, os.getpid(), self.home.socket, self.web_url, self.home.database,
+                    self.version,
+                    os.getpid(),
+                    self.home.socket,
+                    self.web_url,
+                    self.home.database,
                 )
                 task_status.started(self)
                 await self._shutdown.wait()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import trio
 
@@ -144,38 +144,56 @@ class Session:
     async def _read(self, send: trio.MemorySendChannel[Inbound]) -> None:
         decoder = protocol.FrameDecoder()
         greeted = False
+        hello_by = trio.current_time() + HANDSHAKE_TIMEOUT
+        partial_by = float("inf")  # when an incomplete frame must be whole
         while True:
-            if not greeted:
-                limit, why = HANDSHAKE_TIMEOUT, "no hello within {:g} s of connecting"
-            elif decoder.pending:
-                limit, why = HALF_FRAME_TIMEOUT, "a frame stayed incomplete for {:g} s"
-            else:
-                limit, why = float("inf"), ""
-            with trio.move_on_after(limit) as waited:
+            deadline = partial_by if greeted else hello_by
+            with trio.move_on_at(deadline) as waited:
                 try:
                     data = await self.stream.receive_some(READ_SIZE)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     return
             if waited.cancelled_caught:
-                self.fail("timeout", why.format(limit))
+                self.fail(
+                    "timeout",
+                    f"no hello within {HANDSHAKE_TIMEOUT:g} s of connecting"
+                    if not greeted
+                    else f"a frame stayed incomplete for {HALF_FRAME_TIMEOUT:g} s",
+                )
                 return
-            error: ProtocolError | None = None
-            try:
-                if not data:
+            if not data:
+                try:
                     decoder.eof()
-                    return
-                messages = decoder.feed(data)
-            except ProtocolError as exc:
-                messages, error = exc.messages, exc
-            if messages and not greeted:
-                greeted = True
-                if not self._greet(messages.pop(0)):
-                    return
-            if not await self._handle(send, messages):
+                except ProtocolError as exc:
+                    log.info("%s: %s", self.name, exc.message)
                 return
-            if error is not None:
-                self.fail(error.code, error.message)
-                return
+            feed = data
+            while True:
+                error: ProtocolError | None = None
+                try:
+                    messages = decoder.feed(feed)
+                except ProtocolError as exc:
+                    messages, error = exc.messages, exc
+                if messages and not greeted:
+                    greeted = True
+                    if not self._greet(messages.pop(0)):
+                        return
+                if not await self._handle(send, messages):
+                    return
+                if error is None:
+                    break
+                if error.req is None or not greeted:
+                    self.fail(error.code, error.message)
+                    return
+                # A request with a bad field is refused by a reply; the connection goes on.
+                self.send_nowait(
+                    {"t": "error", "req": error.req, "code": error.code, "message": error.message}
+                )
+                feed = b""
+            if not decoder.pending:
+                partial_by = float("inf")
+            elif partial_by == float("inf"):
+                partial_by = trio.current_time() + HALF_FRAME_TIMEOUT
 
     def _greet(self, hello: Message) -> bool:
         if hello["t"] != "hello":
@@ -225,6 +243,19 @@ class Session:
                     top[run] = seq
                 continue
             events = None
+            if kind == "run.graph":
+                try:
+                    protocol.payload_json({k: msg[k] for k in ("nodes", "edges", "levels")})
+                except ProtocolError as exc:
+                    self.send_nowait(
+                        {
+                            "t": "error",
+                            "req": msg["req"],
+                            "code": exc.code,
+                            "message": exc.message.replace("payload", "graph"),
+                        }
+                    )
+                    continue
             if kind in _WRITES:
                 items.append(msg)
             elif kind in self._local:
@@ -253,7 +284,7 @@ class Session:
         self.send_nowait({"t": "ok", "req": msg["req"], "data": {}})
         self.daemon.request_shutdown()
 
-    _local: dict[str, Callable[[Session, Message], None]] = {
+    _local: ClassVar[dict[str, Callable[[Session, Message], None]]] = {
         "status": _status,
         "shutdown": _shutdown,
     }

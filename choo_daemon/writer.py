@@ -124,7 +124,9 @@ class Writer:
             raise
         return out
 
-    def _events(self, conn: apsw.Connection, session: Session, events: Events, out: Outcome) -> None:
+    def _events(
+        self, conn: apsw.Connection, session: Session, events: Events, out: Outcome
+    ) -> None:
         for run in events.top:
             if run not in self._known_runs:
                 if not store.run_exists(conn, run):
@@ -147,7 +149,8 @@ class Writer:
             with conn:  # a savepoint: a refused request leaves the batch intact
                 data = self._apply_request(conn, msg, out)
         except store.StoreError as exc:
-            return {"t": "error", "req": req, "code": exc.code, "message": str(exc)}
+            code = "bad_field" if isinstance(exc, store.BadParameter) else exc.code
+            return {"t": "error", "req": req, "code": code, "message": str(exc)}
         self._known_runs.add(run)
         out.runs_changed.append((run, msg["t"]))
         return {"t": "ok", "req": req, "data": data}

@@ -66,4 +66,4 @@ async def serve_web(
             url = binds[0] if binds else f"http://{host}:{port}"
             task_status.started(url)
 
-    await serve(app, config, shutdown_trigger=shutdown_trigger, task_status=_Status())  # type: ignore[arg-type]
+    await serve(app, config, shutdown_trigger=shutdown_trigger, task_status=_Status())

@@ -15,7 +15,8 @@ MARK = "[REDACTED]"
 
 # Whole-token secrets: the match is replaced entirely.
 _TOKENS = [
-    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
+    r"(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
     r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b",  # AWS access key id
     r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b",  # GitHub tokens
     r"\bgithub_pat_[A-Za-z0-9_]{22,255}\b",
@@ -59,8 +60,8 @@ _TOKEN_RE = re.compile("|".join(f"(?:{p})" for p in _TOKENS))
 _PREFIXED_RE = [re.compile(p) for p in _PREFIXED]
 # Cheap pre-check: most strings hold none of these and skip the regexes.
 _HINT = re.compile(
-    r"(?i)PRIVATE KEY|AKIA|ASIA|ABIA|ACCA|gh[pousr]_|github_pat_|gl[a-z]+-|xox|hooks\.slack|sk-|sk_|"
-    r"rk_|pk_|AIza|ya29\.|hf_|gsk_|xai-|pplx-|npm_|pypi-|SG\.|dop_v1|shp|eyJ|AccountKey|SK[0-9a-f]|"
+    r"(?i)PRIVATE KEY|AKIA|ASIA|ABIA|ACCA|gh[pousr]_|github_pat_|gl[a-z]+-|xox|hooks\.slack|"
+    r"sk-|sk_|rk_|pk_|AIza|ya29\.|hf_|gsk_|xai-|pplx-|npm_|pypi-|SG\.|dop_v1|shp|eyJ|AccountKey|SK[0-9a-f]|"
     r"auth|bearer|basic|api-key|api_key|apikey|token|://[^\s/@]+:[^\s@]+@|pass|pwd|secret|key|"
     r"[MN][A-Za-z\d]{23}"
 )

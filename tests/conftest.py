@@ -6,6 +6,7 @@ Unix socket paths are limited to ~100 bytes, so homes live directly under
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -38,10 +39,8 @@ def _kill_leftover_daemon(root: Path) -> None:
         pid = int(pidfile.read_text().strip())
     except (OSError, ValueError):
         return
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, 9)
-    except ProcessLookupError:
-        pass
 
 
 @pytest.fixture

@@ -53,7 +53,7 @@ def make_provider(name: str, command: list[str] | None, *, cwd: Path) -> Provide
     if not found:
         raise ProviderError(
             f"provider {name!r} needs the program {program!r}, which is not on PATH"
-            + ("" if name == "command" else f"; install it, or pick another with --provider")
+            + ("" if name == "command" else "; install it, or pick another with --provider")
         )
     return provider
 

@@ -57,21 +57,29 @@ def worker(index: int, events: int, rate: float) -> None:
 
         async with open_daemon_client(Home.from_env(), name=f"bench{index}") as client:
             client.on_ack = on_ack
-            await client.start_run(run, repo_path="/bench", started_at=NOW, parallelism=8,
-                                   total_units=1)
+            await client.start_run(
+                run, repo_path="/bench", started_at=NOW, parallelism=8, total_units=1
+            )
             start = time.perf_counter()
             chunk = 200
             for seq in range(1, events + 1):
                 if seq % SAMPLE_EVERY == 0:
                     sent_at[seq] = time.perf_counter()
-                client.send_event(run, seq, "task.validation.ok", time=NOW, unit="unit-a",
-                                  task=seq % 7, payload=PAYLOAD)
+                client.send_event(
+                    run,
+                    seq,
+                    "task.validation.ok",
+                    time=NOW,
+                    unit="unit-a",
+                    task=seq % 7,
+                    payload=PAYLOAD,
+                )
                 if seq % chunk == 0:
                     if rate:
                         ahead = start + seq / rate - time.perf_counter()
                         await trio.sleep(max(ahead, 0))
                     else:
-                        await trio.sleep(0)
+                        await trio.lowlevel.checkpoint()
             await client.wait_acked(run)
             elapsed = time.perf_counter() - start
         return {"elapsed": elapsed, "latencies": latencies}
@@ -82,8 +90,10 @@ def worker(index: int, events: int, rate: float) -> None:
 def run_clients(clients: int, events: int, rate: float) -> tuple[float, list[float]]:
     argv = [sys.executable, __file__, "--worker", "--events", str(events), "--rate", str(rate)]
     start = time.perf_counter()
-    procs = [subprocess.Popen([*argv, "--index", str(i)], stdout=subprocess.PIPE, text=True)
-             for i in range(clients)]
+    procs = [
+        subprocess.Popen([*argv, "--index", str(i)], stdout=subprocess.PIPE, text=True)
+        for i in range(clients)
+    ]
     results = []
     for proc in procs:
         out, _ = proc.communicate()
@@ -103,16 +113,36 @@ def bare_insert(path: Path, clients: int, events: int, batch: int = 5000) -> flo
     conn = store.open_write_connection(path)
     payload = payload_json(PAYLOAD)
     rows_per_run = [
-        [(f"run_bare_{c}", seq, NOW, "task.validation.ok", "unit-a", seq % 7, None, payload, None)
-         for seq in range(1, events + 1)]
+        [
+            (
+                f"run_bare_{c}",
+                seq,
+                NOW,
+                "task.validation.ok",
+                "unit-a",
+                seq % 7,
+                None,
+                payload,
+                None,
+            )
+            for seq in range(1, events + 1)
+        ]
         for c in range(clients)
     ]
     with conn:
         for c in range(clients):
-            store.create_run(conn, run_id=f"run_bare_{c}", repo_path="/bench", started_at=NOW,
-                             parallelism=8, total_units=1)
-    sql = ("INSERT OR IGNORE INTO events(run_id, seq, time, type, unit, task, pr, payload, error)"
-           " VALUES (?,?,?,?,?,?,?,?,?)")
+            store.create_run(
+                conn,
+                run_id=f"run_bare_{c}",
+                repo_path="/bench",
+                started_at=NOW,
+                parallelism=8,
+                total_units=1,
+            )
+    sql = (
+        "INSERT OR IGNORE INTO events(run_id, seq, time, type, unit, task, pr, payload, error)"
+        " VALUES (?,?,?,?,?,?,?,?,?)"
+    )
     start = time.perf_counter()
     # Interleave runs as concurrent clients would.
     for offset in range(0, events, batch // clients):
@@ -141,8 +171,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--events", type=int, default=50_000, help="events per client")
-    parser.add_argument("--latency-rate", type=float, default=50_000,
-                        help="total offered events/s for the latency phase (0: skip it)")
+    parser.add_argument(
+        "--latency-rate",
+        type=float,
+        default=50_000,
+        help="total offered events/s for the latency phase (0: skip it)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, default=0, help=argparse.SUPPRESS)
@@ -155,23 +189,28 @@ def main() -> None:
     os.environ["CHOO_HOME"] = str(home)
     choo = [sys.executable, "-m", "choo"]
     try:
-        subprocess.run([*choo, "daemon", "start", "--port", "0"], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [*choo, "daemon", "start", "--port", "0"], check=True, stdout=subprocess.DEVNULL
+        )
         pid = int((home / "daemon.pid").read_text())
         total = args.clients * args.events
         print(f"ingest: {args.clients} clients x {args.events:,} events = {total:,} events")
 
         wall, lat = run_clients(args.clients, args.events, rate=0)
         rate = total / wall
-        print(f"  daemon, full speed   : {rate:12,.0f} events/s acked "
-              f"({wall:.2f} s); ack latency p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms")
+        print(
+            f"  daemon, full speed   : {rate:12,.0f} events/s acked "
+            f"({wall:.2f} s); ack latency p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms"
+        )
         if args.latency_rate:
             per_client = args.latency_rate / args.clients
             n = max(1000, min(args.events, int(per_client * 3)))
             wall2, lat2 = run_clients(args.clients, n, rate=per_client)
-            print(f"  daemon at {args.latency_rate:,.0f}/s offered: "
-                  f"{args.clients * n / wall2:,.0f} events/s; ack latency "
-                  f"p50 {pct(lat2, 50):.1f} ms, p99 {pct(lat2, 99):.1f} ms")
+            print(
+                f"  daemon at {args.latency_rate:,.0f}/s offered: "
+                f"{args.clients * n / wall2:,.0f} events/s; ack latency "
+                f"p50 {pct(lat2, 50):.1f} ms, p99 {pct(lat2, 99):.1f} ms"
+            )
         rss = peak_rss_mb(pid)
         print(f"  daemon peak RSS      : {rss:12.1f} MB")
         subprocess.run([*choo, "daemon", "stop"], check=True, stdout=subprocess.DEVNULL)
@@ -180,8 +219,9 @@ def main() -> None:
         print(f"  bare apsw batched    : {bare:12,.0f} events/s")
         print(f"  ratio daemon / bare  : {rate / bare:12.2f}   (target >= 0.5)")
     finally:
-        subprocess.run([*choo, "daemon", "stop"], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [*choo, "daemon", "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         shutil.rmtree(home, ignore_errors=True)
 
 

@@ -1,0 +1,77 @@
+"""Reading the history through the daemon's HTTP API (httpx).
+
+The CLI reads history the way the browser does, so both see the same
+thing and the daemon stays the only owner of the database.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from choo import daemonctl
+from protocol.home import Home
+
+
+class HistoryUnavailable(Exception):
+    """No daemon runs, so history cannot be read; the message says how to start it."""
+
+
+class HistoryError(Exception):
+    """The API answered with an error (unknown run, bad parameter)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class HistoryAPI:
+    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+
+    @classmethod
+    def connect(cls, home: Home) -> HistoryAPI:
+        status = daemonctl.query_status(home)
+        if status is None or not status.get("web"):
+            raise HistoryUnavailable(
+                f"no daemon is running for {home.root}; start it with `choo daemon start`"
+            )
+        return cls(status["web"])
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> HistoryAPI:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get(self, path: str, **params: Any) -> Any:
+        query = {k: v for k, v in params.items() if v is not None}
+        try:
+            response = self._http.get(path, params=query)
+        except httpx.HTTPError as exc:
+            raise HistoryUnavailable(
+                f"the daemon's web API at {self.base_url} failed: {exc}"
+            ) from None
+        if response.status_code >= 400:
+            try:
+                err = response.json()["error"]
+                raise HistoryError(response.status_code, err["code"], err["message"])
+            except (ValueError, KeyError, TypeError):
+                raise HistoryError(
+                    response.status_code, "http_error", response.text[:200]
+                ) from None
+        return response.json()
+
+    def list_runs(self, **params: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self.get("/api/history/runs", **params)
+        return result
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.get(f"/api/history/runs/{run_id}")
+        return result

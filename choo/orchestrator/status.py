@@ -1,0 +1,64 @@
+"""``choo status``: the units and tasks of a plan, with their status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from choo.orchestrator.discovery import Plan
+from choo.orchestrator.graph import Graph
+
+_COLORS = {"complete": "green", "failed": "red", "in_progress": "yellow", "pending": "dim"}
+
+
+def unit_status(statuses: list[str]) -> str:
+    if statuses and all(s == "complete" for s in statuses):
+        return "complete"
+    if any(s == "failed" for s in statuses):
+        return "failed"
+    if any(s in ("complete", "in_progress") for s in statuses):
+        return "in_progress"
+    return "pending"
+
+
+def plan_status(plan: Plan, graph: Graph) -> dict[str, Any]:
+    units = []
+    for unit in plan.units.values():
+        units.append(
+            {
+                "id": unit.id,
+                "level": graph.level_of(unit.id),
+                "depends_on": list(unit.depends_on),
+                "status": unit_status([t.status for t in unit.tasks]),
+                "tasks": [
+                    {"number": t.number, "title": t.title, "status": t.status, "file": str(t.path)}
+                    for t in unit.tasks
+                ],
+            }
+        )
+    return {"tasks_dir": str(plan.tasks_dir), "units": units}
+
+
+def status_table(plan: Plan, graph: Graph) -> Table:
+    table = Table(title=f"{plan.tasks_dir}", title_justify="left")
+    table.add_column("level", justify="right")
+    table.add_column("unit / task")
+    table.add_column("status")
+    table.add_column("depends on")
+    for unit in sorted(plan.units.values(), key=lambda u: (graph.level_of(u.id), u.id)):
+        status = unit_status([t.status for t in unit.tasks])
+        done = sum(1 for t in unit.tasks if t.status == "complete")
+        table.add_row(
+            str(graph.level_of(unit.id)),
+            f"[bold]{escape(unit.id)}[/] [dim]{done}/{len(unit.tasks)}[/]",
+            f"[{_COLORS[status]}]{status}[/]",
+            escape(", ".join(unit.depends_on)),
+        )
+        for task in unit.tasks:
+            color = _COLORS.get(task.status, "white")
+            table.add_row(
+                "", f"  #{task.number} {escape(task.title)}", f"[{color}]{task.status}[/]", ""
+            )
+    return table

@@ -1,0 +1,394 @@
+"""One orchestration from start to end: ``choo run`` and ``choo resume``.
+
+Plans the work, makes sure the daemon runs (unless isolated), records the
+run through a HistoryRecorder, schedules the units, and turns SIGINT/SIGTERM
+into a clean stop that is recorded as ``run.stopped``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import trio
+from rich.console import Console
+
+from choo import daemonctl
+from choo.client import DaemonClient, DaemonError, DaemonUnavailable, open_daemon_client
+from choo.config import Config
+from choo.orchestrator.console import ConsoleReporter
+from choo.orchestrator.discovery import Plan, PlanInvalid, discover
+from choo.orchestrator.events import EventBus, utc_now
+from choo.orchestrator.graph import Graph, build_graph
+from choo.orchestrator.providers import Provider, make_provider
+from choo.orchestrator.recorder import HistoryRecorder
+from choo.orchestrator.scheduler import Tally, schedule
+from choo.orchestrator.worker import Worker, WorkerSettings
+from protocol.home import Home
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+COMPLETE_TIMEOUT = 15.0
+
+
+class RunError(Exception):
+    """The run cannot start; the message says why and what to do."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class RunRequest:
+    tasks_dir: Path
+    config: Config
+    home: Home
+    dry_run: bool = False
+    unit: str | None = None
+    use_daemon: bool = True
+    record: bool = True
+    resume: dict[str, Any] | None = None  # the run to continue, as the API shows it
+    resume_reason: str = "resumed with `choo resume`"
+
+
+@dataclass
+class RunOutcome:
+    run_id: str | None
+    status: str
+    exit_code: int
+    tally: Tally = field(default_factory=Tally)
+    web_url: str | None = None
+
+
+def new_run_id() -> str:
+    now = datetime.now(UTC)
+    return f"run_{now:%Y%m%d_%H%M%S}_{secrets.token_hex(2)}"
+
+
+def repo_root_of(path: Path) -> Path:
+    """The git top level containing ``path`` (resolved), else ``path`` itself."""
+    try:
+        top = subprocess.run(
+            ["git", "-C", os.fspath(path), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        return Path(top).resolve()
+    except (OSError, subprocess.SubprocessError):
+        return path.resolve()
+
+
+def plan_run(request: RunRequest) -> tuple[Plan, Graph]:
+    try:
+        plan = discover(request.tasks_dir)
+    except PlanInvalid as exc:
+        raise RunError(f"the plan in {request.tasks_dir} has problems:\n{exc}") from None
+    if request.unit is not None:
+        plan = _only(plan, request.unit)
+    return plan, build_graph(plan)
+
+
+def _only(plan: Plan, unit: str) -> Plan:
+    """``unit`` and everything it needs, transitively."""
+    if unit not in plan.units:
+        known = ", ".join(plan.units) or "none"
+        raise RunError(f"--unit {unit}: no such unit in {plan.tasks_dir} (units: {known})")
+    keep: set[str] = set()
+    todo = [unit]
+    while todo:
+        u = todo.pop()
+        if u not in keep:
+            keep.add(u)
+            todo += plan.units[u].depends_on
+    return Plan(plan.tasks_dir, {k: v for k, v in plan.units.items() if k in keep})
+
+
+def providers_for(
+    plan: Plan, config: Config, repo_root: Path
+) -> tuple[Provider, dict[str, Provider]]:
+    """Check every provider the plan needs, before any work starts."""
+    from choo.orchestrator.providers import ProviderError
+
+    try:
+        default = make_provider(config["provider.name"], config["provider.command"], cwd=repo_root)
+        per_unit = {
+            u.id: make_provider(u.provider, config["provider.command"], cwd=repo_root)
+            for u in plan.units.values()
+            if u.provider and u.provider != default.name
+        }
+    except ProviderError as exc:
+        raise RunError(str(exc)) from None
+    return default, per_unit
+
+
+async def execute(request: RunRequest, console: Console) -> RunOutcome:
+    plan, graph = plan_run(request)
+    repo_root = repo_root_of(request.tasks_dir)
+    config = request.config
+    provider: Provider | None = None
+    per_unit: dict[str, Provider] = {}
+    if not request.dry_run:
+        provider, per_unit = providers_for(plan, config, repo_root)
+    web_url: str | None = None
+    if request.use_daemon:
+        web_url = await trio.to_thread.run_sync(_ensure_daemon, request)
+
+    bus = EventBus()
+    reporter = ConsoleReporter(console)
+    bus.subscribe(reporter.handle)
+    run_id = request.resume["id"] if request.resume else new_run_id()
+    async with _history(request, console, bus, run_id, plan, repo_root) as recorder:
+        _announce(console, request, run_id if recorder else None, plan, graph, provider, web_url)
+        if request.dry_run:
+            tally = _dry_run(bus, plan, graph, request)
+            status, code = "completed", EXIT_OK
+        else:
+            assert provider is not None
+            settings = WorkerSettings(
+                provider=provider,
+                repo_root=repo_root,
+                unit_providers=per_unit,
+                attempts=config["attempts"],
+                provider_timeout=config["provider.timeout"],
+                backpressure_timeout=config["backpressure.timeout"],
+            )
+            status, code, tally = await _orchestrate(bus, plan, graph, settings, config)
+        recorder_status = (status, tally)
+        if recorder is not None:
+            await _finish(recorder, console, *recorder_status)
+    try:
+        final_plan = discover(request.tasks_dir)
+        if request.unit is not None:
+            final_plan = _only(final_plan, request.unit)
+    except (PlanInvalid, RunError):
+        final_plan = plan
+    console.print(reporter.summary(final_plan, tally))
+    shown_id = run_id if request.record and request.use_daemon else None
+    _farewell(console, status, shown_id, web_url)
+    return RunOutcome(shown_id, status, code, tally, web_url)
+
+
+def _ensure_daemon(request: RunRequest) -> str | None:
+    status = daemonctl.query_status(request.home)
+    if status is None:
+        if not request.config["daemon.auto_start"]:
+            raise RunError(
+                "no daemon is running and daemon.auto_start is false; start it with "
+                "`choo daemon start`, or run with --no-daemon",
+                EXIT_FAILED,
+            )
+        try:
+            status = daemonctl.start(request.home, port=request.config["daemon.port"]).status
+        except daemonctl.DaemonControlError as exc:
+            raise RunError(
+                f"could not start the history daemon, so nothing was run: {exc}\n"
+                "Run with --no-daemon to run without history.",
+                EXIT_FAILED,
+            ) from None
+    url = status.get("web")
+    return str(url) if url else None
+
+
+@asynccontextmanager
+async def _history(
+    request: RunRequest,
+    console: Console,
+    bus: EventBus,
+    run_id: str,
+    plan: Plan,
+    repo_root: Path,
+) -> AsyncIterator[HistoryRecorder | None]:
+    if not (request.use_daemon and request.record):
+        yield None
+        return
+
+    def warn(message: str) -> None:
+        console.print(f"[yellow]warning:[/] {message}")
+
+    async def restart_daemon() -> None:
+        if request.config["daemon.auto_start"]:
+            await trio.to_thread.run_sync(
+                lambda: daemonctl.start(request.home, port=request.config["daemon.port"])
+            )
+
+    try:
+        async with open_daemon_client(
+            request.home, name="choo-run", ensure_daemon=restart_daemon
+        ) as client:
+            recorder = await _open_run(client, request, run_id, plan, repo_root, warn)
+            if recorder is not None:
+                bus.subscribe(recorder.handle)
+            yield recorder
+    except DaemonUnavailable as exc:
+        warn(f"history: {exc}; the run was not recorded")
+        yield None
+
+
+async def _open_run(
+    client: DaemonClient,
+    request: RunRequest,
+    run_id: str,
+    plan: Plan,
+    repo_root: Path,
+    warn: Callable[[str], None],
+) -> HistoryRecorder | None:
+    graph = build_graph(plan).to_dict()
+    try:
+        with trio.fail_after(COMPLETE_TIMEOUT):
+            if request.resume is not None:
+                last = await client.append_resume_marker(
+                    run_id, time=utc_now(), reason=request.resume_reason
+                )
+                return HistoryRecorder(client, run_id, first_seq=last + 1, warn=warn)
+            await client.start_run(
+                run_id,
+                repo_path=str(repo_root),
+                started_at=utc_now(),
+                parallelism=request.config["parallelism"],
+                total_units=len(plan.units),
+                tasks_dir=str(request.tasks_dir.resolve()),
+                dry_run=request.dry_run,
+            )
+            await client.graph(
+                run_id, list(graph["nodes"]), list(graph["edges"]), list(graph["levels"])
+            )
+    except (DaemonError, trio.TooSlowError) as exc:
+        warn(f"history: could not record run {run_id} ({exc}); the run goes on unrecorded")
+        return None
+    return HistoryRecorder(client, run_id, warn=warn)
+
+
+async def _finish(recorder: HistoryRecorder, console: Console, status: str, tally: Tally) -> None:
+    if recorder.failed is not None:
+        return
+    try:
+        with trio.fail_after(COMPLETE_TIMEOUT):
+            await recorder.client.complete_run(
+                recorder.run_id,
+                status=status,
+                completed_at=utc_now(),
+                completed_units=len(tally.done),
+                failed_units=len(tally.failed),
+                blocked_units=len(tally.blocked),
+            )
+    except trio.TooSlowError:
+        pending = recorder.client.unacked(recorder.run_id)
+        recorder.fail(
+            f"the daemon did not confirm the end of the run in {COMPLETE_TIMEOUT:g} s "
+            f"({pending} events unconfirmed)"
+        )
+    except DaemonError as exc:
+        recorder.fail(f"could not record the end of the run ({exc})")
+
+
+def _dry_run(bus: EventBus, plan: Plan, graph: Graph, request: RunRequest) -> Tally:
+    tasks = sum(len(u.tasks) for u in plan.units.values())
+    bus.emit(
+        "orch.dryrun.started",
+        units=len(plan.units),
+        tasks=tasks,
+        parallelism=request.config["parallelism"],
+        graph=graph.to_dict(),
+        tasks_dir=str(request.tasks_dir),
+    )
+    bus.emit("orch.dryrun.completed", units=len(plan.units), tasks=tasks, levels=len(graph.levels))
+    return Tally()
+
+
+async def _orchestrate(
+    bus: EventBus, plan: Plan, graph: Graph, settings: WorkerSettings, config: Config
+) -> tuple[str, int, Tally]:
+    started = time.monotonic()
+    tasks = sum(len(u.tasks) for u in plan.units.values())
+    bus.emit(
+        "orch.started",
+        units=len(plan.units),
+        tasks=tasks,
+        parallelism=config["parallelism"],
+        graph=graph.to_dict(),
+        provider=settings.provider.name,
+        tasks_dir=str(plan.tasks_dir),
+    )
+    worker = Worker(bus, settings)
+    tally = Tally()
+    stopped_by: signal.Signals | None = None
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                nonlocal stopped_by
+                async for signum in signals:
+                    stopped_by = signal.Signals(signum)
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(watch)
+            await schedule(plan, graph, bus, config["parallelism"], worker.run_unit, tally)
+            nursery.cancel_scope.cancel()
+    counts: dict[str, Any] = {
+        "completed": len(tally.done),
+        "failed": len(tally.failed),
+        "blocked": len(tally.blocked),
+        "duration_ms": int((time.monotonic() - started) * 1000),
+    }
+    if stopped_by is not None:
+        bus.emit(
+            "run.stopped",
+            reason=f"{stopped_by.name} received; workers stopped",
+            signal=stopped_by.name,
+        )
+        return "stopped", EXIT_SIGNAL[stopped_by], tally
+    if tally.ok:
+        bus.emit("orch.completed", **counts)
+        return "completed", EXIT_OK, tally
+    reason = f"{len(tally.failed)} unit(s) failed, {len(tally.blocked)} blocked"
+    bus.emit("orch.failed", error=reason, reason=reason, **counts)
+    return "failed", EXIT_FAILED, tally
+
+
+def _announce(
+    console: Console,
+    request: RunRequest,
+    run_id: str | None,
+    plan: Plan,
+    graph: Graph,
+    provider: Provider | None,
+    web_url: str | None,
+) -> None:
+    verb = "resuming" if request.resume else ("dry run of" if request.dry_run else "running")
+    tasks = sum(len(u.tasks) for u in plan.units.values())
+    levels = len(graph.levels)
+    head = f"[bold]choo[/] {verb} {len(plan.units)} units ({tasks} tasks) in {levels} levels"
+    if provider is not None:
+        head += f" · provider {provider.name} · parallelism {request.config['parallelism']}"
+    console.print(head)
+    if run_id:
+        console.print(f"  run [bold]{run_id}[/]" + (f" · live at {web_url}" if web_url else ""))
+    if request.dry_run:
+        for n, level in enumerate(graph.levels):
+            console.print(f"  level {n}:")
+            for unit_id in level:
+                unit = plan.units[unit_id]
+                deps = f" [dim](after {', '.join(unit.depends_on)})[/]" if unit.depends_on else ""
+                console.print(f"    [bold]{unit_id}[/]{deps}")
+                for task in unit.tasks:
+                    console.print(f"      #{task.number} {task.title} [dim]{task.status}[/]")
+
+
+def _farewell(console: Console, status: str, run_id: str | None, web_url: str | None) -> None:
+    color = {"completed": "green", "failed": "red", "stopped": "yellow"}.get(status, "white")
+    console.print(f"[{color}]run {status}[/]" + (f": {run_id}" if run_id else ""))
+    if run_id and web_url:
+        console.print(f"history: {web_url}/#/history?run={run_id}")
