@@ -50,6 +50,35 @@ class DaemonUnavailable(Exception):
     """No daemon answered on the socket."""
 
 
+# A request's frame, or an event as (run, packed item).
+_Entry = bytes | tuple[str, bytes]
+BATCH_BYTES = 256 * 1024
+
+
+def _encode(entries: list[_Entry]) -> bytes:
+    """Frames for ``entries``: consecutive events of a run share an "events" frame."""
+    out: list[bytes] = []
+    run = ""
+    items: list[bytes] = []
+    size = 0
+    for entry in entries:
+        if isinstance(entry, bytes):
+            if items:
+                out.append(protocol.encode_events(run, items))
+                items, size = [], 0
+            out.append(entry)
+            continue
+        if entry[0] != run or size + len(entry[1]) > BATCH_BYTES:
+            if items:
+                out.append(protocol.encode_events(run, items))
+            run, items, size = entry[0], [], 0
+        items.append(entry[1])
+        size += len(entry[1])
+    if items:
+        out.append(protocol.encode_events(run, items))
+    return b"".join(out)
+
+
 @dataclass
 class _Reply:
     done: trio.Event = field(default_factory=trio.Event)
@@ -72,8 +101,10 @@ class DaemonClient:
         # Called with (run, seq) for every ack; for progress displays and benchmarks.
         self.on_ack: Callable[[str, int], None] | None = None
         self._ensure_daemon = ensure_daemon
-        self._journal: dict[tuple[str, int], bytes] = {}
-        self._outbox = bytearray()
+        # Unanswered work in send order: request frames, and events as
+        # (run, packed item) that the sender groups into "events" frames.
+        self._journal: dict[tuple[str, int], _Entry] = {}
+        self._queue: list[_Entry] = []  # not yet written on this connection
         self._wake = trio.Event()
         self._stream: trio.SocketStream | None = None
         self._replies: dict[int, _Reply] = {}
@@ -103,24 +134,17 @@ class DaemonClient:
         payload: dict[str, Any] | None = None,
         error: str | None = None,
     ) -> None:
-        """Queue an event; never blocks. It is kept until the daemon acks it."""
+        """Queue an event; never blocks. It is kept until the daemon acks it.
+
+        Raises FrameTooLarge (at once) for an event too big to ever be sent.
+        """
         if self._fatal is not None:
             raise self._fatal
-        message: Message = {"t": "event", "run": run, "seq": seq, "time": time, "type": type}
-        for key, value in (
-            ("unit", unit),
-            ("task", task),
-            ("pr", pr),
-            ("payload", payload),
-            ("error", error),
-        ):
-            if value is not None:
-                message[key] = value
-        frame = protocol.encode(message)
-        self._journal[(run, seq)] = frame
+        entry = (run, protocol.pack_event_item(seq, time, type, unit, task, pr, payload, error))
+        self._journal[(run, seq)] = entry
         if seq > self._sent.get(run, 0):
             self._sent[run] = seq
-        self._push(frame)
+        self._push(entry)
 
     def unacked(self, run: str | None = None) -> int:
         """Events sent and not yet acked (for one run, or all)."""
@@ -213,9 +237,9 @@ class DaemonClient:
 
     # -- plumbing -----------------------------------------------------------
 
-    def _push(self, frame: bytes) -> None:
+    def _push(self, entry: _Entry) -> None:
         if self._stream is not None:
-            self._outbox += frame
+            self._queue.append(entry)
             self._wake.set()
 
     async def _request(self, message: Message) -> dict[str, Any]:
@@ -308,7 +332,7 @@ class DaemonClient:
         """Talk on ``stream`` until it breaks; returns what broke it."""
         self._stream = stream
         # Re-send everything still unanswered, in the order it was first sent.
-        self._outbox = bytearray(b"".join(self._journal.values()))
+        self._queue = list(self._journal.values())
         self._wake.set()
         lost: list[BaseException] = []
 
@@ -333,10 +357,9 @@ class DaemonClient:
         while True:
             await self._wake.wait()
             self._wake = trio.Event()
-            if self._outbox:
-                data = bytes(self._outbox)
-                self._outbox.clear()
-                await stream.send_all(data)
+            if self._queue:
+                entries, self._queue = self._queue, []
+                await stream.send_all(_encode(entries))
 
     async def _receive_loop(self, stream: trio.SocketStream) -> None:
         while True:

@@ -19,7 +19,9 @@ from typing import Any
 import trio
 
 from choo_daemon import __version__
+from choo_daemon.hub import LiveHub
 from choo_daemon.listener import open_unix_listener, peer_uid, remove_stale_socket
+from choo_daemon.reader import Reader
 from choo_daemon.session import Inbound, Session
 from choo_daemon.store import utc_now
 from choo_daemon.writer import Writer
@@ -28,7 +30,7 @@ from protocol.home import Home
 
 log = logging.getLogger("choo.daemon")
 
-CHANNEL_SIZE = 256  # Inbound items (each a whole read, up to thousands of events)
+CHANNEL_SIZE = 32  # Inbound items, each one read of up to READ_SIZE bytes
 MAX_CLIENTS = 256
 
 
@@ -47,6 +49,9 @@ class Daemon:
         self.home = options.home
         self.web_url: str | None = None
         self.writer = Writer(self.home.database)
+        self.reader = Reader(self.home.database)
+        self.hub = LiveHub()
+        self.writer.listeners.append(self.hub.publish)
         self.sessions: set[Session] = set()
         self._shutdown = trio.Event()
         self._started_at = utc_now()
@@ -82,7 +87,12 @@ class Daemon:
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.writer.serve, receive)
-                app = create_app(self.status)
+                app = create_app(
+                    self.status,
+                    reader=self.reader,
+                    live=self.hub,
+                    allowed_hosts=[self.options.host],
+                )
                 self.web_url = await nursery.start(
                     serve_web, app, self.options.host, self.options.port, self._shutdown.wait
                 )
@@ -99,7 +109,9 @@ class Daemon:
                 task_status.started(self)
                 await self._shutdown.wait()
                 log.info("shutting down: draining %d client(s)", len(self.sessions))
+                self.hub.close()  # end the SSE streams, so the web server stops at once
         finally:
+            self.reader.close()
             with contextlib.suppress(FileNotFoundError):
                 self.home.socket.unlink()
         log.info("daemon stopped; %d events stored in all", self.writer.events_stored)

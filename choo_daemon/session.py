@@ -29,7 +29,7 @@ HANDSHAKE_TIMEOUT = 10.0
 SEND_TIMEOUT = 30.0
 HALF_FRAME_TIMEOUT = 30.0
 MAX_OUTBOX = 8 * 1024 * 1024
-READ_SIZE = 256 * 1024
+READ_SIZE = 64 * 1024
 
 # An event as the store takes it: (run_id, seq, time, type, unit, task, pr, payload, error).
 EventRow = tuple[str, int, str, str, str | None, int | None, int | None, str | None, str | None]
@@ -227,20 +227,16 @@ class Session:
         ok = True
         for msg in messages:
             kind = msg["t"]
-            if kind == "event":
+            if kind == "event" or kind == "events":
                 if events is None:
                     events = Events()
                     items.append(events)
                 try:
-                    events.rows.append(_row(msg))
+                    _add_events(events, msg)
                 except ProtocolError as exc:
                     self.fail(exc.code, exc.message)
                     ok = False
                     break
-                top = events.top
-                run, seq = msg["run"], msg["seq"]
-                if seq > top.get(run, 0):
-                    top[run] = seq
                 continue
             events = None
             if kind == "run.graph":
@@ -272,6 +268,12 @@ class Session:
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 self.done()
                 return False
+            except trio.Cancelled:
+                # close() or stop_reading() while handing over: the writer never
+                # got it, so it will never answer it; count it as answered or
+                # serve() waits for it forever.
+                self.done()
+                raise
         return ok
 
     def _status(self, msg: Message) -> None:
@@ -293,17 +295,45 @@ class Session:
 _WRITES = frozenset({"run.start", "run.resume", "run.graph", "run.complete"})
 
 
-def _row(msg: dict[str, Any]) -> EventRow:
-    get = msg.get
-    payload = get("payload")
-    return (
-        msg["run"],
-        msg["seq"],
-        msg["time"],
-        msg["type"],
-        get("unit"),
-        get("task"),
-        get("pr"),
-        None if payload is None else protocol.payload_json(payload),
-        get("error"),
-    )
+def _add_events(events: Events, msg: dict[str, Any]) -> None:
+    """Append a message's events to ``events`` as store rows."""
+    run = msg["run"]
+    rows = events.rows
+    top = events.top.get(run, 0)
+    if msg["t"] == "events":
+        for seq, time, type_, unit, task, pr, payload, error in msg["items"]:
+            rows.append(
+                (
+                    run,
+                    seq,
+                    time,
+                    type_,
+                    unit,
+                    task,
+                    pr,
+                    None if payload is None else protocol.payload_json(payload),
+                    error,
+                )
+            )
+            if seq > top:
+                top = seq
+    else:
+        get = msg.get
+        payload = get("payload")
+        seq = msg["seq"]
+        rows.append(
+            (
+                run,
+                seq,
+                msg["time"],
+                msg["type"],
+                get("unit"),
+                get("task"),
+                get("pr"),
+                None if payload is None else protocol.payload_json(payload),
+                get("error"),
+            )
+        )
+        if seq > top:
+            top = seq
+    events.top[run] = top

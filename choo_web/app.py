@@ -1,21 +1,34 @@
-"""The daemon's HTTP side: a quart-trio app served by hypercorn.
+"""The daemon's HTTP side: a read-only quart-trio app served by hypercorn.
 
-The app only reads. It is built by ``create_app`` from what the daemon
-passes in (a status function, later the store's read side), so that this
-package never reaches into the daemon's internals.
+``create_app`` builds it from what the daemon passes in: a status function,
+the history's read side (``HistoryReader``), the live hub (``LiveSource``)
+and the host names it answers to. This package never reaches into the
+daemon's internals.
+
+Every route is GET (HEAD too); every error is ``{"error": {"code",
+"message"}}`` with its status; every response carries the security headers.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
-from quart import Response, jsonify
+from quart import Response, request
 from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from choo_web import params
+from choo_web.errors import ApiError, Forbidden, MethodNotAllowed, NotFound, bad_parameter
+from choo_web.jsonio import json_response
+from choo_web.sources import HistoryReader, LiveSource
+from choo_web.static import STATIC_DIR, read_static
+from choo_web.streams import LiveStream, RunStream
 
 log = logging.getLogger("choo.web")
 
@@ -29,20 +42,175 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+RUNS_LIMIT, EVENTS_LIMIT = 50, 100
 
-def create_app(status: Callable[[], dict[str, Any]]) -> QuartTrio:
-    app = QuartTrio("choo_web")
 
-    @app.get("/api/health")
+def create_app(
+    status: Callable[[], dict[str, Any]],
+    *,
+    reader: HistoryReader,
+    live: LiveSource,
+    allowed_hosts: Iterable[str] = (),
+    static_dir: Path = STATIC_DIR,
+) -> QuartTrio:
+    """The app; ``allowed_hosts`` adds to the local names (any port)."""
+    app = QuartTrio("choo_web", static_folder=None)
+    # "//x" must reach the static view (and be refused there), not redirect.
+    app.url_map.merge_slashes = False
+    hosts = LOCAL_HOSTS | {_host_name(h) for h in allowed_hosts}
+    _install_guards(app, hosts)
+
+    def get(rule: str) -> Callable[[Any], Any]:
+        return app.route(rule, methods=["GET"], provide_automatic_options=False)
+
+    @get("/api/health")
     async def health() -> Response:
-        return jsonify({"ok": True, **status()})
+        return json_response({"ok": True, **status(), "live": live.statistics()})
 
-    @app.after_request
+    @get("/api/repos")
+    async def repos() -> Response:
+        return json_response({"repos": await reader.list_repos()})
+
+    @get("/api/history/runs")
+    async def runs() -> Response:
+        args = request.args
+        page = await reader.list_runs(
+            repo=params.text(args, "repo"),
+            status=params.text(args, "status"),
+            limit=params.integer(args.get("limit"), "limit", RUNS_LIMIT, "an integer, 1 to 500"),
+            cursor=params.text(args, "cursor"),
+        )
+        return json_response(page)
+
+    @get("/api/history/runs/<run>")
+    async def run_detail(run: str) -> Response:
+        return json_response(await reader.get_run(run))
+
+    @get("/api/history/runs/<run>/events")
+    async def events(run: str) -> Response:
+        args = request.args
+        page = await reader.events_page(
+            run,
+            type=params.text(args, "type"),
+            unit=params.text(args, "unit"),
+            after=params.integer(args.get("after"), "after", 0, "a seq, 0 or more"),
+            limit=params.integer(args.get("limit"), "limit", EVENTS_LIMIT, "an integer, 1 to 1000"),
+        )
+        return json_response(page)
+
+    @get("/api/history/runs/<run>/graph")
+    async def graph(run: str) -> Response:
+        return json_response(await reader.get_graph(run))
+
+    @get("/api/history/runs/<run>/stream")
+    async def run_stream(run: str) -> Response:
+        header = request.headers.get("Last-Event-ID")
+        name, raw = (
+            ("after", request.args.get("after"))
+            if header is None
+            else ("Last-Event-ID", header.strip())
+        )
+        after = params.integer(raw, name, 0, "a seq, 0 or more")
+        if after < 0:
+            raise bad_parameter(name, str(raw), "a seq, 0 or more")
+        run_id = await reader.resolve(run)
+        return _event_stream(RunStream(reader, live, run_id, after))
+
+    @get("/api/live")
+    async def live_stream() -> Response:
+        return _event_stream(LiveStream(reader, live, params.text(request.args, "repo")))
+
+    @get("/")
+    async def index() -> Response:
+        return await _static(static_dir, "index.html")
+
+    @get("/static/<path:path>")
+    async def static(path: str) -> Response:
+        return await _static(static_dir, path)
+
+    return app
+
+
+def _install_guards(app: Any, hosts: frozenset[str]) -> None:
+    @app.before_request  # type: ignore[untyped-decorator]
+    async def check_host() -> None:
+        # DNS rebinding: a page of evil.example whose name now points at
+        # 127.0.0.1 still sends "Host: evil.example".
+        header = request.headers.get("Host", "")
+        name = _host_name(header)
+        if name not in hosts and not name.endswith(".localhost"):
+            raise Forbidden(
+                "forbidden_host",
+                f"requests for host {header!r} are refused; open the UI at "
+                "http://127.0.0.1:<port>/ or http://localhost:<port>/",
+            )
+
+    @app.after_request  # type: ignore[untyped-decorator]
     async def add_headers(response: Response) -> Response:
         response.headers.update(SECURITY_HEADERS)
         return response
 
-    return app
+    @app.errorhandler(ApiError)  # type: ignore[untyped-decorator]
+    async def api_error(exc: ApiError) -> Response:
+        return json_response(exc.body(), exc.status)
+
+    @app.errorhandler(HTTPException)  # type: ignore[untyped-decorator]
+    async def http_error(exc: HTTPException) -> Response:
+        error: ApiError
+        if exc.code == 405:
+            error = MethodNotAllowed(
+                "method_not_allowed",
+                f"{request.method} {request.path} is not allowed: the API is read-only (GET)",
+            )
+        elif exc.code == 404:
+            error = NotFound(
+                "not_found",
+                f"no route {request.path}; the API lives under /api/ (see /api/health)",
+            )
+        else:
+            error = ApiError("http_error", f"{exc.code} {exc.name}: {exc.description}")
+            error.status = exc.code or 500
+        response = json_response(error.body(), error.status)
+        if exc.code == 405:
+            response.headers["Allow"] = "GET, HEAD"
+        return response
+
+    @app.errorhandler(Exception)  # type: ignore[untyped-decorator]
+    async def crash(exc: Exception) -> Response:
+        log.error("%s %s failed", request.method, request.path, exc_info=exc)
+        error = ApiError("internal_error", f"{type(exc).__name__}: {exc}; see the daemon log")
+        return json_response(error.body(), 500)
+
+
+def _host_name(host: str) -> str:
+    """The Host header's name, lower case, without the port ("[::1]" keeps brackets)."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[: end + 1] if end > 0 else host
+    if host.count(":") > 1:  # a bare IPv6 address, as given to --host
+        return f"[{host}]"
+    return host.partition(":")[0].rstrip(".")
+
+
+async def _static(root: Path, path: str) -> Response:
+    found = await read_static(root, path)
+    if found is None:
+        raise NotFound("not_found", f"no file {path!r} in the web UI's static folder")
+    content, kind = found
+    response = Response(content, content_type=kind)
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+def _event_stream(stream: AsyncIterable[bytes]) -> Response:
+    """An SSE response; HEAD gets the headers only."""
+    response = Response(stream if request.method != "HEAD" else b"", mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"
+    response.timeout = None  # streams run until the client leaves
+    return response
 
 
 async def serve_web(

@@ -16,7 +16,16 @@ from protocol.errors import (
     TruncatedFrame,
     UnknownType,
 )
-from protocol.frames import MAX_FRAME, FrameDecoder, decode_body, encode, encode_many
+from protocol.frames import (
+    MAX_EVENT_ITEM,
+    MAX_FRAME,
+    FrameDecoder,
+    decode_body,
+    encode,
+    encode_events,
+    encode_many,
+    pack_event_item,
+)
 from protocol.messages import (
     PROTOCOL_VERSION,
     REQUESTS,
@@ -28,6 +37,7 @@ from protocol.messages import (
 )
 
 __all__ = [
+    "MAX_EVENT_ITEM",
     "MAX_FRAME",
     "PROTOCOL_VERSION",
     "REQUESTS",
@@ -47,7 +57,9 @@ __all__ = [
     "UnknownType",
     "decode_body",
     "encode",
+    "encode_events",
     "encode_many",
+    "pack_event_item",
     "payload_json",
     "validate",
 ]

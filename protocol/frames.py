@@ -40,6 +40,49 @@ def encode_many(messages: list[Message]) -> bytes:
     return b"".join(encode(m) for m in messages)
 
 
+# Room left in a frame for the "events" envelope around its items.
+MAX_EVENT_ITEM = MAX_FRAME - 512
+
+
+def pack_event_item(
+    seq: int,
+    time: str,
+    type: str,
+    unit: str | None = None,
+    task: int | None = None,
+    pr: int | None = None,
+    payload: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> bytes:
+    """One event as an item of an ``events`` message, packed on its own.
+
+    Raises FrameTooLarge when the event could never fit in a frame.
+    """
+    item = msgpack.packb([seq, time, type, unit, task, pr, payload, error], use_bin_type=True)
+    if len(item) > MAX_EVENT_ITEM:
+        raise FrameTooLarge(
+            f"event {seq} packs to {len(item)} bytes, over the {MAX_EVENT_ITEM}-byte limit "
+            "for one event"
+        )
+    return item
+
+
+def encode_events(run: str, items: list[bytes]) -> bytes:
+    """Frame packed items (from pack_event_item) of one run as an ``events`` message."""
+    envelope = msgpack.packb({"t": "events", "run": run, "items": []}, use_bin_type=True)
+    n = len(items)
+    if n < 16:
+        count = bytes([0x90 | n])
+    elif n < 1 << 16:
+        count = b"\xdc" + n.to_bytes(2, "big")
+    else:
+        count = b"\xdd" + n.to_bytes(4, "big")
+    body = b"".join([envelope[:-1], count, *items])  # envelope ends with an empty array
+    if len(body) > MAX_FRAME:
+        raise FrameTooLarge(f"events frame of {len(body)} bytes is over the {MAX_FRAME}-byte limit")
+    return HEADER.pack(len(body)) + body
+
+
 def decode_body(body: bytes | bytearray) -> Message:
     """Decode and validate one frame body (without its length header)."""
     try:

@@ -58,6 +58,9 @@ SCHEMAS: Final[dict[str, tuple[Field, ...]]] = {
         _f("payload", MAP, required=False, nullable=True),
         _f("error", STR, required=False, nullable=True),
     ),
+    # many events of one run in one frame: items are
+    # [seq, time, type, unit, task, pr, payload, error] arrays (see EVENT_ITEM)
+    "events": (_f("run", STR), _f("items", LIST)),
     "ack": (_f("run", STR), _f("seq", INT)),
     # requests
     "run.start": (
@@ -142,6 +145,9 @@ def validate(msg: dict[Any, Any]) -> Message:
             )
     if kind == "event":
         _check_event(msg)
+    elif kind == "events":
+        _check_run_id(kind, msg["run"], None)
+        _check_items(msg["items"])
     elif kind in _WITH_RUN:
         _check_run_id(kind, msg["run"], req)
         if kind == "run.complete" and msg["status"] not in RUN_STATUSES:
@@ -167,6 +173,19 @@ def _clip(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
+# Run ids already seen valid: a stream names the same few runs many times.
+_GOOD_RUN_IDS: set[str] = set()
+
+
+def _remember_run_id(run: str) -> bool:
+    if RUN_ID.fullmatch(run) is None:
+        return False
+    if len(_GOOD_RUN_IDS) >= 4096:
+        _GOOD_RUN_IDS.clear()
+    _GOOD_RUN_IDS.add(run)
+    return True
+
+
 def _event_ok(msg: dict[Any, Any]) -> bool:
     """The common case of an event, checked in one expression (the hot path).
 
@@ -183,7 +202,7 @@ def _event_ok(msg: dict[Any, Any]) -> bool:
     )
     return (
         type(run) is str
-        and RUN_ID.fullmatch(run) is not None
+        and (run in _GOOD_RUN_IDS or _remember_run_id(run))
         and type(seq) is int
         and 1 <= seq <= MAX_SEQ
         and type(get("time")) is str
@@ -195,6 +214,57 @@ def _event_ok(msg: dict[Any, Any]) -> bool:
         and (payload is None or type(payload) is dict)
         and (error is None or type(error) is str)
     )
+
+
+# The fields of one item of an "events" message, in order: (name, kinds, nullable).
+EVENT_ITEM: Final = (
+    ("seq", int, False),
+    ("time", str, False),
+    ("type", str, False),
+    ("unit", str, True),
+    ("task", int, True),
+    ("pr", int, True),
+    ("payload", dict, True),
+    ("error", str, True),
+)
+
+
+def _check_items(items: list[Any]) -> None:
+    """Every item of an "events" message (the hot path: one loop, no calls)."""
+    if not items:
+        raise BadField('events: field "items" must hold at least one event')
+    for i, item in enumerate(items):
+        if (
+            type(item) is list
+            and len(item) == 8
+            and type(item[0]) is int
+            and 1 <= item[0] <= MAX_SEQ
+            and type(item[1]) is str
+            and type(item[2]) is str
+            and 1 <= len(item[2]) <= 128
+            and (item[3] is None or type(item[3]) is str)
+            and (item[4] is None or type(item[4]) is int)
+            and (item[5] is None or type(item[5]) is int)
+            and (item[6] is None or type(item[6]) is dict)
+            and (item[7] is None or type(item[7]) is str)
+        ):
+            continue
+        raise BadField(f"events: item {i}: {_item_problem(item)}")
+
+
+def _item_problem(item: Any) -> str:
+    if type(item) is not list or len(item) != len(EVENT_ITEM):
+        return f"must be an array of {len(EVENT_ITEM)} fields " + (
+            "[seq, time, type, unit, task, pr, payload, error]"
+        )
+    for value, (name, kind, nullable) in zip(item, EVENT_ITEM, strict=True):
+        if value is None and nullable:
+            continue
+        if type(value) is not kind:
+            return f'field "{name}" must be {kind.__name__}, got {type(value).__name__}'
+    if not 1 <= item[0] <= MAX_SEQ:
+        return f'field "seq" must be between 1 and 2**63-1, got {item[0]}'
+    return 'field "type" must be 1-128 characters'
 
 
 def _check_run_id(kind: str, run: str, req: int | None) -> None:

@@ -52,6 +52,7 @@ async def run_process(
         start_new_session=True,  # its own process group, so we can end all of it
     )
     output = bytearray()
+    finished = False
     try:
         with trio.move_on_after(timeout) as deadline:
             async with trio.open_nursery() as nursery:
@@ -59,8 +60,11 @@ async def run_process(
                     nursery.start_soon(_feed, proc, stdin)
                 await _collect(proc, output)
                 await proc.wait()
+            finished = True
     finally:
-        if proc.returncode is None:
+        # Not only when the child still runs: a child that exited but left
+        # a background process holding its output open is just as unfinished.
+        if not finished:
             with trio.CancelScope(shield=True):
                 await _end_group(proc)
     return Completed(
@@ -88,10 +92,13 @@ async def _collect(proc: trio.Process, output: bytearray) -> None:
 
 
 async def _end_group(proc: trio.Process) -> None:
-    """SIGTERM the process group, then SIGKILL it if it lingers."""
-    for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-        with trio.move_on_after(wait):
-            await proc.wait()
-            return
+    """SIGTERM the process group, give it KILL_GRACE, then SIGKILL what is left."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with trio.move_on_after(KILL_GRACE):
+        await proc.wait()
+    # Also when the leader is gone: what it started may outlive it.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with trio.move_on_after(5.0):
+        await proc.wait()

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +39,7 @@ NOW = "2026-01-20T14:30:52.123Z"
 SAMPLE_EVERY = 20  # time one event in this many for the latency figures
 
 
-def worker(index: int, events: int, rate: float) -> None:
+def worker(index: int, events: int, rate: float, go_at: float) -> None:
     """One client process: start a run, stream, wait for every ack, print JSON."""
     import trio
 
@@ -47,24 +48,28 @@ def worker(index: int, events: int, rate: float) -> None:
 
     async def main() -> dict[str, float | list[float]]:
         run = f"run_bench_{os.getpid()}_{index}"
-        sent_at: dict[int, float] = {}
+        sent_at: deque[tuple[int, float]] = deque()
         latencies: list[float] = []
 
         def on_ack(_run: str, seq: int) -> None:
             now = time.perf_counter()
-            for s in [s for s in sent_at if s <= seq]:
-                latencies.append(now - sent_at.pop(s))
+            while sent_at and sent_at[0][0] <= seq:
+                latencies.append(now - sent_at.popleft()[1])
 
         async with open_daemon_client(Home.from_env(), name=f"bench{index}") as client:
             client.on_ack = on_ack
             await client.start_run(
                 run, repo_path="/bench", started_at=NOW, parallelism=8, total_units=1
             )
+            # Everyone starts together, once every process is up and connected.
+            await trio.sleep(max(go_at - time.time(), 0))
             start = time.perf_counter()
-            chunk = 200
+            # Flat out, yield every 200 events; at a set rate, send as a busy
+            # orchestrator would: a few events at a time, every millisecond or two.
+            chunk = 200 if not rate else max(1, int(rate / 500))
             for seq in range(1, events + 1):
                 if seq % SAMPLE_EVERY == 0:
-                    sent_at[seq] = time.perf_counter()
+                    sent_at.append((seq, time.perf_counter()))
                 client.send_event(
                     run,
                     seq,
@@ -81,15 +86,17 @@ def worker(index: int, events: int, rate: float) -> None:
                     else:
                         await trio.lowlevel.checkpoint()
             await client.wait_acked(run)
-            elapsed = time.perf_counter() - start
-        return {"elapsed": elapsed, "latencies": latencies}
+            finished = time.time()
+        return {"finished": finished, "latencies": latencies}
 
     print(json.dumps(trio.run(main)))
 
 
 def run_clients(clients: int, events: int, rate: float) -> tuple[float, list[float]]:
-    argv = [sys.executable, __file__, "--worker", "--events", str(events), "--rate", str(rate)]
-    start = time.perf_counter()
+    """Wall time from the common start to the last ack, and the ack latencies."""
+    go_at = time.time() + 1.5 + 0.25 * clients  # after every client has started up
+    argv = [sys.executable, __file__, "--worker", "--events", str(events), "--rate", str(rate),
+            "--go-at", str(go_at)]
     procs = [
         subprocess.Popen([*argv, "--index", str(i)], stdout=subprocess.PIPE, text=True)
         for i in range(clients)
@@ -100,7 +107,9 @@ def run_clients(clients: int, events: int, rate: float) -> tuple[float, list[flo
         if proc.returncode:
             raise SystemExit(f"a client failed with code {proc.returncode}")
         results.append(json.loads(out))
-    wall = time.perf_counter() - start
+    if min(r["finished"] for r in results) < go_at:
+        raise SystemExit("clients started late; raise the start delay")
+    wall = max(r["finished"] for r in results) - go_at
     latencies = [x for r in results for x in r["latencies"]]
     return wall, latencies
 
@@ -180,9 +189,10 @@ def main() -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--go-at", type=float, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.index, args.events, args.rate)
+        worker(args.index, args.events, args.rate, args.go_at)
         return
 
     home = Path(tempfile.mkdtemp(prefix="chb", dir="/tmp"))

@@ -327,3 +327,37 @@ async def test_web_health_answers(daemon: Daemon) -> None:
     body = response.json()
     assert body["ok"] is True and body["pid"] == os.getpid()
     assert "script-src 'self'" in response.headers["content-security-policy"]
+
+
+async def test_events_frames_store_every_item(daemon: Daemon, home: Home) -> None:
+    peer = await Peer.connect(home)
+    await peer.start_run("run_b")
+    items = [[n, NOW, "task.started", "u", n % 3, None, {"n": n}, None] for n in range(1, 501)]
+    await peer.send(
+        {"t": "events", "run": "run_b", "items": items[:250]},
+        {"t": "events", "run": "run_b", "items": items[250:]},
+    )
+    last = 0
+    while last < 500:
+        last = (await peer.receive())["seq"]
+    rows = stored(home, "select seq, task, payload from events where run_id='run_b' order by seq")
+    assert [r[0] for r in rows] == list(range(1, 501))
+    assert rows[9] == (10, 1, '{"n":10}')
+
+
+async def test_a_bad_item_in_an_events_frame_ends_the_connection(
+    daemon: Daemon, home: Home
+) -> None:
+    peer = await Peer.connect(home)
+    await peer.start_run("run_c")
+    bad = {
+        "t": "events",
+        "run": "run_c",
+        "items": [
+            [1, NOW, "x", None, None, None, None, None],
+            [2, NOW, 5, None, None, None, None, None],
+        ],
+    }
+    error = await peer.request(bad)
+    assert error["t"] == "error" and error["code"] == "bad_field" and "item 1" in error["message"]
+    assert await peer.closed()

@@ -49,8 +49,24 @@ JSON_VALUES = st.recursive(
 )
 RUN_IDS = st.from_regex(RUN_ID, fullmatch=True)
 
+EVENT_ITEMS = st.lists(
+    st.tuples(
+        st.integers(min_value=1, max_value=MAX_SEQ),
+        st.text(max_size=30),
+        st.text(min_size=1, max_size=128),
+        st.none() | st.text(max_size=10),
+        st.none() | MSGPACK_INTS,
+        st.none() | MSGPACK_INTS,
+        st.none() | st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=4),
+        st.none() | st.text(max_size=10),
+    ).map(list),
+    min_size=1,
+    max_size=5,
+)
+
 # Fields whose valid values are narrower than their kind.
 SPECIAL: dict[tuple[str, str], st.SearchStrategy[Any]] = {
+    ("events", "items"): EVENT_ITEMS,
     ("event", "seq"): st.integers(min_value=1, max_value=MAX_SEQ),
     ("event", "type"): st.text(min_size=1, max_size=128),
     ("run.complete", "status"): st.sampled_from(RUN_STATUSES),
@@ -411,3 +427,27 @@ def test_arbitrary_bodies_in_valid_frames_raise_only_protocol_errors(
     # Correct length headers get random bytes past the framing layer, into
     # the msgpack decoder and the validator.
     _feed_expecting_only_protocol_errors(b"".join(frame(b) for b in bodies), sizes)
+
+
+# -- events frames built from packed items -----------------------------------------
+
+
+@given(items=EVENT_ITEMS, run=RUN_IDS)
+@settings(max_examples=100, deadline=None)
+def test_encode_events_matches_a_plain_events_message(items: list[list[Any]], run: str) -> None:
+    packed = [protocol.pack_event_item(*item) for item in items]
+    frame = protocol.encode_events(run, packed)
+    assert frame == protocol.encode({"t": "events", "run": run, "items": items})
+    assert FrameDecoder().feed(frame) == [{"t": "events", "run": run, "items": items}]
+
+
+def test_encode_events_counts_past_fifteen_and_past_65535_items() -> None:
+    for n in (15, 16, 70_000):
+        packed = [protocol.pack_event_item(i + 1, "t", "x") for i in range(n)]
+        [msg] = FrameDecoder().feed(protocol.encode_events("run_a", packed))
+        assert len(msg["items"]) == n and msg["items"][-1][0] == n
+
+
+def test_an_event_too_big_for_any_frame_is_refused_when_packed() -> None:
+    with pytest.raises(FrameTooLarge, match="event 7"):
+        protocol.pack_event_item(7, "t", "x", payload={"blob": "a" * protocol.MAX_FRAME})

@@ -44,6 +44,14 @@ VALID: dict[str, Message] = {
         "payload": {"attempt": 1},
         "error": None,
     },
+    "events": {
+        "t": "events",
+        "run": "run_20260120_143052_a1b2",
+        "items": [
+            [2, "2026-01-20T14:30:52.124Z", "task.started", "auth", 2, None, {"title": "x"}, None],
+            [3, "2026-01-20T14:30:52.125Z", "task.failed", "auth", 2, 17, None, "exit 1"],
+        ],
+    },
     "ack": {"t": "ack", "run": "run_20260120_143052_a1b2", "seq": 1},
     "run.start": {
         "t": "run.start",
@@ -499,3 +507,37 @@ def test_payload_roundtrips_through_the_wire_and_json(payload: dict[str, Any]) -
     stored = payload_json(event["payload"])
     assert stored is not None
     assert json.loads(stored) == payload
+
+
+# -- "events": many events of one run in one frame --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("item", "says"),
+    [
+        ("not a list", "must be an array of 8 fields"),
+        ([1, "t", "x"], "must be an array of 8 fields"),
+        ([0, "t", "x", None, None, None, None, None], '"seq" must be between'),
+        (["1", "t", "x", None, None, None, None, None], '"seq" must be int'),
+        ([True, "t", "x", None, None, None, None, None], '"seq" must be int'),
+        ([1, 5, "x", None, None, None, None, None], '"time" must be str'),
+        ([1, "t", "", None, None, None, None, None], '"type" must be 1-128'),
+        ([1, "t", "x", 7, None, None, None, None], '"unit" must be str'),
+        ([1, "t", "x", None, "2", None, None, None], '"task" must be int'),
+        ([1, "t", "x", None, None, 1.5, None, None], '"pr" must be int'),
+        ([1, "t", "x", None, None, None, [1], None], '"payload" must be dict'),
+        ([1, "t", "x", None, None, None, None, 3], '"error" must be str'),
+    ],
+)
+def test_events_items_are_checked_one_by_one(item: Any, says: str) -> None:
+    good = VALID["events"]["items"][0]
+    msg = {"t": "events", "run": "run_a", "items": [good, item]}
+    with pytest.raises(BadField) as info:
+        validate(msg)
+    assert "item 1" in info.value.message and says in info.value.message
+    assert info.value.req is None  # events are not requests: a bad one ends the connection
+
+
+def test_events_needs_at_least_one_item() -> None:
+    with pytest.raises(BadField, match="at least one"):
+        validate({"t": "events", "run": "run_a", "items": []})

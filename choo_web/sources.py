@@ -1,0 +1,72 @@
+"""What the app reads from, as the daemon passes it in to ``create_app``.
+
+Structural types only: the web package never imports the daemon. The
+daemon's ``Reader`` (history reads in worker threads) and ``LiveHub``
+(fan-out of each commit) satisfy them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+# An event as committed: (run_id, seq, time, type, unit, task, pr, payload JSON text, error).
+EventRow = tuple[str, int, str, str, str | None, int | None, int | None, str | None, str | None]
+
+
+class HistoryReader(Protocol):
+    """Reads of the history; every method raises ApiError (see errors.py) on bad input.
+
+    A ``run`` argument is a run id or a unique prefix of one.
+    """
+
+    async def list_repos(self) -> list[Any]: ...
+
+    async def list_runs(
+        self, *, repo: str | None, status: str | None, limit: int, cursor: str | None
+    ) -> Any: ...
+
+    async def resolve(self, run: str) -> str: ...
+
+    async def get_run(self, run: str) -> Any: ...
+
+    async def events_page(
+        self, run: str, *, type: str | None, unit: str | None, after: int, limit: int
+    ) -> Any: ...
+
+    async def get_graph(self, run: str) -> Any: ...
+
+
+class Batch(Protocol):
+    """One commit as one subscriber sees it."""
+
+    @property
+    def rows(self) -> Sequence[EventRow]: ...
+
+    # (run_id, request type): run.start, run.resume, run.graph, run.complete.
+    @property
+    def changes(self) -> Sequence[tuple[str, str]]: ...
+
+
+class Subscription(Protocol):
+    @property
+    def dropped(self) -> bool:
+        """True once the hub dropped this subscriber for falling too far behind."""
+        ...
+
+    async def receive(self) -> Batch | None:
+        """The next batch, or None once the subscription has ended."""
+        ...
+
+
+class LiveSource(Protocol):
+    def subscribe(
+        self, *, run_id: str | None = None, repo: str | None = None
+    ) -> AbstractContextManager[Subscription]: ...
+
+    def repo_of(self, run_id: str) -> str | None: ...
+
+    def remember_repo(self, run_id: str, repo_path: str) -> None: ...
+
+    def statistics(self) -> dict[str, int]: ...

@@ -1,0 +1,211 @@
+"""Server-sent event streams: one run's events, and the live view of all runs.
+
+A run stream subscribes to the hub *before* it replays the backlog from the
+store, then forwards live rows whose seq is above the last one sent: an
+event committed between the two is neither lost nor sent twice. Whatever
+the hub does not carry as rows (the markers the daemon writes itself, a
+gap in seqs) is read back from the store, which already holds it.
+
+Messages are built as bytes and yielded one chunk per page or commit;
+nothing is yielded inside a cancel scope (async generators must not).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import trio
+
+from choo_web.errors import ApiError
+from choo_web.jsonio import dumps, event_from_row
+from choo_web.sources import Batch, EventRow, HistoryReader, LiveSource, Subscription
+
+HEARTBEAT_S = 15.0  # a comment line this often keeps proxies and the browser's timer happy
+BACKLOG_PAGE = 1000
+RETRY_MS = 2000
+HEARTBEAT = b": hb\n\n"
+
+RUN_STARTS = ("run.start", "run.resume")
+MAX_TRACKED_RUNS = 4096
+
+
+def message(event: str, data: Any, id: int | None = None) -> bytes:
+    head = f"id: {id}\nevent: {event}\n" if id is not None else f"event: {event}\n"
+    return head.encode() + b"data: " + dumps(data) + b"\n\n"
+
+
+async def _next_batch(sub: Subscription, deadline: float) -> tuple[Batch | None, bool]:
+    """(batch or None if the subscription ended, whether the deadline passed first)."""
+    with trio.move_on_at(deadline):
+        return await sub.receive(), False
+    return None, True
+
+
+class RunStream:
+    """The events of one run after ``after``, then live ones, then ``end``."""
+
+    def __init__(self, reader: HistoryReader, live: LiveSource, run_id: str, after: int) -> None:
+        self.reader = reader
+        self.live = live
+        self.run_id = run_id
+        self.last = after  # the highest seq sent
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with self.live.subscribe(run_id=self.run_id) as sub:
+            try:
+                yield f"retry: {RETRY_MS}\n\n".encode()
+                async for chunk in self._replay():
+                    yield chunk
+                detail = await self.reader.get_run(self.run_id)
+                if detail["status"] != "running":
+                    async for chunk in self._finish(detail):
+                        yield chunk
+                    return
+                async for chunk in self._follow(sub):
+                    yield chunk
+            except ApiError:
+                return  # the run went away (retention) mid-stream: just end
+
+    async def _follow(self, sub: Subscription) -> AsyncIterator[bytes]:
+        heartbeat_at = trio.current_time() + HEARTBEAT_S
+        while True:
+            batch, idle = await _next_batch(sub, heartbeat_at)
+            if idle:
+                heartbeat_at = trio.current_time() + HEARTBEAT_S
+                yield HEARTBEAT
+                continue
+            if batch is None:
+                return  # dropped or shutting down: the client resumes with Last-Event-ID
+            if batch.changes:
+                # Markers written by the daemon are not rows: read them back.
+                async for chunk in self._replay():
+                    yield chunk
+                if any(kind == "run.complete" for _run, kind in batch.changes):
+                    detail = await self.reader.get_run(self.run_id)
+                    if detail["status"] != "running":
+                        async for chunk in self._finish(detail):
+                            yield chunk
+                        return
+            else:
+                chunk, gap = self._forward(batch.rows)
+                if chunk:
+                    yield chunk
+                if gap:
+                    async for chunk in self._replay():
+                        yield chunk
+            heartbeat_at = trio.current_time() + HEARTBEAT_S
+
+    def _forward(self, rows: Sequence[EventRow]) -> tuple[bytes, bool]:
+        """Messages for the rows that follow the last one sent; stop at a gap."""
+        out: list[bytes] = []
+        for row in rows:
+            seq = row[1]
+            if seq <= self.last:
+                continue  # replayed already, or a duplicate the store ignored
+            if seq != self.last + 1:
+                return b"".join(out), True
+            out.append(message("event", event_from_row(row), id=seq))
+            self.last = seq
+        return b"".join(out), False
+
+    async def _replay(self) -> AsyncIterator[bytes]:
+        """Everything the store holds after the last seq sent, a page per chunk."""
+        while True:
+            page = await self.reader.events_page(
+                self.run_id, type=None, unit=None, after=self.last, limit=BACKLOG_PAGE
+            )
+            events = page["events"]
+            if events:
+                yield b"".join(message("event", e, id=e["seq"]) for e in events)
+                self.last = events[-1]["seq"]
+            if page["next_after"] is None:
+                return
+
+    async def _finish(self, detail: Any) -> AsyncIterator[bytes]:
+        async for chunk in self._replay():  # anything committed with the completion
+            yield chunk
+        yield message("end", detail)
+
+
+class LiveStream:
+    """Runs starting, their events and their end, for every run or one repository's."""
+
+    def __init__(self, reader: HistoryReader, live: LiveSource, repo: str | None) -> None:
+        self.reader = reader
+        self.live = live
+        self.repo = repo
+        self.last: dict[str, int] = {}  # highest seq sent (or in "ready") per running run
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with self.live.subscribe(repo=self.repo) as sub:
+            try:
+                yield f"retry: {RETRY_MS}\n\n".encode()
+                yield await self._ready()
+                heartbeat_at = trio.current_time() + HEARTBEAT_S
+                while True:
+                    batch, idle = await _next_batch(sub, heartbeat_at)
+                    if batch is None and not idle:
+                        return
+                    chunk = HEARTBEAT if batch is None else await self._messages(batch)
+                    if chunk:
+                        heartbeat_at = trio.current_time() + HEARTBEAT_S
+                        yield chunk
+            except ApiError:
+                return
+
+    async def _ready(self) -> bytes:
+        """The runs running now, so that a client misses none that started before."""
+        page = await self.reader.list_runs(repo=self.repo, status="running", limit=500, cursor=None)
+        for run in page["runs"]:
+            self.live.remember_repo(run["id"], run["repo_path"])
+            self._sent(run["id"], run["last_seq"])
+        return message("ready", {"runs": page["runs"]})
+
+    async def _messages(self, batch: Batch) -> bytes:
+        out: list[bytes] = []
+        finished: list[str] = []
+        for run_id, kind in batch.changes:
+            if kind in RUN_STARTS:
+                # Its events follow, all of them, even those its summary already counts.
+                detail = await self._run_if_wanted(run_id)
+                if detail is not None:
+                    out.append(message("run.started", {"run": detail}))
+            elif kind == "run.complete":
+                finished.append(run_id)
+        for row in batch.rows:
+            run_id, seq = row[0], row[1]
+            if seq <= self.last.get(run_id, 0):
+                continue  # a duplicate the store ignored, or covered by "ready"
+            if self.repo is not None and not await self._wanted(run_id):
+                continue
+            self._sent(run_id, seq)
+            out.append(message("event", {"run_id": run_id, "event": event_from_row(row)}))
+        for run_id in finished:
+            detail = await self._run_if_wanted(run_id)
+            if detail is not None:
+                self.last.pop(run_id, None)
+                out.append(message("run.finished", {"run": detail}))
+        return b"".join(out)
+
+    def _sent(self, run_id: str, seq: int) -> None:
+        if run_id not in self.last and len(self.last) >= MAX_TRACKED_RUNS:
+            del self.last[next(iter(self.last))]  # a run that never finished, long ago
+        self.last[run_id] = seq
+
+    async def _wanted(self, run_id: str) -> bool:
+        repo = self.live.repo_of(run_id)
+        if repo is None:
+            return await self._run_if_wanted(run_id) is not None
+        return repo == self.repo
+
+    async def _run_if_wanted(self, run_id: str) -> Any:
+        """The run's detail if it passes the repository filter, else None."""
+        try:
+            detail = await self.reader.get_run(run_id)
+        except ApiError:
+            return None
+        self.live.remember_repo(run_id, detail["repo_path"])
+        if self.repo is not None and detail["repo_path"] != self.repo:
+            return None
+        return detail

@@ -1,0 +1,170 @@
+"""runner.execute in-process against a real daemon: every event type, stop, resume.
+
+The fake agent stops a run the way a user would, by sending SIGTERM to the
+orchestrator (here: this test process, whose signal receiver is active for
+the whole time agents run).
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from choo.config import load
+from choo.orchestrator.events import EVENT_TYPES
+from choo.orchestrator.recorder import ALLOWED
+from choo.runner import RunOutcome, RunRequest, execute
+from choo_daemon.daemon import Daemon
+from protocol.home import Home
+from tests.choo.support import History, Repo, assert_contiguous, make_repo, plan_md, task_md
+
+
+async def execute_in(repo: Repo, home: Home, **options: Any) -> tuple[RunOutcome, str]:
+    console = Console(file=io.StringIO(), width=200)
+    request = RunRequest(tasks_dir=repo.tasks_dir, config=load(repo.root), home=home, **options)
+    outcome = await execute(request, console)
+    output = console.file.getvalue()  # type: ignore[attr-defined]
+    return outcome, output
+
+
+PLAN = {
+    # Validation fails once, then passes: validation.fail, retry, validation.ok.
+    "good/IMPLEMENTATION_PLAN.md": plan_md(),
+    "good/01-check.md": task_md(
+        1, "Checked", "AGENT:write-second=good.txt", backpressure="test -f good.txt"
+    ),
+    # Fails until fixed.txt exists: task.failed, unit.failed, and `child` blocked.
+    "bad/IMPLEMENTATION_PLAN.md": plan_md(),
+    "bad/01-broken.md": task_md(1, "Broken", "AGENT:fail-unless=fixed.txt"),
+    # Stops the run (SIGTERM) until go.txt exists.
+    "child/IMPLEMENTATION_PLAN.md": plan_md(["bad"]),
+    "child/01-stopper.md": task_md(1, "Stopper", "AGENT:stop-run-unless=go.txt"),
+    "child/02-after.md": task_md(2, "After", depends_on=[1]),
+}
+
+
+def segments(events: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """A run's events split where it was resumed."""
+    parts: list[list[dict[str, Any]]] = [[]]
+    for event in events:
+        if event["type"] == "run.resumed":
+            parts.append([])
+        parts[-1].append(event)
+    return parts
+
+
+async def test_fail_resume_stop_resume_records_every_event_type_once(
+    home: Home, daemon: Daemon, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "repo", PLAN, config={"attempts": 2})
+    history = History(home)
+
+    first, output = await execute_in(repo, home)
+    assert (first.status, first.exit_code) == ("failed", 1)
+    run_id = first.run_id
+    assert run_id is not None
+    assert "blocked by bad" in output
+    assert history.run(run_id)["status"] == "failed"
+    assert repo.status_of("bad/01-broken.md") == "failed"
+    assert repo.status_of("child/01-stopper.md") == "pending"
+
+    (repo.root / "fixed.txt").touch()
+    stopped, output = await execute_in(repo, home, resume={"id": run_id})
+    assert (stopped.status, stopped.exit_code) == ("stopped", 143)
+    assert stopped.run_id == run_id
+    assert "stopped: SIGTERM received" in output
+    assert history.run(run_id)["status"] == "stopped"
+
+    (repo.root / "go.txt").touch()
+    done, _ = await execute_in(repo, home, resume={"id": run_id})
+    assert (done.status, done.exit_code) == ("completed", 0)
+
+    dry, _ = await execute_in(repo, home, dry_run=True)
+    assert dry.status == "completed"
+
+    # One run row for the three segments, complete in the end.
+    run = history.run(run_id)
+    assert run["status"] == "completed"
+    assert run["resume_count"] == 2
+    assert run["completed_units"] == 3
+    assert (run["failed_units"], run["blocked_units"]) == (0, 0)
+    assert len(history.runs()) == 2
+
+    events = history.events(run_id)
+    assert_contiguous(events)
+    dry_events = history.events(dry.run_id or "")
+    assert [e["type"] for e in dry_events] == ["orch.dryrun.started", "orch.dryrun.completed"]
+    assert {e["type"] for e in events + dry_events} == set(EVENT_TYPES)
+
+    # Payloads: exactly the allowed fields (so none missing, none extra).
+    for event in events + dry_events:
+        if event["type"] == "run.resumed":
+            assert event["payload"]["reason"] == "resumed with `choo resume`"
+            continue
+        assert set(event["payload"]) == ALLOWED[event["type"]], event
+
+    # Each thing happens once per segment: no event is emitted twice.
+    parts = segments(events)
+    assert [p[0]["type"] for p in parts] == ["orch.started", "run.resumed", "run.resumed"]
+    assert [p[-1]["type"] for p in parts] == ["orch.failed", "run.stopped", "orch.completed"]
+    for part in parts:
+        keys = Counter(
+            (e["type"], e["unit"], e["task"], e["payload"].get("attempt")) for e in part
+        )
+        assert [k for k, n in keys.items() if n > 1] == []
+
+    # Completed tasks are not run again; interrupted and failed ones are.
+    started = Counter((e["unit"], e["task"]) for e in events if e["type"] == "task.started")
+    assert started == {("good", 1): 1, ("bad", 1): 2, ("child", 1): 2, ("child", 2): 1}
+    assert Counter((e["unit"], e["task"]) for e in repo.agent_starts()) == {
+        ("good", 1): 2,  # its first validation failed
+        ("bad", 1): 3,  # two attempts in the first run, one after the fix
+        ("child", 1): 2,
+        ("child", 2): 1,
+    }
+
+    def only(type: str, part: int) -> dict[str, Any]:
+        (event,) = [e for e in parts[part] if e["type"] == type]
+        return event
+
+    assert only("unit.blocked", 0)["unit"] == "child"
+    assert only("unit.blocked", 0)["payload"] == {"blocked_by": "bad", "depends_on": ["bad"]}
+    assert only("orch.failed", 0)["payload"]["reason"] == "1 unit(s) failed, 1 blocked"
+    assert {k: only("orch.failed", 0)["payload"][k] for k in ("completed", "failed", "blocked")} == {
+        "completed": 1,
+        "failed": 1,
+        "blocked": 1,
+    }
+    assert only("task.failed", 0)["payload"]["reason"] == "agent exited with code 1"
+    assert only("task.validation.fail", 0)["unit"] == "good"
+    assert only("task.retry", 0)["unit"] == "good"
+    assert only("run.stopped", 1)["payload"] == {
+        "reason": "SIGTERM received; workers stopped",
+        "signal": "SIGTERM",
+    }
+    assert only("orch.completed", 2)["payload"]["completed"] == 3
+    assert only("orch.started", 0)["payload"]["graph"]["levels"] == [["bad", "good"], ["child"]]
+
+    # Every task file says complete; nothing else in them changed.
+    for relative, text in PLAN.items():
+        now = (repo.tasks_dir / relative).read_text()
+        assert now == text.replace("status: pending", "status: complete"), relative
+
+
+async def test_no_history_uses_the_daemon_but_records_nothing(
+    home: Home, daemon: Daemon, tmp_path: Path
+) -> None:
+    repo = make_repo(
+        tmp_path / "repo",
+        {"u/IMPLEMENTATION_PLAN.md": plan_md(), "u/01-task.md": task_md(1, "Quick")},
+    )
+    outcome, output = await execute_in(repo, home, record=False)
+    assert (outcome.status, outcome.exit_code, outcome.run_id) == ("completed", 0, None)
+    assert outcome.web_url == daemon.web_url
+    assert History(home).runs() == []
+    assert "warning" not in output
+    assert repo.status_of("u/01-task.md") == "complete"
