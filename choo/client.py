@@ -52,7 +52,7 @@ class DaemonUnavailable(Exception):
 
 # A request's frame, or an event as (run, packed item).
 _Entry = bytes | tuple[str, bytes]
-BATCH_BYTES = 256 * 1024
+BATCH_BYTES = 64 * 1024
 
 
 def _encode(entries: list[_Entry]) -> bytes:

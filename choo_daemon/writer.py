@@ -28,7 +28,7 @@ from protocol import Message
 
 log = logging.getLogger("choo.daemon")
 
-MAX_BATCH_EVENTS = 20_000
+MAX_BATCH_EVENTS = 5_000
 RETRY_FIRST, RETRY_MAX = 0.05, 5.0
 # Failures of the disk or the file, not of the data: worth retrying.
 _PASSING = (apsw.FullError, apsw.IOError, apsw.ReadOnlyError, apsw.BusyError, apsw.CantOpenError)
