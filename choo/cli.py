@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -179,15 +180,19 @@ def daemon_logs(
     path = _home().log
     if not path.exists():
         raise _fail(f"no daemon log yet at {path}; start the daemon with `choo daemon start`")
+    if follow:
+        _follow(path, lines)
+        return
     for line in daemonctl.tail(path, lines):
         print(line)
-    if follow:
-        _follow(path)
 
 
-def _follow(path: os.PathLike[str]) -> None:
+def _follow(path: os.PathLike[str], lines: int) -> None:
+    # One open file for the last lines and what follows, so that no line written
+    # in between is lost; flushed at once, since stdout is often a pipe.
     with open(path, encoding="utf-8", errors="replace") as f:
-        f.seek(0, os.SEEK_END)
+        sys.stdout.writelines(deque(f, maxlen=lines))
+        sys.stdout.flush()
         try:
             while True:
                 line = f.readline()

@@ -25,6 +25,7 @@ from protocol.home import Home
 
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 15.0
+STALE_SOCKET_RETRY = 0.2
 EXIT_ALREADY_RUNNING = 3
 
 
@@ -48,7 +49,10 @@ def query_status(home: Home, timeout: float = 2.0) -> dict[str, Any] | None:
 async def _query_status(home: Home, timeout: float) -> dict[str, Any] | None:
     try:
         with trio.fail_after(timeout):
-            async with open_daemon_client(home, name="choo-ctl", connect_timeout=timeout) as c:
+            # A socket file that refuses connections is a dead daemon's: retrying
+            # for the whole timeout only delays `status` and `start` after a crash.
+            connect = min(timeout, STALE_SOCKET_RETRY)
+            async with open_daemon_client(home, name="choo-ctl", connect_timeout=connect) as c:
                 return await c.status()
     except (DaemonUnavailable, DaemonError, trio.TooSlowError):
         return None

@@ -51,13 +51,24 @@ def main(argv: list[str] | None = None) -> int:
     except AlreadyRunning as exc:
         log.error("%s", exc)
         return EXIT_ALREADY_RUNNING
-    except StoreError as exc:
-        log.error("cannot open the history database: %s", exc)
-        return 1
-    except OSError as exc:
-        log.error("cannot start: %s", exc)
-        return 1
+    except Exception as exc:
+        # trio's nurseries wrap a failure to start in (nested) exception groups.
+        problem = _sole_exception(exc)
+        if isinstance(problem, StoreError):
+            log.error("cannot open the history database: %s", problem)
+            return 1
+        if isinstance(problem, OSError):
+            log.error("cannot start: %s", problem)
+            return 1
+        raise
     return 0
+
+
+def _sole_exception(exc: BaseException) -> BaseException:
+    """The one exception inside nested single-member exception groups, else ``exc``."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 async def _run(options: DaemonOptions) -> None:

@@ -115,7 +115,7 @@ class Reader:
             except store.StoreError as exc:
                 raise from_code(exc.code, exc.message) from None
             finally:
-                # The thread has finished with it (run_sync waits even when cancelled).
+                # The thread is done with it: run_sync waits for it even when cancelled.
                 if self._closed:
                     conn.close()
                     self._opened -= 1
@@ -123,6 +123,9 @@ class Reader:
                     self._idle.append(conn)
 
     async def _open(self) -> apsw.Connection:
-        conn = await trio.to_thread.run_sync(store.open_read_connection, self.path)
+        try:
+            conn = await trio.to_thread.run_sync(store.open_read_connection, self.path)
+        except store.StoreError as exc:
+            raise Unavailable("database_unavailable", exc.message) from None
         self._opened += 1
         return conn

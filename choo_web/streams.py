@@ -52,52 +52,44 @@ class RunStream:
         self.last = after  # the highest seq sent
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        # One flat loop: a nested async generator left suspended when the
+        # client goes away would only be closed by the garbage collector.
         with self.live.subscribe(run_id=self.run_id) as sub:
             try:
                 yield f"retry: {RETRY_MS}\n\n".encode()
-                async for chunk in self._replay():
-                    yield chunk
-                detail = await self.reader.get_run(self.run_id)
-                if detail["status"] != "running":
-                    async for chunk in self._finish(detail):
-                        yield chunk
-                    return
-                async for chunk in self._follow(sub):
-                    yield chunk
+                catch_up = True
+                heartbeat_at = 0.0
+                while True:
+                    if catch_up:
+                        more = True
+                        while more:
+                            chunk, more = await self._page()
+                            if chunk:
+                                yield chunk
+                        end = await self._end_if_over()
+                        if end:
+                            yield end
+                            return
+                        catch_up = False
+                        heartbeat_at = trio.current_time() + HEARTBEAT_S
+                    batch, idle = await _next_batch(sub, heartbeat_at)
+                    if idle:
+                        yield HEARTBEAT
+                        catch_up = True  # also finds what no commit announced
+                    elif batch is None:
+                        return  # dropped or shutting down: the client resumes with Last-Event-ID
+                    elif batch.changes:
+                        catch_up = True  # markers the daemon writes are not rows
+                    else:
+                        chunk, catch_up = self._forward(batch.rows)
+                        if chunk:
+                            yield chunk
+                            heartbeat_at = trio.current_time() + HEARTBEAT_S
             except ApiError:
                 return  # the run went away (retention) mid-stream: just end
 
-    async def _follow(self, sub: Subscription) -> AsyncIterator[bytes]:
-        heartbeat_at = trio.current_time() + HEARTBEAT_S
-        while True:
-            batch, idle = await _next_batch(sub, heartbeat_at)
-            if idle:
-                heartbeat_at = trio.current_time() + HEARTBEAT_S
-                yield HEARTBEAT
-                continue
-            if batch is None:
-                return  # dropped or shutting down: the client resumes with Last-Event-ID
-            if batch.changes:
-                # Markers written by the daemon are not rows: read them back.
-                async for chunk in self._replay():
-                    yield chunk
-                if any(kind == "run.complete" for _run, kind in batch.changes):
-                    detail = await self.reader.get_run(self.run_id)
-                    if detail["status"] != "running":
-                        async for chunk in self._finish(detail):
-                            yield chunk
-                        return
-            else:
-                chunk, gap = self._forward(batch.rows)
-                if chunk:
-                    yield chunk
-                if gap:
-                    async for chunk in self._replay():
-                        yield chunk
-            heartbeat_at = trio.current_time() + HEARTBEAT_S
-
     def _forward(self, rows: Sequence[EventRow]) -> tuple[bytes, bool]:
-        """Messages for the rows that follow the last one sent; stop at a gap."""
+        """Messages for the rows that follow the last one sent; True at a gap in seqs."""
         out: list[bytes] = []
         for row in rows:
             seq = row[1]
@@ -109,23 +101,29 @@ class RunStream:
             self.last = seq
         return b"".join(out), False
 
-    async def _replay(self) -> AsyncIterator[bytes]:
-        """Everything the store holds after the last seq sent, a page per chunk."""
-        while True:
-            page = await self.reader.events_page(
-                self.run_id, type=None, unit=None, after=self.last, limit=BACKLOG_PAGE
-            )
-            events = page["events"]
-            if events:
-                yield b"".join(message("event", e, id=e["seq"]) for e in events)
-                self.last = events[-1]["seq"]
-            if page["next_after"] is None:
-                return
+    async def _page(self) -> tuple[bytes, bool]:
+        """The stored events after the last one sent, a page of them; and whether more follow."""
+        page = await self.reader.events_page(
+            self.run_id, type=None, unit=None, after=self.last, limit=BACKLOG_PAGE
+        )
+        events = page["events"]
+        if events:
+            self.last = events[-1]["seq"]
+        chunk = b"".join(message("event", e, id=e["seq"]) for e in events)
+        return chunk, page["next_after"] is not None
 
-    async def _finish(self, detail: Any) -> AsyncIterator[bytes]:
-        async for chunk in self._replay():  # anything committed with the completion
-            yield chunk
-        yield message("end", detail)
+    async def _end_if_over(self) -> bytes:
+        """If the run is over: what was committed with its completion, then "end"."""
+        detail = await self.reader.get_run(self.run_id)
+        if detail["status"] == "running":
+            return b""
+        out: list[bytes] = []
+        more = True
+        while more:
+            chunk, more = await self._page()
+            out.append(chunk)
+        out.append(message("end", detail))
+        return b"".join(out)
 
 
 class LiveStream:
@@ -147,7 +145,10 @@ class LiveStream:
                     batch, idle = await _next_batch(sub, heartbeat_at)
                     if batch is None and not idle:
                         return
-                    chunk = HEARTBEAT if batch is None else await self._messages(batch)
+                    if batch is None:
+                        chunk = HEARTBEAT + await self._sweep()
+                    else:
+                        chunk = await self._messages(batch)
                     if chunk:
                         heartbeat_at = trio.current_time() + HEARTBEAT_S
                         yield chunk
@@ -170,6 +171,8 @@ class LiveStream:
                 # Its events follow, all of them, even those its summary already counts.
                 detail = await self._run_if_wanted(run_id)
                 if detail is not None:
+                    if run_id not in self.last:
+                        self._sent(run_id, 0)
                     out.append(message("run.started", {"run": detail}))
             elif kind == "run.complete":
                 finished.append(run_id)
@@ -182,11 +185,25 @@ class LiveStream:
             self._sent(run_id, seq)
             out.append(message("event", {"run_id": run_id, "event": event_from_row(row)}))
         for run_id in finished:
-            detail = await self._run_if_wanted(run_id)
-            if detail is not None:
-                self.last.pop(run_id, None)
-                out.append(message("run.finished", {"run": detail}))
+            out.append(await self._finished(run_id))
         return b"".join(out)
+
+    async def _finished(self, run_id: str) -> bytes:
+        """``run.finished`` if the run is over (and wanted); it is no longer tracked."""
+        detail = await self._run_if_wanted(run_id)
+        if detail is not None and detail["status"] == "running":
+            return b""  # resumed already
+        self.last.pop(run_id, None)
+        return b"" if detail is None else message("run.finished", {"run": detail})
+
+    async def _sweep(self) -> bytes:
+        """Finish the runs that ended unannounced (stopped by the daemon itself)."""
+        if not self.last:
+            return b""
+        page = await self.reader.list_runs(repo=self.repo, status="running", limit=500, cursor=None)
+        running = {run["id"] for run in page["runs"]}
+        gone = [run_id for run_id in self.last if run_id not in running]
+        return b"".join([await self._finished(run_id) for run_id in gone])
 
     def _sent(self, run_id: str, seq: int) -> None:
         if run_id not in self.last and len(self.last) >= MAX_TRACKED_RUNS:

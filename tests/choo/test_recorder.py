@@ -98,9 +98,7 @@ async def test_events_are_numbered_filtered_and_redacted_on_their_way_to_the_sto
     assert warnings == []
 
 
-async def test_a_resumed_run_numbers_on_after_the_resume_marker(
-    home: Home, daemon: Daemon
-) -> None:
+async def test_a_resumed_run_numbers_on_after_the_resume_marker(home: Home, daemon: Daemon) -> None:
     async with open_daemon_client(home) as client:
         await client.start_run(
             RUN, repo_path="/repo", started_at=utc_now(), parallelism=1, total_units=1

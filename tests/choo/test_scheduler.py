@@ -101,7 +101,7 @@ async def test_units_start_only_after_their_dependencies_are_done(
             assert work.started[unit] >= work.finished[dep], (unit, dep)
     # top waits for the slow `left`, not just the first of its dependencies to finish.
     assert work.started["top"] == pytest.approx(work.finished["left"])
-    queued = [e.unit for e in events if e.type == "unit.queued"]
+    queued = [e.unit or "" for e in events if e.type == "unit.queued"]
     assert sorted(queued) == sorted(deps), "each unit is queued exactly once"
     top = next(e for e in events if e.type == "unit.queued" and e.unit == "top")
     assert top.payload == {"level": 2, "tasks": 1, "depends_on": ["left", "right"]}

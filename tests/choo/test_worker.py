@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from choo.orchestrator.discovery import Unit, discover
 from choo.orchestrator.events import Event, EventBus
@@ -26,7 +27,8 @@ class Run:
         bus = EventBus()
         bus.subscribe(self.events.append)
         provider = provider or make_provider("command", repo.agent_command(), cwd=repo.root)
-        self.worker = Worker(bus, WorkerSettings(provider=provider, repo_root=repo.root, **settings))
+        config = WorkerSettings(provider=provider, repo_root=repo.root, **settings)
+        self.worker = Worker(bus, config)
 
     def unit(self, name: str = "u") -> Unit:
         return discover(self.repo.tasks_dir).units[name]
@@ -189,7 +191,7 @@ async def test_command_provider_gets_the_prompt_on_stdin_and_as_a_file(tmp_path:
     assert call["stdin"] == call["prompt"]
     assert call["prompt_file_existed"]
     assert call["argv"][-1] == call["prompt_file"]
-    assert not Path(call["prompt_file"]).exists(), "the temporary prompt file is removed"
+    assert not await trio.Path(call["prompt_file"]).exists(), "the prompt file is removed"
     prompt = call["prompt"]
     assert prompt.startswith("You are working on unit `u`, task 1: Read me\n")
     assert "The body of the task." in prompt
@@ -247,7 +249,7 @@ def test_a_missing_cli_is_a_clear_error(
 
 
 def test_command_provider_problems_are_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(ProviderError, match="provider.command"):
+    with pytest.raises(ProviderError, match=r"provider\.command"):
         make_provider("command", None, cwd=tmp_path)
     with pytest.raises(ProviderError, match="'no-such-agent-xyz', which is not on PATH"):
         make_provider("command", ["no-such-agent-xyz", "{prompt}"], cwd=tmp_path)

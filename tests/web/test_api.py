@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import trio
 
+from choo_daemon.daemon import Daemon
+from choo_daemon.reader import POOL_SIZE
 from tests.web.support import History, at, ev, varied
 
 
@@ -259,3 +262,28 @@ async def test_only_get_and_head_are_allowed(
     assert response.headers["allow"] == "GET, HEAD"
     head = await web.head(path)
     assert head.status_code == 200 and head.content == b""
+
+
+async def test_reads_share_a_small_pool_that_closes_with_the_daemon(
+    web: httpx.AsyncClient, history: History, daemon: Daemon
+) -> None:
+    await history.start("run_pool")
+    await history.send(varied("run_pool", range(1, 201)))
+    pages: list[int] = []
+
+    async def read(n: int) -> None:
+        page = await web.get(f"/api/history/runs/run_pool/events?after={n}&limit=5")
+        pages.append(page.json()["events"][0]["seq"])
+
+    async with trio.open_nursery() as nursery:
+        for n in range(40):
+            nursery.start_soon(read, n)
+    assert sorted(pages) == list(range(1, 41))
+    stats = daemon.reader.statistics()
+    assert 1 <= stats["connections_open"] <= POOL_SIZE
+    assert stats["connections_idle"] == stats["connections_open"]
+
+    daemon.request_shutdown()
+    with trio.fail_after(10):
+        while daemon.reader.statistics()["connections_open"]:  # noqa: ASYNC110
+            await trio.sleep(0.01)

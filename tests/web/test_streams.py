@@ -9,8 +9,9 @@ import pytest
 import trio
 
 import choo_web.streams
+from choo_daemon import store
 from choo_daemon.daemon import Daemon
-from tests.web.support import History, ev, open_sse, varied
+from tests.web.support import History, at, ev, open_sse, varied
 
 STREAM = "/api/history/runs/{}/stream"
 
@@ -283,8 +284,8 @@ async def test_a_stalled_subscriber_is_dropped_and_ingest_goes_on(
     ):
         # Each stream subscribes before its first message; after that, neither
         # is read while 50k events are ingested.
-        assert (await stalled.block()).retry  # type: ignore[union-attr]
-        assert (await stalled_live.next()).event == "ready"  # type: ignore[union-attr]
+        first, ready = await stalled.block(), await stalled_live.next()
+        assert first is not None and first.retry and ready is not None and ready.event == "ready"
         assert daemon.hub.statistics()["subscribers"] == 2
         with trio.fail_after(120):
             for first in range(2, total + 1, 1000):
@@ -321,3 +322,45 @@ async def test_shutdown_ends_open_streams(
         with trio.fail_after(1.5):  # well before hypercorn's graceful timeout
             assert (await run_sse.events_until_end())[1] is None
             assert await live_sse.next() is None
+
+
+async def test_a_run_stopped_by_the_daemon_itself_ends_its_streams(
+    web: httpx.AsyncClient, history: History, daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No commit announces it (the daemon stops runs whose client vanished): the
+    streams find out at their next heartbeat."""
+    monkeypatch.setattr(choo_web.streams, "HEARTBEAT_S", 0.05)
+    await history.start("run_lost")
+    await history.send(varied("run_lost", range(1, 3)))
+    async with (
+        open_sse(web, STREAM.format("run_lost")) as run_sse,
+        open_sse(web, "/api/live") as live_sse,
+    ):
+        ready = await live_sse.next()
+        assert ready is not None and [r["id"] for r in ready.data["runs"]] == ["run_lost"]
+
+        def stop(conn: Any) -> Any:
+            with conn:
+                return store.mark_stopped(conn, "run_lost", time=at(5), reason="client gone")
+
+        assert await daemon.writer.run_in_writer(stop) == 3
+        seqs, end = await run_sse.events_until_end()
+        assert seqs == [1, 2, 3] and end is not None and end.data["status"] == "stopped"
+        finished = await live_sse.next()
+        assert finished is not None and finished.event == "run.finished"
+        assert finished.data["run"]["markers"][0]["reason"] == "client gone"
+
+
+async def test_a_client_leaving_mid_replay_is_unsubscribed(
+    web: httpx.AsyncClient, history: History, daemon: Daemon
+) -> None:
+    await history.start("run_leave")
+    await history.send(varied("run_leave", range(1, 5001)))
+    for url in (STREAM.format("run_leave"), "/api/live"):
+        async with open_sse(web, url) as sse:
+            assert await sse.next() is not None
+            assert daemon.hub.statistics()["subscribers"] == 1
+        with trio.fail_after(10):
+            # The server notices the hang-up on its own time; the hub has no event for it.
+            while daemon.hub.statistics()["subscribers"]:  # noqa: ASYNC110
+                await trio.sleep(0.01)

@@ -1,0 +1,140 @@
+// The dependency graph as SVG: a node per unit, colored by its status, with
+// its task progress; clicking a node selects its unit.
+
+import { h, put, s } from "./dom.js";
+import { layout, NODE_H, NODE_W } from "./layout.js";
+import { UNIT_STATUSES } from "./units.js";
+
+const NAME_CHARS = 20;
+
+const clip = (text, n) => (text.length > n ? `${text.slice(0, n - 1)}…` : text);
+
+function edgePath(from, to) {
+  // From the dependency's right side to the dependent's left side.
+  const x1 = from.x + NODE_W;
+  const y1 = from.y + NODE_H / 2;
+  const x2 = to.x - 6;
+  const y2 = to.y + NODE_H / 2;
+  const bend = Math.max(24, (x2 - x1) / 2);
+  return `M${x1},${y1} C${x1 + bend},${y1} ${x2 - bend},${y2} ${x2},${y2}`;
+}
+
+export class GraphView {
+  /** `onSelect(unitId)` is called when a node is clicked. */
+  constructor(root, graph, { onSelect }) {
+    this.root = root;
+    this.onSelect = onSelect;
+    this.selected = null;
+    this.nodes = new Map(); // id → {group, status, fill, label, meta}
+    this.edges = []; // {path, from, to}
+    this.laid = layout(graph);
+    this.legend = h("div", { class: "legend" });
+    this.svg = this.draw();
+    put(root, h("div", { class: "graph-scroll" }, this.svg), this.legend);
+  }
+
+  draw() {
+    const { nodes, edges, width, height } = this.laid;
+    const svg = s("svg", {
+      class: "graph",
+      viewBox: `0 0 ${width} ${height}`,
+      width,
+      height,
+      role: "img",
+      "aria-label": `dependency graph of ${nodes.size} units`,
+    });
+    const defs = s(
+      "defs",
+      {},
+      s(
+        "marker",
+        { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto" },
+        s("path", { d: "M0,0 L10,5 L0,10 z", class: "arrow" }),
+      ),
+    );
+    const edgeLayer = s("g", { class: "edges" });
+    for (const e of edges) {
+      const path = s("path", { d: edgePath(nodes.get(e.to), nodes.get(e.from)), class: "edge", "marker-end": "url(#arrow)" });
+      edgeLayer.append(path);
+      this.edges.push({ path, from: e.from, to: e.to });
+    }
+    const nodeLayer = s("g", { class: "nodes" });
+    for (const [id, at] of nodes) nodeLayer.append(this.drawNode(id, at));
+    svg.append(defs, edgeLayer, nodeLayer);
+    return svg;
+  }
+
+  drawNode(id, at) {
+    const title = s("title", { text: id });
+    const label = s("text", { x: at.x + 12, y: at.y + 20, class: "node-name", text: clip(id, NAME_CHARS) });
+    const meta = s("text", { x: at.x + 12, y: at.y + 37, class: "node-meta", text: "pending" });
+    const progress = s("text", { x: at.x + NODE_W - 12, y: at.y + 20, class: "node-progress", "text-anchor": "end" });
+    const track = s("rect", { x: at.x + 12, y: at.y + NODE_H - 8, width: NODE_W - 24, height: 3, rx: 1.5, class: "node-track" });
+    const bar = s("rect", { x: at.x + 12, y: at.y + NODE_H - 8, width: 0, height: 3, rx: 1.5, class: "node-bar" });
+    const box = s("rect", { x: at.x, y: at.y, width: NODE_W, height: NODE_H, rx: 8, class: "node-box" });
+    const group = s(
+      "g",
+      {
+        class: "node status-pending",
+        tabindex: 0,
+        role: "button",
+        "data-unit": id,
+        "data-status": "pending",
+        on: {
+          click: () => this.onSelect(id),
+          keydown: (event) => {
+            if (event.key === "Enter" || event.key === " ") {
+              event.preventDefault();
+              this.onSelect(id);
+            }
+          },
+        },
+      },
+      title,
+      box,
+      label,
+      progress,
+      meta,
+      track,
+      bar,
+    );
+    this.nodes.set(id, { group, title, meta, progress, bar, key: "" });
+    return group;
+  }
+
+  /** Recolor nodes from the unit states (cheap when nothing changed). */
+  update(units, runStatus) {
+    const counts = Object.fromEntries(UNIT_STATUSES.map((st) => [st, 0]));
+    for (const [id, node] of this.nodes) {
+      const { status, done, tasks } = units.view(id, runStatus);
+      counts[status] += 1;
+      const key = `${status}|${done}|${tasks}`;
+      if (key === node.key) continue;
+      node.key = key;
+      node.group.setAttribute("class", `node status-${status}${id === this.selected ? " selected" : ""}`);
+      node.group.dataset.status = status;
+      node.group.dataset.done = String(done);
+      node.meta.textContent = status;
+      node.progress.textContent = tasks ? `${done}/${tasks}` : "";
+      node.bar.setAttribute("width", tasks ? ((NODE_W - 24) * done) / tasks : 0);
+      node.title.textContent = `${id}: ${status}, ${done} of ${tasks} tasks done`;
+    }
+    this.drawLegend(counts);
+  }
+
+  drawLegend(counts) {
+    const items = UNIT_STATUSES.filter((st) => counts[st] > 0).map((st) =>
+      h("span", { class: `legend-item status-${st}` }, h("i", { class: "swatch" }), `${st} ${counts[st]}`),
+    );
+    put(this.legend, ...items);
+  }
+
+  select(id) {
+    this.selected = id || null;
+    for (const [nodeId, node] of this.nodes) node.group.classList.toggle("selected", nodeId === this.selected);
+    for (const edge of this.edges) {
+      edge.path.classList.toggle("near", edge.from === this.selected || edge.to === this.selected);
+    }
+    this.svg.classList.toggle("has-selection", Boolean(this.selected));
+  }
+}

@@ -1,0 +1,461 @@
+// One run: its summary and stop/resume markers, the dependency graph, and
+// the event timeline with its filters. A running run follows its event
+// stream: new events reach the timeline, and the graph's colors follow.
+
+import { ApiError, eachEventPage, getJSON, openStream, url } from "./api.js";
+import { h, put } from "./dom.js";
+import { IndexedEvents, MARKER_TYPES, SequentialEvents } from "./events.js";
+import { count, duration, localClock, localDateTime, millis, plural } from "./format.js";
+import { GraphView } from "./graph.js";
+import { link, navigate } from "./state.js";
+import { Timeline } from "./timeline.js";
+import { UnitStates } from "./units.js";
+
+export const EVENT_TYPES = [
+  "orch.started", "orch.completed", "orch.failed", "orch.dryrun.started", "orch.dryrun.completed",
+  "unit.queued", "unit.started", "unit.completed", "unit.failed", "unit.blocked",
+  "task.started", "task.claude.invoke", "task.claude.done", "task.backpressure",
+  "task.validation.ok", "task.validation.fail", "task.completed", "task.retry", "task.failed",
+  "run.stopped", "run.resumed",
+];
+const CATEGORIES = ["orch.", "unit.", "task.", "run."];
+
+export function statusBadge(status) {
+  return h("span", { class: `badge status-${status}`, text: status });
+}
+
+function runPath(id, tail = "") {
+  return `/api/history/runs/${encodeURIComponent(id)}${tail}`;
+}
+
+export function message(title, text, ...extra) {
+  return h("div", { class: "notice" }, h("h2", { text: title }), text ? h("p", { text }) : null, ...extra);
+}
+
+export class RunView {
+  constructor(root, state, { backLink = true } = {}) {
+    this.root = root;
+    this.state = state;
+    this.backLink = backLink;
+    this.units = new UnitStates();
+    this.graph = null;
+    this.list = null;
+    this.stream = null;
+    this.frame = 0;
+    this.destroyed = false;
+    this.controller = new AbortController();
+    put(root, h("div", { class: "loading-block", text: "Loading run…" }));
+    this.load();
+  }
+
+  get filter() {
+    return { type: this.state.type || null, unit: this.state.unit || null };
+  }
+
+  async load() {
+    const id = this.state.run;
+    let run;
+    try {
+      run = await getJSON(runPath(id), {}, { signal: this.controller.signal });
+    } catch (error) {
+      if (error.name !== "AbortError") this.failed(error);
+      return;
+    }
+    if (this.destroyed) return;
+    this.run = run;
+    document.title = `${run.id} · choo`;
+    this.build();
+    this.makeList();
+    this.loadGraph();
+    this.loadUnits();
+    if (run.status === "running") this.follow();
+    this.ticker = setInterval(() => this.run.status === "running" && this.renderHead(), 1000);
+  }
+
+  failed(error) {
+    const back = this.backLink ? h("a", { href: link({ run: null, type: null, unit: null, event: null }), text: "← Back to runs" }) : null;
+    if (error instanceof ApiError && error.status === 404) {
+      put(this.root, 
+        message(
+          "Run not found",
+          `${error.message}. It may have been deleted by retention (history.retention_days), or the link comes from another machine's history.`,
+          back,
+        ),
+      );
+    } else {
+      const retry = h("button", { type: "button", text: "Try again", on: { click: () => this.reload() } });
+      put(this.root, message("Could not load this run", error.message, h("p", {}, retry, " ", back)));
+    }
+  }
+
+  reload() {
+    this.teardown();
+    this.destroyed = false;
+    this.controller = new AbortController();
+    this.units = new UnitStates();
+    this.graph = null;
+    put(this.root, h("div", { class: "loading-block", text: "Loading run…" }));
+    this.load();
+  }
+
+  // --- building ------------------------------------------------------------
+
+  build() {
+    this.head = h("div", { class: "run-head" });
+    this.graphBody = h("div", { class: "graph-body" }, h("div", { class: "loading-block", text: "Loading graph…" }));
+    this.tlBody = h("div", { class: "tl-body" });
+    this.countLabel = h("span", { class: "tl-count" });
+    this.controls = this.buildControls();
+    put(this.root, 
+      h(
+        "section",
+        { class: "run" },
+        this.head,
+        h(
+          "div",
+          { class: "card graph-card" },
+          h("div", { class: "card-head" }, h("h2", { text: "Dependency graph" }), h("span", { class: "hint", text: "click a unit to see its events" })),
+          this.graphBody,
+        ),
+        h(
+          "div",
+          { class: "card tl-card" },
+          h("div", { class: "card-head" }, h("h2", { text: "Events" }), this.countLabel),
+          this.controls,
+          this.tlBody,
+        ),
+      ),
+    );
+    this.timeline = new Timeline(this.tlBody, {
+      onToggle: (seq) => navigate({ event: seq === null ? null : String(seq) }, { replace: true }),
+    });
+    this.renderHead();
+  }
+
+  buildControls() {
+    this.chips = [null, ...CATEGORIES].map((type) =>
+      h("button", {
+        type: "button",
+        class: `chip${type ? ` cat-${type.slice(0, -1)}` : ""}`,
+        "data-type": type || "",
+        text: type ? type.slice(0, -1) : "all",
+        on: { click: () => navigate({ type: type, event: null }) },
+      }),
+    );
+    this.typeInput = h("input", {
+      type: "search",
+      class: "type-filter",
+      list: "event-types",
+      placeholder: "type, or prefix like task.",
+      "aria-label": "event type filter",
+      on: { change: () => navigate({ type: this.typeInput.value.trim() || null, event: null }) },
+    });
+    this.unitSelect = h("select", {
+      class: "unit-filter",
+      "aria-label": "unit filter",
+      on: { change: () => navigate({ unit: this.unitSelect.value || null, event: null }) },
+    });
+    this.clearButton = h("button", {
+      type: "button",
+      class: "link clear-filters",
+      text: "Clear filters",
+      on: { click: () => navigate({ type: null, unit: null, event: null }) },
+    });
+    this.latestButton = h("button", { type: "button", class: "link", text: "Latest ↓", on: { click: () => this.timeline.scrollToEnd() } });
+    const types = h("datalist", { id: "event-types" }, [...CATEGORIES, ...EVENT_TYPES].map((t) => h("option", { value: t })));
+    const bar = h(
+      "div",
+      { class: "tl-toolbar" },
+      h("div", { class: "chips", role: "group", "aria-label": "event category" }, this.chips),
+      this.typeInput,
+      types,
+      this.unitSelect,
+      this.clearButton,
+      h("span", { class: "spacer" }),
+      this.latestButton,
+    );
+    this.syncControls();
+    return bar;
+  }
+
+  syncControls() {
+    const { type, unit } = this.filter;
+    for (const chip of this.chips) chip.setAttribute("aria-pressed", String((chip.dataset.type || null) === type));
+    if (document.activeElement !== this.typeInput) this.typeInput.value = type || "";
+    const units = new Set(this.graph ? this.graph.laid.columns.flat() : []);
+    if (unit) units.add(unit);
+    put(this.unitSelect, 
+      h("option", { value: "", text: "all units" }),
+      [...units].map((u) => h("option", { value: u, text: u, selected: u === unit })),
+    );
+    this.clearButton.hidden = !type && !unit;
+    this.graph?.select(unit);
+  }
+
+  renderHead() {
+    const run = this.run;
+    const running = run.status === "running";
+    const started = millis(run.started_at);
+    const took = running ? (started ? Date.now() - started : null) : run.duration_ms;
+    const done = running ? this.units.counts(run.status) : { completed: run.completed_units, failed: run.failed_units, blocked: run.blocked_units };
+    const stat = (label, value, cls = "") => h("div", { class: `stat ${cls}` }, h("span", { class: "stat-label", text: label }), h("span", { class: "stat-value" }, value));
+    const units = h(
+      "span",
+      { class: "units" },
+      h("span", { class: "n-done", title: "completed", text: `✓ ${done.completed}` }),
+      h("span", { class: "n-failed", title: "failed", text: `✗ ${done.failed}` }),
+      h("span", { class: "n-blocked", title: "blocked", text: `⊘ ${done.blocked}` }),
+      h("span", { class: "muted", text: ` of ${run.total_units}` }),
+    );
+    const markers = (run.markers || []).map((m) => this.markerChip(m));
+    put(this.head, 
+      this.backLink ? h("a", { class: "back", href: link({ run: null, type: null, unit: null, event: null }), text: "← Runs" }) : null,
+      h(
+        "div",
+        { class: "run-title" },
+        h("h1", { class: "run-id", text: run.id }),
+        statusBadge(run.status),
+        run.dry_run ? h("span", { class: "tag", text: "dry run" }) : null,
+      ),
+      h("div", { class: "run-path muted", title: run.tasks_dir || "", text: run.tasks_dir || run.repo_path }),
+      h(
+        "div",
+        { class: "stats" },
+        stat("units", units),
+        stat("started", localDateTime(run.started_at)),
+        stat(running ? "running for" : "duration", duration(took)),
+        stat("events", count(run.event_count)),
+        stat("parallelism", String(run.parallelism)),
+        stat("resumes", String(run.resume_count)),
+      ),
+      run.error ? h("div", { class: "run-error", text: run.error }) : null,
+      markers.length ? h("div", { class: "markers" }, h("span", { class: "muted", text: "Stops and resumes:" }), markers) : null,
+    );
+  }
+
+  markerChip(marker) {
+    const stopped = marker.type === "run.stopped";
+    return h(
+      "button",
+      {
+        type: "button",
+        class: `marker-chip ${stopped ? "marker-stop" : "marker-resume"}`,
+        "data-seq": marker.seq,
+        title: `${marker.type} at ${marker.time} (seq ${marker.seq})`,
+        on: { click: () => this.goTo(marker.seq) },
+      },
+      h("b", { text: stopped ? "■ stopped" : "▶ resumed" }),
+      ` ${localClock(marker.time)}`,
+      marker.reason ? h("span", { class: "reason", text: ` — ${marker.reason}` }) : null,
+    );
+  }
+
+  /** Open `seq` in the timeline, dropping filters that would hide it. */
+  goTo(seq) {
+    if (this.timeline.scrollToSeq(seq)) {
+      this.timeline.open(seq);
+      navigate({ event: String(seq) }, { replace: true });
+    } else {
+      navigate({ type: null, unit: null, event: String(seq) });
+    }
+  }
+
+  // --- data ----------------------------------------------------------------
+
+  makeList() {
+    this.list?.destroy();
+    const changed = () => this.changed();
+    const { type, unit } = this.filter;
+    const dense = !type && !unit && this.run.event_count === this.run.last_seq;
+    this.list = dense
+      ? new IndexedEvents(this.run.id, this.run.last_seq, changed)
+      : new SequentialEvents(this.run.id, this.filter, this.run.markers || [], changed);
+    const openSeq = this.state.event ? Number(this.state.event) : null;
+    this.timeline.setList(this.list, { openSeq });
+    this.renderCount();
+    if (openSeq !== null) this.reveal(openSeq);
+  }
+
+  async reveal(seq) {
+    if (this.list instanceof SequentialEvents) await this.list.loadThrough(seq);
+    if (this.destroyed) return;
+    this.timeline.open(seq);
+    this.timeline.scrollToSeq(seq);
+  }
+
+  changed() {
+    this.timeline.render();
+    this.renderCount();
+  }
+
+  renderCount() {
+    const list = this.list;
+    if (list instanceof IndexedEvents) {
+      this.countLabel.textContent = plural(list.length, "event");
+    } else {
+      const n = list.count;
+      this.countLabel.textContent = list.complete ? `${plural(n, "matching event")}` : `${count(n)}+ matching events (loading as you scroll)`;
+    }
+  }
+
+  /** A live run's graph may be stored just after it starts: try again, now and then. */
+  retryGraph() {
+    const now = Date.now();
+    if (this.graphLoading || now - (this.graphTried || 0) < 1000) return;
+    this.loadGraph();
+  }
+
+  async loadGraph() {
+    this.graphLoading = true;
+    this.graphTried = Date.now();
+    try {
+      await this.fetchGraph();
+    } finally {
+      this.graphLoading = false;
+    }
+    this.graphRetries = (this.graphRetries || 0) + 1;
+    if (!this.graph && !this.destroyed && this.run.status === "running" && this.graphRetries <= 20) {
+      clearTimeout(this.graphTimer);
+      this.graphTimer = setTimeout(() => this.graph || this.loadGraph(), 1500);
+    }
+  }
+
+  async fetchGraph() {
+    let graph;
+    try {
+      graph = await getJSON(runPath(this.run.id, "/graph"), {}, { signal: this.controller.signal });
+    } catch (error) {
+      if (error.name === "AbortError") return;
+      graph = await this.graphFromEvents();
+      if (!graph) {
+        const text = error.code === "no_graph"
+          ? this.run.status === "running" ? "No graph yet: it is stored once the run is planned." : "This run has no stored dependency graph."
+          : `Could not load the graph: ${error.message}`;
+        if (!this.graph) put(this.graphBody, h("p", { class: "muted empty-graph", text }));
+        return;
+      }
+    }
+    this.showGraph(graph);
+  }
+
+  /** orch.started carries the graph too: a fallback when none was stored (yet). */
+  async graphFromEvents() {
+    try {
+      const page = await getJSON(runPath(this.run.id, "/events"), { type: "orch.started", limit: 1 }, { signal: this.controller.signal });
+      const payload = page.events[0] && page.events[0].payload;
+      return payload && payload.graph && payload.graph.nodes ? payload.graph : null;
+    } catch {
+      return null;
+    }
+  }
+
+  showGraph(graph) {
+    if (this.destroyed || this.graph) return;
+    if (!graph.nodes || graph.nodes.length === 0) {
+      put(this.graphBody, h("p", { class: "muted empty-graph", text: "This run has no units." }));
+      return;
+    }
+    this.units.plan(graph.nodes);
+    this.graph = new GraphView(this.graphBody, graph, {
+      onSelect: (id) => navigate({ unit: this.filter.unit === id ? null : id, event: null }),
+    });
+    this.graph.update(this.units, this.run.status);
+    this.syncControls();
+  }
+
+  async loadUnits() {
+    const apply = (events) => {
+      for (const event of events) this.units.apply(event);
+      this.scheduleGraph();
+    };
+    try {
+      // Unit events are few; task completions can be many, so they come after.
+      await eachEventPage(this.run.id, { type: "unit." }, apply, { signal: this.controller.signal });
+      await eachEventPage(this.run.id, { type: "task.completed" }, apply, { signal: this.controller.signal });
+    } catch (error) {
+      if (error.name !== "AbortError") console.warn("unit states:", error.message);
+    }
+  }
+
+  scheduleGraph() {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      if (this.destroyed) return;
+      this.graph?.update(this.units, this.run.status);
+      if (this.run.status === "running") this.renderHead();
+    });
+  }
+
+  follow() {
+    this.stream = openStream(() => url(runPath(this.run.id, "/stream"), { after: this.run.last_seq }), {
+      event: (event) => this.onEvent(event),
+      end: (detail) => this.onEnd(detail),
+    });
+  }
+
+  onEvent(event) {
+    const run = this.run;
+    if (event.seq > run.last_seq) {
+      run.event_count += event.seq - run.last_seq;
+      run.last_seq = event.seq;
+    }
+    if (this.units.apply(event)) this.scheduleGraph();
+    if (!this.graph) this.retryGraph();
+    if (MARKER_TYPES.includes(event.type) && !(run.markers || []).some((m) => m.seq === event.seq)) {
+      const reason = event.payload && typeof event.payload === "object" ? event.payload.reason ?? null : null;
+      run.markers = [...(run.markers || []), { seq: event.seq, time: event.time, type: event.type, reason }];
+      this.renderHead();
+    }
+    if (this.list.append(event)) {
+      this.timeline.grew(true);
+      this.renderCount();
+    }
+  }
+
+  onEnd(detail) {
+    this.stream?.close();
+    this.stream = null;
+    this.run = detail;
+    this.renderHead();
+    this.graph?.update(this.units, detail.status);
+  }
+
+  /** The daemon came back: a finished view stays; a live one has its stream. */
+  restored() {
+    if (!this.run) this.reload();
+  }
+
+  // --- state changes -------------------------------------------------------
+
+  update(state) {
+    const before = this.state;
+    this.state = state;
+    if (!this.run) return;
+    if (before.type !== state.type || before.unit !== state.unit) {
+      this.syncControls();
+      this.makeList();
+      return;
+    }
+    const seq = state.event ? Number(state.event) : null;
+    if (seq !== this.timeline.openSeq) {
+      if (seq === null) this.timeline.open(null);
+      else this.reveal(seq);
+    }
+  }
+
+  teardown() {
+    this.destroyed = true;
+    this.controller.abort();
+    this.stream?.close();
+    clearInterval(this.ticker);
+    clearTimeout(this.graphTimer);
+    cancelAnimationFrame(this.frame);
+    this.frame = 0;
+    this.timeline?.destroy();
+  }
+
+  destroy() {
+    this.teardown();
+  }
+}

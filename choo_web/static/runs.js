@@ -1,0 +1,166 @@
+// The History tab's run list: a page of runs, newest first, with a status
+// filter and cursor paging (the cursors of earlier pages ride in the URL's
+// "prev", so Newer works after a reload too).
+
+import { getJSON } from "./api.js";
+import { h, put } from "./dom.js";
+import { basename, count, duration, localDateTime } from "./format.js";
+import { message, statusBadge } from "./run.js";
+import { link, navigate } from "./state.js";
+
+const STATUSES = ["running", "completed", "failed", "stopped"];
+const DEFAULT_LIMIT = 25;
+const FIRST_PAGE = "0"; // stands for "no cursor" in the prev list
+
+function pages(state) {
+  return state.prev ? state.prev.split(",") : [];
+}
+
+function unitCounts(run) {
+  if (run.status === "running") return h("span", { class: "units muted", text: `${run.total_units} units` });
+  return h(
+    "span",
+    { class: "units", title: `${run.completed_units} completed, ${run.failed_units} failed, ${run.blocked_units} blocked of ${run.total_units}` },
+    h("span", { class: "n-done", text: `✓ ${run.completed_units}` }),
+    run.failed_units ? h("span", { class: "n-failed", text: `✗ ${run.failed_units}` }) : null,
+    run.blocked_units ? h("span", { class: "n-blocked", text: `⊘ ${run.blocked_units}` }) : null,
+    h("span", { class: "muted", text: ` / ${run.total_units}` }),
+  );
+}
+
+export class RunsView {
+  constructor(root, state) {
+    this.root = root;
+    this.controller = null;
+    this.update(state);
+  }
+
+  update(state) {
+    this.state = state;
+    document.title = "History · choo";
+    this.load();
+  }
+
+  async load() {
+    this.controller?.abort();
+    const controller = (this.controller = new AbortController());
+    const state = this.state;
+    const limit = Number(state.limit) || DEFAULT_LIMIT;
+    if (!this.root.querySelector(".runs")) put(this.root, h("div", { class: "loading-block", text: "Loading runs…" }));
+    else this.root.querySelector(".runs").classList.add("stale");
+    let page;
+    try {
+      page = await getJSON(
+        "/api/history/runs",
+        { repo: state.repo, status: state.status, limit, cursor: state.cursor },
+        { signal: controller.signal },
+      );
+    } catch (error) {
+      if (error.name === "AbortError") return;
+      const retry = h("button", { type: "button", text: "Try again", on: { click: () => this.load() } });
+      put(this.root, message("Could not load runs", error.message, h("p", {}, retry)));
+      return;
+    }
+    this.render(page, limit);
+  }
+
+  render(page, limit) {
+    const state = this.state;
+    const prev = pages(state);
+    const first = prev.length * limit + 1;
+    const toolbar = h(
+      "div",
+      { class: "runs-toolbar" },
+      h("h1", { text: state.repo ? basename(state.repo) : "All repositories" }),
+      state.repo ? h("span", { class: "muted repo-path", text: state.repo }) : null,
+      h("span", { class: "spacer" }),
+      h(
+        "label",
+        { class: "field" },
+        "Status ",
+        h(
+          "select",
+          {
+            class: "status-filter",
+            on: { change: (e) => navigate({ status: e.target.value || null, cursor: null, prev: null }) },
+          },
+          h("option", { value: "", text: "any" }),
+          STATUSES.map((st) => h("option", { value: st, text: st, selected: st === state.status })),
+        ),
+      ),
+    );
+    if (page.runs.length === 0) {
+      const text = state.status
+        ? `No ${state.status} runs${state.repo ? " in this repository" : ""}.`
+        : state.repo
+          ? "No runs recorded for this repository yet."
+          : "No runs recorded yet.";
+      const hint = state.status
+        ? h("a", { href: link({ status: null, cursor: null, prev: null }), text: "Show runs of any status" })
+        : h("p", {}, "Start one with ", h("code", { text: "choo run specs/tasks" }), " in a git repository; it shows up here and under Live.");
+      put(this.root, h("section", { class: "runs" }, toolbar, h("div", { class: "notice empty" }, h("h2", { text })), hint));
+      return;
+    }
+    const showRepo = !state.repo;
+    const head = h(
+      "tr",
+      {},
+      ["Run", "Status", "Units", "Started", "Duration", "Resumes", ""].map((t) => h("th", { text: t })),
+    );
+    if (showRepo) head.insertBefore(h("th", { text: "Repository" }), head.children[1]);
+    const rows = page.runs.map((run) => {
+      const href = link({ run: run.id, type: null, unit: null, event: null });
+      const cells = [
+        h("td", { class: "run-id" }, h("a", { href, text: run.id })),
+        showRepo ? h("td", { class: "repo", title: run.repo_path, text: basename(run.repo_path) }) : null,
+        h("td", {}, statusBadge(run.status)),
+        h("td", {}, unitCounts(run)),
+        h("td", { title: run.started_at, text: localDateTime(run.started_at) }),
+        h("td", { class: "num", text: run.status === "running" ? "running" : duration(run.duration_ms) }),
+        h("td", { class: "num", text: run.resume_count ? String(run.resume_count) : "—" }),
+        h("td", {}, run.dry_run ? h("span", { class: "tag", text: "dry run" }) : null),
+      ];
+      return h("tr", { "data-run": run.id, on: { click: (e) => e.target.closest("a") || navigate({ run: run.id }) } }, cells);
+    });
+    const last = first + page.runs.length - 1;
+    const newer = prev.length
+      ? h("a", {
+          class: "button",
+          href: link({ cursor: prev.at(-1) === FIRST_PAGE ? null : prev.at(-1), prev: prev.slice(0, -1).join(",") || null }),
+          rel: "prev",
+          text: "‹ Newer",
+        })
+      : h("span", { class: "button disabled", text: "‹ Newer" });
+    const older = page.next_cursor
+      ? h("a", {
+          class: "button",
+          href: link({ cursor: page.next_cursor, prev: [...prev, state.cursor || FIRST_PAGE].join(",") }),
+          rel: "next",
+          text: "Older ›",
+        })
+      : h("span", { class: "button disabled", text: "Older ›" });
+    put(this.root, 
+      h(
+        "section",
+        { class: "runs" },
+        toolbar,
+        h("div", { class: "card table-card" }, h("table", { class: "runs-table" }, h("thead", {}, head), h("tbody", {}, rows))),
+        h(
+          "nav",
+          { class: "pager" },
+          newer,
+          h("span", { class: "page-info", text: `${count(first)}–${count(last)} of ${count(page.total)} runs · page ${prev.length + 1}` }),
+          older,
+        ),
+      ),
+    );
+  }
+
+  restored() {
+    this.load();
+  }
+
+  destroy() {
+    this.controller?.abort();
+  }
+}

@@ -1,0 +1,57 @@
+// The UI's state lives in the URL hash, so every view can be linked and
+// reloaded: "#/history?repo=/src/app&run=run_20260120_143052_a1b2&type=task.".
+//
+//   tab     live | history
+//   repo    a repository path (absent: all repositories)
+//   status  run list filter          cursor, prev, limit: run list paging
+//   run     the run shown            type, unit: its event filters
+//   event   the seq of the event whose payload is open
+
+export const TABS = ["live", "history"];
+export const KEYS = ["repo", "status", "limit", "cursor", "prev", "run", "type", "unit", "event"];
+
+export function parse(hash = location.hash) {
+  const raw = hash.replace(/^#\/?/, "");
+  const [path, query = ""] = raw.split(/\?(.*)/s);
+  const tab = TABS.includes(path) ? path : "live";
+  const params = new URLSearchParams(query);
+  const state = { tab };
+  for (const key of KEYS) {
+    const value = params.get(key);
+    if (value) state[key] = value;
+  }
+  return state;
+}
+
+export function format(state) {
+  const params = new URLSearchParams();
+  for (const key of KEYS) {
+    if (state[key] !== undefined && state[key] !== null && state[key] !== "") {
+      params.set(key, state[key]);
+    }
+  }
+  const query = params.toString();
+  return `#/${state.tab || "live"}${query ? `?${query}` : ""}`;
+}
+
+/** A link to the state reached by applying `patch` (null removes a key). */
+export function link(patch, from = parse()) {
+  const next = { ...from, ...patch };
+  for (const [key, value] of Object.entries(next)) if (value === null) delete next[key];
+  return format(next);
+}
+
+/**
+ * Go to a new state. A push adds a history entry (the back button returns);
+ * a replace does not (for small changes like opening a payload).
+ */
+export function navigate(patch, { replace = false } = {}) {
+  const target = link(patch);
+  if (target === location.hash) return;
+  if (replace) {
+    history.replaceState(null, "", target);
+    window.dispatchEvent(new HashChangeEvent("hashchange"));
+  } else {
+    location.hash = target;
+  }
+}

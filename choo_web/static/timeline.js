@@ -1,0 +1,293 @@
+// The event timeline: a virtual list of fixed-height rows. Only the rows in
+// view (and a few either side) are in the DOM, whatever the run's size; one
+// row at a time can be opened to show its payload, adding a fixed height.
+//
+// Past MAX_PX of content the scrollbar is scaled (browsers cap element
+// heights), so the position maps onto the rows proportionally.
+
+import { h, put } from "./dom.js";
+import { duration, localClock } from "./format.js";
+
+export const ROW_H = 28;
+export const DETAIL_H = 260;
+const OVERSCAN = 10;
+const MAX_PX = 8_000_000;
+const SUMMARY_SKIP = new Set(["graph", "output_tail", "token"]);
+
+export function category(type) {
+  const head = String(type).split(".")[0];
+  return ["orch", "unit", "task", "run"].includes(head) ? head : "other";
+}
+
+function outcome(type) {
+  if (/(\.failed|\.fail|\.blocked|\.stopped)$/.test(type)) return "bad";
+  if (/(\.completed|\.ok|\.resumed)$/.test(type)) return "good";
+  if (/\.retry$/.test(type)) return "warn";
+  return "";
+}
+
+function scalar(key, value) {
+  if (value === null || value === undefined) return null;
+  if (key.endsWith("_ms") && typeof value === "number") return duration(value);
+  if (Array.isArray(value)) return value.length <= 6 && value.every((v) => typeof v !== "object") ? value.join(", ") : `[${value.length}]`;
+  if (typeof value === "object") return null;
+  const text = String(value);
+  return text.length > 160 ? `${text.slice(0, 159)}…` : text;
+}
+
+/** One line about an event's payload: "title Routes · attempts 1 · duration 1.1 s". */
+export function summary(event) {
+  const parts = [];
+  if (event.error) parts.push(`error: ${event.error}`);
+  const payload = event.payload;
+  if (payload && typeof payload === "object") {
+    for (const [key, value] of Object.entries(payload)) {
+      if (SUMMARY_SKIP.has(key)) continue;
+      const text = scalar(key, value);
+      if (text !== null && text !== "") parts.push(`${key.replace(/_ms$/, "").replace(/_/g, " ")} ${text}`);
+    }
+  } else if (payload !== null && payload !== undefined) {
+    parts.push(String(payload));
+  }
+  return parts.join(" · ");
+}
+
+function markerRow(event) {
+  const stopped = event.type === "run.stopped";
+  const reason = event.payload && typeof event.payload === "object" ? event.payload.reason : null;
+  return [
+    h("span", { class: "ev-seq", text: `#${event.seq}` }),
+    h("span", { class: "ev-time", text: localClock(event.time) }),
+    h(
+      "span",
+      { class: "ev-marker" },
+      h("b", { text: stopped ? "■ Run stopped" : "▶ Run resumed" }),
+      reason ? ` — ${reason}` : "",
+    ),
+  ];
+}
+
+function eventCells(event) {
+  return [
+    h("span", { class: "ev-seq", text: `#${event.seq}` }),
+    h("span", { class: "ev-time", text: localClock(event.time) }),
+    h("span", { class: "ev-type", text: event.type }),
+    h("span", { class: "ev-unit", text: event.unit ?? "" }),
+    h("span", { class: "ev-task", text: event.task === null || event.task === undefined ? "" : `#${event.task}` }),
+    h("span", { class: "ev-summary", text: summary(event) }),
+  ];
+}
+
+function detail(event) {
+  const fields = [
+    ["seq", event.seq],
+    ["time", `${event.time} (UTC)`],
+    ["type", event.type],
+    ["unit", event.unit],
+    ["task", event.task],
+    ["pr", event.pr],
+  ].filter(([, v]) => v !== null && v !== undefined);
+  return h(
+    "div",
+    { class: "ev-detail" },
+    h("dl", {}, fields.map(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })])),
+    event.error ? h("div", { class: "ev-error", text: event.error }) : null,
+    h("pre", { class: "ev-payload", text: event.payload === null || event.payload === undefined ? "(no payload)" : JSON.stringify(event.payload, null, 2) }),
+  );
+}
+
+export class Timeline {
+  /** `onToggle(seq | null)` is called when the user opens or closes a row. */
+  constructor(root, { onToggle }) {
+    this.onToggle = onToggle;
+    this.list = null;
+    this.openSeq = null;
+    this.rows = new Map(); // index → element
+    this.frame = 0;
+    this.sizer = h("div", { class: "tl-sizer" });
+    this.layer = h("div", { class: "tl-layer" });
+    this.viewport = h(
+      "div",
+      { class: "tl-viewport", tabindex: 0, role: "list", "aria-label": "events" },
+      this.sizer,
+      this.layer,
+    );
+    this.viewport.addEventListener("scroll", () => this.schedule(), { passive: true });
+    this.viewport.addEventListener("click", (event) => this.clicked(event));
+    this.resize = new ResizeObserver(() => this.schedule());
+    this.resize.observe(this.viewport);
+    put(root, 
+      h(
+        "div",
+        { class: "tl-head", "aria-hidden": "true" },
+        ["#", "time", "type", "unit", "task", "details"].map((t) => h("span", { text: t })),
+      ),
+      this.viewport,
+    );
+  }
+
+  setList(list, { openSeq = null } = {}) {
+    this.list = list;
+    this.openSeq = openSeq;
+    this.clearRows();
+    this.viewport.scrollTop = 0;
+    this.render();
+  }
+
+  clearRows() {
+    for (const el of this.rows.values()) el.remove();
+    this.rows.clear();
+  }
+
+  schedule() {
+    if (!this.frame) this.frame = requestAnimationFrame(() => this.render());
+  }
+
+  openIndex() {
+    return this.openSeq === null || !this.list ? -1 : this.list.indexOfSeq(this.openSeq);
+  }
+
+  top(i, open) {
+    return i * ROW_H + (open >= 0 && i > open ? DETAIL_H : 0);
+  }
+
+  indexAt(y, open) {
+    if (open >= 0 && y >= (open + 1) * ROW_H) {
+      return y < (open + 1) * ROW_H + DETAIL_H ? open : Math.floor((y - DETAIL_H) / ROW_H);
+    }
+    return Math.floor(y / ROW_H);
+  }
+
+  /** Total content height and the physical (maybe scaled) one. */
+  heights(open) {
+    const total = (this.list ? this.list.length : 0) * ROW_H + (open >= 0 ? DETAIL_H : 0);
+    return { total, physical: Math.min(total, MAX_PX) };
+  }
+
+  /** Where the viewport's top is in content coordinates. */
+  virtualTop(scrollTop, view, { total, physical }) {
+    if (total <= physical || physical <= view) return scrollTop;
+    return (scrollTop / (physical - view)) * (total - view);
+  }
+
+  render() {
+    this.frame = 0;
+    const list = this.list;
+    if (!list) return;
+    const open = this.openIndex();
+    const sizes = this.heights(open);
+    this.sizer.style.height = `${sizes.physical}px`;
+    const view = this.viewport.clientHeight;
+    const scrollTop = this.viewport.scrollTop;
+    const vTop = this.virtualTop(scrollTop, view, sizes);
+    const first = Math.max(0, this.indexAt(vTop, open) - OVERSCAN);
+    const last = Math.min(list.length - 1, this.indexAt(vTop + view, open) + OVERSCAN);
+    if (last >= first) list.ensure(first, last);
+    for (const [i, el] of this.rows) {
+      if (i < first || i > last) {
+        el.remove();
+        this.rows.delete(i);
+      }
+    }
+    for (let i = first; i <= last; i++) {
+      const event = list.get(i);
+      const key = event ? `${event.seq}|${event.seq === this.openSeq}` : list.isAbsent(i) ? "absent" : `wait|${list.error ? 1 : 0}`;
+      let el = this.rows.get(i);
+      if (!el || el.dataset.key !== key) {
+        const fresh = this.build(event, i, list);
+        fresh.dataset.key = key;
+        if (el) el.replaceWith(fresh);
+        else this.layer.append(fresh);
+        this.rows.set(i, fresh);
+        el = fresh;
+      }
+      el.style.transform = `translateY(${scrollTop + this.top(i, open) - vTop}px)`;
+    }
+  }
+
+  build(event, i, list) {
+    if (!event) {
+      if (list.isAbsent(i)) return h("div", { class: "ev absent", role: "listitem", text: "(no event with this seq)" });
+      if (list.error) {
+        return h(
+          "div",
+          { class: "ev failed-load", role: "listitem" },
+          h("span", { text: `Could not load events: ${list.error.message} ` }),
+          h("button", { type: "button", class: "link", "data-retry": "1", text: "Retry" }),
+        );
+      }
+      return h("div", { class: "ev loading", role: "listitem", text: "Loading events…" });
+    }
+    const isMarker = event.marker || event.type === "run.stopped" || event.type === "run.resumed";
+    const classes = ["ev", `cat-${category(event.type)}`];
+    const tone = outcome(event.type);
+    if (tone) classes.push(`tone-${tone}`);
+    if (isMarker) classes.push("marker", event.type === "run.stopped" ? "marker-stop" : "marker-resume");
+    const isOpen = event.seq === this.openSeq;
+    if (isOpen) classes.push("open");
+    const line = h("div", { class: "ev-line" }, isMarker ? markerRow(event) : eventCells(event));
+    return h(
+      "div",
+      { class: classes.join(" "), role: "listitem", "data-seq": event.seq, "data-type": event.type, "aria-expanded": String(isOpen) },
+      line,
+      isOpen ? detail(event) : null,
+    );
+  }
+
+  clicked(event) {
+    if (event.target.closest("[data-retry]")) {
+      this.list.error = null;
+      this.render();
+      return;
+    }
+    if (event.target.closest(".ev-detail")) return;
+    const row = event.target.closest(".ev[data-seq]");
+    if (!row) return;
+    const seq = Number(row.dataset.seq);
+    this.open(this.openSeq === seq ? null : seq);
+    this.onToggle(this.openSeq);
+  }
+
+  open(seq) {
+    this.openSeq = seq;
+    this.render();
+  }
+
+  /** Scroll so that `seq`'s row is in view (near the top); false if not loaded. */
+  scrollToSeq(seq) {
+    const i = this.list ? this.list.indexOfSeq(seq) : -1;
+    if (i < 0) return false;
+    const open = this.openIndex();
+    const sizes = this.heights(open);
+    const view = this.viewport.clientHeight;
+    const target = Math.max(0, this.top(i, open) - ROW_H * 2);
+    const scaled = sizes.total <= sizes.physical || sizes.physical <= view ? target : (target / (sizes.total - view)) * (sizes.physical - view);
+    this.viewport.scrollTop = scaled;
+    this.render();
+    return true;
+  }
+
+  atBottom() {
+    const v = this.viewport;
+    return v.scrollTop + v.clientHeight >= v.scrollHeight - ROW_H;
+  }
+
+  scrollToEnd() {
+    this.render();
+    this.viewport.scrollTop = this.viewport.scrollHeight;
+    this.render();
+  }
+
+  /** Rows were added at the end: follow them if the user was at the end. */
+  grew(follow) {
+    const stick = follow && this.atBottom();
+    this.render();
+    if (stick) this.scrollToEnd();
+  }
+
+  destroy() {
+    cancelAnimationFrame(this.frame);
+    this.resize.disconnect();
+    this.list?.destroy();
+  }
+}

@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""Query benchmark: history pages over HTTP on a large history (DESIGN.md section 9).
+
+Builds a history of --runs runs and --events events straight into a fresh
+CHOO_HOME's history.db with the store's write functions (big transactions),
+starts a real daemon on it, and times sequential HTTP requests (httpx) of:
+  - a page of the run list (newest first), and one deep in it (by cursor),
+  - the first events page of the biggest run,
+  - the deepest events page of that run (after = last seq - limit),
+  - a filtered events page (type prefix "task." and one unit), first and deep.
+Prints p50/p95 per query and the deep/first ratio (targets: p95 <= 15 ms,
+deep <= 1.5 x first).
+
+Usage: .venv/bin/python scripts/bench/query.py [--runs 10000] [--events 5000000]
+       [--requests 200] [--keep DIR]   (DIR: a CHOO_HOME to build once and reuse)
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import apsw  # noqa: E402
+import httpx  # noqa: E402
+
+from choo_daemon import store  # noqa: E402
+from choo_daemon.store.reads import encode_cursor  # noqa: E402
+
+REPOS = [f"/home/dev/src/project-{n}" for n in range(5)]
+UNITS = [f"unit-{n:02d}" for n in range(8)]
+# A run's event mix, roughly as the orchestrator emits it per task attempt.
+CYCLE = (
+    "unit.started",
+    "task.started",
+    "task.claude.invoke",
+    "task.claude.done",
+    "task.backpressure",
+    "task.validation.ok",
+    "task.completed",
+    "unit.completed",
+)
+PAYLOAD = (
+    '{"title":"Add the retry loop to the worker","attempt":1,"exit_code":0,'
+    '"duration_ms":1234,"output_tail":"ok: 42 tests passed in 3.1s"}'
+)
+LIMIT = 100
+BATCH = 200_000  # events per transaction while building
+
+
+def run_id(n: int) -> str:
+    return f"run_bench_{n:06d}"
+
+
+def sizes(runs: int, events: int, big_share: float) -> list[int]:
+    """Events per run: run 0 is the biggest, the rest share what is left."""
+    big = int(events * big_share)
+    rest, extra = divmod(events - big, runs - 1) if runs > 1 else (0, 0)
+    return [big if runs > 1 else events] + [rest + (i < extra) for i in range(runs - 1)]
+
+
+def event_rows(run: str, count: int, start: datetime) -> Iterator[store.EventRow]:
+    for seq in range(1, count + 1):
+        time_ = store.iso_utc(start + timedelta(milliseconds=seq))
+        kind = CYCLE[seq % len(CYCLE)]
+        unit = UNITS[(seq // len(CYCLE)) % len(UNITS)]
+        yield (run, seq, time_, kind, unit, seq % 5, None, PAYLOAD, None)
+
+
+def build(path: Path, runs: int, events: int, big_share: float) -> None:
+    """Write the history, about BATCH events per transaction."""
+    conn = apsw.Connection(str(path))
+    # A throwaway file built in one go: no journal, no fsync. The daemon
+    # switches it to WAL when it opens it.
+    conn.pragma("journal_mode", "off")
+    conn.pragma("synchronous", "off")
+    conn.pragma("cache_size", -1_000_000)
+    store.migrate(conn)
+    counts = sizes(runs, events, big_share)
+    now = datetime.now(UTC).replace(microsecond=0)
+    began = time.perf_counter()
+    written = 0
+    n = 0
+    while n < runs:
+        with conn:
+            budget = BATCH
+            while n < runs and budget > 0:
+                # The biggest run is the oldest; runs start a minute apart,
+                # recent enough that retention keeps them all.
+                started = now - timedelta(minutes=runs - n + 60)
+                written += _write_run(conn, n, counts[n], started)
+                budget -= counts[n]
+                n += 1
+        _progress(written, events, began)
+    with conn:
+        store.store_graph(conn, run_id(0), [{"id": u} for u in UNITS], [], [UNITS])
+    conn.execute("ANALYZE")
+    conn.close()
+    print(file=sys.stderr)
+
+
+def _write_run(conn: apsw.Connection, n: int, count: int, started: datetime) -> int:
+    run = run_id(n)
+    store.create_run(
+        conn,
+        run_id=run,
+        repo_path=REPOS[n % len(REPOS)],
+        started_at=store.iso_utc(started),
+        parallelism=4,
+        total_units=len(UNITS),
+        tasks_dir="tasks",
+    )
+    added = 0
+    rows = event_rows(run, count, started)
+    while chunk := list(itertools.islice(rows, 100_000)):
+        added += store.append_events(conn, chunk)
+    status = "failed" if n % 10 == 3 else "stopped" if n % 25 == 7 else "completed"
+    store.complete_run(
+        conn,
+        run,
+        status=status,
+        completed_at=store.iso_utc(started + timedelta(seconds=30)),
+        completed_units=len(UNITS) - (status != "completed"),
+        failed_units=int(status == "failed"),
+        blocked_units=0,
+    )
+    return added
+
+
+def _progress(written: int, total: int, began: float) -> None:
+    rate = written / max(time.perf_counter() - began, 1e-9)
+    print(f"\r  built {written:,} / {total:,} events ({rate:,.0f}/s)", end="", file=sys.stderr)
+
+
+def start_daemon(home: Path) -> tuple[subprocess.Popen[bytes], str]:
+    log = home / "bench-daemon.log"
+    log.unlink(missing_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "choo_daemon", "--home", str(home), "--port", "0",
+         "--log-file", str(log)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "CHOO_HOME": str(home)},
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        text = log.read_text() if log.exists() else ""
+        found = re.search(r"ready: .* web (http://[^,\s]+)", text)
+        if found:
+            return proc, found.group(1)
+        if proc.poll() is not None:
+            raise SystemExit(f"the daemon exited with code {proc.returncode}:\n{text}")
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("the daemon did not get ready within 60 s")
+
+
+def measure(client: httpx.Client, url: str, requests: int) -> tuple[float, float, int]:
+    """(p50 ms, p95 ms, items in the page) over ``requests`` sequential GETs."""
+    for _ in range(max(10, requests // 10)):  # warm up: connection, caches
+        client.get(url).raise_for_status()
+    times: list[float] = []
+    for _ in range(requests):
+        began = time.perf_counter()
+        response = client.get(url)
+        times.append(time.perf_counter() - began)
+        response.raise_for_status()
+    body = response.json()
+    items = len(body.get("runs", body.get("events", [])))
+    cuts = statistics.quantiles(times, n=100, method="inclusive")
+    return cuts[49] * 1000, cuts[94] * 1000, items
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--events", type=int, default=5_000_000)
+    parser.add_argument("--big-share", type=float, default=0.2,
+                        help="share of all events in the biggest run (default 0.2)")  # fmt: skip
+    parser.add_argument("--requests", type=int, default=200, help="timed requests per query")
+    parser.add_argument("--keep", type=Path, help="CHOO_HOME to build in once and reuse")
+    args = parser.parse_args()
+
+    home = args.keep or Path(tempfile.mkdtemp(prefix="chq", dir="/tmp"))
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    db = home / "history.db"
+    if db.exists() and args.keep:
+        print(f"reusing {db}", file=sys.stderr)
+    else:
+        print(f"building {args.runs:,} runs, {args.events:,} events in {db}", file=sys.stderr)
+        began = time.perf_counter()
+        build(db, args.runs, args.events, args.big_share)
+        size = db.stat().st_size / 2**20
+        print(f"  built in {time.perf_counter() - began:.0f} s, {size:,.0f} MiB", file=sys.stderr)
+
+    proc, web = start_daemon(home)
+    try:
+        report(web, args.requests)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        if not args.keep:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def report(web: str, requests: int) -> None:
+    with httpx.Client(base_url=web, timeout=30) as client:
+        health = client.get("/api/health").json()
+        total = client.get("/api/history/runs", params={"limit": 1}).json()["total"]
+        biggest = client.get(f"/api/history/runs/{run_id(0)}").json()  # built first, so oldest
+        big, last = biggest["id"], biggest["last_seq"]
+        # A cursor 90% of the way down the run list.
+        deep_run = client.get(f"/api/history/runs/{run_id(max(total // 10, 1))}").json()
+        cursor = encode_cursor(deep_run["started_at"], deep_run["id"])
+        events = f"/api/history/runs/{big}/events"
+        queries = [
+            ("baseline: /api/health (no read)", "/api/health"),
+            ("run list, first page (50)", "/api/history/runs?limit=50"),
+            ("run list, deep page (cursor)", f"/api/history/runs?limit=50&cursor={cursor}"),
+            ("run list, status=failed", "/api/history/runs?limit=50&status=failed"),
+            ("events, first page", f"{events}?limit={LIMIT}"),
+            ("events, deepest page", f"{events}?limit={LIMIT}&after={last - LIMIT}"),
+            ("filtered (task. + unit), first", f"{events}?limit={LIMIT}&type=task.&unit=unit-03"),
+            (
+                "filtered (task. + unit), deep",
+                f"{events}?limit={LIMIT}&type=task.&unit=unit-03&after={last - 20 * LIMIT}",
+            ),
+        ]
+        print(
+            f"\nhistory: {total:,} runs, {health['events_stored']:,} events; "
+            f"biggest run {big}: {biggest['event_count']:,} events; {requests} requests each\n"
+        )
+        print(f"{'query':34} {'p50 ms':>8} {'p95 ms':>8} {'items':>6}")
+        results: dict[str, tuple[float, float, int]] = {}
+        for name, url in queries:
+            results[name] = measure(client, url, requests)
+            p50, p95, items = results[name]
+            print(f"{name:34} {p50:8.2f} {p95:8.2f} {items:6d}")
+    first, deep = results["events, first page"], results["events, deepest page"]
+    print(
+        f"\ndeep/first events page: p50 {deep[0] / first[0]:.2f}x, p95 {deep[1] / first[1]:.2f}x"
+        f"  (target <= 1.5x); worst p95 {max(r[1] for r in results.values()):.2f} ms"
+        "  (target <= 15 ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
