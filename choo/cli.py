@@ -225,6 +225,9 @@ def _execute(request: RunRequest) -> None:
         outcome = trio.run(execute, request, out)
     except RunError as exc:
         raise _fail(str(exc), exc.exit_code) from None
+    except KeyboardInterrupt:
+        # Ctrl-C before the workers started (a stop later is handled and recorded).
+        raise _fail("interrupted before any work started", 130) from None
     raise typer.Exit(outcome.exit_code)
 
 
@@ -308,11 +311,14 @@ def resume_cmd(
             "folder any more; nothing to resume",
             2,
         )
+    # The run knows its repository; the folder resume is called from does not matter.
+    repo_root = Path(run["repo_path"])
     config = _load_config(
-        repo_root_of(tasks_dir),
-        {"parallelism": parallelism or run["parallelism"], "provider.name": provider},
+        repo_root, {"parallelism": parallelism or run["parallelism"], "provider.name": provider}
     )
-    _execute(RunRequest(tasks_dir=tasks_dir, config=config, home=home, resume=run))
+    _execute(
+        RunRequest(tasks_dir=tasks_dir, config=config, home=home, resume=run, repo_root=repo_root)
+    )
 
 
 def _find_resumable(api: HistoryAPI, run_id: str | None) -> dict[str, Any]:

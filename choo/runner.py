@@ -59,6 +59,7 @@ class RunRequest:
     record: bool = True
     resume: dict[str, Any] | None = None  # the run to continue, as the API shows it
     resume_reason: str = "resumed with `choo resume`"
+    repo_root: Path | None = None  # default: found from tasks_dir
 
 
 @dataclass
@@ -76,7 +77,9 @@ def new_run_id() -> str:
 
 
 def repo_root_of(path: Path) -> Path:
-    """The git top level containing ``path`` (resolved), else ``path`` itself."""
+    """The repository a tasks folder belongs to: the git top level containing
+    it (resolved); outside git, the current folder when ``path`` is inside
+    it (``choo run specs/tasks`` from the project root), else ``path``."""
     try:
         top = subprocess.run(
             ["git", "-C", os.fspath(path), "rev-parse", "--show-toplevel"],
@@ -87,7 +90,8 @@ def repo_root_of(path: Path) -> Path:
         ).stdout.strip()
         return Path(top).resolve()
     except (OSError, subprocess.SubprocessError):
-        return path.resolve()
+        here, target = Path.cwd().resolve(), path.resolve()
+        return here if target.is_relative_to(here) else target
 
 
 def plan_run(request: RunRequest) -> tuple[Plan, Graph]:
@@ -135,7 +139,7 @@ def providers_for(
 
 async def execute(request: RunRequest, console: Console) -> RunOutcome:
     plan, graph = plan_run(request)
-    repo_root = repo_root_of(request.tasks_dir)
+    repo_root = request.repo_root or repo_root_of(request.tasks_dir)
     config = request.config
     provider: Provider | None = None
     per_unit: dict[str, Provider] = {}
@@ -165,9 +169,9 @@ async def execute(request: RunRequest, console: Console) -> RunOutcome:
                 backpressure_timeout=config["backpressure.timeout"],
             )
             status, code, tally = await _orchestrate(bus, plan, graph, settings, config)
-        recorder_status = (status, tally)
         if recorder is not None:
-            await _finish(recorder, console, *recorder_status)
+            await _finish(recorder, console, status, tally)
+        recorded = recorder is not None and recorder.failed is None
     try:
         final_plan = discover(request.tasks_dir)
         if request.unit is not None:
@@ -175,7 +179,7 @@ async def execute(request: RunRequest, console: Console) -> RunOutcome:
     except (PlanInvalid, RunError):
         final_plan = plan
     console.print(reporter.summary(final_plan, tally))
-    shown_id = run_id if request.record and request.use_daemon else None
+    shown_id = run_id if recorded else None
     _farewell(console, status, shown_id, web_url)
     return RunOutcome(shown_id, status, code, tally, web_url)
 

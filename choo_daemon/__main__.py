@@ -28,11 +28,16 @@ log = logging.getLogger("choo.daemon")
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.setswitchinterval(float(os.environ.get("CHOO_SWITCH", "0.005")))
     parser = argparse.ArgumentParser(prog="choo-daemon", description=__doc__)
     parser.add_argument("--home", help="CHOO_HOME folder (default: $CHOO_HOME or ~/.choo)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080, help="web port (0: any free port)")
+    parser.add_argument(
+        "--retention-days",
+        type=int,
+        default=90,
+        help="delete runs started longer ago than this (0: keep all)",
+    )
     parser.add_argument("--log-file", help="append the log to this file as well as stderr")
     args = parser.parse_args(argv)
 
@@ -46,19 +51,24 @@ def main(argv: list[str] | None = None) -> int:
     os.chmod(home.root, 0o700)
     try:
         with hold_pidfile(home.pidfile):
-            options = DaemonOptions(home=home, host=args.host, port=args.port)
+            options = DaemonOptions(
+                home=home,
+                host=args.host,
+                port=args.port,
+                retention_days=args.retention_days or None,
+            )
             trio.run(_run, options)
     except AlreadyRunning as exc:
         log.error("%s", exc)
         return EXIT_ALREADY_RUNNING
     except Exception as exc:
         # trio's nurseries wrap a failure to start in (nested) exception groups.
-        problem = _sole_exception(exc)
-        if isinstance(problem, StoreError):
-            log.error("cannot open the history database: %s", problem)
+        cause = _sole_exception(exc)
+        if isinstance(cause, StoreError):
+            log.error("cannot open the history database: %s", cause)
             return 1
-        if isinstance(problem, OSError):
-            log.error("cannot start: %s", problem)
+        if isinstance(cause, OSError):
+            log.error("cannot start: %s", cause)
             return 1
         raise
     return 0

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from choo_daemon import __version__
 from choo_daemon.hub import LiveHub
 from choo_daemon.listener import open_unix_listener, peer_uid, remove_stale_socket
 from choo_daemon.reader import Reader
+from choo_daemon.retention import prune, serve_retention
 from choo_daemon.session import Inbound, Session
 from choo_daemon.store import utc_now
 from choo_daemon.writer import Writer
@@ -39,6 +41,7 @@ class DaemonOptions:
     home: Home
     host: str = "127.0.0.1"
     port: int = 8080
+    retention_days: int | None = 90  # None: keep every run
 
 
 class Daemon:
@@ -96,6 +99,7 @@ class Daemon:
                 self.web_url = await nursery.start(
                     serve_web, app, self.options.host, self.options.port, self._shutdown.wait
                 )
+                self._jobs = await nursery.start(self._serve_jobs)
                 listener = await open_unix_listener(self.home.socket)
                 nursery.start_soon(self._serve_clients, listener, send)
                 log.info(
@@ -115,6 +119,26 @@ class Daemon:
             with contextlib.suppress(FileNotFoundError):
                 self.home.socket.unlink()
         log.info("daemon stopped; %d events stored in all", self.writer.events_stored)
+
+    async def _serve_jobs(self, *, task_status: trio.TaskStatus[trio.Nursery]) -> None:
+        """Background work (retention, prune requests) until shutdown begins."""
+        async with trio.open_nursery() as jobs:
+            if self.options.retention_days is not None:
+                await jobs.start(serve_retention, self.writer, self.options.retention_days)
+            task_status.started(jobs)
+            await self._shutdown.wait()
+            jobs.cancel_scope.cancel()
+
+    def start_job(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        self._jobs.start_soon(fn, *args)
+
+    async def prune(self, *, older_than_days: int, dry_run: bool) -> list[dict[str, Any]]:
+        runs = await prune(self.writer, older_than_days=older_than_days, dry_run=dry_run)
+        if not dry_run:
+            log.info(
+                "pruned %d run(s) started over %d days ago, on request", len(runs), older_than_days
+            )
+        return runs
 
     async def _serve_clients(
         self, listener: trio.SocketListener, send: trio.MemorySendChannel[Inbound]

@@ -286,7 +286,30 @@ class Session:
         self.send_nowait({"t": "ok", "req": msg["req"], "data": {}})
         self.daemon.request_shutdown()
 
+    def _prune(self, msg: Message) -> None:
+        self.daemon.start_job(self._prune_job, msg)
+
+    async def _prune_job(self, msg: Message) -> None:
+        req = msg["req"]
+        days = msg["older_than_days"]
+        if days < 1:
+            self.send_nowait(
+                {
+                    "t": "error",
+                    "req": req,
+                    "code": "bad_field",
+                    "message": f"older_than_days must be at least 1, got {days}",
+                }
+            )
+            return
+        dry_run = bool(msg.get("dry_run", False))
+        runs = await self.daemon.prune(older_than_days=days, dry_run=dry_run)
+        self.send_nowait(
+            {"t": "ok", "req": req, "data": {"runs": runs, "count": len(runs), "dry_run": dry_run}}
+        )
+
     _local: ClassVar[dict[str, Callable[[Session, Message], None]]] = {
+        "history.prune": _prune,
         "status": _status,
         "shutdown": _shutdown,
     }

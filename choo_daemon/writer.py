@@ -57,6 +57,9 @@ class Writer:
         self.events_stored = 0
         self.runs_stored = 0
         self.failing: str | None = None  # why commits fail right now, for status
+        # Taken for each ingest batch and each maintenance job: trio's locks
+        # are fair, so the two take turns on the one write connection.
+        self._turn = trio.Lock()
         # Called after each commit, in the trio thread; must not block.
         self.listeners: list[Callable[[Outcome], None]] = []
 
@@ -74,16 +77,27 @@ class Writer:
             async with receive:
                 async for first in receive:
                     batch = _take_ready(first, receive)
-                    outcome = await self._commit(batch)
+                    async with self._turn:
+                        outcome = await self._commit(batch)
                     self._answer(batch, outcome)
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self._close)
 
     async def run_in_writer(self, fn: Callable[[apsw.Connection], Any]) -> Any:
-        """Run ``fn(conn)`` on the write connection (for maintenance work)."""
-        assert self.conn is not None
-        return await trio.to_thread.run_sync(fn, self.conn)
+        """Run ``fn(conn)`` on the write connection, between two ingest batches.
+
+        For maintenance (retention): keep each call short, one small
+        transaction, so that ingest is never held up for long. ``fn`` must
+        not touch runs the writer caches as known (it may delete them: the
+        cache is cleared after).
+        """
+        async with self._turn:
+            assert self.conn is not None
+            try:
+                return await trio.to_thread.run_sync(fn, self.conn)
+            finally:
+                self._known_runs.clear()
 
     async def _commit(self, batch: list[Inbound]) -> Outcome:
         pause = RETRY_FIRST

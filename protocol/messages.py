@@ -91,12 +91,18 @@ SCHEMAS: Final[dict[str, tuple[Field, ...]]] = {
         _f("blocked_units", INT),
         _f("error", STR, required=False, nullable=True),
     ),
+    "history.prune": (
+        _REQ,
+        _f("older_than_days", INT),
+        _f("dry_run", BOOL, required=False),
+    ),
     "status": (_REQ,),
     "shutdown": (_REQ,),
 }
 
 REQUESTS: Final = frozenset(
-    {"run.start", "run.resume", "run.graph", "run.complete", "status", "shutdown"}
+    {"run.start", "run.resume", "run.graph", "run.complete", "history.prune", "status",
+     "shutdown"}
 )
 # Types whose schema has a "run" field; elsewhere "run" is an ignored extra field.
 _WITH_RUN: Final = frozenset(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 import apsw
 
@@ -227,27 +227,38 @@ def running_runs(conn: apsw.Connection) -> list[str]:
 
 
 def delete_runs_older_than(conn: apsw.Connection, cutoff_iso: str, *, limit: int) -> list[str]:
-    """Delete up to ``limit`` finished runs that ended before the cutoff; return their ids.
+    """Delete up to ``limit`` finished runs started before the cutoff; return their ids.
 
-    A run's age is its completed_at (a run resumed last week is not old), or
-    started_at if it has none. Running runs are never deleted. Call again, in
-    a new transaction, until fewer than ``limit`` ids come back, so that no
-    single transaction holds the write lock for long.
+    Age is the start time (``history.retention_days`` counts from when a run
+    began). Running runs are never deleted. Call again, in a new transaction,
+    until fewer than ``limit`` ids come back, so that no single transaction
+    holds the write lock for long. SQLite reuses the freed pages.
     """
     _require_transaction(conn)
     if limit < 1:
         raise BadParameter("limit", limit, "a positive number of runs")
-    ids = [
-        row[0]
-        for row in conn.execute(
-            "SELECT id FROM runs WHERE status != 'running'"
-            " AND coalesce(completed_at, started_at) < ? ORDER BY started_at, id LIMIT ?",
-            (cutoff_iso, limit),
-        )
-    ]
+    ids = [row["id"] for row in old_runs(conn, cutoff_iso, limit=limit)]
     for run_id in ids:
         # Explicit deletes, so retention does not depend on foreign_keys=ON.
         conn.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
         conn.execute("DELETE FROM graphs WHERE run_id = ?", (run_id,))
         conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
     return ids
+
+
+def old_runs(conn: apsw.Connection, cutoff_iso: str, *, limit: int = -1) -> list[dict[str, Any]]:
+    """Finished runs started before the cutoff, oldest first (what retention removes)."""
+    return [
+        {
+            "id": row[0],
+            "repo_path": row[1],
+            "started_at": row[2],
+            "status": row[3],
+            "event_count": row[4],
+        }
+        for row in conn.execute(
+            "SELECT id, repo_path, started_at, status, event_count FROM runs"
+            " WHERE status != 'running' AND started_at < ? ORDER BY started_at, id LIMIT ?",
+            (cutoff_iso, limit),
+        )
+    ]

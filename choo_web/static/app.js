@@ -95,4 +95,5 @@ onReconnect(() => {
 window.addEventListener("hashchange", route);
 if (!location.hash) history.replaceState(null, "", "#/live");
 route();
-loadRepos();
+// The picker can wait until the view has asked for what it shows.
+setTimeout(loadRepos, 100);

@@ -12,6 +12,7 @@
 import { getJSON } from "./api.js";
 
 const BLOCK = 250; // rows per request when jumping around
+export const FIRST_PAGE = BLOCK; // what a view fetches before it knows which list it needs
 const MAX_INFLIGHT = 4;
 const MAX_CACHED = 60_000; // events kept; the farthest from view are dropped first
 const PAGE = 500;
@@ -86,11 +87,7 @@ export class IndexedEvents {
         { after: start, limit: end - start },
         { signal: this.controller.signal },
       );
-      for (const event of page.events) this.events.set(event.seq, event);
-      const last = page.next_after === null ? end : Math.min(end, page.events.at(-1).seq);
-      for (let seq = start + 1; seq <= last; seq++) if (!this.events.has(seq)) this.absent.add(seq);
-      this.error = null;
-      this.evict();
+      this.accept(page, start, end);
     } catch (error) {
       if (error.name === "AbortError") return;
       this.error = error;
@@ -98,6 +95,19 @@ export class IndexedEvents {
       this.inflight.delete(block);
     }
     this.onChange();
+  }
+
+  accept(page, start, end) {
+    for (const event of page.events) this.events.set(event.seq, event);
+    const last = page.next_after === null ? end : Math.min(end, page.events.at(-1).seq);
+    for (let seq = start + 1; seq <= last; seq++) if (!this.events.has(seq)) this.absent.add(seq);
+    this.error = null;
+    this.evict();
+  }
+
+  /** The first page, fetched (after=0, limit FIRST_PAGE) along with the run. */
+  seed(page) {
+    this.accept(page, 0, Math.min(this.length, FIRST_PAGE));
   }
 
   evict() {
@@ -193,14 +203,7 @@ export class SequentialEvents {
         { type: this.filter.type, unit: this.filter.unit, after: this.after, limit: PAGE },
         { signal: this.controller.signal },
       );
-      for (const event of page.events) this.push(event);
-      if (page.next_after === null) {
-        this.done = true;
-        this.flushMarkers(Infinity);
-      } else {
-        this.after = page.next_after;
-      }
-      this.error = null;
+      this.take(page);
     } catch (error) {
       if (error.name === "AbortError") return false;
       this.error = error;
@@ -210,6 +213,22 @@ export class SequentialEvents {
     }
     this.onChange();
     return true;
+  }
+
+  take(page) {
+    for (const event of page.events) this.push(event);
+    if (page.next_after === null) {
+      this.done = true;
+      this.flushMarkers(Infinity);
+    } else {
+      this.after = page.next_after;
+    }
+    this.error = null;
+  }
+
+  /** The first page, fetched (with this list's filter, after=0) along with the run. */
+  seed(page) {
+    this.take(page);
   }
 
   retry() {

@@ -4,7 +4,7 @@
 
 import { ApiError, eachEventPage, getJSON, openStream, url } from "./api.js";
 import { h, put } from "./dom.js";
-import { IndexedEvents, MARKER_TYPES, SequentialEvents } from "./events.js";
+import { FIRST_PAGE, IndexedEvents, MARKER_TYPES, SequentialEvents } from "./events.js";
 import { count, duration, localClock, localDateTime, millis, plural } from "./format.js";
 import { GraphView } from "./graph.js";
 import { link, navigate } from "./state.js";
@@ -54,9 +54,15 @@ export class RunView {
 
   async load() {
     const id = this.state.run;
+    const signal = this.controller.signal;
+    const { type, unit } = this.filter;
+    // Everything a run view needs, asked for at once; errors are dealt with below.
+    const first = getJSON(runPath(id, "/events"), { type, unit, after: 0, limit: FIRST_PAGE }, { signal }).catch((e) => e);
+    const graph = getJSON(runPath(id, "/graph"), {}, { signal }).catch((e) => e);
+    this.loadUnits();
     let run;
     try {
-      run = await getJSON(runPath(id), {}, { signal: this.controller.signal });
+      run = await getJSON(runPath(id), {}, { signal });
     } catch (error) {
       if (error.name !== "AbortError") this.failed(error);
       return;
@@ -65,9 +71,8 @@ export class RunView {
     this.run = run;
     document.title = `${run.id} · choo`;
     this.build();
-    this.makeList();
-    this.loadGraph();
-    this.loadUnits();
+    this.makeList(await first);
+    this.loadGraph(graph);
     if (run.status === "running") this.follow();
     this.ticker = setInterval(() => this.run.status === "running" && this.renderHead(), 1000);
   }
@@ -262,7 +267,8 @@ export class RunView {
 
   // --- data ----------------------------------------------------------------
 
-  makeList() {
+  /** A new list for the filter; `first` is its first page if already fetched (or an error). */
+  makeList(first = null) {
     this.list?.destroy();
     const changed = () => this.changed();
     const { type, unit } = this.filter;
@@ -270,6 +276,7 @@ export class RunView {
     this.list = dense
       ? new IndexedEvents(this.run.id, this.run.last_seq, changed)
       : new SequentialEvents(this.run.id, this.filter, this.run.markers || [], changed);
+    if (first && Array.isArray(first.events)) this.list.seed(first);
     const openSeq = this.state.event ? Number(this.state.event) : null;
     this.timeline.setList(this.list, { openSeq });
     this.renderCount();
@@ -305,11 +312,11 @@ export class RunView {
     this.loadGraph();
   }
 
-  async loadGraph() {
+  async loadGraph(fetched = null) {
     this.graphLoading = true;
     this.graphTried = Date.now();
     try {
-      await this.fetchGraph();
+      await this.fetchGraph(fetched);
     } finally {
       this.graphLoading = false;
     }
@@ -320,10 +327,11 @@ export class RunView {
     }
   }
 
-  async fetchGraph() {
+  async fetchGraph(fetched) {
     let graph;
     try {
-      graph = await getJSON(runPath(this.run.id, "/graph"), {}, { signal: this.controller.signal });
+      graph = await (fetched || getJSON(runPath(this.run.id, "/graph"), {}, { signal: this.controller.signal }));
+      if (graph instanceof Error) throw graph;
     } catch (error) {
       if (error.name === "AbortError") return;
       graph = await this.graphFromEvents();
@@ -370,10 +378,12 @@ export class RunView {
     };
     try {
       // Unit events are few; task completions can be many, so they come after.
-      await eachEventPage(this.run.id, { type: "unit." }, apply, { signal: this.controller.signal });
-      await eachEventPage(this.run.id, { type: "task.completed" }, apply, { signal: this.controller.signal });
+      const id = this.state.run;
+      await eachEventPage(id, { type: "unit." }, apply, { signal: this.controller.signal });
+      await eachEventPage(id, { type: "task.completed" }, apply, { signal: this.controller.signal });
     } catch (error) {
-      if (error.name !== "AbortError") console.warn("unit states:", error.message);
+      // An unknown run is reported by load(); anything else leaves the graph uncolored.
+      if (error.name !== "AbortError" && error.status !== 404) console.warn("unit states:", error.message);
     }
   }
 
@@ -381,9 +391,9 @@ export class RunView {
     if (this.frame) return;
     this.frame = requestAnimationFrame(() => {
       this.frame = 0;
-      if (this.destroyed) return;
+      if (this.destroyed || !this.run) return;
       this.graph?.update(this.units, this.run.status);
-      if (this.run.status === "running") this.renderHead();
+      this.renderHead();
     });
   }
 
@@ -400,7 +410,8 @@ export class RunView {
       run.event_count += event.seq - run.last_seq;
       run.last_seq = event.seq;
     }
-    if (this.units.apply(event)) this.scheduleGraph();
+    this.units.apply(event);
+    this.scheduleGraph(); // the graph's colors and the header's counts
     if (!this.graph) this.retryGraph();
     if (MARKER_TYPES.includes(event.type) && !(run.markers || []).some((m) => m.seq === event.seq)) {
       const reason = event.payload && typeof event.payload === "object" ? event.payload.reason ?? null : null;

@@ -9,7 +9,7 @@ import { h, put } from "./dom.js";
 import { duration, localClock } from "./format.js";
 
 export const ROW_H = 28;
-export const DETAIL_H = 260;
+export const DETAIL_H = 220;
 const OVERSCAN = 10;
 const MAX_PX = 8_000_000;
 const SUMMARY_SKIP = new Set(["graph", "output_tail", "token"]);

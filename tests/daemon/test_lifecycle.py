@@ -295,9 +295,12 @@ def test_logs_prints_the_last_lines(home: Home) -> None:
 
 def test_logs_follow_prints_lines_appended_later(home: Home) -> None:
     home.log.write_text("old line\n")
+    # As in a user's pipe (`choo daemon logs -f | grep ...`): stdout block-buffered.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     proc = subprocess.Popen(
         [str(CHOO), "daemon", "logs", "-f", "-n", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        env=env,
     )
     try:
         assert proc.stdout is not None

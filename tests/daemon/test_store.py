@@ -400,7 +400,7 @@ def test_retention_deletes_old_finished_runs_with_their_events_and_graph(
     _finished(conn, "old_1", "2025-01-01T00:00:00.000Z", "2025-01-01T01:00:00.000Z")
     _finished(conn, "old_2", "2025-01-02T00:00:00.000Z", "2025-01-02T01:00:00.000Z")
     _finished(conn, "old_3", "2025-01-03T00:00:00.000Z", "2025-01-03T01:00:00.000Z")
-    # Started long ago but resumed and finished recently: still recent history.
+    # Age counts from the start, even for a run resumed and finished lately.
     _finished(conn, "resumed", "2025-01-01T00:00:00.000Z", "2026-01-10T00:00:00.000Z")
     _finished(conn, "new", "2026-01-10T00:00:00.000Z", "2026-01-10T01:00:00.000Z")
     new_run(conn, "still_running", started_at="2024-01-01T00:00:00.000Z")
@@ -413,16 +413,13 @@ def test_retention_deletes_old_finished_runs_with_their_events_and_graph(
     with conn:
         third = delete_runs_older_than(conn, cutoff, limit=2)
 
-    assert first == ["old_1", "old_2"]
-    assert second == ["old_3"]
+    assert first == ["old_1", "resumed"]
+    assert second == ["old_2", "old_3"]
     assert third == []
     left = {row[0] for row in conn.execute("SELECT id FROM runs")}
-    assert left == {"resumed", "new", "still_running"}
-    assert {row[0] for row in conn.execute("SELECT DISTINCT run_id FROM events")} == {
-        "resumed",
-        "new",
-    }
-    assert {row[0] for row in conn.execute("SELECT run_id FROM graphs")} == {"resumed", "new"}
+    assert left == {"new", "still_running"}
+    assert {row[0] for row in conn.execute("SELECT DISTINCT run_id FROM events")} == {"new"}
+    assert {row[0] for row in conn.execute("SELECT run_id FROM graphs")} == {"new"}
 
 
 def test_retention_limit_must_be_positive(conn: apsw.Connection) -> None:

@@ -1,0 +1,144 @@
+"""Make the README's screenshots of the web UI (docs/*.png) from real runs.
+
+    .venv/bin/python -m tests.browser.screenshots [--serve]
+
+Starts a private daemon, runs the example plan with the installed ``choo``
+(once to the end, once stopped with SIGINT and resumed, once live while
+the Live view is captured), adds a few recorded runs, and saves
+docs/history.png, docs/run.png and docs/live.png. ``--serve`` leaves the
+daemon running afterwards and prints its URL, to look around by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+from playwright.sync_api import Page, sync_playwright
+
+from tests.browser.support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    EXAMPLES,
+    FakeRun,
+    Site,
+    Writer,
+    example_repo,
+    new_site,
+    remove_site,
+    start_example_run,
+)
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def runs_of(site: Site, repo: Path) -> list[dict[str, object]]:
+    query = quote(str(repo))
+    with urllib.request.urlopen(f"{site.url}/api/history/runs?repo={query}") as response:
+        runs: list[dict[str, object]] = json.load(response)["runs"]
+        return runs
+
+
+def populate(site: Site, repo: Path, writer: Writer) -> str:
+    """Past runs of ``repo``; returns the id of the stopped-and-resumed one."""
+    base = datetime.now(UTC) - timedelta(days=2)
+    for n, (status, done, failed, blocked) in enumerate(
+        [("completed", 6, 0, 0), ("failed", 3, 1, 2), ("completed", 6, 0, 0)]
+    ):
+        run = FakeRun(
+            writer,
+            f"run_{(base + timedelta(hours=3 * n)):%Y%m%d_%H%M%S}_{n:04x}",
+            str(repo),
+            started=base + timedelta(hours=3 * n),
+            step=timedelta(seconds=2),
+            dry_run=n == 2,
+        ).start()
+        units = ["config", "models", "storage"] if status == "failed" else list(run.units)
+        events = [e for unit in units for e in run.unit_events(unit, fail_task=None)]
+        run.send(events)
+        run.complete(status, completed_units=done, failed_units=failed, blocked_units=blocked)
+
+    # A real run, stopped with SIGINT half-way and resumed with `choo resume`.
+    proc = start_example_run(site, repo)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        runs = runs_of(site, repo)
+        if runs and runs[0]["status"] == "running" and int(str(runs[0]["event_count"])) > 30:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    site.choo("resume", cwd=repo, timeout=120)
+    return str(runs_of(site, repo)[0]["id"])
+
+
+def shoot(page: Page, name: str, *, until: str | None = None) -> None:
+    """Save the window (or down to the bottom of ``until`` and a margin)."""
+    page.wait_for_timeout(600)  # transitions settle
+    size = page.viewport_size or {"width": 1360, "height": 860}
+    height = size["height"]
+    if until is not None:
+        box = page.locator(until).bounding_box()
+        if box is not None:
+            height = min(height, int(box["y"] + box["height"] + 20))
+    page.screenshot(path=str(DOCS / name), clip={"x": 0, "y": 0, "width": size["width"], "height": height})
+    print(f"wrote docs/{name}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--serve", action="store_true", help="keep the daemon running")
+    args = parser.parse_args()
+    DOCS.mkdir(exist_ok=True)
+    site = new_site()
+    repo = example_repo()
+    try:
+        site.start()
+        writer = Writer(site.home)
+        try:
+            resumed = populate(site, repo, writer)
+        finally:
+            writer.close()
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1360, "height": 860}, base_url=site.url)
+            page.goto(f"/#/history?repo={quote(str(repo))}")
+            page.locator("tr[data-run]").first.wait_for()
+            shoot(page, "history.png", until=".pager")
+
+            page.goto(f"/#/history?repo={quote(str(repo))}&run={resumed}")
+            page.locator("g.node").first.wait_for()
+            page.locator(".marker-chip.marker-stop").click()
+            page.locator(".ev.open .ev-line").click()  # the boundary, payload closed
+            shoot(page, "run.png")
+
+            page.goto(f"/#/live?repo={quote(str(repo))}")
+            # Fresh task files (the runs above marked them complete), same repository.
+            shutil.copytree(EXAMPLES / "specs", repo / "specs", dirs_exist_ok=True)
+            proc = start_example_run(site, repo)
+            page.locator(".running-list .run-card").first.wait_for(timeout=30_000)
+            page.locator("g.node[data-status='running']").first.wait_for(timeout=30_000)
+            page.wait_for_timeout(3500)
+            shoot(page, "live.png")
+            proc.communicate(timeout=120)
+            browser.close()
+        if args.serve:
+            print(f"serving {site.url}/  (CHOO_HOME={site.root}); Ctrl-C to stop")
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        remove_site(site)
+        shutil.rmtree(repo, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
