@@ -38,6 +38,13 @@ def main(argv: list[str] | None = None) -> int:
         default=90,
         help="delete runs started longer ago than this (0: keep all)",
     )
+    parser.add_argument(
+        "--grace-seconds",
+        type=float,
+        default=30.0,
+        help="how long a run whose orchestrator vanished waits for it to come back "
+        "before it is marked stopped",
+    )
     parser.add_argument("--log-file", help="append the log to this file as well as stderr")
     args = parser.parse_args(argv)
 
@@ -56,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                 host=args.host,
                 port=args.port,
                 retention_days=args.retention_days or None,
+                grace_seconds=args.grace_seconds,
             )
             trio.run(_run, options)
     except AlreadyRunning as exc:

@@ -22,6 +22,7 @@ import trio
 from choo_daemon import __version__
 from choo_daemon.hub import LiveHub
 from choo_daemon.listener import open_unix_listener, peer_uid, remove_stale_socket
+from choo_daemon.orphans import GRACE_SECONDS, Orphans
 from choo_daemon.reader import Reader
 from choo_daemon.retention import prune, serve_retention
 from choo_daemon.session import Inbound, Session
@@ -42,6 +43,7 @@ class DaemonOptions:
     host: str = "127.0.0.1"
     port: int = 8080
     retention_days: int | None = 90  # None: keep every run
+    grace_seconds: float = GRACE_SECONDS  # before an orphaned run is marked stopped
 
 
 class Daemon:
@@ -52,6 +54,7 @@ class Daemon:
         self.home = options.home
         self.web_url: str | None = None
         self.writer = Writer(self.home.database)
+        self.orphans = Orphans(self.writer, options.grace_seconds)
         self.reader = Reader(self.home.database)
         self.hub = LiveHub()
         self.writer.listeners.append(self.hub.publish)
@@ -123,6 +126,7 @@ class Daemon:
     async def _serve_jobs(self, *, task_status: trio.TaskStatus[trio.Nursery]) -> None:
         """Background work (retention, prune requests) until shutdown begins."""
         async with trio.open_nursery() as jobs:
+            await jobs.start(self.orphans.serve)
             if self.options.retention_days is not None:
                 await jobs.start(serve_retention, self.writer, self.options.retention_days)
             task_status.started(jobs)

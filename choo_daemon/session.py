@@ -71,6 +71,7 @@ class Session:
         self._drained = trio.Event()
         self._drained.set()
         self._reader_scope = trio.CancelScope()
+        self._runs: set[str] = set()  # unfinished runs this connection speaks for
 
     # -- called by the writer and the daemon (trio thread) -------------------
 
@@ -122,6 +123,8 @@ class Session:
             with trio.move_on_after(1) as cleanup:
                 cleanup.shield = True
                 await self.stream.aclose()
+            if self._runs:
+                self.daemon.orphans.disconnected(self, self.name)
 
     async def _sender(self) -> None:
         while True:
@@ -237,6 +240,9 @@ class Session:
                     self.fail(exc.code, exc.message)
                     ok = False
                     break
+                if msg["run"] not in self._runs:
+                    self._runs.add(msg["run"])
+                    self.daemon.orphans.claim(msg["run"], self)
                 continue
             events = None
             if kind == "run.graph":
@@ -254,6 +260,12 @@ class Session:
                     continue
             if kind in _WRITES:
                 items.append(msg)
+                if kind == "run.complete":
+                    self._runs.discard(msg["run"])
+                    self.daemon.orphans.finished(msg["run"])
+                else:
+                    self._runs.add(msg["run"])
+                    self.daemon.orphans.claim(msg["run"], self)
             elif kind in self._local:
                 self._local[kind](self, msg)
             else:

@@ -120,6 +120,7 @@ export class IndexedEvents {
   /** A live event; true if it adds a row. */
   append(event) {
     this.events.set(event.seq, event);
+    if (this.events.size > MAX_CACHED * 1.1) this.evict();
     if (event.seq <= this.length) return false;
     this.length = event.seq;
     return true;

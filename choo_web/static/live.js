@@ -55,7 +55,7 @@ class Card {
     const running = run.status === "running";
     const took = running ? Date.now() - (millis(run.started_at) || Date.now()) : run.duration_ms;
     this.el.className = `run-card status-${run.status}${selected ? " selected" : ""}`;
-    put(this.el, 
+    put(this.el,
       h("div", { class: "rc-top" }, h("span", { class: "rc-id", text: run.id }), statusBadge(run.status)),
       h("div", { class: "rc-repo muted", title: run.repo_path, text: `${basename(run.repo_path)} · started ${localClock(run.started_at).slice(0, 8)}` }),
       bar,
@@ -88,7 +88,7 @@ export class LiveView {
     this.runningList = h("div", { class: "card-list running-list" });
     this.recentList = h("div", { class: "card-list recent-list" });
     this.main = h("div", { class: "live-main" });
-    put(root, 
+    put(root,
       h(
         "div",
         { class: "live" },
@@ -165,7 +165,11 @@ export class LiveView {
       // Finished while we were away: ask how it ended.
       if (!now.has(card.run.id)) this.refresh(card.run.id);
     }
-    for (const run of runs) this.addRunning(run);
+    for (const run of runs) {
+      const known = this.cards.has(run.id);
+      const card = this.addRunning(run);
+      if (known && this.ready) this.loadUnits(card); // events missed while away
+    }
     this.ready = true;
     this.renderLists();
     this.update(this.state);
@@ -220,13 +224,13 @@ export class LiveView {
 
   renderLists() {
     const running = this.running();
-    put(this.runningList, 
+    put(this.runningList,
       ...(running.length
         ? running.map((c) => c.el)
         : [h("p", { class: "muted side-empty", text: this.ready ? "Nothing running." : "Connecting…" })]),
     );
     const recent = this.recentIds.map((id) => this.cards.get(id)).filter((c) => c && c.run.status !== "running");
-    put(this.recentList, 
+    put(this.recentList,
       ...(recent.length
         ? recent.map((c) => c.el)
         : [h("p", { class: "muted side-empty", text: "No finished runs yet." })]),
@@ -256,7 +260,7 @@ export class LiveView {
       navigate({ run: newest.run.id }, { replace: true });
       return;
     }
-    put(this.main, 
+    put(this.main,
       this.ready
         ? message(
             "Nothing is running",

@@ -20,6 +20,13 @@ export const EVENT_TYPES = [
 ];
 const CATEGORIES = ["orch.", "unit.", "task.", "run."];
 
+/** What the type box holds, as the API's filter: a bare category ("task") means its prefix. */
+function typeFilter(text) {
+  const value = text.trim();
+  if (!value || value === ".") return null;
+  return CATEGORIES.includes(`${value}.`) ? `${value}.` : value;
+}
+
 export function statusBadge(status) {
   return h("span", { class: `badge status-${status}`, text: status });
 }
@@ -57,7 +64,9 @@ export class RunView {
     const signal = this.controller.signal;
     const { type, unit } = this.filter;
     // Everything a run view needs, asked for at once; errors are dealt with below.
-    const first = getJSON(runPath(id, "/events"), { type, unit, after: 0, limit: FIRST_PAGE }, { signal }).catch((e) => e);
+    const first = getJSON(runPath(id, "/events"), { type, unit, after: 0, limit: FIRST_PAGE }, { signal })
+      .then((page) => ({ ...page, type, unit }))
+      .catch((e) => e);
     const graph = getJSON(runPath(id, "/graph"), {}, { signal }).catch((e) => e);
     this.loadUnits();
     let run;
@@ -80,7 +89,7 @@ export class RunView {
   failed(error) {
     const back = this.backLink ? h("a", { href: link({ run: null, type: null, unit: null, event: null }), text: "← Back to runs" }) : null;
     if (error instanceof ApiError && error.status === 404) {
-      put(this.root, 
+      put(this.root,
         message(
           "Run not found",
           `${error.message}. It may have been deleted by retention (history.retention_days), or the link comes from another machine's history.`,
@@ -111,7 +120,7 @@ export class RunView {
     this.tlBody = h("div", { class: "tl-body" });
     this.countLabel = h("span", { class: "tl-count" });
     this.controls = this.buildControls();
-    put(this.root, 
+    put(this.root,
       h(
         "section",
         { class: "run" },
@@ -153,7 +162,7 @@ export class RunView {
       list: "event-types",
       placeholder: "type, or prefix like task.",
       "aria-label": "event type filter",
-      on: { change: () => navigate({ type: this.typeInput.value.trim() || null, event: null }) },
+      on: { change: () => navigate({ type: typeFilter(this.typeInput.value), event: null }) },
     });
     this.unitSelect = h("select", {
       class: "unit-filter",
@@ -189,7 +198,7 @@ export class RunView {
     if (document.activeElement !== this.typeInput) this.typeInput.value = type || "";
     const units = new Set(this.graph ? this.graph.laid.columns.flat() : []);
     if (unit) units.add(unit);
-    put(this.unitSelect, 
+    put(this.unitSelect,
       h("option", { value: "", text: "all units" }),
       [...units].map((u) => h("option", { value: u, text: u, selected: u === unit })),
     );
@@ -197,23 +206,49 @@ export class RunView {
     this.graph?.select(unit);
   }
 
+  /** The header: rebuilt when its shape changes, otherwise only its numbers. */
   renderHead() {
     const run = this.run;
+    const shape = JSON.stringify([run.status, run.dry_run, run.error, run.markers, run.tasks_dir]);
+    if (shape !== this.headShape) {
+      this.headShape = shape;
+      this.buildHead();
+    }
     const running = run.status === "running";
     const started = millis(run.started_at);
     const took = running ? (started ? Date.now() - started : null) : run.duration_ms;
-    const done = running ? this.units.counts(run.status) : { completed: run.completed_units, failed: run.failed_units, blocked: run.blocked_units };
-    const stat = (label, value, cls = "") => h("div", { class: `stat ${cls}` }, h("span", { class: "stat-label", text: label }), h("span", { class: "stat-value" }, value));
-    const units = h(
-      "span",
-      { class: "units" },
+    const done = running
+      ? this.units.counts(run.status)
+      : { completed: run.completed_units, failed: run.failed_units, blocked: run.blocked_units };
+    put(
+      this.stats.units,
       h("span", { class: "n-done", title: "completed", text: `✓ ${done.completed}` }),
       h("span", { class: "n-failed", title: "failed", text: `✗ ${done.failed}` }),
       h("span", { class: "n-blocked", title: "blocked", text: `⊘ ${done.blocked}` }),
       h("span", { class: "muted", text: ` of ${run.total_units}` }),
     );
+    this.stats.tookLabel.textContent = running ? "running for" : "duration";
+    this.stats.took.textContent = duration(took);
+    this.stats.events.textContent = count(run.event_count);
+    this.stats.resumes.textContent = String(run.resume_count);
+  }
+
+  buildHead() {
+    const run = this.run;
+    const stat = (label, value = "") => {
+      const labelEl = h("span", { class: "stat-label", text: label });
+      const valueEl = h("span", { class: "stat-value", text: value });
+      return [h("div", { class: "stat" }, labelEl, valueEl), valueEl, labelEl];
+    };
+    const [unitsBox, units] = stat("units");
+    const [tookBox, took, tookLabel] = stat("duration");
+    const [eventsBox, events] = stat("events");
+    const [resumesBox, resumes] = stat("resumes");
+    units.classList.add("units");
+    this.stats = { units, took, tookLabel, events, resumes };
     const markers = (run.markers || []).map((m) => this.markerChip(m));
-    put(this.head, 
+    put(
+      this.head,
       this.backLink ? h("a", { class: "back", href: link({ run: null, type: null, unit: null, event: null }), text: "← Runs" }) : null,
       h(
         "div",
@@ -226,12 +261,12 @@ export class RunView {
       h(
         "div",
         { class: "stats" },
-        stat("units", units),
-        stat("started", localDateTime(run.started_at)),
-        stat(running ? "running for" : "duration", duration(took)),
-        stat("events", count(run.event_count)),
-        stat("parallelism", String(run.parallelism)),
-        stat("resumes", String(run.resume_count)),
+        unitsBox,
+        stat("started", localDateTime(run.started_at))[0],
+        tookBox,
+        eventsBox,
+        stat("parallelism", String(run.parallelism))[0],
+        resumesBox,
       ),
       run.error ? h("div", { class: "run-error", text: run.error }) : null,
       markers.length ? h("div", { class: "markers" }, h("span", { class: "muted", text: "Stops and resumes:" }), markers) : null,
@@ -276,7 +311,8 @@ export class RunView {
     this.list = dense
       ? new IndexedEvents(this.run.id, this.run.last_seq, changed)
       : new SequentialEvents(this.run.id, this.filter, this.run.markers || [], changed);
-    if (first && Array.isArray(first.events)) this.list.seed(first);
+    // The page fetched along with the run, unless the filter changed since.
+    if (first && Array.isArray(first.events) && first.type === type && first.unit === unit) this.list.seed(first);
     const openSeq = this.state.event ? Number(this.state.event) : null;
     this.timeline.setList(this.list, { openSeq });
     this.renderCount();
@@ -416,6 +452,7 @@ export class RunView {
     if (MARKER_TYPES.includes(event.type) && !(run.markers || []).some((m) => m.seq === event.seq)) {
       const reason = event.payload && typeof event.payload === "object" ? event.payload.reason ?? null : null;
       run.markers = [...(run.markers || []), { seq: event.seq, time: event.time, type: event.type, reason }];
+      if (event.type === "run.resumed") run.resume_count += 1;
       this.renderHead();
     }
     if (this.list.append(event)) {

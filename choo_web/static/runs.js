@@ -139,7 +139,7 @@ export class RunsView {
           text: "Older ›",
         })
       : h("span", { class: "button disabled", text: "Older ›" });
-    put(this.root, 
+    put(this.root,
       h(
         "section",
         { class: "runs" },

@@ -116,7 +116,7 @@ export class Timeline {
     this.viewport.addEventListener("click", (event) => this.clicked(event));
     this.resize = new ResizeObserver(() => this.schedule());
     this.resize.observe(this.viewport);
-    put(root, 
+    put(root,
       h(
         "div",
         { class: "tl-head", "aria-hidden": "true" },

@@ -9,6 +9,9 @@ first tests do; ``example`` waits for it.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,7 +42,7 @@ class Example:
 class Session:
     site: Site
     repo: Path
-    proc: object
+    proc: subprocess.Popen[str]
 
 
 @pytest.fixture(scope="session")
@@ -54,8 +57,6 @@ def session() -> Iterator[Session]:
         proc.communicate()
     finally:
         remove_site(site)
-        import shutil
-
         shutil.rmtree(repo, ignore_errors=True)
 
 
@@ -68,8 +69,8 @@ def site(session: Session) -> Site:
 def example(session: Session) -> Example:
     """The example plan, run to completion by the installed ``choo run``."""
     proc = session.proc
-    output, _ = proc.communicate(timeout=120)  # type: ignore[attr-defined]
-    assert proc.returncode == 0, output  # type: ignore[attr-defined]
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, output
     query = urllib.parse.urlencode({"repo": str(session.repo)})
     with urllib.request.urlopen(f"{session.site.url}/api/history/runs?{query}") as response:
         runs = json.load(response)["runs"]

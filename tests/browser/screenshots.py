@@ -88,7 +88,9 @@ def shoot(page: Page, name: str, *, until: str | None = None) -> None:
         box = page.locator(until).bounding_box()
         if box is not None:
             height = min(height, int(box["y"] + box["height"] + 20))
-    page.screenshot(path=str(DOCS / name), clip={"x": 0, "y": 0, "width": size["width"], "height": height})
+    page.screenshot(
+        path=str(DOCS / name), clip={"x": 0, "y": 0, "width": size["width"], "height": height}
+    )
     print(f"wrote docs/{name}")
 
 

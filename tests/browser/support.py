@@ -257,7 +257,9 @@ class FakeRun:
 
         self.writer.call(go)
 
-    def emit(self, type: str, unit: str | None = None, task: int | None = None, **payload: Any) -> int:
+    def emit(
+        self, type: str, unit: str | None = None, task: int | None = None, **payload: Any
+    ) -> int:
         self.send([self.event(type, unit, task, **payload)])
         return self.seq
 
@@ -290,12 +292,24 @@ class FakeRun:
         out.append(e("unit.completed", unit, tasks=self.tasks, duration_ms=2600))
         return out
 
-    def complete(self, status: str = "completed", **counts: int) -> None:
+    def complete(
+        self,
+        status: str = "completed",
+        *,
+        completed_units: int = 0,
+        failed_units: int = 0,
+        blocked_units: int = 0,
+    ) -> None:
         self.clock += self.step
 
         async def go(client: DaemonClient) -> None:
             await client.complete_run(
-                self.run_id, status=status, completed_at=iso_utc(self.clock), **counts
+                self.run_id,
+                status=status,
+                completed_at=iso_utc(self.clock),
+                completed_units=completed_units,
+                failed_units=failed_units,
+                blocked_units=blocked_units,
             )
 
         self.writer.call(go)
@@ -338,7 +352,7 @@ def send_many(run: FakeRun, events: Iterator[dict[str, Any]]) -> None:
         for n, e in enumerate(events):
             client.send_event(run.run_id, **e)
             if n % 5000 == 4999:
-                await trio.sleep(0)  # let the client's sender drain its queue
+                await trio.lowlevel.checkpoint()  # let the client's sender drain its queue
         await client.wait_acked(run.run_id)
 
     run.writer.call(go)

@@ -15,7 +15,8 @@ from tests.browser.support import FakeRun, Writer
 def runs_on_page(page: Page) -> list[str]:
     rows = page.locator("tr[data-run]")
     expect(rows.first).to_be_visible()
-    return rows.evaluate_all("rows => rows.map(r => r.dataset.run)")
+    ids: list[str] = rows.evaluate_all("rows => rows.map(r => r.dataset.run)")
+    return ids
 
 
 def test_run_list_shows_the_runs_of_the_picked_repository(

@@ -41,7 +41,10 @@ def big_run(writer: Writer) -> str:
 
 
 def rows(page: Page) -> list[int]:
-    return page.locator(".ev[data-seq]").evaluate_all("rows => rows.map(r => +r.dataset.seq)")
+    seqs: list[int] = page.locator(".ev[data-seq]").evaluate_all(
+        "rows => rows.map(r => +r.dataset.seq)"
+    )
+    return seqs
 
 
 def test_100k_event_run_opens_with_few_rows_in_the_dom(page: Page, big_run: str) -> None:
@@ -59,8 +62,10 @@ def test_100k_event_run_opens_with_few_rows_in_the_dom(page: Page, big_run: str)
     expect(page.locator(".ev[data-seq='1']")).to_be_visible()
     opened = page.evaluate("performance.now()")
     expect(page.locator("g.node")).to_have_count(20)
-    print(f"\n100k-event run: first rows after {opened:.0f} ms (page clock), "
-          f"{(time.perf_counter() - started) * 1000:.0f} ms (test clock)")
+    print(
+        f"\n100k-event run: first rows after {opened:.0f} ms (page clock), "
+        f"{(time.perf_counter() - started) * 1000:.0f} ms (test clock)"
+    )
     expect(page.locator(".tl-count")).to_have_text("100,000 events")
     expect(page.locator("g.node[data-status='completed']")).to_have_count(20)
     assert sum(fetched) <= 1000, fetched

@@ -28,7 +28,7 @@ def test_live_view_follows_runs_without_reload(page: Page, writer: Writer) -> No
     expect(page.locator("g.node")).to_have_count(6)
     expect(page.locator("g.node[data-unit='config']")).to_have_attribute("data-status", "pending")
 
-    run.send([run.event("orch.started", units=6, parallelism=2)] + run.unit_events("config"))
+    run.send([run.event("orch.started", units=6, parallelism=2), *run.unit_events("config")])
     expect(page.locator("g.node[data-unit='config']")).to_have_attribute("data-status", "completed")
     expect(page.locator("g.node[data-unit='config'] .node-progress")).to_have_text("2/2")
     expect(page.locator(f".ev[data-seq='{run.seq}']")).to_contain_text("unit.completed")
@@ -55,8 +55,11 @@ def test_live_view_follows_runs_without_reload(page: Page, writer: Writer) -> No
 
     # The first one ends: its card moves to Recent, the detail shows how it ended.
     run.send(
-        [run.event("task.failed", "models", 2, reason="gave up"), run.event("unit.failed", "models")]
-        + [run.event("unit.blocked", u, blocked_by="models") for u in ("api", "cli", "docs")]
+        [
+            run.event("task.failed", "models", 2, reason="gave up"),
+            run.event("unit.failed", "models"),
+            *(run.event("unit.blocked", u, blocked_by="models") for u in ("api", "cli", "docs")),
+        ]
     )
     expect(page.locator("g.node[data-unit='docs']")).to_have_attribute("data-status", "blocked")
     expect(page.locator("g.node[data-unit='storage']")).to_have_attribute("data-status", "pending")
@@ -110,7 +113,9 @@ def test_banner_while_the_daemon_is_away(browser: Browser) -> None:
             writer = Writer(site.home)
             try:
                 FakeRun(writer, "run_20260301_130000_back", "/srv/back").start()
-                expect(page.locator(".run-card[data-run='run_20260301_130000_back']")).to_be_visible()
+                expect(
+                    page.locator(".run-card[data-run='run_20260301_130000_back']")
+                ).to_be_visible()
             finally:
                 writer.close()
         finally:

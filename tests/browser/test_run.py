@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import urllib.request
+from typing import Any
 
 from playwright.sync_api import Page, expect
 
@@ -12,16 +13,18 @@ from tests.browser.conftest import Example, PageErrors
 from tests.browser.support import EXAMPLE_UNITS, FakeRun, Site, Writer
 
 
-def api(site: Site, path: str) -> dict:
+def api(site: Site, path: str) -> dict[str, Any]:
     with urllib.request.urlopen(f"{site.url}{path}") as response:
-        return json.load(response)
+        data: dict[str, Any] = json.load(response)
+        return data
 
 
 def shown(page: Page, field: str) -> list[str]:
     """The value of a data attribute of every event row in the DOM."""
     rows = page.locator(".ev[data-seq]")
     expect(rows.first).to_be_visible()
-    return rows.evaluate_all(f"rows => rows.map(r => r.dataset.{field})")
+    values: list[str] = rows.evaluate_all(f"rows => rows.map(r => r.dataset.{field})")
+    return values
 
 
 def units_shown(page: Page) -> list[str]:
@@ -133,8 +136,8 @@ def test_deep_link_reloads_to_the_same_view(page: Page, example: Example, site: 
 def test_stop_and_resume_are_marked(page: Page, writer: Writer) -> None:
     run = FakeRun(writer, "run_20260210_101010_stop", "/srv/markers").start()
     run.send(
-        run.unit_events("config")
-        + [
+        [
+            *run.unit_events("config"),
             run.event("unit.queued", "models", tasks=2),
             run.event("unit.started", "models", tasks=2, pending=2),
             run.event("task.started", "models", 1, title="Models part 1"),

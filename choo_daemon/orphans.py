@@ -1,0 +1,104 @@
+"""Runs whose orchestrator went away.
+
+A run belongs to the connection that last spoke for it (run.start,
+run.resume, its events). When that connection ends without run.complete,
+or when the daemon starts and finds runs left ``running``, the run gets a
+grace period: if no connection speaks for it again in time (a client that
+reconnects and replays does), it is marked ``stopped`` with a
+``run.stopped`` event saying why, so ``choo resume`` can continue it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+import apsw
+import trio
+
+from choo_daemon import store
+
+if TYPE_CHECKING:
+    from choo_daemon.writer import Writer
+
+log = logging.getLogger("choo.daemon")
+
+GRACE_SECONDS = 30.0
+
+
+class Orphans:
+    def __init__(self, writer: Writer, grace: float = GRACE_SECONDS) -> None:
+        self.writer = writer
+        self.grace = grace
+        self._owner: dict[str, object] = {}  # run id -> the session speaking for it
+        self._nursery: trio.Nursery | None = None
+
+    def claim(self, run: str, session: object) -> None:
+        self._owner[run] = session
+
+    def finished(self, run: str) -> None:
+        self._owner.pop(run, None)
+
+    def disconnected(self, session: object, name: str) -> None:
+        """``session`` ended: watch every unfinished run it spoke for."""
+        for run, owner in list(self._owner.items()):
+            if owner is session:
+                self.watch(
+                    run,
+                    f"the orchestrator ({name}) disconnected without finishing the run and "
+                    f"did not come back within {self.grace:g} s",
+                )
+
+    def watch(self, run: str, reason: str) -> None:
+        self._owner[run] = None
+        # Once the daemon is stopping there is no one left to wait: the next
+        # daemon finds the run still running and watches it then.
+        if self._nursery is not None:
+            # RuntimeError: the nursery is closing, the daemon is stopping.
+            with contextlib.suppress(RuntimeError):
+                self._nursery.start_soon(self._expire, run, reason)
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Watch over orphaned runs; at start, the runs a previous daemon left running."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await self._reconcile()
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+
+    async def _reconcile(self) -> None:
+        left: list[str] = await self.writer.run_in_writer(store.running_runs)
+        for run in left:
+            if run not in self._owner:
+                self.watch(
+                    run,
+                    "the daemon restarted while the run was running, and its orchestrator "
+                    f"did not reconnect within {self.grace:g} s",
+                )
+        if left:
+            log.info(
+                "%d run(s) were left running; waiting %g s for their orchestrators",
+                len(left),
+                self.grace,
+            )
+
+    async def _expire(self, run: str, reason: str) -> None:
+        await trio.sleep(self.grace)
+        if run not in self._owner or self._owner[run] is not None:
+            return  # finished, or someone speaks for it again
+        del self._owner[run]
+        seq = await self.writer.run_in_writer(lambda conn: _mark(conn, run, reason))
+        if seq is not None:
+            log.warning("run %s marked stopped: %s", run, reason)
+
+
+def _mark(conn: apsw.Connection, run: str, reason: str) -> Any:
+    with conn:
+        try:
+            return store.mark_stopped(conn, run, time=store.utc_now(), reason=reason)
+        except store.UnknownRun:
+            return None  # pruned meanwhile
