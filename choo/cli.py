@@ -146,6 +146,14 @@ def _status_table(s: dict[str, Any]) -> Table:
         ("runs stored", f"{s['runs_stored']:,}"),
         ("events stored", f"{s['events_stored']:,}"),
     ]
+    spool = s.get("spool") or {}
+    if spool.get("files"):
+        rows.append(
+            (
+                "[yellow]spool[/]",
+                f"{spool['files']} file(s) pending import ({_size(spool['bytes'])})",
+            )
+        )
     if s.get("write_error"):
         rows.append(("[red]write error[/]", s["write_error"]))
     for key, value in rows:

@@ -21,6 +21,8 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -150,6 +152,32 @@ class DaemonClient:
         """Events sent and not yet acked (for one run, or all)."""
         return sum(1 for key in self._journal if key[0] != "" and (run is None or key[0] == run))
 
+    def spool(self) -> tuple[Path, int] | None:
+        """Write everything still unanswered to a spool file, for the next daemon.
+
+        Returns the file and how many events it holds (None if nothing was
+        pending). The frames are those the client would have sent, in order;
+        the daemon imports them at its next start. The client stops sending.
+        """
+        if not self._journal:
+            return None
+        entries = list(self._journal.values())
+        events = sum(1 for e in entries if isinstance(e, tuple))
+        spool = self.home.spool
+        spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+        name = f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        path = spool / f"{name}.frames"
+        tmp = spool / f".{name}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(_encode(entries))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # the daemon never sees half a file
+        self._journal.clear()
+        self._queue.clear()
+        self._fatal = DaemonRefused("spooled", f"history was written to {path}")
+        return path, events
+
     async def start_run(
         self,
         run: str,
@@ -160,8 +188,10 @@ class DaemonClient:
         total_units: int,
         tasks_dir: str | None = None,
         dry_run: bool = False,
+        graph: dict[str, list[Any]] | None = None,
     ) -> dict[str, Any]:
-        return await self._request(
+        """Record a new run (and its graph, sent right behind it, if given)."""
+        started = self._enqueue(
             {
                 "t": "run.start",
                 "run": run,
@@ -173,6 +203,13 @@ class DaemonClient:
                 "dry_run": dry_run,
             }
         )
+        stored = None
+        if graph is not None:
+            stored = self._enqueue({"t": "run.graph", "run": run, **graph})
+        data = await self._wait(started)
+        if stored is not None:
+            await self._wait(stored)
+        return data
 
     async def graph(self, run: str, nodes: list[Any], edges: list[Any], levels: list[Any]) -> None:
         await self._request(
@@ -214,8 +251,12 @@ class DaemonClient:
         blocked_units: int = 0,
         error: str | None = None,
     ) -> None:
-        """Record the run's end; returns once all its events are acked and it is stored."""
-        await self.wait_acked(run)
+        """Record the run's end; returns once it and all the run's events are stored.
+
+        The request goes after the run's events, in order, so the daemon
+        stores them first; if the reply never comes it stays in the journal
+        (and in the spool, see ``spool``).
+        """
         await self._request(
             {
                 "t": "run.complete",
@@ -228,6 +269,7 @@ class DaemonClient:
                 "error": error,
             }
         )
+        await self.wait_acked(run)
 
     async def status(self) -> dict[str, Any]:
         return await self._request({"t": "status"})
@@ -243,6 +285,10 @@ class DaemonClient:
             self._wake.set()
 
     async def _request(self, message: Message) -> dict[str, Any]:
+        return await self._wait(self._enqueue(message))
+
+    def _enqueue(self, message: Message) -> _Reply:
+        """Put a request in the journal (and on the wire); its reply comes later."""
         if self._fatal is not None:
             raise self._fatal
         req = next(self._req_ids)
@@ -251,6 +297,10 @@ class DaemonClient:
         frame = protocol.encode(message)
         self._journal[("", req)] = frame
         self._push(frame)
+        return reply
+
+    @staticmethod
+    async def _wait(reply: _Reply) -> dict[str, Any]:
         await reply.done.wait()
         if reply.error is not None:
             raise reply.error

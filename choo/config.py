@@ -56,7 +56,13 @@ KEYS: dict[str, Key] = {
         Key("daemon.host", "str", "127.0.0.1", "address the web UI binds"),
         Key("daemon.auto_start", "bool", True, "start the daemon when `choo run` needs it"),
         Key("history.enabled", "bool", True, "record runs in the history"),
-        Key("history.retention_days", "int", 90, "delete runs older than this", _at_least(1)),
+        Key(
+            "history.retention_days",
+            "int",
+            90,
+            "days a run is kept, counted from its start (0: keep every run)",
+            _at_least(0),
+        ),
         Key("parallelism", "int", 4, "units run at once", _at_least(1)),
         Key("attempts", "int", 3, "tries per task before it fails", _at_least(1)),
         Key("provider.name", "str", "claude", "agent that does each task", _provider),
@@ -96,6 +102,8 @@ class Config:
     values: dict[str, Any] = field(default_factory=lambda: {k: v.default for k, v in KEYS.items()})
     sources: dict[str, str] = field(default_factory=lambda: dict.fromkeys(KEYS, "default"))
     warnings: list[str] = field(default_factory=list)
+    # The files consulted, in order, and whether each was there.
+    files: list[tuple[Path, bool]] = field(default_factory=list)
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
@@ -129,7 +137,9 @@ def load(repo_root: Path | None, env: Mapping[str, str] | None = None) -> Config
     if repo_root is not None:
         files.append(repo_root / ".choo.yaml")
     for path in files:
-        if path.is_file():
+        found = path.is_file()
+        config.files.append((path, found))
+        if found:
             _load_file(config, path)
     _load_env(config, os.environ if env is None else env)
     return config
@@ -147,7 +157,7 @@ def _load_file(config: Config, path: Path) -> None:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: must be a mapping of keys to values, found {_name(data)}")
     for key, value in _flatten(data):
-        if key == "provider" and isinstance(value, str):
+        if key == "provider":
             key = "provider.name"  # `provider: codex` is short for provider.name
         if key not in KEYS:
             config.warnings.append(f"{path}: unknown key {key!r}{_closest(key)}; it is ignored")

@@ -20,6 +20,7 @@ from typing import Any
 import trio
 
 from choo.client import DaemonError, DaemonUnavailable, open_daemon_client
+from choo.config import Config
 from choo_daemon.pidfile import is_locked, read_pid
 from protocol.home import Home
 
@@ -31,6 +32,23 @@ EXIT_ALREADY_RUNNING = 3
 
 class DaemonControlError(Exception):
     """A start or stop that did not happen; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    """What a daemon is started with (None: the daemon's own default)."""
+
+    port: int | None = None
+    host: str | None = None
+    retention_days: int | None = None  # 0 keeps every run
+
+    @classmethod
+    def from_config(cls, config: Config) -> DaemonSettings:
+        return cls(
+            port=config["daemon.port"],
+            host=config["daemon.host"],
+            retention_days=config["history.retention_days"],
+        )
 
 
 @dataclass(frozen=True)
@@ -58,16 +76,25 @@ async def _query_status(home: Home, timeout: float) -> dict[str, Any] | None:
         return None
 
 
-def daemon_command(home: Home, port: int | None, *, log_file: bool = False) -> list[str]:
+def daemon_command(
+    home: Home, settings: DaemonSettings | None = None, *, log_file: bool = False
+) -> list[str]:
+    settings = settings or DaemonSettings()
     argv = [sys.executable, "-m", "choo_daemon", "--home", os.fspath(home.root)]
-    if port is not None:
-        argv += ["--port", str(port)]
+    if settings.host is not None:
+        argv += ["--host", settings.host]
+    if settings.port is not None:
+        argv += ["--port", str(settings.port)]
+    if settings.retention_days is not None:
+        argv += ["--retention-days", str(settings.retention_days)]
     if log_file:
         argv += ["--log-file", os.fspath(home.log)]
     return argv
 
 
-def start(home: Home, *, port: int | None = None, timeout: float = START_TIMEOUT) -> StartResult:
+def start(
+    home: Home, settings: DaemonSettings | None = None, *, timeout: float = START_TIMEOUT
+) -> StartResult:
     """Start a detached daemon unless one answers already; wait until it does."""
     status = query_status(home)
     if status is not None:
@@ -79,7 +106,7 @@ def start(home: Home, *, port: int | None = None, timeout: float = START_TIMEOUT
     log_offset = home.log.stat().st_size if home.log.exists() else 0
     with open(home.log, "ab") as log:
         process = subprocess.Popen(
-            daemon_command(home, port),
+            daemon_command(home, settings),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,

@@ -248,14 +248,13 @@ async def _open_run(
     repo_root: Path,
     warn: Callable[[str], None],
 ) -> HistoryRecorder | None:
+    if request.resume is not None:
+        return await _resume_run(client, request, run_id, warn)
     graph = build_graph(plan).to_dict()
-    try:
-        with trio.fail_after(COMPLETE_TIMEOUT):
-            if request.resume is not None:
-                last = await client.append_resume_marker(
-                    run_id, time=utc_now(), reason=request.resume_reason
-                )
-                return HistoryRecorder(client, run_id, first_seq=last + 1, warn=warn)
+    # If the daemon is slow to answer, the requests stay queued, and are
+    # spooled at the end if it never answers.
+    with trio.move_on_after(COMPLETE_TIMEOUT):
+        try:
             await client.start_run(
                 run_id,
                 repo_path=str(repo_root),
@@ -264,14 +263,33 @@ async def _open_run(
                 total_units=len(plan.units),
                 tasks_dir=str(request.tasks_dir.resolve()),
                 dry_run=request.dry_run,
+                graph={
+                    "nodes": list(graph["nodes"]),
+                    "edges": list(graph["edges"]),
+                    "levels": list(graph["levels"]),
+                },
             )
-            await client.graph(
-                run_id, list(graph["nodes"]), list(graph["edges"]), list(graph["levels"])
+        except DaemonError as exc:
+            warn(f"history: could not record run {run_id} ({exc}); the run goes on unrecorded")
+            return None
+    return HistoryRecorder(client, run_id, warn=warn)
+
+
+async def _resume_run(
+    client: DaemonClient, request: RunRequest, run_id: str, warn: Callable[[str], None]
+) -> HistoryRecorder | None:
+    try:
+        with trio.fail_after(COMPLETE_TIMEOUT):
+            last = await client.append_resume_marker(
+                run_id, time=utc_now(), reason=request.resume_reason
             )
     except (DaemonError, trio.TooSlowError) as exc:
-        warn(f"history: could not record run {run_id} ({exc}); the run goes on unrecorded")
+        warn(
+            f"history: could not record the resumption of {run_id} ({exc or 'no answer'}); "
+            "the run goes on unrecorded"
+        )
         return None
-    return HistoryRecorder(client, run_id, warn=warn)
+    return HistoryRecorder(client, run_id, first_seq=last + 1, warn=warn)
 
 
 async def _finish(recorder: HistoryRecorder, console: Console, status: str, tally: Tally) -> None:
@@ -288,10 +306,14 @@ async def _finish(recorder: HistoryRecorder, console: Console, status: str, tall
                 blocked_units=len(tally.blocked),
             )
     except trio.TooSlowError:
-        pending = recorder.client.unacked(recorder.run_id)
+        spooled = recorder.client.spool()
+        if spooled is None:
+            return
+        path, events = spooled
         recorder.fail(
-            f"the daemon did not confirm the end of the run in {COMPLETE_TIMEOUT:g} s "
-            f"({pending} events unconfirmed)"
+            f"the daemon did not confirm the run within {COMPLETE_TIMEOUT:g} s; its last "
+            f"{events} events were saved to {path} and will be recorded when the daemon "
+            "next starts (`choo daemon start`)"
         )
     except DaemonError as exc:
         recorder.fail(f"could not record the end of the run ({exc})")

@@ -26,6 +26,7 @@ from choo_daemon.orphans import GRACE_SECONDS, Orphans
 from choo_daemon.reader import Reader
 from choo_daemon.retention import prune, serve_retention
 from choo_daemon.session import Inbound, Session
+from choo_daemon.spool import import_spool, spool_status
 from choo_daemon.store import utc_now
 from choo_daemon.writer import Writer
 from choo_web.app import create_app, serve_web
@@ -83,6 +84,7 @@ class Daemon:
             "events_stored": self.writer.events_stored,
             "runs_stored": self.writer.runs_stored,
             "write_error": self.writer.failing,
+            "spool": spool_status(self.home.spool),
         }
 
     async def serve(
@@ -102,7 +104,7 @@ class Daemon:
                 self.web_url = await nursery.start(
                     serve_web, app, self.options.host, self.options.port, self._shutdown.wait
                 )
-                self._jobs = await nursery.start(self._serve_jobs)
+                self._jobs = await nursery.start(self._serve_jobs, send.clone())
                 listener = await open_unix_listener(self.home.socket)
                 nursery.start_soon(self._serve_clients, listener, send)
                 log.info(
@@ -123,9 +125,15 @@ class Daemon:
                 self.home.socket.unlink()
         log.info("daemon stopped; %d events stored in all", self.writer.events_stored)
 
-    async def _serve_jobs(self, *, task_status: trio.TaskStatus[trio.Nursery]) -> None:
-        """Background work (retention, prune requests) until shutdown begins."""
+    async def _serve_jobs(
+        self,
+        send: trio.MemorySendChannel[Inbound],
+        *,
+        task_status: trio.TaskStatus[trio.Nursery],
+    ) -> None:
+        """Background work (spool import, orphans, retention, prune) until shutdown."""
         async with trio.open_nursery() as jobs:
+            await jobs.start(import_spool, self.home.spool, send)
             await jobs.start(self.orphans.serve)
             if self.options.retention_days is not None:
                 await jobs.start(serve_retention, self.writer, self.options.retention_days)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import trio
 
@@ -46,11 +46,19 @@ class Events:
 Work = Events | Message
 
 
+class Sender(Protocol):
+    """Whoever the writer answers: a connection, or a spool file being imported."""
+
+    def send_nowait(self, message: Message) -> None: ...
+    def fail(self, code: str, message: str) -> None: ...
+    def done(self, count: int = 1) -> None: ...
+
+
 @dataclass(eq=False, slots=True)
 class Inbound:
     """What one read of a session hands to the writer, in arrival order."""
 
-    session: Session
+    session: Sender
     items: list[Work] = field(default_factory=list)
 
     @property
@@ -235,7 +243,7 @@ class Session:
                     events = Events()
                     items.append(events)
                 try:
-                    _add_events(events, msg)
+                    add_events(events, msg)
                 except ProtocolError as exc:
                     self.fail(exc.code, exc.message)
                     ok = False
@@ -330,7 +338,7 @@ class Session:
 _WRITES = frozenset({"run.start", "run.resume", "run.graph", "run.complete"})
 
 
-def _add_events(events: Events, msg: dict[str, Any]) -> None:
+def add_events(events: Events, msg: dict[str, Any]) -> None:
     """Append a message's events to ``events`` as store rows."""
     run = msg["run"]
     rows = events.rows

@@ -23,7 +23,7 @@ import apsw
 import trio
 
 from choo_daemon import store
-from choo_daemon.session import EventRow, Events, Inbound, Session
+from choo_daemon.session import EventRow, Events, Inbound, Sender
 from protocol import Message
 
 log = logging.getLogger("choo.daemon")
@@ -38,9 +38,9 @@ _PASSING = (apsw.FullError, apsw.IOError, apsw.ReadOnlyError, apsw.BusyError, ap
 class Outcome:
     """What a committed batch owes to the sessions that sent it."""
 
-    acks: dict[Session, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
-    replies: list[tuple[Session, Message]] = field(default_factory=list)
-    fatal: dict[Session, tuple[str, str]] = field(default_factory=dict)
+    acks: dict[Sender, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
+    replies: list[tuple[Sender, Message]] = field(default_factory=list)
+    fatal: dict[Sender, tuple[str, str]] = field(default_factory=dict)
     inserted: int = 0
     runs_created: int = 0
     # For live listeners: every event row applied (duplicates included, in
@@ -138,9 +138,7 @@ class Writer:
             raise
         return out
 
-    def _events(
-        self, conn: apsw.Connection, session: Session, events: Events, out: Outcome
-    ) -> None:
+    def _events(self, conn: apsw.Connection, session: Sender, events: Events, out: Outcome) -> None:
         for run in events.top:
             if run not in self._known_runs:
                 if not store.run_exists(conn, run):
