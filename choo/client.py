@@ -274,6 +274,13 @@ class DaemonClient:
     async def status(self) -> dict[str, Any]:
         return await self._request({"t": "status"})
 
+    async def prune(self, older_than_days: int, *, dry_run: bool = False) -> dict[str, Any]:
+        """Delete (with ``dry_run``: only list) the finished runs started over
+        ``older_than_days`` days ago: ``{runs, count, dry_run}``."""
+        return await self._request(
+            {"t": "history.prune", "older_than_days": older_than_days, "dry_run": dry_run}
+        )
+
     async def shutdown(self) -> None:
         await self._request({"t": "shutdown"})
 

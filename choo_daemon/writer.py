@@ -133,7 +133,9 @@ class Writer:
                         out.replies.append((session, self._request(conn, item, out)))  # type: ignore[arg-type]
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite may have rolled back already (after SQLITE_FULL, for one).
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             self._known_runs.clear()  # a rolled-back run.start must not stay "known"
             raise
         return out

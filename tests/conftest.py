@@ -47,7 +47,8 @@ def _kill_leftover_daemon(root: Path) -> None:
 async def daemon(home: Home, nursery: trio.Nursery) -> AsyncIterator[Daemon]:
     """A daemon running inside the test's trio loop (web on a free port)."""
     home.root.mkdir(mode=0o700, exist_ok=True)
-    d = Daemon(DaemonOptions(home=home, port=0))
+    # No retention: test data is dated in the past.
+    d = Daemon(DaemonOptions(home=home, port=0, retention_days=None))
     await nursery.start(d.serve)
     yield d
     d.request_shutdown()

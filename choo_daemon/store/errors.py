@@ -61,7 +61,7 @@ class UnknownRun(StoreError):
 
     def __init__(self, run_id: str) -> None:
         super().__init__(
-            f"no run {run_id!r} in the history database; list runs with `choo history`"
+            f"no run {run_id!r} in the history database; list runs with `choo history list`"
         )
         self.run_id = run_id
 

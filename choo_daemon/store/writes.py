@@ -90,30 +90,50 @@ def append_events(conn: apsw.Connection, rows: Sequence[EventRow]) -> int:
     """Store events, ignoring any (run_id, seq) already stored; return how many were new.
 
     Raises UnknownRun, before writing anything, if a row names a missing run.
-    Keeps runs.last_seq and runs.event_count up to date with one UPDATE per run.
+    Keeps runs.last_seq, runs.event_count and runs.resume_count up to date
+    with one UPDATE per run: a ``run.resumed`` row stored here (an imported
+    run's marker) counts as a resume, as one written by append_resume_marker does.
     """
     _require_transaction(conn)
     by_run: dict[str, list[EventRow]] = {}
+    resumed: set[str] = set()  # runs with run.resumed rows in this call (rare)
     for row in rows:
         group = by_run.get(row[0])
         if group is None:
             by_run[row[0]] = group = []
         group.append(row)
+        if row[3] == RUN_RESUMED:
+            resumed.add(row[0])
     for run_id in by_run:
         _last_seq(conn, run_id)
     inserted = 0
     for run_id, group in by_run.items():
         before = conn.total_changes()
+        resumes = _insert_resumes(conn, group) if run_id in resumed else 0
         conn.executemany(_INSERT_EVENT, group)
         added = conn.total_changes() - before
         if added:
             conn.execute(
-                "UPDATE runs SET last_seq = max(last_seq, ?), event_count = event_count + ?"
-                " WHERE id = ?",
-                (max(r[1] for r in group), added, run_id),
+                "UPDATE runs SET last_seq = max(last_seq, ?), event_count = event_count + ?,"
+                " resume_count = resume_count + ? WHERE id = ?",
+                (max(r[1] for r in group), added, resumes, run_id),
             )
         inserted += added
     return inserted
+
+
+def _insert_resumes(conn: apsw.Connection, group: Sequence[EventRow]) -> int:
+    """Insert a run's run.resumed rows one by one; return how many were new.
+
+    One at a time, so that a marker already stored (a replay) is told apart
+    from a new one; the batch insert that follows ignores these rows.
+    """
+    new = 0
+    for row in group:
+        if row[3] == RUN_RESUMED:
+            conn.execute(_INSERT_EVENT, row)
+            new += conn.changes()
+    return new
 
 
 def store_graph(
