@@ -111,6 +111,14 @@ class Writer:
                 await trio.sleep(pause)
                 pause = min(pause * 2, RETRY_MAX)
                 continue
+            except Exception as exc:
+                # Not the disk: something in this batch the store refuses. Drop
+                # the connections that sent it, never the daemon.
+                log.exception("a batch could not be written; dropping its senders")
+                outcome = Outcome()
+                for inbound in batch:
+                    outcome.fatal[inbound.session] = ("internal", f"could not store: {exc}")
+                return outcome
             if self.failing is not None:
                 log.info("writing %s again; ingest resumed", self.path)
                 self.failing = None

@@ -233,3 +233,25 @@ def test_protocol_frames_round_trip_through_a_spool_file(home: Home) -> None:
     assert [m["t"] for m in messages] == ["run.start", "events", "run.complete"]
     assert [item[0] for item in messages[1]["items"]] == [1, 2, 3, 4, 5]
     assert oct(os.stat(home.spool).st_mode & 0o777) == "0o700"
+
+
+async def test_a_batch_the_store_refuses_drops_its_sender_not_the_daemon(
+    daemon: Daemon, home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = await Peer.connect(home)
+    await bad.start_run("run_bad")
+
+    def broken(conn: apsw.Connection, rows: Any) -> int:
+        raise apsw.ConstraintError("something no retry will fix")
+
+    real = store.append_events
+    monkeypatch.setattr(writer.store, "append_events", broken)
+    await bad.send(event("run_bad", 1))
+    error = await bad.receive()
+    assert error["t"] == "error" and error["code"] == "internal"
+    assert await bad.closed()
+    monkeypatch.setattr(writer.store, "append_events", real)
+    good = await Peer.connect(home)
+    await good.start_run("run_ok")
+    await good.send(event("run_ok", 1))
+    assert await good.receive() == {"t": "ack", "run": "run_ok", "seq": 1}
