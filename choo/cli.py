@@ -14,16 +14,19 @@ from typing import Annotated, Any
 import trio
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from choo import daemonctl
 from choo.api import HistoryAPI, HistoryError, HistoryUnavailable
 from choo.config import Config, ConfigError
 from choo.config import load as load_config
+from choo.history_cli import history_app
 from choo.orchestrator.discovery import PlanInvalid, discover
 from choo.orchestrator.graph import build_graph
 from choo.orchestrator.status import plan_status, status_table
 from choo.runner import RunError, RunRequest, execute, repo_root_of
+from choo_daemon.spool import spool_status
 from protocol.home import Home
 
 app = typer.Typer(
@@ -35,6 +38,9 @@ app = typer.Typer(
 )
 daemon_app = typer.Typer(help="Start, stop and inspect the history daemon.", no_args_is_help=True)
 app.add_typer(daemon_app, name="daemon")
+app.add_typer(history_app, name="history")
+config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -60,8 +66,13 @@ def daemon_start(
         bool, typer.Option("--foreground", help="Run in this terminal instead of detaching.")
     ] = False,
 ) -> None:
-    """Start the daemon (returns once it answers)."""
+    """Start the daemon (returns once it answers).
+
+    Its port, host and retention come from the configuration
+    (daemon.port, daemon.host, history.retention_days; see `choo config show`).
+    """
     home = _home()
+    settings = _daemon_settings(port)
     if foreground:
         status = daemonctl.query_status(home)
         if status is not None:
@@ -69,17 +80,22 @@ def daemon_start(
                 f"a daemon is already running (pid {status['pid']}); "
                 "stop it first with `choo daemon stop`"
             )
-        argv = daemonctl.daemon_command(home, port, log_file=True)
+        argv = daemonctl.daemon_command(home, settings, log_file=True)
         home.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Become the daemon, so that Ctrl-C and signals reach it directly.
         os.execv(argv[0], argv)
     try:
-        result = daemonctl.start(home, port=port)
+        result = daemonctl.start(home, settings)
     except daemonctl.DaemonControlError as exc:
         raise _fail(f"could not start the daemon: {exc}") from None
     s = result.status
     verb = "already running" if result.already_running else "started"
     out.print(f"[green]●[/] daemon {verb}: pid {s['pid']}, web UI {s['web']}")
+
+
+def _daemon_settings(port: int | None) -> daemonctl.DaemonSettings:
+    config = _load_config(repo_root_of(Path.cwd()), {"daemon.port": port})
+    return daemonctl.DaemonSettings.from_config(config)
 
 
 @daemon_app.command("stop")
@@ -99,9 +115,10 @@ def daemon_stop() -> None:
 def daemon_restart(port: PortOption = None) -> None:
     """Stop the daemon if it runs, then start it."""
     home = _home()
+    settings = _daemon_settings(port)
     try:
         daemonctl.stop(home)
-        result = daemonctl.start(home, port=port)
+        result = daemonctl.start(home, settings)
     except daemonctl.DaemonControlError as exc:
         raise _fail(str(exc)) from None
     out.print(
@@ -121,6 +138,12 @@ def daemon_status(
             print(json.dumps({"running": False, "home": str(home.root)}))
         else:
             out.print(f"[red]●[/] no daemon is running for {home.root}")
+            waiting = spool_status(home.spool)["files"]
+            if waiting:
+                out.print(
+                    f"  [yellow]{waiting} spool file(s)[/] of history wait to be imported "
+                    "by the next daemon"
+                )
             out.print("  start one with: [bold]choo daemon start[/]")
         raise typer.Exit(1)
     if as_json:
@@ -370,6 +393,43 @@ def status_cmd(
         print(json.dumps(plan_status(plan, graph), indent=2))
         return
     out.print(status_table(plan, graph))
+
+
+# -- config ----------------------------------------------------------------------
+
+
+@config_app.command("show")
+def config_show(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print the effective configuration here, and where each value came from."""
+    config = _load_config(repo_root_of(Path.cwd()), {})
+    if as_json:
+        files = [{"path": str(path), "found": found} for path, found in config.files]
+        print(json.dumps({"files": files, "keys": config.explain()}, indent=2))
+        return
+    out.print(_config_table(config))
+    for path, found in config.files:
+        state = "read" if found else "[dim]not found[/]"
+        out.print(f"  {escape(str(path))}: {state}")
+    out.print("  [dim]CHOO_* environment variables and flags override the files[/]")
+
+
+def _config_table(config: Config) -> Table:
+    table = Table(header_style="bold", title="choo configuration", title_justify="left")
+    for name in ("Key", "Value", "Source", "Meaning"):
+        table.add_column(name)
+    for row in config.explain():
+        value = row["value"]
+        shown = "-" if value is None else json.dumps(value) if not isinstance(value, str) else value
+        source = row["source"]
+        table.add_row(
+            row["key"],
+            escape(shown),
+            f"[dim]{source}[/]" if source == "default" else escape(source),
+            f"[dim]{escape(row['help'])}[/]",
+        )
+    return table
 
 
 def main() -> None:

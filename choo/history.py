@@ -331,7 +331,7 @@ def _api_error(response: httpx.Response) -> HistoryError:
 
 def _sse_messages(lines: Iterable[str]) -> Iterator[tuple[str, str]]:
     """(event name, data) of each server-sent event in ``lines``."""
-    name, data = "message", []
+    name, data = "message", list[str]()
     for line in lines:
         if not line:
             if data:

@@ -184,6 +184,10 @@ async def execute(request: RunRequest, console: Console) -> RunOutcome:
     return RunOutcome(shown_id, status, code, tally, web_url)
 
 
+def _daemon_settings(request: RunRequest) -> daemonctl.DaemonSettings:
+    return daemonctl.DaemonSettings.from_config(request.config)
+
+
 def _ensure_daemon(request: RunRequest) -> str | None:
     status = daemonctl.query_status(request.home)
     if status is None:
@@ -194,7 +198,7 @@ def _ensure_daemon(request: RunRequest) -> str | None:
                 EXIT_FAILED,
             )
         try:
-            status = daemonctl.start(request.home, port=request.config["daemon.port"]).status
+            status = daemonctl.start(request.home, _daemon_settings(request)).status
         except daemonctl.DaemonControlError as exc:
             raise RunError(
                 f"could not start the history daemon, so nothing was run: {exc}\n"
@@ -224,7 +228,7 @@ async def _history(
     async def restart_daemon() -> None:
         if request.config["daemon.auto_start"]:
             await trio.to_thread.run_sync(
-                lambda: daemonctl.start(request.home, port=request.config["daemon.port"])
+                lambda: daemonctl.start(request.home, _daemon_settings(request))
             )
 
     try:

@@ -12,24 +12,20 @@ export class ApiError extends Error {
   }
 }
 
+import { takeEarly, url } from "./boot.js";
+
 const POLL_MS = 1500;
 const reconnectListeners = new Set();
 let unreachable = false;
 let pollTimer = null;
 
-export function url(path, params = {}) {
-  const query = new URLSearchParams();
-  for (const [key, value] of Object.entries(params)) {
-    if (value !== null && value !== undefined && value !== "") query.set(key, String(value));
-  }
-  const text = query.toString();
-  return text ? `${path}?${text}` : path;
-}
+export { url };
 
 export async function getJSON(path, params = {}, { signal } = {}) {
+  const target = url(path, params);
   let response;
   try {
-    response = await fetch(url(path, params), { signal, headers: { Accept: "application/json" } });
+    response = await (takeEarly(target) || fetch(target, { signal, headers: { Accept: "application/json" } }));
   } catch (error) {
     if (error.name === "AbortError") throw error;
     markUnreachable();

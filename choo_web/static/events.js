@@ -10,9 +10,9 @@
 // Both call `onChange` when rows arrive and take live events with append().
 
 import { getJSON } from "./api.js";
+import { FIRST_PAGE, runPath } from "./boot.js";
 
-const BLOCK = 250; // rows per request when jumping around
-export const FIRST_PAGE = BLOCK; // what a view fetches before it knows which list it needs
+const BLOCK = FIRST_PAGE; // rows per request when jumping around (the first page is block 0)
 const MAX_INFLIGHT = 4;
 const MAX_CACHED = 60_000; // events kept; the farthest from view are dropped first
 const PAGE = 500;
@@ -27,9 +27,7 @@ export function matches(filter, event) {
   return filter.type.endsWith(".") ? event.type.startsWith(filter.type) : event.type === filter.type;
 }
 
-function eventsUrl(runId) {
-  return `/api/history/runs/${encodeURIComponent(runId)}/events`;
-}
+const eventsUrl = (runId) => runPath(runId, "/events");
 
 export class IndexedEvents {
   constructor(runId, length, onChange) {

@@ -250,7 +250,7 @@ export class LiveView {
         return;
       }
       this.detail?.destroy();
-      this.detail = new RunView(this.main, state, { backLink: false });
+      this.detail = new RunView(this.main, state, { backLink: false, live: true });
       return;
     }
     this.detail?.destroy();

@@ -3,8 +3,9 @@
 // stream: new events reach the timeline, and the graph's colors follow.
 
 import { ApiError, eachEventPage, getJSON, openStream, url } from "./api.js";
+import { runPath, runRequests } from "./boot.js";
 import { h, put } from "./dom.js";
-import { FIRST_PAGE, IndexedEvents, MARKER_TYPES, SequentialEvents } from "./events.js";
+import { IndexedEvents, MARKER_TYPES, SequentialEvents } from "./events.js";
 import { count, duration, localClock, localDateTime, millis, plural } from "./format.js";
 import { GraphView } from "./graph.js";
 import { link, navigate } from "./state.js";
@@ -31,19 +32,20 @@ export function statusBadge(status) {
   return h("span", { class: `badge status-${status}`, text: status });
 }
 
-function runPath(id, tail = "") {
-  return `/api/history/runs/${encodeURIComponent(id)}${tail}`;
-}
-
 export function message(title, text, ...extra) {
   return h("div", { class: "notice" }, h("h2", { text: title }), text ? h("p", { text }) : null, ...extra);
 }
 
 export class RunView {
-  constructor(root, state, { backLink = true } = {}) {
+  /**
+   * `backLink`: show "← Runs". `live`: the run may have just started, so its
+   * graph is asked for only once the run says it has one (no 404s to log).
+   */
+  constructor(root, state, { backLink = true, live = false } = {}) {
     this.root = root;
     this.state = state;
     this.backLink = backLink;
+    this.live = live;
     this.units = new UnitStates();
     this.graph = null;
     this.list = null;
@@ -64,14 +66,15 @@ export class RunView {
     const signal = this.controller.signal;
     const { type, unit } = this.filter;
     // Everything a run view needs, asked for at once; errors are dealt with below.
-    const first = getJSON(runPath(id, "/events"), { type, unit, after: 0, limit: FIRST_PAGE }, { signal })
+    const urls = runRequests(id, { type, unit }, this.live);
+    const first = getJSON(urls.first, {}, { signal })
       .then((page) => ({ ...page, type, unit }))
       .catch((e) => e);
-    const graph = getJSON(runPath(id, "/graph"), {}, { signal }).catch((e) => e);
+    const graph = urls.graph ? getJSON(urls.graph, {}, { signal }).catch((e) => e) : null;
     this.loadUnits();
     let run;
     try {
-      run = await getJSON(runPath(id), {}, { signal });
+      run = await getJSON(urls.detail, {}, { signal });
     } catch (error) {
       if (error.name !== "AbortError") this.failed(error);
       return;
@@ -365,8 +368,15 @@ export class RunView {
 
   async fetchGraph(fetched) {
     let graph;
+    const signal = this.controller.signal;
     try {
-      graph = await (fetched || getJSON(runPath(this.run.id, "/graph"), {}, { signal: this.controller.signal }));
+      if (!fetched && !this.run.has_graph) {
+        // Has it been stored since? (The run's detail says so without a 404.)
+        const detail = await getJSON(runPath(this.run.id), {}, { signal });
+        this.run.has_graph = detail.has_graph;
+        if (!detail.has_graph) throw new ApiError(404, "no_graph", "no graph stored yet");
+      }
+      graph = await (fetched || getJSON(runPath(this.run.id, "/graph"), {}, { signal }));
       if (graph instanceof Error) throw graph;
     } catch (error) {
       if (error.name === "AbortError") return;

@@ -3,14 +3,14 @@
 // "prev", so Newer works after a reload too).
 
 import { getJSON } from "./api.js";
+import { RUNS_LIMIT, runsRequest } from "./boot.js";
 import { h, put } from "./dom.js";
 import { basename, count, duration, localDateTime } from "./format.js";
 import { message, statusBadge } from "./run.js";
 import { link, navigate } from "./state.js";
 
 const STATUSES = ["running", "completed", "failed", "stopped"];
-const DEFAULT_LIMIT = 25;
-const FIRST_PAGE = "0"; // stands for "no cursor" in the prev list
+const NO_CURSOR = "0"; // stands for "no cursor" in the prev list
 
 function pages(state) {
   return state.prev ? state.prev.split(",") : [];
@@ -45,16 +45,12 @@ export class RunsView {
     this.controller?.abort();
     const controller = (this.controller = new AbortController());
     const state = this.state;
-    const limit = Number(state.limit) || DEFAULT_LIMIT;
+    const limit = Number(state.limit) || RUNS_LIMIT;
     if (!this.root.querySelector(".runs")) put(this.root, h("div", { class: "loading-block", text: "Loading runs…" }));
     else this.root.querySelector(".runs").classList.add("stale");
     let page;
     try {
-      page = await getJSON(
-        "/api/history/runs",
-        { repo: state.repo, status: state.status, limit, cursor: state.cursor },
-        { signal: controller.signal },
-      );
+      page = await getJSON(runsRequest(state), {}, { signal: controller.signal });
     } catch (error) {
       if (error.name === "AbortError") return;
       const retry = h("button", { type: "button", text: "Try again", on: { click: () => this.load() } });
@@ -126,7 +122,7 @@ export class RunsView {
     const newer = prev.length
       ? h("a", {
           class: "button",
-          href: link({ cursor: prev.at(-1) === FIRST_PAGE ? null : prev.at(-1), prev: prev.slice(0, -1).join(",") || null }),
+          href: link({ cursor: prev.at(-1) === NO_CURSOR ? null : prev.at(-1), prev: prev.slice(0, -1).join(",") || null }),
           rel: "prev",
           text: "‹ Newer",
         })
@@ -134,7 +130,7 @@ export class RunsView {
     const older = page.next_cursor
       ? h("a", {
           class: "button",
-          href: link({ cursor: page.next_cursor, prev: [...prev, state.cursor || FIRST_PAGE].join(",") }),
+          href: link({ cursor: page.next_cursor, prev: [...prev, state.cursor || NO_CURSOR].join(",") }),
           rel: "next",
           text: "Older ›",
         })

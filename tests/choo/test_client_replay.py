@@ -13,6 +13,7 @@ from typing import Any
 import apsw
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 from choo.client import DaemonClient, DaemonRefused, open_daemon_client
@@ -38,15 +39,14 @@ def stored(home: Home, run: str) -> dict[str, Any]:
     """What the database holds for ``run``, read through a read-only connection."""
     conn = apsw.Connection(str(home.database), flags=apsw.SQLITE_OPEN_READONLY)
     try:
-        count, distinct, top = conn.execute(
+        [(count, distinct, top)] = conn.execute(
             "SELECT count(*), count(DISTINCT seq), max(seq) FROM events WHERE run_id = ?", (run,)
-        ).fetchone()
-        row = conn.execute(
+        ).fetchall()
+        [(status, event_count, last_seq)] = conn.execute(
             "SELECT status, event_count, last_seq FROM runs WHERE id = ?", (run,)
-        ).fetchone()
+        ).fetchall()
     finally:
         conn.close()
-    status, event_count, last_seq = row if row else (None, None, None)
     return {
         "count": count,
         "distinct": distinct,
@@ -79,8 +79,15 @@ async def complete(client: DaemonClient, run: str = RUN) -> None:
 
 def send(client: DaemonClient, first: int, last: int, run: str = RUN) -> None:
     for seq in range(first, last + 1):
-        client.send_event(run, seq, "task.output", time=NOW, unit="u1", task=1,
-                          payload={"line": f"output line {seq}"})
+        client.send_event(
+            run,
+            seq,
+            "task.output",
+            time=NOW,
+            unit="u1",
+            task=1,
+            payload={"line": f"output line {seq}"},
+        )
 
 
 def break_connections(daemon: Daemon) -> None:
@@ -94,7 +101,11 @@ def break_connections(daemon: Daemon) -> None:
 
 CLIENTS = 4
 EVENTS = 20_000
-PAUSE_AT = 10_000  # each client stops here until the daemon has been killed
+# At most this many events in flight per client, so that the four streams advance
+# together and the kill finds every one of them part-way, with events unacked.
+WINDOW = 2_000
+KILL_AFTER = 5_000  # acked events of every client before the kill
+PAUSE_AT = 15_000  # and no client goes past this before it
 
 
 async def test_four_clients_lose_nothing_when_the_daemon_is_killed(home: Home) -> None:
@@ -114,11 +125,20 @@ async def test_four_clients_lose_nothing_when_the_daemon_is_killed(home: Home) -
             await start_run(client, runs[i])
             task_status.started(client)
             for seq in range(1, EVENTS + 1):
-                client.send_event(runs[i], seq, "task.output", time=NOW, unit=f"u{i}",
-                                  task=1, payload={"line": f"client {i} line {seq}"})
+                client.send_event(
+                    runs[i],
+                    seq,
+                    "task.output",
+                    time=NOW,
+                    unit=f"u{i}",
+                    task=1,
+                    payload={"line": f"client {i} line {seq}"},
+                )
                 sent[i] = seq
                 if seq % 250 == 0:
-                    await trio.sleep(0)  # let the sender flush
+                    await trio.lowlevel.checkpoint()  # let the sender flush
+                    if seq > WINDOW:
+                        await client.wait_acked(runs[i], seq - WINDOW)
                 if seq == PAUSE_AT:
                     await killed.wait()
             await complete(client, runs[i])
@@ -126,13 +146,15 @@ async def test_four_clients_lose_nothing_when_the_daemon_is_killed(home: Home) -
     with trio.fail_after(90):
         async with trio.open_nursery() as nursery:
             clients = [await nursery.start(orchestrate, i) for i in range(CLIENTS)]
-            # Kill only once every client has had some of its events acked.
-            while not all(sent[i] > c.unacked(runs[i]) for i, c in enumerate(clients)):
+            # Kill once every client has had part of its events acked, none finished.
+            while not all(
+                sent[i] - c.unacked(runs[i]) >= KILL_AFTER for i, c in enumerate(clients)
+            ):
                 await trio.sleep(0.005)
             os.kill(pid, signal.SIGKILL)
             while alive(pid):
                 await trio.sleep(0.01)
-            killed.set()  # the second halves are sent while no daemon runs
+            killed.set()  # what the clients send now waits for the next daemon
             again = await trio.to_thread.run_sync(choo, "daemon", "start", "--port", "0")
             assert again.returncode == 0, again.stderr
             assert read_pid(home.pidfile) != pid
@@ -165,9 +187,7 @@ async def test_replay_after_a_broken_connection_stores_each_event_once(
     assert stored(home, RUN) == exactly(25_000)
 
 
-async def test_complete_run_returns_once_every_event_is_stored(
-    daemon: Daemon, home: Home
-) -> None:
+async def test_complete_run_returns_once_every_event_is_stored(daemon: Daemon, home: Home) -> None:
     async with open_daemon_client(home) as client:
         await start_run(client)
         send(client, 1, 10_000)
@@ -207,7 +227,8 @@ async def test_a_request_made_while_disconnected_is_sent_after_reconnecting(
             replied.set()
 
         nursery.start_soon(start_while_down)
-        await trio.sleep(0.2)  # nobody can answer yet
+        # Until every task waits (the client in its reconnect back-off): nobody answers.
+        await trio.testing.wait_all_tasks_blocked(cushion=0.05)
         assert not replied.is_set()
         assert not home.socket.exists()
         send(client, 1, 1000)  # behind the request, as an orchestrator would
@@ -221,9 +242,7 @@ async def test_a_request_made_while_disconnected_is_sent_after_reconnecting(
     second.request_shutdown()
 
 
-async def test_a_fatal_error_is_raised_instead_of_reconnecting(
-    daemon: Daemon, home: Home
-) -> None:
+async def test_a_fatal_error_is_raised_instead_of_reconnecting(daemon: Daemon, home: Home) -> None:
     async with open_daemon_client(home) as client:
         await start_run(client)
         # Valid events keep the writer busy while the refused ones queue up behind

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import selectors
 import signal
 import socket
 import stat
@@ -13,12 +14,14 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import apsw
 import pytest
 import trio
+import trio.lowlevel
 
-from choo.client import open_daemon_client
+from choo.client import DaemonClient, open_daemon_client
 from choo_daemon.pidfile import read_pid
 from protocol.home import Home
 from tests.conftest import CHOO, choo
@@ -109,9 +112,19 @@ def test_start_status_restart_stop(home: Home, stopper: None) -> None:
     status = choo("daemon", "status")
     assert status.returncode == 0, status.stdout + status.stderr
     text = status.stdout
-    for needle in ("pid", str(pid), "uptime", "socket", str(home.socket), "database",
-                   str(home.database), "web UI", "http://127.0.0.1:", "clients",
-                   "events stored"):
+    for needle in (
+        "pid",
+        str(pid),
+        "uptime",
+        "socket",
+        str(home.socket),
+        "database",
+        str(home.database),
+        "web UI",
+        "http://127.0.0.1:",
+        "clients",
+        "events stored",
+    ):
         assert needle in text, f"{needle!r} missing from:\n{text}"
     assert "KiB" in text or " B)" in text  # the database's size
 
@@ -155,8 +168,13 @@ def test_start_status_restart_stop(home: Home, stopper: None) -> None:
 def test_two_simultaneous_starts_leave_one_daemon(home: Home, stopper: None) -> None:
     argv = [str(CHOO), "daemon", "start", "--port", "0"]
     procs = [
-        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         stdin=subprocess.DEVNULL)
+        subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
         for _ in range(2)
     ]
     outputs = [p.communicate(timeout=60) for p in procs]
@@ -167,8 +185,11 @@ def test_two_simultaneous_starts_leave_one_daemon(home: Home, stopper: None) -> 
     for out, _ in outputs:
         assert f"pid {pid}" in out
     # The loser may still be on its way out: wait for it, then only one is left.
-    wait_until(lambda: daemon_pids(home) == {pid}, timeout=10,
-               what=f"only pid {pid} to run for {home.root} (running: {daemon_pids(home)})")
+    wait_until(
+        lambda: daemon_pids(home) == {pid},
+        timeout=10,
+        what=f"only pid {pid} to run for {home.root} (running: {daemon_pids(home)})",
+    )
 
 
 # -- stale files and failures ----------------------------------------------------
@@ -217,22 +238,23 @@ def test_start_fails_clearly_on_a_database_from_a_newer_choo(home: Home) -> None
 # -- signals -------------------------------------------------------------------
 
 
-def _stored_seqs(path: Path, run: str) -> tuple[int, int, int | None, str]:
+def _stored_seqs(path: Path, run: str) -> tuple[Any, ...]:
     conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
     try:
-        count, distinct, top = conn.execute(
+        [(count, distinct, top)] = conn.execute(
             "SELECT count(*), count(DISTINCT seq), max(seq) FROM events WHERE run_id = ?", (run,)
-        ).fetchone()
-        (status,) = conn.execute("SELECT status FROM runs WHERE id = ?", (run,)).fetchone()
+        ).fetchall()
+        [(status,)] = conn.execute("SELECT status FROM runs WHERE id = ?", (run,)).fetchall()
     finally:
         conn.close()
     return count, distinct, top, status
 
 
-def _send(client: object, run: str, first: int, last: int) -> None:
+def _send(client: DaemonClient, run: str, first: int, last: int) -> None:
     for seq in range(first, last + 1):
-        client.send_event(run, seq, "task.output", time=NOW, unit="u1", task=1,  # type: ignore[attr-defined]
-                          payload={"line": f"line {seq}"})
+        client.send_event(
+            run, seq, "task.output", time=NOW, unit="u1", task=1, payload={"line": f"line {seq}"}
+        )
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -243,19 +265,22 @@ async def test_a_signal_stops_the_daemon_after_acking_what_it_read(
     # --foreground execs the daemon, so this child is the daemon and we get its exit code.
     proc = await trio.lowlevel.open_process(
         [str(CHOO), "daemon", "start", "--foreground", "--port", "0"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         async with open_daemon_client(home, connect_timeout=20) as client:
             assert (await client.status())["pid"] == proc.pid
-            await client.start_run(run, repo_path="/repo", started_at=NOW, parallelism=1,
-                                   total_units=1)
+            await client.start_run(
+                run, repo_path="/repo", started_at=NOW, parallelism=1, total_units=1
+            )
             _send(client, run, 1, 5000)
             # The reply to a request comes after the daemon has read every frame sent
             # before it: these 5000 events are now the daemon's to store and ack.
             await client.status()
             _send(client, run, 5001, 10_000)  # and these are on their way
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()  # the sender starts writing them
             os.kill(proc.pid, signum)
             with trio.fail_after(20):
                 code = await proc.wait()
@@ -299,7 +324,10 @@ def test_logs_follow_prints_lines_appended_later(home: Home) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     proc = subprocess.Popen(
         [str(CHOO), "daemon", "logs", "-f", "-n", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
         env=env,
     )
     try:
@@ -315,11 +343,9 @@ def test_logs_follow_prints_lines_appended_later(home: Home) -> None:
 
 def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
     """One line of ``proc``'s stdout, failing instead of blocking past ``timeout``."""
-    import selectors
-
     assert proc.stdout is not None
     with selectors.DefaultSelector() as sel:
         sel.register(proc.stdout, selectors.EVENT_READ)
         if not sel.select(timeout):
-            raise AssertionError(f"no output from {proc.args} within {timeout} s")
+            raise AssertionError(f"no output from {proc.args!r} within {timeout} s")
     return proc.stdout.readline()

@@ -1,0 +1,521 @@
+"""``choo history``: read, follow, export, import and prune the history.
+
+Each command parses its options, calls one function of ``choo.history`` and
+formats what it returns: a rich table for people, ``--json`` for scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from choo import history
+from choo.api import HistoryAPI, HistoryError, HistoryUnavailable
+from choo.config import ConfigError
+from choo.config import load as load_config
+from choo.runner import repo_root_of
+from protocol.home import Home
+
+history_app = typer.Typer(
+    help="Read the history of runs from the terminal (the daemon must be running).",
+    no_args_is_help=True,
+)
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+STATUS_STYLE = {"completed": "green", "failed": "red", "stopped": "yellow", "running": "cyan"}
+UNIT_STYLE = {**STATUS_STYLE, "blocked": "magenta", "queued": "blue", "pending": "dim"}
+DEFAULT_LIMIT = 20
+
+RunIdArg = Annotated[
+    str, typer.Argument(help="The run's ID; a unique prefix is enough.", show_default=False)
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def _reading() -> Iterator[None]:
+    """Turn the history's errors into a message with a next step, and exit 1."""
+    try:
+        yield
+    except (
+        HistoryUnavailable,
+        HistoryError,
+        history.ExportFileError,
+        history.RunConflict,
+        ConfigError,
+    ) as exc:
+        raise _fail(str(exc)) from None
+
+
+@contextmanager
+def _api() -> Iterator[HistoryAPI]:
+    with _reading(), HistoryAPI.connect(Home.from_env()) as api:
+        yield api
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+# -- list --------------------------------------------------------------------------
+
+
+@history_app.command("list")
+def list_cmd(
+    repo: Annotated[
+        Path | None,
+        typer.Option("--repo", help="Runs of this repository (default: the current one)."),
+    ] = None,
+    all_repos: Annotated[bool, typer.Option("--all", help="Runs of every repository.")] = False,
+    status: Annotated[
+        str | None, typer.Option("--status", help="running, completed, failed or stopped.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs.")] = (
+        DEFAULT_LIMIT
+    ),
+    as_json: JsonOption = False,
+) -> None:
+    """List runs, newest first: by default those of the current repository."""
+    if repo is not None and all_repos:
+        raise _fail("give --repo PATH or --all, not both", 2)
+    if status is not None and status not in history.RUN_STATUSES:
+        raise _fail(f"--status {status}: must be one of {', '.join(history.RUN_STATUSES)}", 2)
+    repo_path = None if all_repos else str(repo_root_of(repo or Path.cwd()))
+    with _api() as api:
+        found = history.list_runs(api, repo=repo_path, status=status, limit=limit)
+    if as_json:
+        _print_json(found.to_dict())
+        return
+    if not found.runs:
+        where = f" of {found.repo}" if found.repo else ""
+        with_status = f" with status {status}" if status else ""
+        out.print(f"no runs{where}{with_status} in the history")
+        if found.repo:
+            out.print("  runs of every repository: [bold]choo history list --all[/]")
+        return
+    out.print(_runs_table(found))
+    _list_footer(found)
+
+
+def _runs_table(found: history.RunList) -> Table:
+    table = Table(header_style="bold", title_justify="left")
+    where = found.repo or "all repositories"
+    table.title = f"Runs of {escape(where)}" + (f" · {found.status}" if found.status else "")
+    table.add_column("ID", no_wrap=True)
+    if found.repo is None:
+        table.add_column("Repository")
+    for name in ("Status", "Units done/failed/blocked of total", "Started", "Duration"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("Resumes", justify="right")
+    table.add_column("")
+    for run in found.runs:
+        row = [run["id"]]
+        if found.repo is None:
+            row.append(escape(run["repo_path"]))
+        row += [
+            _status(run["status"]),
+            _unit_counts(run),
+            _local(run["started_at"]),
+            _run_duration(run),
+            str(run["resume_count"]),
+            "[dim]dry run[/]" if run["dry_run"] else "",
+        ]
+        table.add_row(*row)
+    return table
+
+
+def _list_footer(found: history.RunList) -> None:
+    shown = len(found.runs)
+    noun = "run" if found.total == 1 else "runs"
+    line = f"{shown} of {found.total} {noun}"
+    if found.more:
+        line += f" · more: [bold]choo history list --limit {found.total}[/]"
+    if found.repo is not None:
+        line += " · every repository: [bold]choo history list --all[/]"
+    out.print(f"[dim]{line}[/]")
+    out.print("[dim]details: choo history show RUN_ID[/]")
+
+
+def _status(status: str) -> str:
+    return f"[{STATUS_STYLE.get(status, 'white')}]{escape(status)}[/]"
+
+
+def _unit_counts(run: dict[str, Any]) -> str:
+    if run["status"] == "running":
+        return f"{run['total_units']} units"
+    parts = [
+        f"[green]{run['completed_units']}[/]",
+        f"[red]{run['failed_units']}[/]" if run["failed_units"] else "0",
+        f"[magenta]{run['blocked_units']}[/]" if run["blocked_units"] else "0",
+    ]
+    return "/".join(parts) + f" of {run['total_units']}"
+
+
+def _local(iso: str | None, *, millis: bool = False) -> str:
+    """A stored UTC time in local time, for people."""
+    if not iso:
+        return "-"
+    try:
+        moment = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone()
+    except ValueError:
+        return iso
+    text = moment.strftime("%Y-%m-%d %H:%M:%S")
+    return text + f".{moment.microsecond // 1000:03d}" if millis else text
+
+
+def _ms(ms: int | float | None) -> str:
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{int(ms)} ms"
+    seconds = int(ms // 1000)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    if h:
+        return f"{h}h {m:02d}m {s:02d}s"
+    return f"{m}m {s:02d}s" if m else f"{ms / 1000:.1f} s"
+
+
+def _run_duration(run: dict[str, Any]) -> str:
+    return "running" if run["status"] == "running" else _ms(run["duration_ms"])
+
+
+# -- show --------------------------------------------------------------------------
+
+
+@history_app.command("show")
+def show_cmd(run_id: RunIdArg, as_json: JsonOption = False) -> None:
+    """One run: summary, unit counts, duration, stops and resumes, and each unit's outcome."""
+    with _api() as api:
+        report = history.run_report(api, run_id)
+        web = api.base_url
+    if as_json:
+        _print_json(report)
+        return
+    run = report["run"]
+    out.print(_summary(run))
+    if run["markers"]:
+        out.print(_markers(run["markers"]))
+    if report["units"]:
+        out.print(_units_table(report["units"]))
+    out.print(
+        f"[dim]events: choo history events {run['id']} · web: {web}/#/history?run={run['id']}[/]"
+    )
+
+
+def _summary(run: dict[str, Any]) -> Table:
+    table = Table(show_header=False, box=None, padding=(0, 2), title_justify="left")
+    table.title = f"Run [bold]{run['id']}[/]" + (" [dim](dry run)[/]" if run["dry_run"] else "")
+    table.add_column(style="bold")
+    table.add_column()
+    units = (
+        f"[green]{run['completed_units']} completed[/], {run['failed_units']} failed, "
+        f"{run['blocked_units']} blocked of {run['total_units']}"
+    )
+    rows = [
+        ("status", _status(run["status"])),
+        ("repository", escape(run["repo_path"])),
+        ("tasks", escape(run["tasks_dir"] or "-")),
+        ("started", _local(run["started_at"])),
+        ("ended", _local(run["completed_at"])),
+        ("duration", _run_duration(run)),
+        ("units", units),
+        ("parallelism", str(run["parallelism"])),
+        ("resumes", str(run["resume_count"])),
+        ("events", f"{run['event_count']:,}"),
+    ]
+    if run["error"]:
+        rows.append(("[red]error[/]", escape(run["error"])))
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def _markers(markers: list[dict[str, Any]]) -> Table:
+    table = Table(header_style="bold", title="Stops and resumes", title_justify="left")
+    for name in ("Seq", "Time", "What", "Reason"):
+        table.add_column(name, justify="right" if name == "Seq" else "left")
+    for m in markers:
+        what = "[yellow]stopped[/]" if m["type"] == "run.stopped" else "[cyan]resumed[/]"
+        table.add_row(str(m["seq"]), _local(m["time"]), what, escape(m["reason"] or "-"))
+    return table
+
+
+def _units_table(units: list[dict[str, Any]]) -> Table:
+    table = Table(header_style="bold", title="Units", title_justify="left")
+    for name in ("Unit", "Outcome", "Tasks done", "Starts", "Started", "Duration", "Note"):
+        table.add_column(name, justify="right" if name in ("Tasks done", "Starts") else "left")
+    for u in units:
+        note = ""
+        if u["blocked_by"]:
+            note = f"blocked by {escape(str(u['blocked_by']))}"
+        elif u["reason"]:
+            note = escape(str(u["reason"]))
+        style = UNIT_STYLE.get(u["status"], "white")
+        table.add_row(
+            escape(u["unit"]),
+            f"[{style}]{u['status']}[/]",
+            f"{u['done']}/{u['tasks']}",
+            str(u["starts"]),
+            _local(u["started_at"]),
+            _ms(u["duration_ms"]),
+            note,
+        )
+    return table
+
+
+# -- events ------------------------------------------------------------------------
+
+
+@history_app.command("events")
+def events_cmd(
+    run_id: RunIdArg,
+    type: Annotated[
+        str | None,
+        typer.Option("--type", "-t", help='Only this type, or a prefix ending in "." (task.).'),
+    ] = None,
+    unit: Annotated[str | None, typer.Option("--unit", "-u", help="Only this unit.")] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new events until the run ends.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON event a line (NDJSON).")] = (
+        False
+    ),
+) -> None:
+    """A run's events in order, every page of them; --follow streams them live."""
+    count = 0
+    state = history.Follow()
+    try:
+        with _api() as api:
+            run = history.get_run(api, run_id)
+            events = (
+                history.follow_events(api, run["id"], state, type=type, unit=unit)
+                if follow
+                else history.iter_events(api, run["id"], type=type, unit=unit)
+            )
+            for event in events:
+                count += 1
+                if as_json:
+                    sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
+                    if follow:
+                        sys.stdout.flush()
+                else:
+                    out.print(_event_line(event), soft_wrap=True)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    if as_json:
+        return
+    ended = state.run or run
+    noun = "event" if count == 1 else "events"
+    tail = f"[dim]{count:,} {noun}"
+    if type or unit:
+        tail += " matching " + " and ".join(
+            f"{k} {escape(v)}" for k, v in (("type", type), ("unit", unit)) if v
+        )
+    out.print(tail + f" · run {ended['id']} {ended['status']}[/]")
+
+
+def _event_style(kind: str) -> str:
+    if kind.endswith((".failed", ".fail")) or kind == "orch.failed":
+        return "red"
+    if kind.endswith((".completed", ".ok")):
+        return "green"
+    if kind in ("run.stopped", "unit.blocked", "task.retry"):
+        return "yellow"
+    if kind == "run.resumed":
+        return "cyan"
+    return "blue" if kind.startswith("unit.") else "white"
+
+
+def _event_line(event: dict[str, Any]) -> Text:
+    kind = str(event["type"])
+    where = event["unit"] or ""
+    if event["task"] is not None:
+        where += f" #{event['task']}"
+    text = Text.assemble(
+        (f"{event['seq']:>6} ", "dim"),
+        (_local(event["time"], millis=True) + "  ", "dim"),
+        (f"{kind:<22} ", _event_style(kind)),
+        (f"{where:<20} ", "bold"),
+        _payload_summary(event.get("payload")),
+    )
+    if event.get("error"):
+        text.append(f"  error: {_clip(str(event['error']), 200)}", "red")
+    return text
+
+
+def _payload_summary(payload: Any) -> str:
+    if not isinstance(payload, dict):
+        return "" if payload is None else _clip(json.dumps(payload), 160)
+    parts = []
+    for key, value in payload.items():
+        if key == "token":
+            continue  # the resume request's retry token, no use to a reader
+        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        parts.append(f"{key}={_clip(shown.replace(chr(10), ' '), 60)}")
+    return _clip(" ".join(parts), 200)
+
+
+def _clip(text: str, size: int) -> str:
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
+# -- export / import ---------------------------------------------------------------
+
+
+@history_app.command("export")
+def export_cmd(
+    run_id: RunIdArg,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here (default: standard output).")
+    ] = None,
+) -> None:
+    """Write a run, its graph and every event as NDJSON (one JSON object a line).
+
+    \b
+    Line 1:  {"kind": "run", "format": 1, "id", "repo_path", "status", "started_at",
+              "completed_at", "parallelism", "total_units", "completed_units",
+              "failed_units", "blocked_units", "resume_count", "dry_run",
+              "tasks_dir", "error", "event_count", "last_seq"}
+    Line 2:  {"kind": "graph", "nodes", "edges", "levels"}  (when a graph is stored)
+    Then:    {"kind": "event", "seq", "time", "type", "unit", "task", "pr",
+              "payload", "error"}  for each event, in seq order.
+
+    Times are UTC ISO 8601. A running run is exported as it stands.
+    `choo history import FILE` loads such a file into a history.
+    """
+    with _api() as api:
+        if output is None:
+            summary = history.write_export(api, run_id, sys.stdout)
+        else:
+            partial = output.with_name(output.name + ".partial")
+            try:
+                with open(partial, "w", encoding="utf-8") as f:
+                    summary = history.write_export(api, run_id, f)
+                partial.replace(output)
+            except OSError as exc:
+                raise _fail(f"cannot write {output}: {exc}") from None
+            finally:
+                partial.unlink(missing_ok=True)
+    if output is not None:
+        err.print(
+            f"exported run [bold]{summary.run['id']}[/] ({summary.events:,} events"
+            f"{', graph' if summary.graph else ''}) to {escape(str(output))}"
+        )
+
+
+@history_app.command("import")
+def import_cmd(
+    file: Annotated[Path, typer.Argument(help="A file written by `choo history export`.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Load an exported run into this history (through the daemon).
+
+    A run whose ID is already in the history is left alone: if it is the
+    same run, the import says so and succeeds; if it differs, it fails.
+    """
+    with _reading():
+        result = history.import_export(Home.from_env(), file)
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    run = result.run
+    if result.already:
+        out.print(
+            f"run [bold]{run['id']}[/] is already in the history with the same content; "
+            "nothing to import"
+        )
+        return
+    out.print(
+        f"[green]imported[/] run [bold]{run['id']}[/] ({result.events:,} events, "
+        f"{_status(run['status'])}) from {escape(str(file))}"
+    )
+    out.print(f"[dim]see it with: choo history show {run['id']}[/]")
+
+
+# -- prune -------------------------------------------------------------------------
+
+
+@history_app.command("prune")
+def prune_cmd(
+    older_than: Annotated[
+        int | None,
+        typer.Option(
+            "--older-than",
+            min=1,
+            help="Runs started more than DAYS ago (default: history.retention_days).",
+            metavar="DAYS",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only list what would be deleted.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete finished runs (with their events and graphs) started long ago.
+
+    The daemon also does this by itself, at start and daily, for runs older
+    than history.retention_days. Running runs are never deleted.
+    """
+    with _reading():
+        days = older_than or _retention_days()
+        result = history.prune(Home.from_env(), older_than_days=days, dry_run=dry_run)
+    if as_json:
+        _print_json(result)
+        return
+    runs = result["runs"]
+    verb = "would delete" if dry_run else "deleted"
+    noun = "run" if len(runs) == 1 else "runs"
+    events = sum(r["event_count"] for r in runs)
+    out.print(f"{verb} {len(runs)} {noun} ({events:,} events) started more than {days} days ago")
+    if runs:
+        out.print(_pruned_table(runs))
+    if dry_run and runs:
+        out.print(f"[dim]delete them: choo history prune --older-than {days}[/]")
+
+
+def _retention_days() -> int:
+    config = load_config(repo_root_of(Path.cwd()))
+    for warning in config.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+    days = int(config["history.retention_days"])
+    if days < 1:
+        source = config.sources["history.retention_days"]
+        raise ConfigError(
+            f"history.retention_days is 0 (keep every run; from {source}); "
+            "say which runs to delete with --older-than DAYS"
+        )
+    return days
+
+
+def _pruned_table(runs: list[dict[str, Any]]) -> Table:
+    table = Table(header_style="bold")
+    for name in ("ID", "Repository", "Started", "Status", "Events"):
+        table.add_column(name, justify="right" if name == "Events" else "left")
+    for r in runs:
+        table.add_row(
+            r["id"],
+            escape(r["repo_path"]),
+            _local(r["started_at"]),
+            _status(r["status"]),
+            f"{r['event_count']:,}",
+        )
+    return table

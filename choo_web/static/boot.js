@@ -1,0 +1,66 @@
+// The first module to run. Module imports load one level after another, so
+// before the rest of the UI has loaded, this starts the requests the view
+// in the URL will begin with; getJSON (api.js) takes their responses over.
+// The URLs are built here and nowhere else, so that they match.
+
+import { parse } from "./state.js";
+
+export const FIRST_PAGE = 250; // events a run view shows before it knows its list's shape
+export const RUNS_LIMIT = 25;
+
+const early = new Map(); // url → Promise<Response>
+
+export function url(path, params = {}) {
+  const query = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== null && value !== undefined && value !== "") query.set(key, String(value));
+  }
+  const text = query.toString();
+  return text ? `${path}?${text}` : path;
+}
+
+export function runPath(id, tail = "") {
+  return `/api/history/runs/${encodeURIComponent(id)}${tail}`;
+}
+
+/** What a run view asks for first (a live one waits for its graph to be stored). */
+export function runRequests(id, { type = null, unit = null } = {}, live = false) {
+  return {
+    detail: runPath(id),
+    first: url(runPath(id, "/events"), { type, unit, after: 0, limit: FIRST_PAGE }),
+    graph: live ? null : runPath(id, "/graph"),
+    units: url(runPath(id, "/events"), { type: "unit.", after: 0, limit: 1000 }),
+  };
+}
+
+/** A page of the run list, as the History tab shows it. */
+export function runsRequest(state) {
+  return url("/api/history/runs", {
+    repo: state.repo,
+    status: state.status,
+    limit: Number(state.limit) || RUNS_LIMIT,
+    cursor: state.cursor,
+  });
+}
+
+/** The response to a request this module started, once; undefined if none. */
+export function takeEarly(target) {
+  const response = early.get(target);
+  early.delete(target);
+  return response;
+}
+
+function start(target) {
+  const response = fetch(target, { headers: { Accept: "application/json" } });
+  response.catch(() => {}); // a failure is reported by whoever takes it over
+  early.set(target, response);
+}
+
+const state = parse();
+if (state.run) {
+  for (const target of Object.values(runRequests(state.run, state, state.tab === "live"))) {
+    if (target) start(target);
+  }
+} else if (state.tab === "history") {
+  start(runsRequest(state));
+}

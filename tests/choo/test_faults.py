@@ -1,0 +1,195 @@
+"""Faults around whole runs: an orchestrator killed outright, a daemon
+killed and not restarted, a daemon killed again and again under load."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from protocol.home import Home
+from tests.choo.support import (
+    History,
+    Repo,
+    assert_contiguous,
+    choo_env,
+    kill_quietly,
+    pid_gone,
+    plan_md,
+    run_choo,
+    task_md,
+    wait_until,
+)
+
+
+def start_daemon_process(home: Home, *args: str) -> subprocess.Popen[bytes]:
+    """A daemon started by hand, with settings `choo daemon start` does not offer."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "choo_daemon", "--home", str(home.root), "--port", "0", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    wait_until(
+        lambda: run_choo("daemon", "status", cwd=home.root).returncode == 0,
+        what="the daemon to answer",
+    )
+    return proc
+
+
+def test_an_orchestrator_killed_outright_is_marked_stopped_and_can_resume(
+    repo_factory: Callable[..., Repo],
+    home: Home,
+    history: History,
+    spawn: Callable[..., subprocess.Popen[str]],
+) -> None:
+    daemon = start_daemon_process(home, "--grace-seconds", "1")
+    repo = repo_factory(
+        {
+            "a/IMPLEMENTATION_PLAN.md": plan_md(),
+            "a/01-quick.md": task_md(1, "Quick"),
+            "a/02-slow.md": task_md(
+                2, "Slow", "AGENT:pidfile=agent.pid AGENT:sleep=60", depends_on=[1]
+            ),
+        }
+    )
+    proc = spawn("run", "specs/tasks", cwd=repo.root)
+    pidfile = repo.root / "agent.pid"
+    wait_until(lambda: pidfile.exists() and pidfile.read_text() != "", what="the slow agent")
+    proc.kill()  # SIGKILL: no chance to record anything
+    proc.communicate(timeout=30)
+    kill_quietly(int(pidfile.read_text()))
+
+    run_id = history.only_run()["id"]
+    wait_until(
+        lambda: history.run(run_id)["status"] == "stopped",
+        timeout=20,
+        what="the daemon to mark the run stopped",
+    )
+    events = history.events(run_id)
+    assert events[-1]["type"] == "run.stopped"
+    assert "disconnected without finishing" in events[-1]["payload"]["reason"]
+
+    repo.write({"a/02-slow.md": task_md(2, "Slow", "now quick", depends_on=[1])})
+    resumed = run_choo("resume", cwd=repo.root)
+    assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+    run = history.only_run()
+    assert run["status"] == "completed" and run["resume_count"] == 1
+    events = history.events(run_id)
+    assert_contiguous(events)
+    kinds = [e["type"] for e in events]
+    assert kinds.count("run.stopped") == 1 and kinds.count("run.resumed") == 1
+    assert kinds.index("run.stopped") + 1 == kinds.index("run.resumed")
+    # The quick task finished before the kill and is not done again.
+    assert [e["task"] for e in events if e["type"] == "task.completed"] == [1, 2]
+    daemon.terminate()
+    daemon.wait(timeout=30)
+
+
+def test_a_run_outlives_its_daemon_and_the_next_daemon_imports_the_spool(
+    repo_factory: Callable[..., Repo], home: Home, history: History
+) -> None:
+    assert run_choo("daemon", "start", "--port", "0", cwd=home.root).returncode == 0
+    repo = repo_factory(
+        {
+            "a/IMPLEMENTATION_PLAN.md": plan_md(),
+            "a/01-one.md": task_md(1, "One"),
+            "a/02-kill.md": task_md(2, "Kill the daemon", "AGENT:kill-daemon", depends_on=[1]),
+            "a/03-three.md": task_md(3, "Three", depends_on=[2]),
+        }
+    )
+    env = choo_env(CHOO_DAEMON_AUTO_START="false")  # nobody brings the daemon back
+    result = run_choo("run", "specs/tasks", cwd=repo.root, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert result.stdout.count("warning:") == 1
+    assert "spool" in result.stdout
+    spooled = list(home.spool.glob("*.frames"))
+    assert len(spooled) == 1
+
+    status = run_choo("daemon", "status", cwd=home.root)
+    assert status.returncode == 1 and "1 spool file" in status.stdout
+
+    assert run_choo("daemon", "start", "--port", "0", cwd=home.root).returncode == 0
+    wait_until(lambda: not list(home.spool.glob("*.frames")), what="the spool to be imported")
+    run = history.only_run()
+    assert run["status"] == "completed" and run["completed_units"] == 1
+    events = history.events(run["id"])
+    assert_contiguous(events)
+    assert [e["task"] for e in events if e["type"] == "task.completed"] == [1, 2, 3]
+    assert events[-1]["type"] == "orch.completed"
+    run_choo("daemon", "stop", cwd=home.root)
+
+
+def busy_plan(units: int, tasks: int) -> dict[str, str]:
+    files: dict[str, str] = {}
+    for u in range(units):
+        files[f"u{u}/IMPLEMENTATION_PLAN.md"] = plan_md()
+        for t in range(1, tasks + 1):
+            files[f"u{u}/{t:02d}-t.md"] = task_md(
+                t, f"Task {t}", "AGENT:sleep=0.2", depends_on=[t - 1] if t > 1 else None
+            )
+    return files
+
+
+def test_eight_runs_survive_the_daemon_being_killed_five_times(
+    repo_factory: Callable[..., Repo], home: Home, history: History
+) -> None:
+    repos = [repo_factory(busy_plan(2, 7), name=f"repo{n}") for n in range(8)]
+    procs = [
+        subprocess.Popen(
+            [str(Path(sys.executable).with_name("choo")), "run", "specs/tasks"],
+            cwd=r.root,
+            env=choo_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        for r in repos
+    ]
+    kills: list[int] = []
+
+    def killer() -> None:
+        while len(kills) < 5 and any(p.poll() is None for p in procs):
+            try:
+                pid = int(home.pidfile.read_text())
+            except (OSError, ValueError):
+                time.sleep(0.05)
+                continue
+            if pid in kills:
+                time.sleep(0.05)
+                continue
+            time.sleep(0.6)  # let the new daemon take some traffic first
+            kill_quietly(pid)
+            wait_until(lambda pid=pid: pid_gone(pid), what="the daemon to die")
+            kills.append(pid)
+
+    wait_until(lambda: home.pidfile.exists(), what="a daemon to start")
+    thread = threading.Thread(target=killer)
+    thread.start()
+    outputs = [p.communicate(timeout=240) for p in procs]
+    thread.join()
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, out + err
+    assert len(kills) == 5, f"the runs ended after only {len(kills)} kills"
+
+    wait_until(
+        lambda: run_choo("daemon", "status", cwd=home.root).returncode == 0,
+        what="a daemon to answer",
+    )
+    runs = history.runs()
+    assert len(runs) == 8
+    total = 0
+    for run in runs:
+        events = history.events(run["id"])
+        assert_contiguous(events)  # every event exactly once, seq 1..N
+        assert run["status"] == "completed", run
+        assert run["event_count"] == run["last_seq"] == len(events)
+        assert sum(e["type"] == "task.completed" for e in events) == 14
+        total += len(events)
+    print(f"8 runs, {total} events stored exactly once, {len(kills)} daemon kills survived")
+    run_choo("daemon", "stop", cwd=home.root)
