@@ -5,7 +5,8 @@
 import { eachEventPage, getJSON, openStream, url } from "./api.js";
 import { h, put } from "./dom.js";
 import { basename, count, duration, localClock, millis } from "./format.js";
-import { message, RunView, statusBadge } from "./run.js";
+import { RunView } from "./run.js";
+import { message, statusBadge } from "./widgets.js";
 import { link, navigate } from "./state.js";
 
 const RECENT = 6;

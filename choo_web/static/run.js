@@ -6,11 +6,13 @@ import { ApiError, eachEventPage, getJSON, openStream, url } from "./api.js";
 import { runPath, runRequests } from "./boot.js";
 import { h, put } from "./dom.js";
 import { IndexedEvents, MARKER_TYPES, SequentialEvents } from "./events.js";
-import { count, duration, localClock, localDateTime, millis, plural } from "./format.js";
+import { count, plural } from "./format.js";
 import { GraphView } from "./graph.js";
+import { RunHeader } from "./header.js";
 import { link, navigate } from "./state.js";
 import { Timeline } from "./timeline.js";
 import { UnitStates } from "./units.js";
+import { message } from "./widgets.js";
 
 export const EVENT_TYPES = [
   "orch.started", "orch.completed", "orch.failed", "orch.dryrun.started", "orch.dryrun.completed",
@@ -26,14 +28,6 @@ function typeFilter(text) {
   const value = text.trim();
   if (!value || value === ".") return null;
   return CATEGORIES.includes(`${value}.`) ? `${value}.` : value;
-}
-
-export function statusBadge(status) {
-  return h("span", { class: `badge status-${status}`, text: status });
-}
-
-export function message(title, text, ...extra) {
-  return h("div", { class: "notice" }, h("h2", { text: title }), text ? h("p", { text }) : null, ...extra);
 }
 
 export class RunView {
@@ -119,6 +113,7 @@ export class RunView {
 
   build() {
     this.head = h("div", { class: "run-head" });
+    this.header = new RunHeader(this.head, { backLink: this.backLink, onMarker: (seq) => this.goTo(seq) });
     this.graphBody = h("div", { class: "graph-body" }, h("div", { class: "loading-block", text: "Loading graph…" }));
     this.tlBody = h("div", { class: "tl-body" });
     this.countLabel = h("span", { class: "tl-count" });
@@ -209,88 +204,8 @@ export class RunView {
     this.graph?.select(unit);
   }
 
-  /** The header: rebuilt when its shape changes, otherwise only its numbers. */
   renderHead() {
-    const run = this.run;
-    const shape = JSON.stringify([run.status, run.dry_run, run.error, run.markers, run.tasks_dir]);
-    if (shape !== this.headShape) {
-      this.headShape = shape;
-      this.buildHead();
-    }
-    const running = run.status === "running";
-    const started = millis(run.started_at);
-    const took = running ? (started ? Date.now() - started : null) : run.duration_ms;
-    const done = running
-      ? this.units.counts(run.status)
-      : { completed: run.completed_units, failed: run.failed_units, blocked: run.blocked_units };
-    put(
-      this.stats.units,
-      h("span", { class: "n-done", title: "completed", text: `✓ ${done.completed}` }),
-      h("span", { class: "n-failed", title: "failed", text: `✗ ${done.failed}` }),
-      h("span", { class: "n-blocked", title: "blocked", text: `⊘ ${done.blocked}` }),
-      h("span", { class: "muted", text: ` of ${run.total_units}` }),
-    );
-    this.stats.tookLabel.textContent = running ? "running for" : "duration";
-    this.stats.took.textContent = duration(took);
-    this.stats.events.textContent = count(run.event_count);
-    this.stats.resumes.textContent = String(run.resume_count);
-  }
-
-  buildHead() {
-    const run = this.run;
-    const stat = (label, value = "") => {
-      const labelEl = h("span", { class: "stat-label", text: label });
-      const valueEl = h("span", { class: "stat-value", text: value });
-      return [h("div", { class: "stat" }, labelEl, valueEl), valueEl, labelEl];
-    };
-    const [unitsBox, units] = stat("units");
-    const [tookBox, took, tookLabel] = stat("duration");
-    const [eventsBox, events] = stat("events");
-    const [resumesBox, resumes] = stat("resumes");
-    units.classList.add("units");
-    this.stats = { units, took, tookLabel, events, resumes };
-    const markers = (run.markers || []).map((m) => this.markerChip(m));
-    put(
-      this.head,
-      this.backLink ? h("a", { class: "back", href: link({ run: null, type: null, unit: null, event: null }), text: "← Runs" }) : null,
-      h(
-        "div",
-        { class: "run-title" },
-        h("h1", { class: "run-id", text: run.id }),
-        statusBadge(run.status),
-        run.dry_run ? h("span", { class: "tag", text: "dry run" }) : null,
-      ),
-      h("div", { class: "run-path muted", title: run.tasks_dir || "", text: run.tasks_dir || run.repo_path }),
-      h(
-        "div",
-        { class: "stats" },
-        unitsBox,
-        stat("started", localDateTime(run.started_at))[0],
-        tookBox,
-        eventsBox,
-        stat("parallelism", String(run.parallelism))[0],
-        resumesBox,
-      ),
-      run.error ? h("div", { class: "run-error", text: run.error }) : null,
-      markers.length ? h("div", { class: "markers" }, h("span", { class: "muted", text: "Stops and resumes:" }), markers) : null,
-    );
-  }
-
-  markerChip(marker) {
-    const stopped = marker.type === "run.stopped";
-    return h(
-      "button",
-      {
-        type: "button",
-        class: `marker-chip ${stopped ? "marker-stop" : "marker-resume"}`,
-        "data-seq": marker.seq,
-        title: `${marker.type} at ${marker.time} (seq ${marker.seq})`,
-        on: { click: () => this.goTo(marker.seq) },
-      },
-      h("b", { text: stopped ? "■ stopped" : "▶ resumed" }),
-      ` ${localClock(marker.time)}`,
-      marker.reason ? h("span", { class: "reason", text: ` — ${marker.reason}` }) : null,
-    );
+    this.header.render(this.run, this.units);
   }
 
   /** Open `seq` in the timeline, dropping filters that would hide it. */

@@ -6,7 +6,7 @@ import { getJSON } from "./api.js";
 import { RUNS_LIMIT, runsRequest } from "./boot.js";
 import { h, put } from "./dom.js";
 import { basename, count, duration, localDateTime } from "./format.js";
-import { message, statusBadge } from "./run.js";
+import { message, statusBadge } from "./widgets.js";
 import { link, navigate } from "./state.js";
 
 const STATUSES = ["running", "completed", "failed", "stopped"];
@@ -92,9 +92,9 @@ export class RunsView {
           ? "No runs recorded for this repository yet."
           : "No runs recorded yet.";
       const hint = state.status
-        ? h("a", { href: link({ status: null, cursor: null, prev: null }), text: "Show runs of any status" })
+        ? h("p", {}, h("a", { href: link({ status: null, cursor: null, prev: null }), text: "Show runs of any status" }))
         : h("p", {}, "Start one with ", h("code", { text: "choo run specs/tasks" }), " in a git repository; it shows up here and under Live.");
-      put(this.root, h("section", { class: "runs" }, toolbar, h("div", { class: "notice empty" }, h("h2", { text })), hint));
+      put(this.root, h("section", { class: "runs" }, toolbar, h("div", { class: "notice empty" }, h("h2", { text }), hint)));
       return;
     }
     const showRepo = !state.repo;

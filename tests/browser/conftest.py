@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import urllib.parse
 import urllib.request
@@ -53,7 +54,12 @@ def session() -> Iterator[Session]:
         site.start()
         proc = start_example_run(site, repo)
         yield Session(site, repo, proc)
-        proc.kill()
+        if proc.poll() is None:  # no test waited for it: stop it as a user would
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         proc.communicate()
     finally:
         remove_site(site)

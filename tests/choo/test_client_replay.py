@@ -30,7 +30,7 @@ def alive(pid: int) -> bool:
     """True while ``pid`` runs (a zombie waiting for its parent counts as gone)."""
     try:
         stat_line = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return False
     return stat_line.rpartition(")")[2].split()[0] != "Z"
 

@@ -255,3 +255,31 @@ async def test_a_batch_the_store_refuses_drops_its_sender_not_the_daemon(
     await good.start_run("run_ok")
     await good.send(event("run_ok", 1))
     assert await good.receive() == {"t": "ack", "run": "run_ok", "seq": 1}
+
+
+async def test_half_a_frame_does_not_hold_a_connection_forever(
+    daemon: Daemon, home: Home, autojump_clock: trio.abc.Clock
+) -> None:
+    peer = await Peer.connect(home)
+    await peer.stream.send_all(b"\x00\x00\x01\x00abc")  # 256 bytes announced, 3 sent
+    error = await peer.receive(timeout=120)
+    assert error["code"] == "timeout" and "incomplete" in error["message"]
+    assert await peer.closed()
+
+
+async def test_a_flood_of_connections_is_bounded(
+    daemon: Daemon, home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from choo_daemon import daemon as daemon_module
+
+    monkeypatch.setattr(daemon_module, "MAX_CLIENTS", 20)
+    peers = [await Peer.connect(home) for _ in range(20)]
+    extra = await Peer.connect(home, hello=False)
+    refused = await extra.receive()
+    assert refused["code"] == "busy"
+    assert await extra.closed()
+    await peers[0].stream.aclose()
+    with trio.fail_after(10):
+        while len(daemon.sessions) > 19:
+            await trio.sleep(0.01)
+    assert (await Peer.connect(home)).stream is not None  # room again

@@ -1,0 +1,100 @@
+// A run's header: id, status, its numbers, and its stop/resume markers.
+
+import { h, put } from "./dom.js";
+import { count, duration, localClock, localDateTime, millis } from "./format.js";
+import { link } from "./state.js";
+import { statusBadge } from "./widgets.js";
+
+export class RunHeader {
+  /** `onMarker(seq)` is called when a stop/resume marker is clicked. */
+  constructor(root, { backLink, onMarker }) {
+    this.root = root;
+    this.backLink = backLink;
+    this.onMarker = onMarker;
+    this.shape = null;
+  }
+
+  /** Show `run`; a running run's unit counts come from `units` (UnitStates). */
+  render(run, units) {
+    this.run = run;
+    const shape = JSON.stringify([run.status, run.dry_run, run.error, run.markers, run.tasks_dir]);
+    if (shape !== this.shape) {
+      this.shape = shape;
+      this.build();
+    }
+    const running = run.status === "running";
+    const started = millis(run.started_at);
+    const took = running ? (started ? Date.now() - started : null) : run.duration_ms;
+    const done = running
+      ? units.counts(run.status)
+      : { completed: run.completed_units, failed: run.failed_units, blocked: run.blocked_units };
+    put(
+      this.stats.units,
+      h("span", { class: "n-done", title: "completed", text: `✓ ${done.completed}` }),
+      h("span", { class: "n-failed", title: "failed", text: `✗ ${done.failed}` }),
+      h("span", { class: "n-blocked", title: "blocked", text: `⊘ ${done.blocked}` }),
+      h("span", { class: "muted", text: ` of ${run.total_units}` }),
+    );
+    this.stats.tookLabel.textContent = running ? "running for" : "duration";
+    this.stats.took.textContent = duration(took);
+    this.stats.events.textContent = count(run.event_count);
+    this.stats.resumes.textContent = String(run.resume_count);
+  }
+
+  build() {
+    const run = this.run;
+    const stat = (label, value = "") => {
+      const labelEl = h("span", { class: "stat-label", text: label });
+      const valueEl = h("span", { class: "stat-value", text: value });
+      return [h("div", { class: "stat" }, labelEl, valueEl), valueEl, labelEl];
+    };
+    const [unitsBox, units] = stat("units");
+    const [tookBox, took, tookLabel] = stat("duration");
+    const [eventsBox, events] = stat("events");
+    const [resumesBox, resumes] = stat("resumes");
+    units.classList.add("units");
+    this.stats = { units, took, tookLabel, events, resumes };
+    const markers = (run.markers || []).map((m) => this.markerChip(m));
+    put(
+      this.root,
+      this.backLink ? h("a", { class: "back", href: link({ run: null, type: null, unit: null, event: null }), text: "← Runs" }) : null,
+      h(
+        "div",
+        { class: "run-title" },
+        h("h1", { class: "run-id", text: run.id }),
+        statusBadge(run.status),
+        run.dry_run ? h("span", { class: "tag", text: "dry run" }) : null,
+      ),
+      h("div", { class: "run-path muted", title: run.tasks_dir || "", text: run.tasks_dir || run.repo_path }),
+      h(
+        "div",
+        { class: "stats" },
+        unitsBox,
+        stat("started", localDateTime(run.started_at))[0],
+        tookBox,
+        eventsBox,
+        stat("parallelism", String(run.parallelism))[0],
+        resumesBox,
+      ),
+      run.error ? h("div", { class: "run-error", text: run.error }) : null,
+      markers.length ? h("div", { class: "markers" }, h("span", { class: "muted", text: "Stops and resumes:" }), markers) : null,
+    );
+  }
+
+  markerChip(marker) {
+    const stopped = marker.type === "run.stopped";
+    return h(
+      "button",
+      {
+        type: "button",
+        class: `marker-chip ${stopped ? "marker-stop" : "marker-resume"}`,
+        "data-seq": marker.seq,
+        title: `${marker.type} at ${marker.time} (seq ${marker.seq})`,
+        on: { click: () => this.onMarker(marker.seq) },
+      },
+      h("b", { text: stopped ? "■ stopped" : "▶ resumed" }),
+      ` ${localClock(marker.time)}`,
+      marker.reason ? h("span", { class: "reason", text: ` — ${marker.reason}` }) : null,
+    );
+  }
+}
