@@ -485,7 +485,8 @@ def prune_cmd(
     verb = "would delete" if dry_run else "deleted"
     noun = "run" if len(runs) == 1 else "runs"
     events = sum(r["event_count"] for r in runs)
-    out.print(f"{verb} {len(runs)} {noun} ({events:,} events) started more than {days} days ago")
+    age = f"{days} day" if days == 1 else f"{days} days"
+    out.print(f"{verb} {len(runs)} {noun} ({events:,} events) started more than {age} ago")
     if runs:
         out.print(_pruned_table(runs))
     if dry_run and runs:

@@ -25,7 +25,8 @@ export async function getJSON(path, params = {}, { signal } = {}) {
   const target = url(path, params);
   let response;
   try {
-    response = await (takeEarly(target) || fetch(target, { signal, headers: { Accept: "application/json" } }));
+    response = await (takeEarly(target) ||
+      fetch(target, { signal, headers: { Accept: "application/json" } }));
   } catch (error) {
     if (error.name === "AbortError") throw error;
     markUnreachable();

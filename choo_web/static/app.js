@@ -51,7 +51,9 @@ function renderChrome(state) {
 
 function renderPicker(state) {
   const known = new Set(repos.map((r) => r.repo_path));
-  const options = [h("option", { value: "", text: `All repositories${repos.length ? ` (${repos.length})` : ""}` })];
+  const options = [
+    h("option", { value: "", text: `All repositories${repos.length ? ` (${repos.length})` : ""}` }),
+  ];
   for (const repo of repos) {
     options.push(
       h("option", {
@@ -63,7 +65,13 @@ function renderPicker(state) {
     );
   }
   if (state.repo && !known.has(state.repo)) {
-    options.push(h("option", { value: state.repo, selected: true, text: `${basename(state.repo)} — ${state.repo} (no runs)` }));
+    options.push(
+      h("option", {
+        value: state.repo,
+        selected: true,
+        text: `${basename(state.repo)} — ${state.repo} (no runs)`,
+      }),
+    );
   }
   put(picker, ...options);
   picker.value = state.repo || "";
@@ -84,7 +92,15 @@ function noteRepo(path) {
 }
 
 picker.addEventListener("change", () => {
-  navigate({ repo: picker.value || null, run: null, cursor: null, prev: null, type: null, unit: null, event: null });
+  navigate({
+    repo: picker.value || null,
+    run: null,
+    cursor: null,
+    prev: null,
+    type: null,
+    unit: null,
+    event: null,
+  });
 });
 
 onReconnect(() => {

@@ -143,7 +143,15 @@ export class SequentialEvents {
     // Markers the filter would hide are slotted in as rows of their own.
     this.markers = markers
       .filter((m) => !matches(filter, { type: m.type, unit: null }))
-      .map((m) => ({ seq: m.seq, time: m.time, type: m.type, unit: null, task: null, payload: { reason: m.reason }, marker: true }))
+      .map((m) => ({
+        seq: m.seq,
+        time: m.time,
+        type: m.type,
+        unit: null,
+        task: null,
+        payload: { reason: m.reason },
+        marker: true,
+      }))
       .sort((a, b) => a.seq - b.seq);
     this.controller = new AbortController();
   }

@@ -48,13 +48,25 @@ export class GraphView {
       {},
       s(
         "marker",
-        { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto" },
+        {
+          id: "arrow",
+          viewBox: "0 0 10 10",
+          refX: 9,
+          refY: 5,
+          markerWidth: 7,
+          markerHeight: 7,
+          orient: "auto",
+        },
         s("path", { d: "M0,0 L10,5 L0,10 z", class: "arrow" }),
       ),
     );
     const edgeLayer = s("g", { class: "edges" });
     for (const e of edges) {
-      const path = s("path", { d: edgePath(nodes.get(e.to), nodes.get(e.from)), class: "edge", "marker-end": "url(#arrow)" });
+      const path = s("path", {
+        d: edgePath(nodes.get(e.to), nodes.get(e.from)),
+        class: "edge",
+        "marker-end": "url(#arrow)",
+      });
       edgeLayer.append(path);
       this.edges.push({ path, from: e.from, to: e.to });
     }
@@ -68,9 +80,28 @@ export class GraphView {
     const title = s("title", { text: id });
     const label = s("text", { x: at.x + 12, y: at.y + 20, class: "node-name", text: clip(id, NAME_CHARS) });
     const meta = s("text", { x: at.x + 12, y: at.y + 37, class: "node-meta", text: "pending" });
-    const progress = s("text", { x: at.x + NODE_W - 12, y: at.y + 20, class: "node-progress", "text-anchor": "end" });
-    const track = s("rect", { x: at.x + 12, y: at.y + NODE_H - 8, width: NODE_W - 24, height: 3, rx: 1.5, class: "node-track" });
-    const bar = s("rect", { x: at.x + 12, y: at.y + NODE_H - 8, width: 0, height: 3, rx: 1.5, class: "node-bar" });
+    const progress = s("text", {
+      x: at.x + NODE_W - 12,
+      y: at.y + 20,
+      class: "node-progress",
+      "text-anchor": "end",
+    });
+    const track = s("rect", {
+      x: at.x + 12,
+      y: at.y + NODE_H - 8,
+      width: NODE_W - 24,
+      height: 3,
+      rx: 1.5,
+      class: "node-track",
+    });
+    const bar = s("rect", {
+      x: at.x + 12,
+      y: at.y + NODE_H - 8,
+      width: 0,
+      height: 3,
+      rx: 1.5,
+      class: "node-bar",
+    });
     const box = s("rect", { x: at.x, y: at.y, width: NODE_W, height: NODE_H, rx: 8, class: "node-box" });
     const group = s(
       "g",
@@ -131,7 +162,8 @@ export class GraphView {
 
   select(id) {
     this.selected = id || null;
-    for (const [nodeId, node] of this.nodes) node.group.classList.toggle("selected", nodeId === this.selected);
+    for (const [nodeId, node] of this.nodes)
+      node.group.classList.toggle("selected", nodeId === this.selected);
     for (const edge of this.edges) {
       edge.path.classList.toggle("near", edge.from === this.selected || edge.to === this.selected);
     }

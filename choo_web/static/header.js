@@ -57,7 +57,13 @@ export class RunHeader {
     const markers = (run.markers || []).map((m) => this.markerChip(m));
     put(
       this.root,
-      this.backLink ? h("a", { class: "back", href: link({ run: null, type: null, unit: null, event: null }), text: "← Runs" }) : null,
+      this.backLink
+        ? h("a", {
+            class: "back",
+            href: link({ run: null, type: null, unit: null, event: null }),
+            text: "← Runs",
+          })
+        : null,
       h(
         "div",
         { class: "run-title" },
@@ -77,7 +83,9 @@ export class RunHeader {
         resumesBox,
       ),
       run.error ? h("div", { class: "run-error", text: run.error }) : null,
-      markers.length ? h("div", { class: "markers" }, h("span", { class: "muted", text: "Stops and resumes:" }), markers) : null,
+      markers.length
+        ? h("div", { class: "markers" }, h("span", { class: "muted", text: "Stops and resumes:" }), markers)
+        : null,
     );
   }
 

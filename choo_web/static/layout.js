@@ -30,7 +30,9 @@ function columns(graph) {
 
 function positionsOf(cols) {
   const pos = new Map();
-  cols.forEach((col, level) => col.forEach((id, i) => pos.set(id, { level, rel: (i + 0.5) / col.length, i })));
+  cols.forEach((col, level) =>
+    col.forEach((id, i) => pos.set(id, { level, rel: (i + 0.5) / col.length, i })),
+  );
   return pos;
 }
 
@@ -105,7 +107,10 @@ export function layout(graph) {
   let best = cols.map((c) => [...c]);
   let bestScore = scored ? crossings(best, edges) : 0;
   const down = cols.map((_, l) => l).slice(1);
-  const up = cols.map((_, l) => l).reverse().slice(1);
+  const up = cols
+    .map((_, l) => l)
+    .reverse()
+    .slice(1);
   for (let i = 0; i < SWEEPS && (!scored || bestScore > 0); i++) {
     sweep(cols, i % 2 === 0 ? deps : dependents, i % 2 === 0 ? down : up);
     if (!scored) {
@@ -122,7 +127,9 @@ export function layout(graph) {
   const y = centres(cols);
   const nodes = new Map();
   cols.forEach((col, level) =>
-    col.forEach((id) => nodes.set(id, { x: PAD + level * (NODE_W + COL_GAP), y: y.get(id) - NODE_H / 2, level })),
+    col.forEach((id) =>
+      nodes.set(id, { x: PAD + level * (NODE_W + COL_GAP), y: y.get(id) - NODE_H / 2, level }),
+    ),
   );
   const tallest = Math.max(0, ...cols.map((c) => c.length));
   return {

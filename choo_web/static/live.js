@@ -6,8 +6,8 @@ import { eachEventPage, getJSON, openStream, url } from "./api.js";
 import { h, put } from "./dom.js";
 import { basename, count, duration, localClock, millis } from "./format.js";
 import { RunView } from "./run.js";
-import { message, statusBadge } from "./widgets.js";
 import { link, navigate } from "./state.js";
+import { message, statusBadge } from "./widgets.js";
 
 const RECENT = 6;
 const UNIT_END = { "unit.completed": "completed", "unit.failed": "failed", "unit.blocked": "blocked" };
@@ -18,7 +18,11 @@ class Card {
     this.run = { ...run };
     this.units = new Map(); // unit → {status, seq}
     this.last = null; // the latest event seen
-    this.el = h("a", { class: "run-card", href: link({ run: run.id, type: null, unit: null, event: null }), "data-run": run.id });
+    this.el = h("a", {
+      class: "run-card",
+      href: link({ run: run.id, type: null, unit: null, event: null }),
+      "data-run": run.id,
+    });
   }
 
   apply(event) {
@@ -37,7 +41,8 @@ class Card {
 
   counts() {
     const run = this.run;
-    if (run.status !== "running") return { completed: run.completed_units, failed: run.failed_units, blocked: run.blocked_units };
+    if (run.status !== "running")
+      return { completed: run.completed_units, failed: run.failed_units, blocked: run.blocked_units };
     const counts = { completed: 0, failed: 0, blocked: 0 };
     for (const { status } of this.units.values()) if (status in counts) counts[status] += 1;
     return counts;
@@ -56,9 +61,14 @@ class Card {
     const running = run.status === "running";
     const took = running ? Date.now() - (millis(run.started_at) || Date.now()) : run.duration_ms;
     this.el.className = `run-card status-${run.status}${selected ? " selected" : ""}`;
-    put(this.el,
+    put(
+      this.el,
       h("div", { class: "rc-top" }, h("span", { class: "rc-id", text: run.id }), statusBadge(run.status)),
-      h("div", { class: "rc-repo muted", title: run.repo_path, text: `${basename(run.repo_path)} · started ${localClock(run.started_at).slice(0, 8)}` }),
+      h("div", {
+        class: "rc-repo muted",
+        title: run.repo_path,
+        text: `${basename(run.repo_path)} · started ${localClock(run.started_at).slice(0, 8)}`,
+      }),
       bar,
       h(
         "div",
@@ -66,10 +76,16 @@ class Card {
         h("span", { class: "n-done", text: `✓ ${counts.completed}` }),
         h("span", { class: "n-failed", text: `✗ ${counts.failed}` }),
         h("span", { class: "n-blocked", text: `⊘ ${counts.blocked}` }),
-        h("span", { class: "muted", text: ` of ${run.total_units} · ${count(run.event_count)} events · ${duration(took)}` }),
+        h("span", {
+          class: "muted",
+          text: ` of ${run.total_units} · ${count(run.event_count)} events · ${duration(took)}`,
+        }),
       ),
       this.last
-        ? h("div", { class: "rc-last muted", text: `${this.last.type}${this.last.unit ? ` · ${this.last.unit}` : ""}` })
+        ? h("div", {
+            class: "rc-last muted",
+            text: `${this.last.type}${this.last.unit ? ` · ${this.last.unit}` : ""}`,
+          })
         : null,
     );
   }
@@ -89,7 +105,8 @@ export class LiveView {
     this.runningList = h("div", { class: "card-list running-list" });
     this.recentList = h("div", { class: "card-list recent-list" });
     this.main = h("div", { class: "live-main" });
-    put(root,
+    put(
+      root,
       h(
         "div",
         { class: "live" },
@@ -133,7 +150,9 @@ export class LiveView {
   }
 
   running() {
-    return [...this.cards.values()].filter((c) => c.run.status === "running").sort((a, b) => (a.run.started_at < b.run.started_at ? 1 : -1));
+    return [...this.cards.values()]
+      .filter((c) => c.run.status === "running")
+      .sort((a, b) => (a.run.started_at < b.run.started_at ? 1 : -1));
   }
 
   addRunning(run) {
@@ -152,7 +171,9 @@ export class LiveView {
 
   async loadUnits(card) {
     try {
-      await eachEventPage(card.run.id, { type: "unit." }, (events) => events.forEach((e) => card.apply(e)), { maxPages: 20 });
+      await eachEventPage(card.run.id, { type: "unit." }, (events) => events.forEach((e) => card.apply(e)), {
+        maxPages: 20,
+      });
     } catch {
       return;
     }
@@ -225,13 +246,17 @@ export class LiveView {
 
   renderLists() {
     const running = this.running();
-    put(this.runningList,
+    put(
+      this.runningList,
       ...(running.length
         ? running.map((c) => c.el)
         : [h("p", { class: "muted side-empty", text: this.ready ? "Nothing running." : "Connecting…" })]),
     );
-    const recent = this.recentIds.map((id) => this.cards.get(id)).filter((c) => c && c.run.status !== "running");
-    put(this.recentList,
+    const recent = this.recentIds
+      .map((id) => this.cards.get(id))
+      .filter((c) => c && c.run.status !== "running");
+    put(
+      this.recentList,
       ...(recent.length
         ? recent.map((c) => c.el)
         : [h("p", { class: "muted side-empty", text: "No finished runs yet." })]),
@@ -261,12 +286,21 @@ export class LiveView {
       navigate({ run: newest.run.id }, { replace: true });
       return;
     }
-    put(this.main,
+    put(
+      this.main,
       this.ready
         ? message(
             "Nothing is running",
             "Runs appear here the moment they start, and update as their events arrive.",
-            h("p", {}, "Start one with ", h("code", { text: "choo run specs/tasks" }), ", or ", h("a", { href: link({ tab: "history", run: null }), text: "browse the history" }), "."),
+            h(
+              "p",
+              {},
+              "Start one with ",
+              h("code", { text: "choo run specs/tasks" }),
+              ", or ",
+              h("a", { href: link({ tab: "history", run: null }), text: "browse the history" }),
+              ".",
+            ),
           )
         : h("div", { class: "loading-block", text: "Connecting to live updates…" }),
     );

@@ -7,28 +7,13 @@ import { runPath, runRequests } from "./boot.js";
 import { h, put } from "./dom.js";
 import { IndexedEvents, MARKER_TYPES, SequentialEvents } from "./events.js";
 import { count, plural } from "./format.js";
+import { FilterBar } from "./filters.js";
 import { GraphView } from "./graph.js";
 import { RunHeader } from "./header.js";
 import { link, navigate } from "./state.js";
 import { Timeline } from "./timeline.js";
 import { UnitStates } from "./units.js";
 import { message } from "./widgets.js";
-
-export const EVENT_TYPES = [
-  "orch.started", "orch.completed", "orch.failed", "orch.dryrun.started", "orch.dryrun.completed",
-  "unit.queued", "unit.started", "unit.completed", "unit.failed", "unit.blocked",
-  "task.started", "task.claude.invoke", "task.claude.done", "task.backpressure",
-  "task.validation.ok", "task.validation.fail", "task.completed", "task.retry", "task.failed",
-  "run.stopped", "run.resumed",
-];
-const CATEGORIES = ["orch.", "unit.", "task.", "run."];
-
-/** What the type box holds, as the API's filter: a bare category ("task") means its prefix. */
-function typeFilter(text) {
-  const value = text.trim();
-  if (!value || value === ".") return null;
-  return CATEGORIES.includes(`${value}.`) ? `${value}.` : value;
-}
 
 export class RunView {
   /**
@@ -84,9 +69,12 @@ export class RunView {
   }
 
   failed(error) {
-    const back = this.backLink ? h("a", { href: link({ run: null, type: null, unit: null, event: null }), text: "← Back to runs" }) : null;
+    const back = this.backLink
+      ? h("a", { href: link({ run: null, type: null, unit: null, event: null }), text: "← Back to runs" })
+      : null;
     if (error instanceof ApiError && error.status === 404) {
-      put(this.root,
+      put(
+        this.root,
         message(
           "Run not found",
           `${error.message}. It may have been deleted by retention (history.retention_days), or the link comes from another machine's history.`,
@@ -114,11 +102,17 @@ export class RunView {
   build() {
     this.head = h("div", { class: "run-head" });
     this.header = new RunHeader(this.head, { backLink: this.backLink, onMarker: (seq) => this.goTo(seq) });
-    this.graphBody = h("div", { class: "graph-body" }, h("div", { class: "loading-block", text: "Loading graph…" }));
+    this.graphBody = h(
+      "div",
+      { class: "graph-body" },
+      h("div", { class: "loading-block", text: "Loading graph…" }),
+    );
     this.tlBody = h("div", { class: "tl-body" });
     this.countLabel = h("span", { class: "tl-count" });
-    this.controls = this.buildControls();
-    put(this.root,
+    this.filters = new FilterBar({ onLatest: () => this.timeline.scrollToEnd() });
+    this.controls = this.filters.element;
+    put(
+      this.root,
       h(
         "section",
         { class: "run" },
@@ -126,7 +120,12 @@ export class RunView {
         h(
           "div",
           { class: "card graph-card" },
-          h("div", { class: "card-head" }, h("h2", { text: "Dependency graph" }), h("span", { class: "hint", text: "click a unit to see its events" })),
+          h(
+            "div",
+            { class: "card-head" },
+            h("h2", { text: "Dependency graph" }),
+            h("span", { class: "hint", text: "click a unit to see its events" }),
+          ),
           this.graphBody,
         ),
         h(
@@ -138,70 +137,17 @@ export class RunView {
         ),
       ),
     );
+    this.syncControls();
     this.timeline = new Timeline(this.tlBody, {
       onToggle: (seq) => navigate({ event: seq === null ? null : String(seq) }, { replace: true }),
     });
     this.renderHead();
   }
 
-  buildControls() {
-    this.chips = [null, ...CATEGORIES].map((type) =>
-      h("button", {
-        type: "button",
-        class: `chip${type ? ` cat-${type.slice(0, -1)}` : ""}`,
-        "data-type": type || "",
-        text: type ? type.slice(0, -1) : "all",
-        on: { click: () => navigate({ type: type, event: null }) },
-      }),
-    );
-    this.typeInput = h("input", {
-      type: "search",
-      class: "type-filter",
-      list: "event-types",
-      placeholder: "type, or prefix like task.",
-      "aria-label": "event type filter",
-      on: { change: () => navigate({ type: typeFilter(this.typeInput.value), event: null }) },
-    });
-    this.unitSelect = h("select", {
-      class: "unit-filter",
-      "aria-label": "unit filter",
-      on: { change: () => navigate({ unit: this.unitSelect.value || null, event: null }) },
-    });
-    this.clearButton = h("button", {
-      type: "button",
-      class: "link clear-filters",
-      text: "Clear filters",
-      on: { click: () => navigate({ type: null, unit: null, event: null }) },
-    });
-    this.latestButton = h("button", { type: "button", class: "link", text: "Latest ↓", on: { click: () => this.timeline.scrollToEnd() } });
-    const types = h("datalist", { id: "event-types" }, [...CATEGORIES, ...EVENT_TYPES].map((t) => h("option", { value: t })));
-    const bar = h(
-      "div",
-      { class: "tl-toolbar" },
-      h("div", { class: "chips", role: "group", "aria-label": "event category" }, this.chips),
-      this.typeInput,
-      types,
-      this.unitSelect,
-      this.clearButton,
-      h("span", { class: "spacer" }),
-      this.latestButton,
-    );
-    this.syncControls();
-    return bar;
-  }
-
   syncControls() {
-    const { type, unit } = this.filter;
-    for (const chip of this.chips) chip.setAttribute("aria-pressed", String((chip.dataset.type || null) === type));
-    if (document.activeElement !== this.typeInput) this.typeInput.value = type || "";
-    const units = new Set(this.graph ? this.graph.laid.columns.flat() : []);
-    if (unit) units.add(unit);
-    put(this.unitSelect,
-      h("option", { value: "", text: "all units" }),
-      [...units].map((u) => h("option", { value: u, text: u, selected: u === unit })),
-    );
-    this.clearButton.hidden = !type && !unit;
-    this.graph?.select(unit);
+    const units = this.graph ? this.graph.laid.columns.flat() : [];
+    this.filters.sync(this.filter, units);
+    this.graph?.select(this.filter.unit);
   }
 
   renderHead() {
@@ -230,7 +176,8 @@ export class RunView {
       ? new IndexedEvents(this.run.id, this.run.last_seq, changed)
       : new SequentialEvents(this.run.id, this.filter, this.run.markers || [], changed);
     // The page fetched along with the run, unless the filter changed since.
-    if (first && Array.isArray(first.events) && first.type === type && first.unit === unit) this.list.seed(first);
+    if (first && Array.isArray(first.events) && first.type === type && first.unit === unit)
+      this.list.seed(first);
     const openSeq = this.state.event ? Number(this.state.event) : null;
     this.timeline.setList(this.list, { openSeq });
     this.renderCount();
@@ -255,7 +202,9 @@ export class RunView {
       this.countLabel.textContent = plural(list.length, "event");
     } else {
       const n = list.count;
-      this.countLabel.textContent = list.complete ? `${plural(n, "matching event")}` : `${count(n)}+ matching events (loading as you scroll)`;
+      this.countLabel.textContent = list.complete
+        ? `${plural(n, "matching event")}`
+        : `${count(n)}+ matching events (loading as you scroll)`;
     }
   }
 
@@ -297,9 +246,12 @@ export class RunView {
       if (error.name === "AbortError") return;
       graph = await this.graphFromEvents();
       if (!graph) {
-        const text = error.code === "no_graph"
-          ? this.run.status === "running" ? "No graph yet: it is stored once the run is planned." : "This run has no stored dependency graph."
-          : `Could not load the graph: ${error.message}`;
+        const text =
+          error.code === "no_graph"
+            ? this.run.status === "running"
+              ? "No graph yet: it is stored once the run is planned."
+              : "This run has no stored dependency graph."
+            : `Could not load the graph: ${error.message}`;
         if (!this.graph) put(this.graphBody, h("p", { class: "muted empty-graph", text }));
         return;
       }
@@ -310,7 +262,11 @@ export class RunView {
   /** orch.started carries the graph too: a fallback when none was stored (yet). */
   async graphFromEvents() {
     try {
-      const page = await getJSON(runPath(this.run.id, "/events"), { type: "orch.started", limit: 1 }, { signal: this.controller.signal });
+      const page = await getJSON(
+        runPath(this.run.id, "/events"),
+        { type: "orch.started", limit: 1 },
+        { signal: this.controller.signal },
+      );
       const payload = page.events[0] && page.events[0].payload;
       return payload && payload.graph && payload.graph.nodes ? payload.graph : null;
     } catch {
@@ -375,7 +331,8 @@ export class RunView {
     this.scheduleGraph(); // the graph's colors and the header's counts
     if (!this.graph) this.retryGraph();
     if (MARKER_TYPES.includes(event.type) && !(run.markers || []).some((m) => m.seq === event.seq)) {
-      const reason = event.payload && typeof event.payload === "object" ? event.payload.reason ?? null : null;
+      const reason =
+        event.payload && typeof event.payload === "object" ? (event.payload.reason ?? null) : null;
       run.markers = [...(run.markers || []), { seq: event.seq, time: event.time, type: event.type, reason }];
       if (event.type === "run.resumed") run.resume_count += 1;
       this.renderHead();

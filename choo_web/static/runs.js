@@ -6,8 +6,8 @@ import { getJSON } from "./api.js";
 import { RUNS_LIMIT, runsRequest } from "./boot.js";
 import { h, put } from "./dom.js";
 import { basename, count, duration, localDateTime } from "./format.js";
-import { message, statusBadge } from "./widgets.js";
 import { link, navigate } from "./state.js";
+import { message, statusBadge } from "./widgets.js";
 
 const STATUSES = ["running", "completed", "failed", "stopped"];
 const NO_CURSOR = "0"; // stands for "no cursor" in the prev list
@@ -20,7 +20,10 @@ function unitCounts(run) {
   if (run.status === "running") return h("span", { class: "units muted", text: `${run.total_units} units` });
   return h(
     "span",
-    { class: "units", title: `${run.completed_units} completed, ${run.failed_units} failed, ${run.blocked_units} blocked of ${run.total_units}` },
+    {
+      class: "units",
+      title: `${run.completed_units} completed, ${run.failed_units} failed, ${run.blocked_units} blocked of ${run.total_units}`,
+    },
     h("span", { class: "n-done", text: `✓ ${run.completed_units}` }),
     run.failed_units ? h("span", { class: "n-failed", text: `✗ ${run.failed_units}` }) : null,
     run.blocked_units ? h("span", { class: "n-blocked", text: `⊘ ${run.blocked_units}` }) : null,
@@ -46,7 +49,8 @@ export class RunsView {
     const controller = (this.controller = new AbortController());
     const state = this.state;
     const limit = Number(state.limit) || RUNS_LIMIT;
-    if (!this.root.querySelector(".runs")) put(this.root, h("div", { class: "loading-block", text: "Loading runs…" }));
+    if (!this.root.querySelector(".runs"))
+      put(this.root, h("div", { class: "loading-block", text: "Loading runs…" }));
     else this.root.querySelector(".runs").classList.add("stale");
     let page;
     try {
@@ -92,9 +96,30 @@ export class RunsView {
           ? "No runs recorded for this repository yet."
           : "No runs recorded yet.";
       const hint = state.status
-        ? h("p", {}, h("a", { href: link({ status: null, cursor: null, prev: null }), text: "Show runs of any status" }))
-        : h("p", {}, "Start one with ", h("code", { text: "choo run specs/tasks" }), " in a git repository; it shows up here and under Live.");
-      put(this.root, h("section", { class: "runs" }, toolbar, h("div", { class: "notice empty" }, h("h2", { text }), hint)));
+        ? h(
+            "p",
+            {},
+            h("a", {
+              href: link({ status: null, cursor: null, prev: null }),
+              text: "Show runs of any status",
+            }),
+          )
+        : h(
+            "p",
+            {},
+            "Start one with ",
+            h("code", { text: "choo run specs/tasks" }),
+            " in a git repository; it shows up here and under Live.",
+          );
+      put(
+        this.root,
+        h(
+          "section",
+          { class: "runs" },
+          toolbar,
+          h("div", { class: "notice empty" }, h("h2", { text }), hint),
+        ),
+      );
       return;
     }
     const showRepo = !state.repo;
@@ -116,13 +141,20 @@ export class RunsView {
         h("td", { class: "num", text: run.resume_count ? String(run.resume_count) : "—" }),
         h("td", {}, run.dry_run ? h("span", { class: "tag", text: "dry run" }) : null),
       ];
-      return h("tr", { "data-run": run.id, on: { click: (e) => e.target.closest("a") || navigate({ run: run.id }) } }, cells);
+      return h(
+        "tr",
+        { "data-run": run.id, on: { click: (e) => e.target.closest("a") || navigate({ run: run.id }) } },
+        cells,
+      );
     });
     const last = first + page.runs.length - 1;
     const newer = prev.length
       ? h("a", {
           class: "button",
-          href: link({ cursor: prev.at(-1) === NO_CURSOR ? null : prev.at(-1), prev: prev.slice(0, -1).join(",") || null }),
+          href: link({
+            cursor: prev.at(-1) === NO_CURSOR ? null : prev.at(-1),
+            prev: prev.slice(0, -1).join(",") || null,
+          }),
           rel: "prev",
           text: "‹ Newer",
         })
@@ -135,17 +167,25 @@ export class RunsView {
           text: "Older ›",
         })
       : h("span", { class: "button disabled", text: "Older ›" });
-    put(this.root,
+    put(
+      this.root,
       h(
         "section",
         { class: "runs" },
         toolbar,
-        h("div", { class: "card table-card" }, h("table", { class: "runs-table" }, h("thead", {}, head), h("tbody", {}, rows))),
+        h(
+          "div",
+          { class: "card table-card" },
+          h("table", { class: "runs-table" }, h("thead", {}, head), h("tbody", {}, rows)),
+        ),
         h(
           "nav",
           { class: "pager" },
           newer,
-          h("span", { class: "page-info", text: `${count(first)}–${count(last)} of ${count(page.total)} runs · page ${prev.length + 1}` }),
+          h("span", {
+            class: "page-info",
+            text: `${count(first)}–${count(last)} of ${count(page.total)} runs · page ${prev.length + 1}`,
+          }),
           older,
         ),
       ),

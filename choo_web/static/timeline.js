@@ -29,7 +29,10 @@ function outcome(type) {
 function scalar(key, value) {
   if (value === null || value === undefined) return null;
   if (key.endsWith("_ms") && typeof value === "number") return duration(value);
-  if (Array.isArray(value)) return value.length <= 6 && value.every((v) => typeof v !== "object") ? value.join(", ") : `[${value.length}]`;
+  if (Array.isArray(value))
+    return value.length <= 6 && value.every((v) => typeof v !== "object")
+      ? value.join(", ")
+      : `[${value.length}]`;
   if (typeof value === "object") return null;
   const text = String(value);
   return text.length > 160 ? `${text.slice(0, 159)}…` : text;
@@ -73,7 +76,10 @@ function eventCells(event) {
     h("span", { class: "ev-time", text: localClock(event.time) }),
     h("span", { class: "ev-type", text: event.type }),
     h("span", { class: "ev-unit", text: event.unit ?? "" }),
-    h("span", { class: "ev-task", text: event.task === null || event.task === undefined ? "" : `#${event.task}` }),
+    h("span", {
+      class: "ev-task",
+      text: event.task === null || event.task === undefined ? "" : `#${event.task}`,
+    }),
     h("span", { class: "ev-summary", text: summary(event) }),
   ];
 }
@@ -90,9 +96,19 @@ function detail(event) {
   return h(
     "div",
     { class: "ev-detail" },
-    h("dl", {}, fields.map(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })])),
+    h(
+      "dl",
+      {},
+      fields.map(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })]),
+    ),
     event.error ? h("div", { class: "ev-error", text: event.error }) : null,
-    h("pre", { class: "ev-payload", text: event.payload === null || event.payload === undefined ? "(no payload)" : JSON.stringify(event.payload, null, 2) }),
+    h("pre", {
+      class: "ev-payload",
+      text:
+        event.payload === null || event.payload === undefined
+          ? "(no payload)"
+          : JSON.stringify(event.payload, null, 2),
+    }),
   );
 }
 
@@ -116,7 +132,8 @@ export class Timeline {
     this.viewport.addEventListener("click", (event) => this.clicked(event));
     this.resize = new ResizeObserver(() => this.schedule());
     this.resize.observe(this.viewport);
-    put(root,
+    put(
+      root,
       h(
         "div",
         { class: "tl-head", "aria-hidden": "true" },
@@ -191,7 +208,11 @@ export class Timeline {
     }
     for (let i = first; i <= last; i++) {
       const event = list.get(i);
-      const key = event ? `${event.seq}|${event.seq === this.openSeq}` : list.isAbsent(i) ? "absent" : `wait|${list.error ? 1 : 0}`;
+      const key = event
+        ? `${event.seq}|${event.seq === this.openSeq}`
+        : list.isAbsent(i)
+          ? "absent"
+          : `wait|${list.error ? 1 : 0}`;
       let el = this.rows.get(i);
       if (!el || el.dataset.key !== key) {
         const fresh = this.build(event, i, list);
@@ -207,7 +228,8 @@ export class Timeline {
 
   build(event, i, list) {
     if (!event) {
-      if (list.isAbsent(i)) return h("div", { class: "ev absent", role: "listitem", text: "(no event with this seq)" });
+      if (list.isAbsent(i))
+        return h("div", { class: "ev absent", role: "listitem", text: "(no event with this seq)" });
       if (list.error) {
         return h(
           "div",
@@ -228,7 +250,13 @@ export class Timeline {
     const line = h("div", { class: "ev-line" }, isMarker ? markerRow(event) : eventCells(event));
     return h(
       "div",
-      { class: classes.join(" "), role: "listitem", "data-seq": event.seq, "data-type": event.type, "aria-expanded": String(isOpen) },
+      {
+        class: classes.join(" "),
+        role: "listitem",
+        "data-seq": event.seq,
+        "data-type": event.type,
+        "aria-expanded": String(isOpen),
+      },
       line,
       isOpen ? detail(event) : null,
     );
@@ -261,7 +289,10 @@ export class Timeline {
     const sizes = this.heights(open);
     const view = this.viewport.clientHeight;
     const target = Math.max(0, this.top(i, open) - ROW_H * 2);
-    const scaled = sizes.total <= sizes.physical || sizes.physical <= view ? target : (target / (sizes.total - view)) * (sizes.physical - view);
+    const scaled =
+      sizes.total <= sizes.physical || sizes.physical <= view
+        ? target
+        : (target / (sizes.total - view)) * (sizes.physical - view);
     this.viewport.scrollTop = scaled;
     this.render();
     return true;

@@ -28,7 +28,14 @@ export class UnitStates {
     let unit = this.units.get(id);
     if (!unit) {
       const done = Number(node.done) || 0;
-      unit = { tasks: Number(node.tasks) || 0, status: "pending", seq: 0, base: done, baseSeq: 0, completed: new Map() };
+      unit = {
+        tasks: Number(node.tasks) || 0,
+        status: "pending",
+        seq: 0,
+        base: done,
+        baseSeq: 0,
+        completed: new Map(),
+      };
       this.units.set(id, unit);
     }
     return unit;
