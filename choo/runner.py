@@ -317,7 +317,8 @@ async def _finish(recorder: HistoryRecorder, console: Console, status: str, tall
         recorder.fail(
             f"the daemon did not confirm the run within {COMPLETE_TIMEOUT:g} s; its last "
             f"{events} events were saved to {path} and will be recorded when the daemon "
-            "next starts (`choo daemon start`)"
+            "next starts (`choo daemon start`)",
+            then="",
         )
     except DaemonError as exc:
         recorder.fail(f"could not record the end of the run ({exc})")

@@ -89,8 +89,8 @@ class HistoryRecorder:
         except DaemonError as exc:
             self.fail(f"the daemon refused this run's events ({exc})")
 
-    def fail(self, why: str) -> None:
+    def fail(self, why: str, *, then: str = "the run goes on without recording") -> None:
         """Stop recording, with one warning; the run itself goes on."""
         if self.failed is None:
             self.failed = why
-            self._warn(f"history: {why}; the run goes on without recording")
+            self._warn(f"history: {why}" + (f"; {then}" if then else ""))

@@ -91,6 +91,7 @@ VALID: dict[str, Message] = {
         "blocked_units": 0,
         "error": None,
     },
+    "history.prune": {"t": "history.prune", "req": 6, "older_than_days": 30, "dry_run": True},
     "status": {"t": "status", "req": 5},
     "shutdown": {"t": "shutdown", "req": 6},
 }
