@@ -18,6 +18,7 @@ import trio
 
 import protocol
 from protocol import Message, ProtocolError
+from protocol.redact import payload_json_redacted, redact, redact_text
 
 if TYPE_CHECKING:
     from choo_daemon.daemon import Daemon
@@ -267,7 +268,7 @@ class Session:
                     )
                     continue
             if kind in _WRITES:
-                items.append(msg)
+                items.append(redact_request(msg))
                 if kind == "run.complete":
                     self._runs.discard(msg["run"])
                     self.daemon.orphans.finished(msg["run"])
@@ -338,8 +339,29 @@ class Session:
 _WRITES = frozenset({"run.start", "run.resume", "run.graph", "run.complete"})
 
 
+# The strings a write request stores, scrubbed like event payloads; run ids,
+# times, statuses and resume tokens are identifiers and stay as they are.
+_STORED_TEXT: dict[str, tuple[str, ...]] = {
+    "run.start": ("repo_path", "tasks_dir"),
+    "run.resume": ("reason",),
+    "run.graph": ("nodes", "edges", "levels"),
+    "run.complete": ("error",),
+}
+
+
+def redact_request(msg: Message) -> Message:
+    """A write request with every string it stores scrubbed of secrets."""
+    scrubbed = {k: redact(msg[k]) for k in _STORED_TEXT.get(msg["t"], ()) if k in msg}
+    return {**msg, **scrubbed} if scrubbed else msg
+
+
 def add_events(events: Events, msg: dict[str, Any]) -> None:
-    """Append a message's events to ``events`` as store rows."""
+    """Append a message's events to ``events`` as store rows.
+
+    Every payload and error is scrubbed of secret shapes on the way (a second
+    line behind the orchestrator's own redaction); unit and type are names
+    and stay as they are.
+    """
     run = msg["run"]
     rows = events.rows
     top = events.top.get(run, 0)
@@ -354,8 +376,8 @@ def add_events(events: Events, msg: dict[str, Any]) -> None:
                     unit,
                     task,
                     pr,
-                    None if payload is None else protocol.payload_json(payload),
-                    error,
+                    None if payload is None else payload_json_redacted(payload),
+                    None if error is None else redact_text(error),
                 )
             )
             if seq > top:
@@ -373,8 +395,8 @@ def add_events(events: Events, msg: dict[str, Any]) -> None:
                 get("unit"),
                 get("task"),
                 get("pr"),
-                None if payload is None else protocol.payload_json(payload),
-                get("error"),
+                None if payload is None else payload_json_redacted(payload),
+                None if (error := get("error")) is None else redact_text(error),
             )
         )
         if seq > top:

@@ -13,6 +13,7 @@ growing pause, and the bounded channel slows the clients down meanwhile.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ class Writer:
         # Taken for each ingest batch and each maintenance job: trio's locks
         # are fair, so the two take turns on the one write connection.
         self._turn = trio.Lock()
+        self._refused: weakref.WeakSet[Sender] = weakref.WeakSet()
         # Called after each commit, in the trio thread; must not block.
         self.listeners: list[Callable[[Outcome], None]] = []
 
@@ -132,6 +134,8 @@ class Writer:
         try:
             for inbound in batch:
                 session = inbound.session
+                if session in self._refused:
+                    continue  # already told why; its queued work is dropped quietly
                 for item in inbound.items:
                     if session in out.fatal:
                         break
@@ -226,6 +230,7 @@ class Writer:
         for session, reply in out.replies:
             session.send_nowait(reply)
         for session, (code, message) in out.fatal.items():
+            self._refused.add(session)
             session.fail(code, message)
         for inbound in batch:
             inbound.session.done()
