@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 import trio
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -26,6 +25,7 @@ from choo.orchestrator.discovery import PlanInvalid, discover
 from choo.orchestrator.graph import build_graph
 from choo.orchestrator.status import plan_status, status_table
 from choo.runner import RunError, RunRequest, execute, repo_root_of
+from choo.term import make_console
 from choo_daemon.spool import spool_status
 from protocol.home import Home
 
@@ -42,8 +42,8 @@ app.add_typer(history_app, name="history")
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = make_console()
+err = make_console(stderr=True)
 
 PortOption = Annotated[
     int | None, typer.Option("--port", help="Web UI port (default 8080; 0 picks a free one).")

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -25,6 +24,7 @@ from choo.api import HistoryAPI, HistoryError, HistoryUnavailable
 from choo.config import ConfigError
 from choo.config import load as load_config
 from choo.runner import repo_root_of
+from choo.term import make_console
 from protocol.home import Home
 
 history_app = typer.Typer(
@@ -32,8 +32,8 @@ history_app = typer.Typer(
     no_args_is_help=True,
 )
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = make_console()
+err = make_console(stderr=True)
 
 STATUS_STYLE = {"completed": "green", "failed": "red", "stopped": "yellow", "running": "cyan"}
 UNIT_STYLE = {**STATUS_STYLE, "blocked": "magenta", "queued": "blue", "pending": "dim"}
@@ -121,11 +121,11 @@ def _runs_table(found: history.RunList) -> Table:
     table.title = f"Runs of {escape(where)}" + (f" · {found.status}" if found.status else "")
     table.add_column("ID", no_wrap=True)
     if found.repo is None:
-        table.add_column("Repository")
-    for name in ("Status", "Units done/failed/blocked of total", "Started", "Duration"):
+        table.add_column("Repository", min_width=16, overflow="fold")
+    for name in ("Status", "Done/failed/blocked", "Started", "Duration"):
         table.add_column(name, no_wrap=True)
-    table.add_column("Resumes", justify="right")
-    table.add_column("")
+    table.add_column("Resumes", justify="right", no_wrap=True)
+    table.add_column("", no_wrap=True)
     for run in found.runs:
         row = [run["id"]]
         if found.repo is None:
@@ -367,7 +367,7 @@ def _payload_summary(payload: Any) -> str:
         return "" if payload is None else _clip(json.dumps(payload), 160)
     parts = []
     for key, value in payload.items():
-        if key == "token":
+        if key == "resume_id":
             continue  # the resume request's retry token, no use to a reader
         shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         parts.append(f"{key}={_clip(shown.replace(chr(10), ' '), 60)}")

@@ -81,10 +81,11 @@ _YA29 = re.compile(r"ya29\.")  # needs 9
 def may_hold_secret(text: str, data: bytes | None = None) -> bool:
     """False when ``text`` surely holds none of the shapes below.
 
-    ``data`` is ``text`` encoded as UTF-8, when the caller has it already.
+    ``data`` is ``text`` as UTF-8 JSON, when the caller has it already (its
+    opening bracket gives a prefix at the very start its three bytes of look-back).
     """
     if data is None:
-        data = text.encode("utf-8", "surrogatepass")
+        data = b" " + text.encode("utf-8", "surrogatepass")
     return (
         _TELLTALE.search(data.translate(_FOLD, _DROP)) is not None
         or (("I" in text or "K" in text or "C" in text) and _AWS_GOOGLE.search(text) is not None)
@@ -100,12 +101,14 @@ def may_hold_secret(text: str, data: bytes | None = None) -> bool:
 
 # A credential's name in key=value, "key": "value", KEY: value, --key=value.
 # The keyword may have anything before it (db_password, AWS_SECRET_ACCESS_KEY,
-# clientSecret) and after it only a suffix behind _ or - (password_file), so
-# that "tokenizer" or "keyboard" stay names of something else.
+# clientSecret, storageKey) and after it only a suffix behind _ or -
+# (password_file), so that "tokenizer", "monkey" or "keyboard" stay names of
+# something else.
 _NAME = (
-    r"(?<![A-Za-z0-9_.-])[A-Za-z0-9_.-]*?"
-    r"(?i:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key"
-    r"|private[_-]?key|secret[_-]?key|client[_-]?secret|account[_-]?key)"
+    r"(?<![A-Za-z0-9_.-])"
+    r"(?:[A-Za-z0-9_.-]*?(?i:password|passwd|pwd|secret|token|apikey|accesskey|privatekey"
+    r"|secretkey|accountkey)"
+    r"|(?:[A-Za-z0-9_.-]*[_.-])?(?i:key)|[A-Za-z0-9_.-]*[a-z0-9]Key)"
     r"(?:[_-][A-Za-z0-9_-]*)?(?![A-Za-z0-9.])"
 )
 _AUTHORIZATION = r"\b(?:[Pp]roxy-|PROXY-)?(?:[Aa]uthorization|AUTHORIZATION)"

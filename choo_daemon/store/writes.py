@@ -181,11 +181,11 @@ def append_resume_marker(
     ).fetchone()
     if row is not None and row[1] == RUN_RESUMED and row[2] is not None:
         stored = json.loads(row[2])
-        if isinstance(stored, dict) and stored.get("token") == token:
+        if isinstance(stored, dict) and stored.get("resume_id") == token:
             seq: int = row[0]
             return seq
     seq = max(last, row[0] if row is not None else 0) + 1
-    _append_marker(conn, run_id, seq, time, RUN_RESUMED, {"reason": reason, "token": token})
+    _append_marker(conn, run_id, seq, time, RUN_RESUMED, {"reason": reason, "resume_id": token})
     conn.execute(
         "UPDATE runs SET status = 'running', completed_at = NULL, resume_count = resume_count + 1,"
         " last_seq = ?, event_count = event_count + 1 WHERE id = ?",

@@ -12,7 +12,7 @@ export const ROW_H = 28;
 export const DETAIL_H = 220;
 const OVERSCAN = 10;
 const MAX_PX = 8_000_000;
-const SUMMARY_SKIP = new Set(["graph", "output_tail", "token"]);
+const SUMMARY_SKIP = new Set(["graph", "output_tail", "resume_id"]);
 
 export function category(type) {
   const head = String(type).split(".")[0];

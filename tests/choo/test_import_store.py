@@ -41,7 +41,7 @@ def resumes(conn: apsw.Connection) -> tuple[int, int]:
 
 
 def test_run_resumed_events_count_as_resumes_once(conn: apsw.Connection) -> None:
-    marker = row(3, "run.resumed", '{"reason":"resumed with `choo resume`","token":"t1"}')
+    marker = row(3, "run.resumed", '{"reason":"resumed with `choo resume`","resume_id":"t1"}')
     batch = [row(1, "unit.started"), row(2, "run.stopped", '{"reason":"SIGINT"}'), marker]
     with conn:
         assert store.append_events(conn, batch) == 3

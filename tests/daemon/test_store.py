@@ -324,7 +324,7 @@ def test_resume_appends_a_marker_and_reopens_the_run(conn: apsw.Connection) -> N
     assert seq == 52
     last = stored_events(conn)[-1]
     assert last[1:4] == (52, "2026-01-20T16:00:00.000Z", "run.resumed")
-    assert json.loads(str(last[7])) == {"reason": "user", "token": "tok-1"}
+    assert json.loads(str(last[7])) == {"reason": "user", "resume_id": "tok-1"}
     row = run_row(conn)
     assert (row["status"], row["completed_at"], row["resume_count"]) == ("running", None, 1)
     assert (row["last_seq"], row["event_count"]) == (52, 52)

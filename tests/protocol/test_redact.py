@@ -95,7 +95,8 @@ def build_corpus(seed: int = 20260120) -> list[Secret]:
         f"AccountKey={azure_key};EndpointSuffix=core.windows.net",
         azure_key[:40],
     )
-    add("azure storage key", f"AZURE_STORAGE_KEY={azure_key[::-1]}", azure_key[::-1][:40])
+    storage_key = r(rng, B64, 86) + "=="
+    add("azure storage key", f"AZURE_STORAGE_KEY={storage_key}", storage_key[:40])
     # Code hosting
     token("github classic pat", "gh" + "p_", r(rng, ALNUM, 36))
     token("github oauth token", "gh" + "o_", r(rng, ALNUM, 36))
