@@ -31,6 +31,8 @@ SEND_TIMEOUT = 30.0
 HALF_FRAME_TIMEOUT = 30.0
 MAX_OUTBOX = 8 * 1024 * 1024
 READ_SIZE = 64 * 1024
+# A day count beyond this is no date at all (found by scripts/fuzz_daemon.py).
+MAX_PRUNE_DAYS = 36500
 
 # An event as the store takes it: (run_id, seq, time, type, unit, task, pr, payload, error).
 EventRow = tuple[str, int, str, str, str | None, int | None, int | None, str | None, str | None]
@@ -313,13 +315,13 @@ class Session:
     async def _prune_job(self, msg: Message) -> None:
         req = msg["req"]
         days = msg["older_than_days"]
-        if days < 1:
+        if not 1 <= days <= MAX_PRUNE_DAYS:
             self.send_nowait(
                 {
                     "t": "error",
                     "req": req,
                     "code": "bad_field",
-                    "message": f"older_than_days must be at least 1, got {days}",
+                    "message": f"older_than_days must be 1 to {MAX_PRUNE_DAYS}, got {days}",
                 }
             )
             return

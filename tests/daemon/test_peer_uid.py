@@ -3,6 +3,7 @@ file permissions (opened up here on purpose) would let that peer connect."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import stat
@@ -42,10 +43,9 @@ def _exchange_as(uid: int, path: str, frame: bytes) -> tuple[int, bytes]:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.settimeout(10)
                 sock.connect(path)
-                try:
+                # Refused already, maybe: what it said is still there to read.
+                with contextlib.suppress(BrokenPipeError):
                     sock.sendall(frame)
-                except BrokenPipeError:
-                    pass  # refused already: what it said is still there to read
                 while True:
                     try:
                         chunk = sock.recv(65536)

@@ -69,7 +69,11 @@ def build_corpus(seed: int = 20260120) -> list[Secret]:
     # Cloud providers
     akia = "AK" + "IA" + r(rng, UPPER_DIGITS, 16)
     add("aws access key id", f"aws_access_key_id = {akia}", akia)
-    add("aws key id, bare", f"The AWS Access Key Id {'AS' + 'IA'}{akia[4:]} does not exist", akia[4:])
+    add(
+        "aws key id, bare",
+        f"The AWS Access Key Id {'AS' + 'IA'}{akia[4:]} does not exist",
+        akia[4:],
+    )
     aws_secret = r(rng, B64, 40)
     add("aws secret access key", f"aws_secret_access_key={aws_secret}", aws_secret)
     add("aws .env line", f"AWS_SECRET_ACCESS_KEY={aws_secret[::-1]}", aws_secret[::-1])
@@ -103,14 +107,30 @@ def build_corpus(seed: int = 20260120) -> list[Secret]:
     token("github app installation token", "gh" + "s_", r(rng, ALNUM, 36))
     token("github user-to-server token", "gh" + "u_", r(rng, ALNUM, 36))
     token("github refresh token", "gh" + "r_", r(rng, ALNUM, 76))
-    token("github fine-grained pat", "github" + "_pat_", f"11{r(rng, UPPER_DIGITS, 20)}_{r(rng, ALNUM, 59)}")
+    token(
+        "github fine-grained pat",
+        "github" + "_pat_",
+        f"11{r(rng, UPPER_DIGITS, 20)}_{r(rng, ALNUM, 59)}",
+    )
     token("gitlab pat", "gl" + "pat-", r(rng, URLSAFE, 20))
     token("gitlab runner token", "gl" + "rt-", r(rng, URLSAFE, 20))
     token("gitlab deploy token", "gl" + "dt-", r(rng, URLSAFE, 20))
     # Chat
-    token("slack bot token", "xo" + "xb-", f"{r(rng, string.digits, 12)}-{r(rng, string.digits, 13)}-{r(rng, ALNUM, 24)}")
-    token("slack user token", "xo" + "xp-", f"{r(rng, string.digits, 12)}-{r(rng, string.digits, 13)}-{r(rng, ALNUM, 32)}")
-    token("slack app token", "xa" + "pp-1-", f"A{r(rng, UPPER_DIGITS, 10)}-{r(rng, string.digits, 13)}-{r(rng, HEX, 64)}")
+    token(
+        "slack bot token",
+        "xo" + "xb-",
+        f"{r(rng, string.digits, 12)}-{r(rng, string.digits, 13)}-{r(rng, ALNUM, 24)}",
+    )
+    token(
+        "slack user token",
+        "xo" + "xp-",
+        f"{r(rng, string.digits, 12)}-{r(rng, string.digits, 13)}-{r(rng, ALNUM, 32)}",
+    )
+    token(
+        "slack app token",
+        "xa" + "pp-1-",
+        f"A{r(rng, UPPER_DIGITS, 10)}-{r(rng, string.digits, 13)}-{r(rng, HEX, 64)}",
+    )
     hook = f"T{r(rng, UPPER_DIGITS, 8)}/B{r(rng, UPPER_DIGITS, 10)}/{r(rng, ALNUM, 24)}"
     add("slack webhook url", f"posting to https://hooks.slack.com/services/{hook} failed", hook)
     discord = f"M{r(rng, ALNUM, 23)}.{r(rng, URLSAFE, 6)}.{r(rng, URLSAFE, 27)}"
@@ -154,7 +174,12 @@ def build_corpus(seed: int = 20260120) -> list[Secret]:
     api_key = r(rng, HEX, 32)
     add("x-api-key header", f"X-Api-Key: {api_key}", api_key)
     # Private keys
-    for label in ("RSA PRIVATE KEY", "EC PRIVATE KEY", "OPENSSH PRIVATE KEY", "ENCRYPTED PRIVATE KEY"):
+    for label in (
+        "RSA PRIVATE KEY",
+        "EC PRIVATE KEY",
+        "OPENSSH PRIVATE KEY",
+        "ENCRYPTED PRIVATE KEY",
+    ):
         block, core = _pem(rng, label)
         add(f"pem {label.lower()}", f"key file:\n{block}\nend of file", core)
     # Passwords
@@ -271,7 +296,11 @@ def test_payload_json_redacted_scrubs_nested_values(secret: Secret) -> None:
 
 
 def test_payload_json_redacted_is_plain_json_without_secrets() -> None:
-    payload = {"title": "ok: 42 tests passed", "n": [1, 2.5, None, True], "u": "é \u200f \U0001f600"}
+    payload = {
+        "title": "ok: 42 tests passed",
+        "n": [1, 2.5, None, True],
+        "u": "é \u200f \U0001f600",
+    }
     assert payload_json_redacted(payload) == orjson.dumps(payload).decode()
 
 

@@ -183,3 +183,48 @@ async def test_a_missing_index_is_a_json_404(serve_app: Any, tmp_path: Path) -> 
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
     assert "index.html" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/static/app.js", "/api/history/runs", "/api/history/runs/run_w",
+     "/api/history/runs/run_w/events", "/api/history/runs/run_w/stream", "/api/live"],
+)  # fmt: skip
+async def test_state_changing_methods_are_refused_and_change_nothing(
+    web: httpx.AsyncClient, history: History, method: str, path: str
+) -> None:
+    await history.start("run_w")
+    before = (await web.get("/api/history/runs")).json()
+    response = await web.request(method, path, json={"status": "completed", "run": "run_x"})
+    assert response.status_code == 405, response.text
+    assert response.json()["error"]["code"] == "method_not_allowed"
+    assert response.headers["allow"] == "GET, HEAD"
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers[name] == value
+    assert (await web.get("/api/history/runs")).json() == before
+
+
+async def test_a_foreign_host_is_refused_before_the_method_is_looked_at(
+    web: httpx.AsyncClient,
+) -> None:
+    response = await web.post("/api/repos", headers={"Host": "evil.example"}, json={})
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "forbidden_host"
+
+
+async def test_the_ui_page_carries_a_csp_without_inline_script(web: httpx.AsyncClient) -> None:
+    page = await web.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    csp = {
+        part.split()[0]: part.split()[1:]
+        for part in page.headers["content-security-policy"].split(";")
+        if part.strip()
+    }
+    assert csp["script-src"] == ["'self'"] and csp["default-src"] == ["'self'"]
+    assert csp["object-src"] == ["'none'"] and csp["frame-ancestors"] == ["'none'"]
+    assert csp["base-uri"] == ["'none'"]
+    assert "unsafe" not in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert "<script>" not in page.text  # no inline script for a CSP to have to allow
