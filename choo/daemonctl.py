@@ -95,10 +95,14 @@ def daemon_command(
 def start(
     home: Home, settings: DaemonSettings | None = None, *, timeout: float = START_TIMEOUT
 ) -> StartResult:
-    """Start a detached daemon unless one answers already; wait until it does."""
+    """Start a detached daemon unless one answers already; wait until it does.
+
+    "Answers" means its socket takes a status request and its web server is
+    up (the daemon opens the socket first, the web server a moment later).
+    """
     status = query_status(home)
     if status is not None:
-        return StartResult(status, already_running=True)
+        return StartResult(_wait_for_web(home, status, timeout), already_running=True)
     problem = home.socket_path_problem()
     if problem:
         raise DaemonControlError(problem)
@@ -117,7 +121,7 @@ def start(
     while time.monotonic() < deadline:
         code = process.poll()
         status = query_status(home, timeout=1.0)
-        if status is not None:
+        if status is not None and status.get("web"):
             return StartResult(status, already_running=code == EXIT_ALREADY_RUNNING)
         if code is not None and code != EXIT_ALREADY_RUNNING:
             raise DaemonControlError(
@@ -129,6 +133,14 @@ def start(
         f"the daemon did not answer on {home.socket} within {timeout:g} s.\n"
         + _log_excerpt(home.log, log_offset)
     )
+
+
+def _wait_for_web(home: Home, status: dict[str, Any], timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while not status.get("web") and time.monotonic() < deadline:
+        time.sleep(0.02)
+        status = query_status(home) or status
+    return status
 
 
 def stop(home: Home, *, timeout: float = STOP_TIMEOUT) -> int | None:

@@ -10,6 +10,7 @@ its socket. The pid file is held by the caller (``__main__``) around it.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import time
@@ -29,7 +30,6 @@ from choo_daemon.session import Inbound, Session
 from choo_daemon.spool import import_spool, spool_status
 from choo_daemon.store import utc_now
 from choo_daemon.writer import Writer
-from choo_web.app import create_app, serve_web
 from protocol.home import Home
 
 log = logging.getLogger("choo.daemon")
@@ -95,18 +95,12 @@ class Daemon:
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.writer.serve, receive)
-                app = create_app(
-                    self.status,
-                    reader=self.reader,
-                    live=self.hub,
-                    allowed_hosts=[self.options.host],
-                )
-                self.web_url = await nursery.start(
-                    serve_web, app, self.options.host, self.options.port, self._shutdown.wait
-                )
-                self._jobs = await nursery.start(self._serve_jobs, send.clone())
+                # The socket first: orchestrators can stream while the web
+                # stack (the slowest part to import) is still loading.
                 listener = await open_unix_listener(self.home.socket)
                 nursery.start_soon(self._serve_clients, listener, send)
+                self._jobs = await nursery.start(self._serve_jobs, send.clone())
+                self.web_url = await nursery.start(self._serve_web)
                 log.info(
                     "daemon %s ready: pid %d, socket %s, web %s, database %s",
                     self.version,
@@ -124,6 +118,23 @@ class Daemon:
             with contextlib.suppress(FileNotFoundError):
                 self.home.socket.unlink()
         log.info("daemon stopped; %d events stored in all", self.writer.events_stored)
+
+    async def _serve_web(self, *, task_status: trio.TaskStatus[str]) -> None:
+        # quart and hypercorn take a while to import: do it off the event
+        # loop, so that the socket answers meanwhile.
+        web = await trio.to_thread.run_sync(importlib.import_module, "choo_web.app")
+        create_app, serve_web = web.create_app, web.serve_web
+
+        app = create_app(
+            self.status, reader=self.reader, live=self.hub, allowed_hosts=[self.options.host]
+        )
+        await serve_web(
+            app,
+            self.options.host,
+            self.options.port,
+            self._shutdown.wait,
+            task_status=task_status,
+        )
 
     async def _serve_jobs(
         self,

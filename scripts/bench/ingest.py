@@ -95,8 +95,17 @@ def worker(index: int, events: int, rate: float, go_at: float) -> None:
 def run_clients(clients: int, events: int, rate: float) -> tuple[float, list[float]]:
     """Wall time from the common start to the last ack, and the ack latencies."""
     go_at = time.time() + 1.5 + 0.25 * clients  # after every client has started up
-    argv = [sys.executable, __file__, "--worker", "--events", str(events), "--rate", str(rate),
-            "--go-at", str(go_at)]
+    argv = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--events",
+        str(events),
+        "--rate",
+        str(rate),
+        "--go-at",
+        str(go_at),
+    ]
     procs = [
         subprocess.Popen([*argv, "--index", str(i)], stdout=subprocess.PIPE, text=True)
         for i in range(clients)
