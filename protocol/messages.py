@@ -101,8 +101,7 @@ SCHEMAS: Final[dict[str, tuple[Field, ...]]] = {
 }
 
 REQUESTS: Final = frozenset(
-    {"run.start", "run.resume", "run.graph", "run.complete", "history.prune", "status",
-     "shutdown"}
+    {"run.start", "run.resume", "run.graph", "run.complete", "history.prune", "status", "shutdown"}
 )
 # Types whose schema has a "run" field; elsewhere "run" is an ignored extra field.
 _WITH_RUN: Final = frozenset(

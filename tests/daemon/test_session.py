@@ -303,7 +303,7 @@ async def test_shutdown_commits_and_acks_what_was_received(daemon: Daemon, home:
             ok = msg == {"t": "ok", "req": 9, "data": {}}
     assert await peer.closed()
     with trio.fail_after(10):
-        while home.socket.exists():  # noqa: ASYNC110 - a file, not a trio condition
+        while home.socket.exists():
             await trio.sleep(0.01)
     assert stored(home, "select count(*), max(seq) from events") == [(n, n)]
 

@@ -285,5 +285,5 @@ async def test_reads_share_a_small_pool_that_closes_with_the_daemon(
 
     daemon.request_shutdown()
     with trio.fail_after(10):
-        while daemon.reader.statistics()["connections_open"]:  # noqa: ASYNC110
+        while daemon.reader.statistics()["connections_open"]:
             await trio.sleep(0.01)

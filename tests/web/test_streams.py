@@ -362,5 +362,5 @@ async def test_a_client_leaving_mid_replay_is_unsubscribed(
             assert daemon.hub.statistics()["subscribers"] == 1
         with trio.fail_after(10):
             # The server notices the hang-up on its own time; the hub has no event for it.
-            while daemon.hub.statistics()["subscribers"]:  # noqa: ASYNC110
+            while daemon.hub.statistics()["subscribers"]:
                 await trio.sleep(0.01)
