@@ -168,7 +168,9 @@ def _read_tasks(directory: Path, problems: list[Problem]) -> list[Task]:
     tasks = []
     for path in entries:
         match = TASK_FILE.match(path.name)
-        if match is None or not path.is_file():
+        # A folder named like a task is not one; a link to nowhere is a
+        # task file that cannot be read, reported as such by _read.
+        if match is None or path.is_dir():
             continue
         meta, body = _read(path, problems)
         fields = _Fields(path, meta, problems)
