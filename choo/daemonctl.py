@@ -24,6 +24,7 @@ from choo.config import Config
 from choo_daemon.pidfile import is_locked, read_pid
 from protocol.home import Home
 
+MAX_RESPAWNS = 3
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 15.0
 STALE_SOCKET_RETRY = 0.2
@@ -108,22 +109,26 @@ def start(
         raise DaemonControlError(problem)
     home.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     log_offset = home.log.stat().st_size if home.log.exists() else 0
-    with open(home.log, "ab") as log:
-        process = subprocess.Popen(
-            daemon_command(home, settings),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-            close_fds=True,
-        )
+    process = _spawn(home, settings)
+    respawns = 0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         code = process.poll()
         status = query_status(home, timeout=1.0)
         if status is not None and status.get("web"):
             return StartResult(status, already_running=code == EXIT_ALREADY_RUNNING)
-        if code is not None and code != EXIT_ALREADY_RUNNING:
+        if (
+            code is not None
+            and code < 0
+            and respawns < MAX_RESPAWNS
+            and not is_locked(home.pidfile)
+        ):
+            # Killed by a signal before it answered (a crash, an OOM kill):
+            # nobody else holds CHOO_HOME, so try again.
+            respawns += 1
+            process = _spawn(home, settings)
+            continue
+        if code is not None and code > 0 and code != EXIT_ALREADY_RUNNING:
             raise DaemonControlError(
                 f"the daemon exited with code {code} while starting.\n"
                 + _log_excerpt(home.log, log_offset)
@@ -133,6 +138,27 @@ def start(
         f"the daemon did not answer on {home.socket} within {timeout:g} s.\n"
         + _log_excerpt(home.log, log_offset)
     )
+
+
+# Daemons this process started. They outlive us, detached; holding on to
+# them lets us reap the ones that exit before we do (no zombies, and no
+# "subprocess is still running" warning when a Popen is dropped).
+_DETACHED: list[subprocess.Popen[bytes]] = []
+
+
+def _spawn(home: Home, settings: DaemonSettings | None) -> subprocess.Popen[bytes]:
+    _DETACHED[:] = [p for p in _DETACHED if p.poll() is None]
+    with open(home.log, "ab") as log:
+        process = subprocess.Popen(
+            daemon_command(home, settings),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+        )
+    _DETACHED.append(process)
+    return process
 
 
 def _wait_for_web(home: Home, status: dict[str, Any], timeout: float) -> dict[str, Any]:
