@@ -19,6 +19,7 @@ from pathlib import Path
 import trio
 
 from choo_daemon.daemon import Daemon, DaemonOptions
+from choo_daemon.dbproc import DbProcessGone
 from choo_daemon.pidfile import AlreadyRunning, hold_pidfile
 from choo_daemon.store import StoreError
 from protocol.home import Home
@@ -77,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         if isinstance(cause, OSError):
             log.error("cannot start: %s", cause)
+            return 1
+        if isinstance(cause, DbProcessGone):
+            log.error("stopping: %s; nothing acked is lost, start the daemon again", cause)
             return 1
         raise
     return 0

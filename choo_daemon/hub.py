@@ -115,8 +115,10 @@ class LiveHub:
     def publish(self, outcome: Outcome) -> None:
         """Hand one commit to every interested subscriber (a writer listener)."""
         self._published += 1
+        if not self._subscribers:
+            return  # not even the rows are made
         rows, changes = outcome.rows, outcome.runs_changed
-        if not self._subscribers or not (rows or changes):
+        if not (rows or changes):
             return
         everything = Batch(rows, changes)
         by_run: dict[str, tuple[list[EventRow], list[Change]]] | None = None

@@ -91,12 +91,12 @@ class Orphans:
         if run not in self._owner or self._owner[run] is not None:
             return  # finished, or someone speaks for it again
         del self._owner[run]
-        seq = await self.writer.run_in_writer(lambda conn: _mark(conn, run, reason))
+        seq = await self.writer.run_in_writer(stop_run, run, reason)
         if seq is not None:
             log.warning("run %s marked stopped: %s", run, reason)
 
 
-def _mark(conn: apsw.Connection, run: str, reason: str) -> Any:
+def stop_run(conn: apsw.Connection, run: str, reason: str) -> Any:
     with conn:
         try:
             return store.mark_stopped(conn, run, time=store.utc_now(), reason=reason)

@@ -34,15 +34,11 @@ async def prune(
     """Delete (or, with ``dry_run``, only list) the runs retention removes."""
     limit = cutoff(older_than_days)
     if dry_run:
-        runs: list[dict[str, Any]] = await writer.run_in_writer(
-            lambda conn: store.old_runs(conn, limit)
-        )
+        runs: list[dict[str, Any]] = await writer.run_in_writer(store.old_runs, limit)
         return runs
     removed: list[dict[str, Any]] = []
     while True:
-        batch: list[dict[str, Any]] = await writer.run_in_writer(
-            lambda conn: _delete_batch(conn, limit)
-        )
+        batch: list[dict[str, Any]] = await writer.run_in_writer(_delete_batch, limit)
         removed += batch
         if len(batch) < BATCH_RUNS:
             return removed

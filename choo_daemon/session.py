@@ -40,10 +40,39 @@ EventRow = tuple[str, int, str, str, str | None, int | None, int | None, str | N
 
 @dataclass(eq=False, slots=True)
 class Events:
-    """Consecutive events of one read, ready to insert, with the top seq per run."""
+    """Consecutive event messages of one read, checked, with the top seq per run.
 
-    rows: list[EventRow] = field(default_factory=list)
+    The database process gets their frame bodies as they came and turns
+    them into rows itself (``add_rows``); here they are turned into rows
+    only if someone watches live (``rows``).
+    """
+
+    messages: list[Message] = field(default_factory=list)
     top: dict[str, int] = field(default_factory=dict)
+    count: int = 0
+
+    def add(self, msg: Message) -> None:
+        run = msg["run"]
+        if msg["t"] == "events":
+            items = msg["items"]
+            seq = max(item[0] for item in items)
+            self.count += len(items)
+        else:
+            seq = msg["seq"]
+            self.count += 1
+        if seq > self.top.get(run, 0):
+            self.top[run] = seq
+        self.messages.append(msg)
+
+    @property
+    def bodies(self) -> list[bytes]:
+        return [msg[protocol.BODY] for msg in self.messages]
+
+    def rows(self) -> list[EventRow]:
+        rows: list[EventRow] = []
+        for msg in self.messages:
+            add_rows(rows, msg)
+        return rows
 
 
 Work = Events | Message
@@ -66,7 +95,7 @@ class Inbound:
 
     @property
     def size(self) -> int:
-        return sum(len(i.rows) if type(i) is Events else 1 for i in self.items)
+        return sum(i.count if type(i) is Events else 1 for i in self.items)
 
 
 class Session:
@@ -156,7 +185,7 @@ class Session:
                 return
 
     async def _read(self, send: trio.MemorySendChannel[Inbound]) -> None:
-        decoder = protocol.FrameDecoder()
+        decoder = protocol.FrameDecoder(keep_event_bodies=True)
         greeted = False
         hello_by = trio.current_time() + HANDSHAKE_TIMEOUT
         partial_by = float("inf")  # when an incomplete frame must be whole
@@ -245,12 +274,7 @@ class Session:
                 if events is None:
                     events = Events()
                     items.append(events)
-                try:
-                    add_events(events, msg)
-                except ProtocolError as exc:
-                    self.fail(exc.code, exc.message)
-                    ok = False
-                    break
+                events.add(msg)
                 if msg["run"] not in self._runs:
                     self._runs.add(msg["run"])
                     self.daemon.orphans.claim(msg["run"], self)
@@ -357,16 +381,14 @@ def redact_request(msg: Message) -> Message:
     return {**msg, **scrubbed} if scrubbed else msg
 
 
-def add_events(events: Events, msg: dict[str, Any]) -> None:
-    """Append a message's events to ``events`` as store rows.
+def add_rows(rows: list[EventRow], msg: dict[str, Any]) -> None:
+    """Append an event message's events to ``rows``, as the store takes them.
 
     Every payload and error is scrubbed of secret shapes on the way (a second
     line behind the orchestrator's own redaction); unit and type are names
-    and stay as they are.
+    and stay as they are. Raises BadField for a payload JSON cannot hold.
     """
     run = msg["run"]
-    rows = events.rows
-    top = events.top.get(run, 0)
     if msg["t"] == "events":
         for seq, time, type_, unit, task, pr, payload, error in msg["items"]:
             rows.append(
@@ -382,25 +404,19 @@ def add_events(events: Events, msg: dict[str, Any]) -> None:
                     None if error is None else redact_text(error),
                 )
             )
-            if seq > top:
-                top = seq
-    else:
-        get = msg.get
-        payload = get("payload")
-        seq = msg["seq"]
-        rows.append(
-            (
-                run,
-                seq,
-                msg["time"],
-                msg["type"],
-                get("unit"),
-                get("task"),
-                get("pr"),
-                None if payload is None else payload_json_redacted(payload),
-                None if (error := get("error")) is None else redact_text(error),
-            )
+        return
+    get = msg.get
+    payload = get("payload")
+    rows.append(
+        (
+            run,
+            msg["seq"],
+            msg["time"],
+            msg["type"],
+            get("unit"),
+            get("task"),
+            get("pr"),
+            None if payload is None else payload_json_redacted(payload),
+            None if (error := get("error")) is None else redact_text(error),
         )
-        if seq > top:
-            top = seq
-    events.top[run] = top
+    )

@@ -18,7 +18,7 @@ from typing import Any
 import trio
 
 import protocol
-from choo_daemon.session import Events, Inbound, Work, add_events
+from choo_daemon.session import Events, Inbound, Work
 from protocol import Message
 
 log = logging.getLogger("choo.daemon")
@@ -60,7 +60,7 @@ class SpoolFile:
 
 def read_work(path: Path) -> list[Work]:
     """A spool file as writer work, in its original order."""
-    decoder = protocol.FrameDecoder()
+    decoder = protocol.FrameDecoder(keep_event_bodies=True)
     messages = decoder.feed(path.read_bytes())
     decoder.eof()
     items: list[Work] = []
@@ -70,7 +70,7 @@ def read_work(path: Path) -> list[Work]:
             if events is None:
                 events = Events()
                 items.append(events)
-            add_events(events, msg)
+            events.add(msg)
         elif msg["t"] in _IMPORTED:
             events = None
             items.append(msg)
@@ -96,7 +96,7 @@ async def _import_one(path: Path, send: trio.MemorySendChannel[Inbound]) -> None
     except (OSError, protocol.ProtocolError) as exc:
         _set_aside(path, f"cannot be read: {exc}")
         return
-    events = sum(len(i.rows) for i in items if isinstance(i, Events))
+    events = sum(i.count for i in items if isinstance(i, Events))
     if items:
         file = SpoolFile(path)
         await send.send(Inbound(file, items))

@@ -1,9 +1,9 @@
 """The single writer: the only task that writes the history database.
 
 Sessions hand it ``Inbound`` items through a bounded channel. It takes all
-that is ready (up to a cap), applies it in one ``BEGIN IMMEDIATE``
-transaction in a worker thread, commits, and only then acks the events and
-answers the requests. An ack therefore always means "on disk".
+that is ready (up to a cap) and has the database process (``dbproc``) apply
+it in one ``BEGIN IMMEDIATE`` transaction and commit; only then does it ack
+the events and answer the requests. An ack therefore always means "on disk".
 
 When a commit fails for a reason that can pass (disk full, read-only file,
 I/O error, lock), nothing is acked: the batch is kept and retried with a
@@ -20,19 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import apsw
 import trio
 
-from choo_daemon import store
+from choo_daemon.dbproc import DbProcess, DbProcessError, Op, Passing, Pending
 from choo_daemon.session import EventRow, Events, Inbound, Sender
+from choo_daemon.store import StoreError
 from protocol import Message
 
 log = logging.getLogger("choo.daemon")
 
 MAX_BATCH_EVENTS = 5_000
 RETRY_FIRST, RETRY_MAX = 0.05, 5.0
-# Failures of the disk or the file, not of the data: worth retrying.
-_PASSING = (apsw.FullError, apsw.IOError, apsw.ReadOnlyError, apsw.BusyError, apsw.CantOpenError)
 
 
 @dataclass
@@ -44,23 +42,27 @@ class Outcome:
     fatal: dict[Sender, tuple[str, str]] = field(default_factory=dict)
     inserted: int = 0
     runs_created: int = 0
-    # For live listeners: every event row applied (duplicates included, in
-    # order) and every run whose state changed, as (run_id, request type).
-    rows: list[EventRow] = field(default_factory=list)
+    # For live listeners: the events applied and every run whose state
+    # changed, as (run_id, request type).
+    events: list[Events] = field(default_factory=list)
     runs_changed: list[tuple[str, str]] = field(default_factory=list)
+    _rows: list[EventRow] | None = None
+
+    @property
+    def rows(self) -> list[EventRow]:
+        """Every event row applied, duplicates included, in order (made on first use)."""
+        if self._rows is None:
+            self._rows = [row for events in self.events for row in events.rows()]
+        return self._rows
 
 
 class Writer:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, db: DbProcess | None = None) -> None:
         self.path = path
-        self.conn: apsw.Connection | None = None
-        self._known_runs: set[str] = set()
+        self._db = db  # started early by __main__, or by serve()
         self.events_stored = 0
         self.runs_stored = 0
         self.failing: str | None = None  # why commits fail right now, for status
-        # Taken for each ingest batch and each maintenance job: trio's locks
-        # are fair, so the two take turns on the one write connection.
-        self._turn = trio.Lock()
         self._refused: weakref.WeakSet[Sender] = weakref.WeakSet()
         # Called after each commit, in the trio thread; must not block.
         self.listeners: list[Callable[[Outcome], None]] = []
@@ -71,150 +73,131 @@ class Writer:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        self.conn = await trio.to_thread.run_sync(store.open_write_connection, self.path)
-        try:
-            totals = await trio.to_thread.run_sync(store.counts, self.conn)
-            self.events_stored, self.runs_stored = totals["events"], totals["runs"]
-            task_status.started()
-            async with receive:
-                async for first in receive:
-                    batch = _take_ready(first, receive)
-                    async with self._turn:
-                        outcome = await self._commit(batch)
-                    self._answer(batch, outcome)
-        finally:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self._close)
-
-    async def run_in_writer(self, fn: Callable[[apsw.Connection], Any]) -> Any:
-        """Run ``fn(conn)`` on the write connection, between two ingest batches.
-
-        For maintenance (retention): keep each call short, one small
-        transaction, so that ingest is never held up for long. ``fn`` must
-        not touch runs the writer caches as known (it may delete them: the
-        cache is cleared after).
-        """
-        async with self._turn:
-            assert self.conn is not None
+        db = self._db = self._db or DbProcess.spawn(self.path)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(db.serve_answers)
             try:
-                return await trio.to_thread.run_sync(fn, self.conn)
+                try:
+                    totals = await db.request("open")
+                except DbProcessError as exc:
+                    raise StoreError(exc.why) from None
+                self.events_stored, self.runs_stored = totals["events"], totals["runs"]
+                task_status.started()
+                await self._pipeline(db, receive)
             finally:
-                self._known_runs.clear()
+                await db.aclose()
 
-    async def _commit(self, batch: list[Inbound]) -> Outcome:
-        pause = RETRY_FIRST
+    async def _pipeline(self, db: DbProcess, receive: trio.MemoryReceiveChannel[Inbound]) -> None:
+        """Send batches as they are ready, up to ``DbProcess.SLOTS`` ahead of the answers."""
+        window = trio.Semaphore(DbProcess.SLOTS)
+        to_collect, collect = trio.open_memory_channel[_Flight](DbProcess.SLOTS)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._collect, db, collect, window)
+            async with to_collect, receive:
+                slot = 0
+                async for first in receive:
+                    flight = self._prepare(_take_ready(first, receive))
+                    await window.acquire()
+                    flight.pending = await db.submit("apply", flight.ops, False, slot=slot)
+                    slot = (slot + 1) % DbProcess.SLOTS
+                    await to_collect.send(flight)
+
+    async def run_in_writer(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Return ``fn(conn, *args)`` run on the write connection, between two batches.
+
+        For maintenance (retention, orphans): keep each call short, one small
+        transaction, so that ingest is never held up for long. Jobs also run
+        while a failing batch waits to be tried again (a prune may be what
+        frees the disk). It runs in the database process, so ``fn`` must be
+        a module-level function and its arguments and result plain data. A
+        failure raises DbProcessError.
+        """
+        assert self._db is not None, "the writer is not serving"
+        return await self._db.request("call", fn, args)
+
+    def _prepare(self, batch: list[Inbound]) -> _Flight:
+        flight = _Flight(batch)
+        for inbound in batch:
+            if inbound.session in self._refused:
+                continue  # already told why; its queued work is dropped quietly
+            sid = flight.senders.setdefault(inbound.session, len(flight.senders))
+            for item in inbound.items:
+                if type(item) is Events:
+                    flight.ops.append((sid, ("events", item.bodies, item.top)))
+                else:
+                    flight.ops.append((sid, ("request", item)))
+        return flight
+
+    async def _collect(
+        self,
+        db: DbProcess,
+        collect: trio.MemoryReceiveChannel[_Flight],
+        window: trio.Semaphore,
+    ) -> None:
+        """Take the answers in order, ack and reply; recover a batch that failed.
+
+        Once a batch had to be sent again, the ones behind it were refused
+        and must be too, in order, before anything new goes out: so their
+        places in the window are kept until a batch passes at once, or none
+        is left in flight.
+        """
+        held = 0
+        async with collect:
+            while True:
+                try:
+                    flight = collect.receive_nowait()
+                except trio.WouldBlock:
+                    for _ in range(held):
+                        window.release()
+                    held = 0
+                    try:
+                        flight = await collect.receive()
+                    except trio.EndOfChannel:
+                        return
+                except trio.EndOfChannel:
+                    return
+                outcome, again = await self._outcome_of(db, flight)
+                self._answer(flight.batch, outcome)
+                if again:
+                    held += 1
+                else:
+                    for _ in range(held + 1):
+                        window.release()
+                    held = 0
+
+    async def _outcome_of(self, db: DbProcess, flight: _Flight) -> tuple[Outcome, bool]:
+        """The batch's outcome, and whether it had to be sent again."""
+        assert flight.pending is not None
+        pending, pause, again = flight.pending, RETRY_FIRST, False
         while True:
             try:
-                outcome = await trio.to_thread.run_sync(self._apply, batch)
-            except _PASSING as exc:
+                applied = await db.result(pending)
+            except Passing as exc:
                 if self.failing is None:
                     log.error("cannot write %s: %s; holding acks and retrying", self.path, exc)
-                self.failing = str(exc)
-                await trio.sleep(pause)
-                pause = min(pause * 2, RETRY_MAX)
-                continue
-            except Exception as exc:
+                self.failing = exc.why
+                applied = None
+            except DbProcessError as exc:
+                if type(exc) is not DbProcessError:
+                    raise  # the process is gone: the daemon cannot go on
                 # Not the disk: something in this batch the store refuses. Drop
                 # the connections that sent it, never the daemon.
-                log.exception("a batch could not be written; dropping its senders")
+                log.error("a batch could not be written; dropping its senders\n%s", exc.detail)
                 outcome = Outcome()
-                for inbound in batch:
-                    outcome.fatal[inbound.session] = ("internal", f"could not store: {exc}")
-                return outcome
+                for sender in flight.senders:
+                    outcome.fatal[sender] = ("internal", f"could not store: {exc.why}")
+                return outcome, again
+            if applied is not None:
+                if self.failing is not None:
+                    log.info("writing %s again; ingest resumed", self.path)
+                    self.failing = None
+                return _outcome(applied, list(flight.senders), flight.batch), again
+            # Failed, or refused behind one that failed: send it again, after a pause.
             if self.failing is not None:
-                log.info("writing %s again; ingest resumed", self.path)
-                self.failing = None
-            return outcome
-
-    def _apply(self, batch: list[Inbound]) -> Outcome:
-        conn = self.conn
-        assert conn is not None
-        out = Outcome()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for inbound in batch:
-                session = inbound.session
-                if session in self._refused:
-                    continue  # already told why; its queued work is dropped quietly
-                for item in inbound.items:
-                    if session in out.fatal:
-                        break
-                    if type(item) is Events:
-                        self._events(conn, session, item, out)
-                    else:
-                        out.replies.append((session, self._request(conn, item, out)))  # type: ignore[arg-type]
-            conn.execute("COMMIT")
-        except BaseException:
-            # SQLite may have rolled back already (after SQLITE_FULL, for one).
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            self._known_runs.clear()  # a rolled-back run.start must not stay "known"
-            raise
-        return out
-
-    def _events(self, conn: apsw.Connection, session: Sender, events: Events, out: Outcome) -> None:
-        for run in events.top:
-            if run not in self._known_runs:
-                if not store.run_exists(conn, run):
-                    out.fatal[session] = (
-                        "unknown_run",
-                        f'event for run "{run}", which was never started (send run.start first)',
-                    )
-                    return
-                self._known_runs.add(run)
-        out.inserted += store.append_events(conn, events.rows)
-        out.rows += events.rows
-        acks = out.acks[session]
-        for run, seq in events.top.items():
-            if seq > acks.get(run, 0):
-                acks[run] = seq
-
-    def _request(self, conn: apsw.Connection, msg: Message, out: Outcome) -> Message:
-        req, run = msg["req"], msg["run"]
-        try:
-            with conn:  # a savepoint: a refused request leaves the batch intact
-                data = self._apply_request(conn, msg, out)
-        except store.StoreError as exc:
-            code = "bad_field" if isinstance(exc, store.BadParameter) else exc.code
-            return {"t": "error", "req": req, "code": code, "message": str(exc)}
-        self._known_runs.add(run)
-        out.runs_changed.append((run, msg["t"]))
-        return {"t": "ok", "req": req, "data": data}
-
-    def _apply_request(self, conn: apsw.Connection, msg: Message, out: Outcome) -> dict[str, Any]:
-        kind, run = msg["t"], msg["run"]
-        if kind == "run.start":
-            created = store.create_run(
-                conn,
-                run_id=run,
-                repo_path=msg["repo_path"],
-                started_at=msg["started_at"],
-                parallelism=msg["parallelism"],
-                total_units=msg["total_units"],
-                tasks_dir=msg.get("tasks_dir"),
-                dry_run=bool(msg.get("dry_run", False)),
-            )
-            out.runs_created += created
-            return {"run": run, "created": created}
-        if kind == "run.resume":
-            seq = store.append_resume_marker(
-                conn, run, time=msg["time"], token=msg["token"], reason=msg.get("reason")
-            )
-            return {"run": run, "last_seq": seq}
-        if kind == "run.graph":
-            store.store_graph(conn, run, msg["nodes"], msg["edges"], msg["levels"])
-            return {}
-        store.complete_run(
-            conn,
-            run,
-            status=msg["status"],
-            completed_at=msg["completed_at"],
-            completed_units=msg["completed_units"],
-            failed_units=msg["failed_units"],
-            blocked_units=msg["blocked_units"],
-            error=msg.get("error"),
-        )
-        return {}
+                await trio.sleep(pause)
+                pause = min(pause * 2, RETRY_MAX)
+            again = True
+            pending = await db.submit("apply", flight.ops, True)
 
     def _answer(self, batch: list[Inbound], out: Outcome) -> None:
         self.events_stored += out.inserted
@@ -235,15 +218,36 @@ class Writer:
         for inbound in batch:
             inbound.session.done()
 
-    def _close(self) -> None:
-        if self.conn is None:
-            return
-        try:
-            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except apsw.Error as exc:
-            log.warning("checkpoint at shutdown failed: %s", exc)
-        self.conn.close()
-        self.conn = None
+
+@dataclass(eq=False)
+class _Flight:
+    """A batch on its way to the database process, by sender number."""
+
+    batch: list[Inbound]
+    senders: dict[Sender, int] = field(default_factory=dict)
+    ops: list[Op] = field(default_factory=list)
+    pending: Pending | None = None
+
+
+def _outcome(applied: Any, senders: list[Sender], batch: list[Inbound]) -> Outcome:
+    """The database process's answer, by sender again, with the events it applied."""
+    out = Outcome(inserted=applied.inserted, runs_created=applied.runs_created)
+    out.runs_changed = applied.runs_changed
+    for sid, runs in applied.acks.items():
+        out.acks[senders[sid]] = runs
+    out.replies = [(senders[sid], reply) for sid, reply in applied.replies]
+    out.fatal = {senders[sid]: why for sid, why in applied.fatal.items()}
+    # The ops were numbered in this same order (refused senders left out).
+    index = 0
+    sent = set(senders)
+    for inbound in batch:
+        if inbound.session not in sent:
+            continue
+        for item in inbound.items:
+            if type(item) is Events and index not in applied.skipped:
+                out.events.append(item)
+            index += 1
+    return out
 
 
 def _take_ready(first: Inbound, receive: trio.MemoryReceiveChannel[Inbound]) -> list[Inbound]:

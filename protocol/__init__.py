@@ -17,6 +17,7 @@ from protocol.errors import (
     UnknownType,
 )
 from protocol.frames import (
+    BODY,
     MAX_EVENT_ITEM,
     MAX_FRAME,
     FrameDecoder,
@@ -25,6 +26,7 @@ from protocol.frames import (
     encode_events,
     encode_many,
     pack_event_item,
+    unpack_body,
 )
 from protocol.messages import (
     PROTOCOL_VERSION,
@@ -37,6 +39,7 @@ from protocol.messages import (
 )
 
 __all__ = [
+    "BODY",
     "MAX_EVENT_ITEM",
     "MAX_FRAME",
     "PROTOCOL_VERSION",
@@ -61,5 +64,6 @@ __all__ = [
     "encode_many",
     "pack_event_item",
     "payload_json",
+    "unpack_body",
     "validate",
 ]

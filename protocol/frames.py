@@ -88,15 +88,28 @@ def encode_events(run: str, items: list[bytes]) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
+# Where a decoder made with ``keep_event_bodies`` leaves an event message's
+# frame body (its msgpack bytes): the daemon hands the bytes on as they came.
+BODY = "_body"
+
+
+def unpack_body(body: bytes | bytearray) -> Any:
+    """A frame body's msgpack value, not validated (for bytes validated once already)."""
+    return msgpack.unpackb(body, raw=False, strict_map_key=True, timestamp=0)
+
+
 def decode_body(body: bytes | bytearray) -> Message:
     """Decode and validate one frame body (without its length header)."""
     try:
-        value: Any = msgpack.unpackb(body, raw=False, strict_map_key=True, timestamp=0)
+        value: Any = unpack_body(body)
     except Exception as exc:  # msgpack raises several unrelated types
         raise NotMsgpack(f"frame body is not a single msgpack value: {exc}") from None
     if not isinstance(value, dict):
         raise NotAMap(f"frame holds a msgpack {type(value).__name__}, not a map")
     return validate(value)
+
+
+_EVENT_TYPES = frozenset({"event", "events"})
 
 
 class FrameDecoder:
@@ -112,12 +125,16 @@ class FrameDecoder:
     received behind it. Any other error poisons the decoder: the stream may
     have no trustworthy frame boundary any more, so every later ``feed``
     raises too.
+
+    With ``keep_event_bodies``, each ``event`` and ``events`` message also
+    holds its frame body under ``BODY``.
     """
 
-    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+    def __init__(self, max_frame: int = MAX_FRAME, *, keep_event_bodies: bool = False) -> None:
         self._buf = bytearray()
         self._max = max_frame
         self._error: ProtocolError | None = None
+        self._keep = keep_event_bodies
 
     def feed(self, data: bytes) -> list[Message]:
         if self._error is not None:
@@ -152,7 +169,10 @@ class FrameDecoder:
                     break
                 body = buf[pos + 4 : pos + 4 + size]
                 pos += 4 + size
-                out.append(decode_body(body))
+                message = decode_body(body)
+                if self._keep and message["t"] in _EVENT_TYPES:
+                    message[BODY] = body
+                out.append(message)
         finally:
             del buf[:pos]
 

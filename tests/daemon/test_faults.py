@@ -8,16 +8,16 @@ import shutil
 from collections.abc import AsyncIterator
 from typing import Any
 
-import apsw
 import httpx
 import pytest
 import trio
 
 import protocol
 from choo.client import DaemonClient
-from choo_daemon import store, writer
+from choo_daemon import store
 from choo_daemon.daemon import Daemon, DaemonOptions
 from protocol.home import Home
+from tests.daemon import dbhooks
 from tests.daemon.test_session import NOW, Peer, event, stored
 
 
@@ -191,34 +191,26 @@ async def test_a_spool_file_that_is_not_frames_is_set_aside(
 
 
 async def test_a_full_disk_holds_acks_keeps_reads_and_loses_nothing(
-    daemon: Daemon, home: Home, monkeypatch: pytest.MonkeyPatch
+    daemon: Daemon, home: Home
 ) -> None:
     peer = await Peer.connect(home)
     await peer.start_run("run_full")
-    real = store.append_events
-    failures = {"left": 4}
-
-    def full_disk(conn: apsw.Connection, rows: Any) -> int:
-        if failures["left"]:
-            failures["left"] -= 1
-            raise apsw.FullError("database or disk is full")
-        return real(conn, rows)
-
-    monkeypatch.setattr(writer.store, "append_events", full_disk)
+    # A real SQLITE_FULL: the file may not grow by even one page.
+    await daemon.writer.run_in_writer(dbhooks.limit_pages, 0)
     await peer.send(*(event("run_full", n) for n in range(1, 301)))
     with trio.fail_after(10):
         while daemon.writer.failing is None:
             await trio.sleep(0.01)
     # While writes fail: nothing acked, the cause is reported, reads still answer.
-    assert daemon.status()["write_error"] == "FullError: database or disk is full" or (
-        "disk is full" in daemon.status()["write_error"]
-    )
+    assert daemon.status()["write_error"] == "FullError: database or disk is full"
     async with httpx.AsyncClient() as http:
         response = await http.get(f"{daemon.web_url}/api/history/runs")
     assert response.status_code == 200
     assert response.json()["total"] == 1
+    await trio.sleep(0.3)  # a few more tries, all failing
     assert not [m for m in peer.inbox if m["t"] == "ack"]
-    # Space comes back: everything is stored once, then acked.
+    # Space comes back (between two tries): everything is stored once, then acked.
+    await daemon.writer.run_in_writer(dbhooks.limit_pages, None)
     last = 0
     while last < 300:
         last = (await peer.receive(timeout=20))["seq"]
@@ -236,21 +228,16 @@ def test_protocol_frames_round_trip_through_a_spool_file(home: Home) -> None:
 
 
 async def test_a_batch_the_store_refuses_drops_its_sender_not_the_daemon(
-    daemon: Daemon, home: Home, monkeypatch: pytest.MonkeyPatch
+    daemon: Daemon, home: Home
 ) -> None:
     bad = await Peer.connect(home)
     await bad.start_run("run_bad")
-
-    def broken(conn: apsw.Connection, rows: Any) -> int:
-        raise apsw.ConstraintError("something no retry will fix")
-
-    real = store.append_events
-    monkeypatch.setattr(writer.store, "append_events", broken)
+    await daemon.writer.run_in_writer(dbhooks.refuse_events_of, "run_bad")
     await bad.send(event("run_bad", 1))
     error = await bad.receive()
     assert error["t"] == "error" and error["code"] == "internal"
+    assert "something no retry will fix" in error["message"]
     assert await bad.closed()
-    monkeypatch.setattr(writer.store, "append_events", real)
     good = await Peer.connect(home)
     await good.start_run("run_ok")
     await good.send(event("run_ok", 1))

@@ -16,7 +16,9 @@ def rows(run: str, *seqs: int) -> list[EventRow]:
 
 
 def outcome(rows: list[EventRow], changes: list[tuple[str, str]] | None = None) -> Outcome:
-    return Outcome(rows=rows, runs_changed=changes or [])
+    out = Outcome(runs_changed=changes or [])
+    out._rows = rows  # as if made from the events of a batch
+    return out
 
 
 async def test_publishing_without_subscribers_only_counts() -> None:

@@ -9,9 +9,9 @@ import pytest
 import trio
 
 import choo_web.streams
-from choo_daemon import store
 from choo_daemon.daemon import Daemon
-from tests.web.support import History, at, ev, open_sse, varied
+from choo_daemon.orphans import stop_run
+from tests.web.support import History, ev, open_sse, varied
 
 STREAM = "/api/history/runs/{}/stream"
 
@@ -339,11 +339,8 @@ async def test_a_run_stopped_by_the_daemon_itself_ends_its_streams(
         ready = await live_sse.next()
         assert ready is not None and [r["id"] for r in ready.data["runs"]] == ["run_lost"]
 
-        def stop(conn: Any) -> Any:
-            with conn:
-                return store.mark_stopped(conn, "run_lost", time=at(5), reason="client gone")
-
-        assert await daemon.writer.run_in_writer(stop) == 3
+        # As the orphan watch does it (in the database process, hence by name).
+        assert await daemon.writer.run_in_writer(stop_run, "run_lost", "client gone") == 3
         seqs, end = await run_sse.events_until_end()
         assert seqs == [1, 2, 3] and end is not None and end.data["status"] == "stopped"
         finished = await live_sse.next()
