@@ -15,14 +15,14 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import trio
-
-from choo_daemon.daemon import Daemon, DaemonOptions
-from choo_daemon.dbproc import DbProcessGone
+from choo_daemon.dbwire import Started, start_process
 from choo_daemon.pidfile import AlreadyRunning, hold_pidfile
-from choo_daemon.store import StoreError
 from protocol.home import Home
+
+if TYPE_CHECKING:
+    from choo_daemon.daemon import Daemon, DaemonOptions
 
 EXIT_ALREADY_RUNNING = 3
 log = logging.getLogger("choo.daemon")
@@ -57,6 +57,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     home.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(home.root, 0o700)
+    # The database process first, so that it loads while this one imports
+    # the rest (trio, the daemon): start to socket-ready is the longer of the
+    # two, not their sum. Until asked to, it opens nothing; if we turn out
+    # not to be the daemon, it ends as we do.
+    started = start_process(home.database)
+    import trio
+
+    from choo_daemon.daemon import DaemonOptions
+    from choo_daemon.dblink import DbProcessGone
+    from choo_daemon.store import StoreError
+
     try:
         with hold_pidfile(home.pidfile):
             options = DaemonOptions(
@@ -66,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                 retention_days=args.retention_days or None,
                 grace_seconds=args.grace_seconds,
             )
-            trio.run(_run, options)
+            trio.run(_run, options, started)
     except AlreadyRunning as exc:
         log.error("%s", exc)
         return EXIT_ALREADY_RUNNING
@@ -93,8 +104,13 @@ def _sole_exception(exc: BaseException) -> BaseException:
     return exc
 
 
-async def _run(options: DaemonOptions) -> None:
-    daemon = Daemon(options)
+async def _run(options: DaemonOptions, started: Started) -> None:
+    import trio
+
+    from choo_daemon.daemon import Daemon
+    from choo_daemon.dblink import DbProcess
+
+    daemon = Daemon(options, DbProcess(started))
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, signals, daemon)

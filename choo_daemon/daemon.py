@@ -21,6 +21,7 @@ from typing import Any
 import trio
 
 from choo_daemon import __version__
+from choo_daemon.dblink import DbProcess
 from choo_daemon.hub import LiveHub
 from choo_daemon.listener import open_unix_listener, peer_uid, remove_stale_socket
 from choo_daemon.orphans import GRACE_SECONDS, Orphans
@@ -50,11 +51,13 @@ class DaemonOptions:
 class Daemon:
     version = __version__
 
-    def __init__(self, options: DaemonOptions) -> None:
+    def __init__(self, options: DaemonOptions, db: DbProcess | None = None) -> None:
+        """``db``: the database process, if started already (the daemon's
+        ``main`` starts it first thing, so that it loads alongside)."""
         self.options = options
         self.home = options.home
         self.web_url: str | None = None
-        self.writer = Writer(self.home.database)
+        self.writer = Writer(self.home.database, db)
         self.orphans = Orphans(self.writer, options.grace_seconds)
         self.reader = Reader(self.home.database)
         self.hub = LiveHub()
@@ -94,9 +97,11 @@ class Daemon:
         send, receive = trio.open_memory_channel[Inbound](CHANNEL_SIZE)
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(self.writer.serve, receive)
-                # The socket first: orchestrators can stream while the web
-                # stack (the slowest part to import) is still loading.
+                # The socket first: orchestrators can stream while the
+                # database process opens the file and the web stack (the
+                # slowest part to import) loads. A database that cannot be
+                # opened still stops the daemon, with its reason.
+                nursery.start_soon(self.writer.serve, receive)
                 listener = await open_unix_listener(self.home.socket)
                 nursery.start_soon(self._serve_clients, listener, send)
                 self._jobs = await nursery.start(self._serve_jobs, send.clone())
@@ -109,6 +114,7 @@ class Daemon:
                     self.web_url,
                     self.home.database,
                 )
+                await self.writer.ready.wait()
                 task_status.started(self)
                 await self._shutdown.wait()
                 log.info("shutting down: draining %d client(s)", len(self.sessions))

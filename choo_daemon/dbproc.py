@@ -25,44 +25,31 @@ the file that a later try may get past, ("store", why) for a database that
 cannot be opened, or ("failed", why, traceback) for anything else. The
 process ends when the daemon says "close" or its end of the pair closes.
 
-    DbProcessError          the database process failed a request
-    ├── Passing             ... for a reason that may pass (disk full, read-only file)
-    └── DbProcessGone       it is not there any more (it died, or its socket broke)
+The daemon's side of all this is ``choo_daemon.dblink``; this module holds
+the process's side, and what both use. It does not import trio, so that the
+process starts quickly.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import mmap
-import os
 import pickle
 import signal
 import socket
-import struct
-import subprocess
 import sys
-import tempfile
 import traceback
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import apsw
-import trio
 
 from choo_daemon import store
-from choo_daemon.session import add_rows
+from choo_daemon.dbwire import ANSWER_HEADER, REQUEST_HEADER, SharedFile
+from choo_daemon.rows import add_rows
 from choo_daemon.store import EventRow
 from protocol import ProtocolError, unpack_body
 
-log = logging.getLogger("choo.daemon")
-
-# A request's length and memory file (-1: it follows in the socket); an answer's length.
-_HEADER = struct.Struct(">Ii")
-_ANSWER = struct.Struct(">I")
 # Failures of the disk or the file, not of the data: worth retrying.
 _PASSING = (apsw.FullError, apsw.IOError, apsw.ReadOnlyError, apsw.BusyError, apsw.CantOpenError)
 
@@ -71,21 +58,6 @@ _PASSING = (apsw.FullError, apsw.IOError, apsw.ReadOnlyError, apsw.BusyError, ap
 # ("request", message). The bodies were decoded and checked by the daemon
 # already; turning them into rows (JSON, scrubbing) is this process's work.
 Op = tuple[int, tuple[Any, ...]]
-
-
-class DbProcessError(Exception):
-    def __init__(self, why: str, detail: str = "") -> None:
-        super().__init__(why)
-        self.why = why
-        self.detail = detail
-
-
-class Passing(DbProcessError):
-    """A failure of the disk or the file: the same request may pass later."""
-
-
-class DbProcessGone(DbProcessError):
-    """The database process has ended (or its socket broke)."""
 
 
 @dataclass
@@ -99,227 +71,6 @@ class Applied:
     inserted: int = 0
     runs_created: int = 0
     runs_changed: list[tuple[str, str]] = field(default_factory=list)
-
-
-# -- the daemon's side ----------------------------------------------------------
-
-
-class SharedFile:
-    """A memory file that both processes map; the daemon writes, the process reads."""
-
-    INITIAL_SIZE = 4 << 20  # pages are only taken when written
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self._map: mmap.mmap | None = None
-
-    @classmethod
-    def create(cls) -> SharedFile:
-        if hasattr(os, "memfd_create"):
-            fd = os.memfd_create("choo-dbproc")
-        else:  # no memfd (macOS): a file with no name, much the same
-            with tempfile.TemporaryFile() as f:
-                fd = os.dup(f.fileno())
-        os.ftruncate(fd, cls.INITIAL_SIZE)
-        return cls(fd)
-
-    def write(self, data: bytes) -> None:
-        size = os.fstat(self.fd).st_size
-        if len(data) > size:
-            os.ftruncate(self.fd, max(len(data), 2 * size))
-        self._mapped(len(data))[: len(data)] = data
-
-    def read(self, size: int) -> bytes:
-        return self._mapped(size)[:size]
-
-    def close(self) -> None:
-        if self._map is not None:
-            self._map.close()
-        os.close(self.fd)
-
-    def _mapped(self, size: int) -> mmap.mmap:
-        if self._map is None or len(self._map) < size:
-            if self._map is not None:
-                self._map.close()
-            self._map = mmap.mmap(self.fd, os.fstat(self.fd).st_size)
-        return self._map
-
-
-class Pending:
-    """A request sent; its answer comes in the order requests were sent."""
-
-    __slots__ = ("answer", "done")
-
-    def __init__(self) -> None:
-        self.done = trio.Event()
-        self.answer: tuple[Any, ...] = ()
-
-    def resolve(self, answer: tuple[Any, ...]) -> None:
-        self.answer = answer
-        self.done.set()
-
-
-class DbProcess:
-    """The daemon's handle on the database process (used from the trio thread).
-
-    Requests may be sent before the answers to earlier ones come back: the
-    process then starts on the next batch the moment it has committed one.
-    ``serve_answers`` must run meanwhile, in the caller's nursery.
-    """
-
-    SLOTS = 2  # memory files: batches in flight at once
-
-    def __init__(
-        self, proc: subprocess.Popen[bytes], sock: socket.socket, shared: list[SharedFile]
-    ) -> None:
-        self.proc = proc
-        self._sock = sock
-        self._shared = shared
-        self._stream: trio.SocketStream | None = None
-        self._buffer = bytearray()
-        self._send_lock = trio.Lock()
-        self._waiting: deque[Pending] = deque()
-        self._broken: str | None = None
-        self._closing = False
-
-    @classmethod
-    def spawn(cls, database: Path) -> DbProcess:
-        """Start the process; it opens nothing until asked to. Blocking, but quick."""
-        ours, theirs = socket.socketpair()
-        shared = [SharedFile.create() for _ in range(cls.SLOTS)]
-        fds = (theirs.fileno(), *(f.fd for f in shared))
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "choo_daemon.dbproc", *map(str, fds), str(database)],
-                pass_fds=fds,
-                stdin=subprocess.DEVNULL,
-            )
-        except BaseException:
-            ours.close()
-            for f in shared:
-                f.close()
-            raise
-        finally:
-            theirs.close()
-        return cls(proc, ours, shared)
-
-    async def serve_answers(self) -> None:
-        """Read answers and hand each to its request, until the process closes.
-
-        Shielded: cancelled or not, the daemon's last requests (the batches
-        in flight, "close") still get their answers; ``aclose`` ends it.
-        Raises DbProcessGone if the process ends before it was asked to.
-        """
-        stream = self._open_stream()
-        with trio.CancelScope(shield=True):
-            try:
-                while True:
-                    answer = await self._receive(stream)
-                    self._waiting.popleft().resolve(answer)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                self._lost(None if self._closing else exc)
-                if not self._closing:
-                    raise DbProcessGone(self._gone_why(exc)) from None
-
-    async def submit(self, *request: Any, slot: int | None = None) -> Pending:
-        """Send a request (through memory file ``slot``, or the socket); don't wait."""
-        data = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
-        pending = Pending()
-        async with self._send_lock:
-            if self._broken is not None:
-                raise DbProcessGone(self._broken)
-            self._waiting.append(pending)
-            with trio.CancelScope(shield=True):  # half a request would be out of step
-                try:
-                    if slot is None:
-                        frame = _HEADER.pack(len(data), -1) + data
-                    else:
-                        self._shared[slot].write(data)
-                        frame = _HEADER.pack(len(data), slot)
-                    await self._open_stream().send_all(frame)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                    self._lost(exc)
-        return pending
-
-    @staticmethod
-    async def result(pending: Pending) -> Any:
-        """The value the process answered, or raise DbProcessError."""
-        await pending.done.wait()
-        answer = pending.answer
-        if answer[0] == "ok":
-            return answer[1]
-        if answer[0] == "passing":
-            raise Passing(answer[1])
-        if answer[0] == "gone":
-            raise DbProcessGone(answer[1])
-        raise DbProcessError(*answer[1:])
-
-    async def request(self, *request: Any) -> Any:
-        """Send one request (through the socket) and return its value."""
-        return await self.result(await self.submit(*request))
-
-    def _lost(self, exc: BaseException | None) -> None:
-        why = self._gone_why(exc) if exc is not None else "the database process was closed"
-        self._broken = why
-        while self._waiting:
-            self._waiting.popleft().resolve(("gone", why))
-
-    async def aclose(self, timeout: float = 10.0) -> None:
-        """Ask the process to checkpoint and exit; kill it if it does not.
-
-        Shielded: the daemon closes it on its way out, cancelled or not.
-        """
-        with trio.CancelScope(shield=True):
-            if self._broken is None and self.proc.poll() is None:
-                with trio.move_on_after(timeout):
-                    try:
-                        self._closing = True
-                        await self.request("close")
-                    except DbProcessError as exc:
-                        log.warning("closing the database: %s", exc.why)
-            with trio.move_on_after(timeout):
-                await trio.to_thread.run_sync(self.proc.wait)
-            if self.proc.poll() is None:
-                log.warning("the database process did not exit; killing it")
-                self.proc.kill()
-                await trio.to_thread.run_sync(self.proc.wait)
-            if self._stream is not None:
-                await self._stream.aclose()
-            else:
-                self._sock.close()
-            for f in self._shared:
-                f.close()
-
-    def _open_stream(self) -> trio.SocketStream:
-        if self._stream is None:
-            self._stream = trio.SocketStream(trio.socket.from_stdlib_socket(self._sock))
-        return self._stream
-
-    async def _receive(self, stream: trio.SocketStream) -> tuple[Any, ...]:
-        buffer = self._buffer
-        while True:
-            if len(buffer) >= _ANSWER.size:
-                (size,) = _ANSWER.unpack_from(buffer)
-                if len(buffer) >= _ANSWER.size + size:
-                    answer = pickle.loads(memoryview(buffer)[_ANSWER.size : _ANSWER.size + size])
-                    del buffer[: _ANSWER.size + size]
-                    return answer  # type: ignore[no-any-return]
-            data = await stream.receive_some(1 << 20)
-            if not data:
-                raise trio.BrokenResourceError("the database process closed its socket")
-            buffer += data
-
-    def _gone_why(self, exc: BaseException | None = None) -> str:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(0.5)  # it closed its socket: it is exiting
-        code = self.proc.poll()
-        if code is None:
-            return f"lost the database process (pid {self.proc.pid}): {exc}"
-        how = f"signal {-code}" if code < 0 else f"exit code {code}"
-        return f"the database process (pid {self.proc.pid}) ended with {how}"
-
-
-# -- the process's side ---------------------------------------------------------
 
 
 class Applier:
@@ -520,10 +271,10 @@ class _Server:
     }
 
     def _read(self) -> tuple[Any, ...] | None:
-        header = self._read_exactly(_HEADER.size)
+        header = self._read_exactly(REQUEST_HEADER.size)
         if header is None:
             return None
-        size, slot = _HEADER.unpack(header)
+        size, slot = REQUEST_HEADER.unpack(header)
         data = self._read_exactly(size) if slot < 0 else self.shared[slot].read(size)
         if data is None:
             return None
@@ -542,7 +293,7 @@ class _Server:
 
 def _frame(answer: tuple[Any, ...]) -> bytes:
     data = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
-    return _ANSWER.pack(len(data)) + data
+    return ANSWER_HEADER.pack(len(data)) + data
 
 
 def main(argv: list[str]) -> int:
@@ -555,8 +306,13 @@ def main(argv: list[str]) -> int:
         server = _Server(sock, shared, database)
         try:
             server.serve()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the daemon is gone (killed): what it sent last is committed, then we go
         finally:
-            server._close()
+            # Without the daemon's "close" there is no checkpoint: a new
+            # daemon may be writing already, and must not wait for one.
+            if server.conn is not None:
+                server.conn.close()
             for f in shared:
                 f.close()
     return 0

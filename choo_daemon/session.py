@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import trio
 
 import protocol
+from choo_daemon.rows import EventRow, add_rows
 from protocol import Message, ProtocolError
-from protocol.redact import payload_json_redacted, redact, redact_text
+from protocol.redact import redact
 
 if TYPE_CHECKING:
     from choo_daemon.daemon import Daemon
@@ -33,9 +34,6 @@ MAX_OUTBOX = 8 * 1024 * 1024
 READ_SIZE = 64 * 1024
 # A day count beyond this is no date at all (found by scripts/fuzz_daemon.py).
 MAX_PRUNE_DAYS = 36500
-
-# An event as the store takes it: (run_id, seq, time, type, unit, task, pr, payload, error).
-EventRow = tuple[str, int, str, str, str | None, int | None, int | None, str | None, str | None]
 
 
 @dataclass(eq=False, slots=True)
@@ -112,6 +110,7 @@ class Session:
         self._drained.set()
         self._reader_scope = trio.CancelScope()
         self._runs: set[str] = set()  # unfinished runs this connection speaks for
+        self._nursery: trio.Nursery | None = None
 
     # -- called by the writer and the daemon (trio thread) -------------------
 
@@ -151,6 +150,7 @@ class Session:
     async def serve(self, send: trio.MemorySendChannel[Inbound]) -> None:
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 nursery.start_soon(self._sender)
                 with self._reader_scope:
                     async with send:
@@ -324,6 +324,17 @@ class Session:
         return ok
 
     def _status(self, msg: Message) -> None:
+        if self.daemon.writer.ready.is_set():
+            self._send_status(msg)
+        else:  # just started: the counts come from the database process
+            assert self._nursery is not None
+            self._nursery.start_soon(self._status_when_ready, msg)
+
+    async def _status_when_ready(self, msg: Message) -> None:
+        await self.daemon.writer.ready.wait()
+        self._send_status(msg)
+
+    def _send_status(self, msg: Message) -> None:
         data = self.daemon.status()
         data["clients"] -= 1  # not counting the one asking
         self.send_nowait({"t": "ok", "req": msg["req"], "data": data})
@@ -379,44 +390,3 @@ def redact_request(msg: Message) -> Message:
     """A write request with every string it stores scrubbed of secrets."""
     scrubbed = {k: redact(msg[k]) for k in _STORED_TEXT.get(msg["t"], ()) if k in msg}
     return {**msg, **scrubbed} if scrubbed else msg
-
-
-def add_rows(rows: list[EventRow], msg: dict[str, Any]) -> None:
-    """Append an event message's events to ``rows``, as the store takes them.
-
-    Every payload and error is scrubbed of secret shapes on the way (a second
-    line behind the orchestrator's own redaction); unit and type are names
-    and stay as they are. Raises BadField for a payload JSON cannot hold.
-    """
-    run = msg["run"]
-    if msg["t"] == "events":
-        for seq, time, type_, unit, task, pr, payload, error in msg["items"]:
-            rows.append(
-                (
-                    run,
-                    seq,
-                    time,
-                    type_,
-                    unit,
-                    task,
-                    pr,
-                    None if payload is None else payload_json_redacted(payload),
-                    None if error is None else redact_text(error),
-                )
-            )
-        return
-    get = msg.get
-    payload = get("payload")
-    rows.append(
-        (
-            run,
-            msg["seq"],
-            msg["time"],
-            msg["type"],
-            get("unit"),
-            get("task"),
-            get("pr"),
-            None if payload is None else payload_json_redacted(payload),
-            None if (error := get("error")) is None else redact_text(error),
-        )
-    )

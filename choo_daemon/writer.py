@@ -22,8 +22,10 @@ from typing import Any
 
 import trio
 
-from choo_daemon.dbproc import DbProcess, DbProcessError, Op, Passing, Pending
-from choo_daemon.session import EventRow, Events, Inbound, Sender
+from choo_daemon.dblink import DbProcess, DbProcessError, Passing, Pending
+from choo_daemon.dbproc import Op
+from choo_daemon.rows import EventRow
+from choo_daemon.session import Events, Inbound, Sender
 from choo_daemon.store import StoreError
 from protocol import Message
 
@@ -63,6 +65,7 @@ class Writer:
         self.events_stored = 0
         self.runs_stored = 0
         self.failing: str | None = None  # why commits fail right now, for status
+        self.ready = trio.Event()  # the database is open, the counts known
         self._refused: weakref.WeakSet[Sender] = weakref.WeakSet()
         # Called after each commit, in the trio thread; must not block.
         self.listeners: list[Callable[[Outcome], None]] = []
@@ -82,6 +85,7 @@ class Writer:
                 except DbProcessError as exc:
                     raise StoreError(exc.why) from None
                 self.events_stored, self.runs_stored = totals["events"], totals["runs"]
+                self.ready.set()
                 task_status.started()
                 await self._pipeline(db, receive)
             finally:
@@ -112,7 +116,8 @@ class Writer:
         a module-level function and its arguments and result plain data. A
         failure raises DbProcessError.
         """
-        assert self._db is not None, "the writer is not serving"
+        await self.ready.wait()
+        assert self._db is not None
         return await self._db.request("call", fn, args)
 
     def _prepare(self, batch: list[Inbound]) -> _Flight:

@@ -172,6 +172,13 @@ def bare_insert(path: Path, clients: int, events: int, batch: int = 5000) -> flo
     return clients * events / elapsed
 
 
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -212,6 +219,7 @@ def main() -> None:
             [*choo, "daemon", "start", "--port", "0"], check=True, stdout=subprocess.DEVNULL
         )
         pid = int((home / "daemon.pid").read_text())
+        helpers = children(pid)  # the database process
         total = args.clients * args.events
         print(f"ingest: {args.clients} clients x {args.events:,} events = {total:,} events")
 
@@ -231,7 +239,11 @@ def main() -> None:
                 f"p50 {pct(lat2, 50):.1f} ms, p99 {pct(lat2, 99):.1f} ms"
             )
         rss = peak_rss_mb(pid)
-        print(f"  daemon peak RSS      : {rss:12.1f} MB")
+        helper_rss = sum(peak_rss_mb(child) for child in helpers)
+        print(
+            f"  daemon peak RSS      : {rss + helper_rss:12.1f} MB "
+            f"({rss:.1f} trio process + {helper_rss:.1f} database process)"
+        )
         subprocess.run([*choo, "daemon", "stop"], check=True, stdout=subprocess.DEVNULL)
 
         bare = bare_insert(home / "bare.db", args.clients, args.events)

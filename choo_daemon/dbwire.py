@@ -1,0 +1,95 @@
+"""What the daemon and its database process share: how the process is
+started, the memory files, the headers (see ``choo_daemon.dbproc``).
+
+Only the standard library: the daemon starts the process with this before
+it imports anything else, so that the two load side by side.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+# A request's length and memory file (-1: it follows in the socket); an answer's length.
+REQUEST_HEADER = struct.Struct(">Ii")
+ANSWER_HEADER = struct.Struct(">I")
+SLOTS = 2  # memory files: batches in flight at once
+
+
+class SharedFile:
+    """A memory file that both processes map; the daemon writes, the process reads."""
+
+    INITIAL_SIZE = 4 << 20  # pages are only taken when written
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._map: mmap.mmap | None = None
+
+    @classmethod
+    def create(cls) -> SharedFile:
+        if hasattr(os, "memfd_create"):
+            fd = os.memfd_create("choo-dbproc")
+        else:  # no memfd (macOS): a file with no name, much the same
+            with tempfile.TemporaryFile() as f:
+                fd = os.dup(f.fileno())
+        os.ftruncate(fd, cls.INITIAL_SIZE)
+        return cls(fd)
+
+    def write(self, data: bytes) -> None:
+        size = os.fstat(self.fd).st_size
+        if len(data) > size:
+            os.ftruncate(self.fd, max(len(data), 2 * size))
+        self._mapped(len(data))[: len(data)] = data
+
+    def read(self, size: int) -> bytes:
+        return self._mapped(size)[:size]
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+        os.close(self.fd)
+
+    def _mapped(self, size: int) -> mmap.mmap:
+        if self._map is None or len(self._map) < size:
+            if self._map is not None:
+                self._map.close()
+            self._map = mmap.mmap(self.fd, os.fstat(self.fd).st_size)
+        return self._map
+
+
+class Started:
+    """A database process just started, and the daemon's ends of its links."""
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], sock: socket.socket, shared: list[SharedFile]
+    ) -> None:
+        self.proc = proc
+        self.sock = sock
+        self.shared = shared
+
+
+def start_process(database: Path) -> Started:
+    """Start the database process; it opens nothing until asked to."""
+    ours, theirs = socket.socketpair()
+    shared = [SharedFile.create() for _ in range(SLOTS)]
+    fds = (theirs.fileno(), *(f.fd for f in shared))
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "choo_daemon.dbproc", *map(str, fds), str(database)],
+            pass_fds=fds,
+            stdin=subprocess.DEVNULL,
+        )
+    except BaseException:
+        ours.close()
+        for f in shared:
+            f.close()
+        raise
+    finally:
+        theirs.close()
+    return Started(proc, ours, shared)
