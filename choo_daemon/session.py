@@ -40,12 +40,12 @@ MAX_PRUNE_DAYS = 36500
 class Events:
     """Consecutive event messages of one read, checked, with the top seq per run.
 
-    The database process gets their frame bodies as they came and turns
-    them into rows itself (``add_rows``); here they are turned into rows
-    only if someone watches live (``rows``).
+    Only their frame bodies are kept, as they came: the database process
+    turns them into rows itself (``add_rows``), and here they are decoded
+    again only if someone watches live (``rows``).
     """
 
-    messages: list[Message] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
     top: dict[str, int] = field(default_factory=dict)
     count: int = 0
 
@@ -60,16 +60,12 @@ class Events:
             self.count += 1
         if seq > self.top.get(run, 0):
             self.top[run] = seq
-        self.messages.append(msg)
-
-    @property
-    def bodies(self) -> list[bytes]:
-        return [msg[protocol.BODY] for msg in self.messages]
+        self.bodies.append(msg[protocol.BODY])
 
     def rows(self) -> list[EventRow]:
         rows: list[EventRow] = []
-        for msg in self.messages:
-            add_rows(rows, msg)
+        for body in self.bodies:
+            add_rows(rows, protocol.unpack_body(body))
         return rows
 
 

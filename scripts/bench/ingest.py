@@ -4,7 +4,8 @@
 Prints, for one run on this machine:
   - end-to-end throughput (events/s, counted when acked, i.e. durable),
   - ack latency p50/p99 at full speed and at a fixed offered rate (default 50k/s),
-  - the daemon's peak RSS,
+  - the daemon's peak memory: PSS of its two processes (shared pages counted
+    once), sampled, and each one's peak RSS,
   - the rate of a bare apsw batched insert of the same rows into the same schema,
     and the ratio daemon / bare (target >= 0.5, DESIGN.md section 9).
 
@@ -179,6 +180,42 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def pss_mb(pids: list[int]) -> float:
+    """Their proportional set size: shared pages (the Python binary, libsqlite)
+    counted once between them, not once per process as in RSS."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+class PeakPss:
+    """Samples the daemon's processes' PSS every 20 ms in a thread; keeps the peak."""
+
+    def __init__(self, pids: list[int]) -> None:
+        import threading
+
+        self.pids = pids
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, pss_mb(self.pids))
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -220,6 +257,7 @@ def main() -> None:
         )
         pid = int((home / "daemon.pid").read_text())
         helpers = children(pid)  # the database process
+        sampler = PeakPss([pid, *helpers])
         total = args.clients * args.events
         print(f"ingest: {args.clients} clients x {args.events:,} events = {total:,} events")
 
@@ -238,11 +276,12 @@ def main() -> None:
                 f"{args.clients * n / wall2:,.0f} events/s; ack latency "
                 f"p50 {pct(lat2, 50):.1f} ms, p99 {pct(lat2, 99):.1f} ms"
             )
+        pss = sampler.stop()
         rss = peak_rss_mb(pid)
         helper_rss = sum(peak_rss_mb(child) for child in helpers)
         print(
-            f"  daemon peak RSS      : {rss + helper_rss:12.1f} MB "
-            f"({rss:.1f} trio process + {helper_rss:.1f} database process)"
+            f"  daemon peak memory   : {pss:12.1f} MB PSS, both processes (sampled every 20 ms); "
+            f"peak RSS {rss:.1f} MB trio process, {helper_rss:.1f} MB database process"
         )
         subprocess.run([*choo, "daemon", "stop"], check=True, stdout=subprocess.DEVNULL)
 
