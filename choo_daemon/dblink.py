@@ -97,7 +97,6 @@ class DbProcess:
 
     async def submit(self, *request: Any, slot: int | None = None) -> Pending:
         """Send a request (through memory file ``slot``, or the socket); don't wait."""
-        data = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
         pending = Pending()
         async with self._send_lock:
             if self._broken is not None:
@@ -106,10 +105,11 @@ class DbProcess:
             with trio.CancelScope(shield=True):  # half a request would be out of step
                 try:
                     if slot is None:
+                        data = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
                         frame = REQUEST_HEADER.pack(len(data), -1) + data
                     else:
-                        self._shared[slot].write(data)
-                        frame = REQUEST_HEADER.pack(len(data), slot)
+                        size = self._shared[slot].dump(request)
+                        frame = REQUEST_HEADER.pack(size, slot)
                     await self._open_stream().send_all(frame)
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                     self._lost(exc)

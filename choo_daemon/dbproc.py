@@ -53,6 +53,8 @@ from protocol import ProtocolError, unpack_body
 # Failures of the disk or the file, not of the data: worth retrying.
 _PASSING = (apsw.FullError, apsw.IOError, apsw.ReadOnlyError, apsw.BusyError, apsw.CantOpenError)
 
+INSERT_ROWS = 1_000  # rows per insert, at most a little over
+
 # One operation of a batch, for the sender numbered ``sid`` in it: events as
 # ("events", [frame body, ...], {run: top seq}) or a write request as
 # ("request", message). The bodies were decoded and checked by the daemon
@@ -83,23 +85,26 @@ class Applier:
     def apply(self, ops: list[Op]) -> Applied:
         conn = self.conn
         out = Applied()
-        # Events wait here until a request or the end of the batch: they go to
-        # the store in as few calls as can be (one, most often).
+        # Rows wait here until there are enough to be worth one insert, or a
+        # request comes: few statements, and never the whole batch in memory.
         pending: list[EventRow] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
             for index, (sid, op) in enumerate(ops):
                 if sid in out.fatal:
                     out.skipped.add(index)
-                elif op[0] == "events":
-                    if self._check_runs(sid, op[2], out) and self._rows(sid, op[1], pending, out):
-                        self._ack(out.acks.setdefault(sid, {}), op[2])
-                    else:
-                        out.skipped.add(index)
-                else:
+                elif op[0] != "events":
                     out.inserted += store.append_events(conn, pending)
                     pending.clear()
                     out.replies.append((sid, self._request(op[1], out)))
+                elif self._check_runs(sid, op[2], out) and (rows := self._rows(sid, op[1], out)):
+                    pending += rows
+                    self._ack(out.acks.setdefault(sid, {}), op[2])
+                    if len(pending) >= INSERT_ROWS:
+                        out.inserted += store.append_events(conn, pending)
+                        pending.clear()
+                else:
+                    out.skipped.add(index)
             out.inserted += store.append_events(conn, pending)
             conn.execute("COMMIT")
         except BaseException:
@@ -123,18 +128,17 @@ class Applier:
         return True
 
     @staticmethod
-    def _rows(sid: int, bodies: list[bytes], pending: list[EventRow], out: Applied) -> bool:
-        """Add the rows of ``bodies`` to ``pending``; False (and the sender refused) on a
-        payload the store cannot hold."""
+    def _rows(sid: int, bodies: list[bytes], out: Applied) -> list[EventRow]:
+        """The rows of ``bodies``; none (and the sender refused) for a payload the
+        store cannot hold."""
         rows: list[EventRow] = []
         try:
             for body in bodies:
                 add_rows(rows, unpack_body(body))
         except ProtocolError as exc:
             out.fatal[sid] = (exc.code, exc.message)
-            return False
-        pending += rows
-        return True
+            return []
+        return rows
 
     @staticmethod
     def _ack(acks: dict[str, int], top: dict[str, int]) -> None:
@@ -275,7 +279,10 @@ class _Server:
         if header is None:
             return None
         size, slot = REQUEST_HEADER.unpack(header)
-        data = self._read_exactly(size) if slot < 0 else self.shared[slot].read(size)
+        if slot >= 0:
+            loaded: tuple[Any, ...] = self.shared[slot].load(size)
+            return loaded
+        data = self._read_exactly(size)
         if data is None:
             return None
         request: tuple[Any, ...] = pickle.loads(data)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import mmap
 import os
+import pickle
 import socket
 import struct
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 # A request's length and memory file (-1: it follows in the socket); an answer's length.
 REQUEST_HEADER = struct.Struct(">Ii")
@@ -41,14 +43,23 @@ class SharedFile:
         os.ftruncate(fd, cls.INITIAL_SIZE)
         return cls(fd)
 
-    def write(self, data: bytes) -> None:
-        size = os.fstat(self.fd).st_size
-        if len(data) > size:
-            os.ftruncate(self.fd, max(len(data), 2 * size))
-        self._mapped(len(data))[: len(data)] = data
+    def dump(self, value: object) -> int:
+        """Pickle ``value`` straight into the file (no copy in between); its size."""
+        while True:
+            mapped = self._mapped(0)
+            mapped.seek(0)
+            try:
+                pickle.dump(value, mapped, protocol=pickle.HIGHEST_PROTOCOL)
+            except ValueError:  # it did not fit: twice the room, and again
+                os.ftruncate(self.fd, 2 * len(mapped))
+                self._mapped(2 * len(mapped))
+                continue
+            return mapped.tell()
 
-    def read(self, size: int) -> bytes:
-        return self._mapped(size)[:size]
+    def load(self, size: int) -> Any:
+        """Unpickle the first ``size`` bytes, read in place."""
+        with memoryview(self._mapped(size))[:size] as view:
+            return pickle.loads(view)
 
     def close(self) -> None:
         if self._map is not None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import trio
 
 from choo_daemon.daemon import Daemon
+from choo_daemon.dbwire import SharedFile
 from protocol.home import Home
 from tests.daemon import dbhooks
 from tests.daemon.test_lifecycle import alive, running_pid, start, stopper, wait_until
@@ -88,3 +89,17 @@ async def test_batches_sent_behind_one_that_failed_are_stored_after_it(
         ("run_a", 300),
         ("run_b", 50),
     ]
+
+
+def test_a_request_larger_than_the_memory_file_grows_it() -> None:
+    writer = SharedFile.create()
+    reader = SharedFile(os.dup(writer.fd))  # as the database process sees it
+    try:
+        small = ("apply", [b"x" * 100])
+        assert reader.load(writer.dump(small)) == small
+        big = ("apply", [os.urandom(1 << 20) for _ in range(2 * SharedFile.INITIAL_SIZE >> 20)])
+        assert reader.load(writer.dump(big)) == big
+        assert reader.load(writer.dump(small)) == small  # and smaller ones after
+    finally:
+        writer.close()
+        reader.close()
