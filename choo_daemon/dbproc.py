@@ -56,9 +56,11 @@ _PASSING = (apsw.FullError, apsw.IOError, apsw.ReadOnlyError, apsw.BusyError, ap
 INSERT_ROWS = 1_000  # rows per insert, at most a little over
 
 # One operation of a batch, for the sender numbered ``sid`` in it: events as
-# ("events", [frame body, ...], {run: top seq}) or a write request as
-# ("request", message). The bodies were decoded and checked by the daemon
-# already; turning them into rows (JSON, scrubbing) is this process's work.
+# ("events", [frame body, ...], {run: top seq}, [clean, ...]) or a write
+# request as ("request", message). "clean": the daemon found no secret shape
+# in that body's events, and they are stored without the scrub. The bodies
+# were decoded and checked by the daemon already; turning them into rows
+# (JSON, scrubbing what may hold a secret) is this process's work.
 Op = tuple[int, tuple[Any, ...]]
 
 
@@ -97,7 +99,7 @@ class Applier:
                     out.inserted += store.append_events(conn, pending)
                     pending.clear()
                     out.replies.append((sid, self._request(op[1], out)))
-                elif self._check_runs(sid, op[2], out) and (rows := self._rows(sid, op[1], out)):
+                elif self._check_runs(sid, op[2], out) and (rows := self._rows(sid, op, out)):
                     pending += rows
                     self._ack(out.acks.setdefault(sid, {}), op[2])
                     if len(pending) >= INSERT_ROWS:
@@ -128,13 +130,13 @@ class Applier:
         return True
 
     @staticmethod
-    def _rows(sid: int, bodies: list[bytes], out: Applied) -> list[EventRow]:
-        """The rows of ``bodies``; none (and the sender refused) for a payload the
+    def _rows(sid: int, op: tuple[Any, ...], out: Applied) -> list[EventRow]:
+        """The rows of an events op; none (and the sender refused) for a payload the
         store cannot hold."""
         rows: list[EventRow] = []
         try:
-            for body in bodies:
-                add_rows(rows, unpack_body(body))
+            for body, clean in zip(op[1], op[3], strict=True):
+                add_rows(rows, unpack_body(body), clean=clean)
         except ProtocolError as exc:
             out.fatal[sid] = (exc.code, exc.message)
             return []

@@ -6,19 +6,43 @@ from __future__ import annotations
 from typing import Any
 
 from choo_daemon.store import EventRow
-from protocol.redact import payload_json_redacted, redact_text
+from protocol.redact import (
+    event_may_hold_secret,
+    payload_json_redacted,
+    payload_json_text,
+    redact_text,
+)
 
-__all__ = ["EventRow", "add_rows"]
+__all__ = ["EventRow", "add_rows", "may_hold_secrets"]
 
 
-def add_rows(rows: list[EventRow], msg: dict[str, Any]) -> None:
+def may_hold_secrets(msg: dict[str, Any]) -> bool:
+    """False when no payload or error of an event message can hold a secret.
+
+    The daemon asks this of each message as it arrives (its first process
+    has time to spare; the database process has none), and tells
+    ``add_rows``. Raises BadField for a payload JSON cannot hold.
+    """
+    if msg["t"] == "events":
+        return any(event_may_hold_secret(item[6], item[7]) for item in msg["items"])
+    return event_may_hold_secret(msg.get("payload"), msg.get("error"))
+
+
+def add_rows(rows: list[EventRow], msg: dict[str, Any], *, clean: bool = False) -> None:
     """Append an event message's events to ``rows``, as the store takes them.
 
     Every payload and error is scrubbed of secret shapes on the way (a second
-    line behind the orchestrator's own redaction); unit and type are names
-    and stay as they are. Raises BadField for a payload JSON cannot hold.
+    line behind the orchestrator's own redaction), unless ``clean`` says
+    ``may_hold_secrets`` found none; unit and type are names and stay as
+    they are. Raises BadField for a payload JSON cannot hold.
     """
     run = msg["run"]
+    if clean and msg["t"] == "events":
+        rows += [
+            (run, seq, time, type_, unit, task, pr, None if p is None else payload_json_text(p), e)
+            for seq, time, type_, unit, task, pr, p, e in msg["items"]
+        ]
+        return
     if msg["t"] == "events":
         for seq, time, type_, unit, task, pr, payload, error in msg["items"]:
             rows.append(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 import trio
 
 import protocol
-from choo_daemon.rows import EventRow, add_rows
+from choo_daemon.rows import EventRow, add_rows, may_hold_secrets
 from protocol import Message, ProtocolError
 from protocol.redact import redact
 
@@ -46,10 +46,13 @@ class Events:
     """
 
     bodies: list[bytes] = field(default_factory=list)
+    clean: list[bool] = field(default_factory=list)  # no secret shape in the body's events
     top: dict[str, int] = field(default_factory=dict)
     count: int = 0
 
     def add(self, msg: Message) -> None:
+        """Take an event message; raises BadField for a payload JSON cannot hold."""
+        clean = not may_hold_secrets(msg)
         run = msg["run"]
         if msg["t"] == "events":
             items = msg["items"]
@@ -61,11 +64,12 @@ class Events:
         if seq > self.top.get(run, 0):
             self.top[run] = seq
         self.bodies.append(msg[protocol.BODY])
+        self.clean.append(clean)
 
     def rows(self) -> list[EventRow]:
         rows: list[EventRow] = []
-        for body in self.bodies:
-            add_rows(rows, protocol.unpack_body(body))
+        for body, clean in zip(self.bodies, self.clean, strict=True):
+            add_rows(rows, protocol.unpack_body(body), clean=clean)
         return rows
 
 
@@ -270,7 +274,12 @@ class Session:
                 if events is None:
                     events = Events()
                     items.append(events)
-                events.add(msg)
+                try:
+                    events.add(msg)
+                except ProtocolError as exc:
+                    self.fail(exc.code, exc.message)
+                    ok = False
+                    break
                 if msg["run"] not in self._runs:
                     self._runs.add(msg["run"])
                     self.daemon.orphans.claim(msg["run"], self)

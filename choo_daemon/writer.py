@@ -128,7 +128,7 @@ class Writer:
             sid = flight.senders.setdefault(inbound.session, len(flight.senders))
             for item in inbound.items:
                 if type(item) is Events:
-                    flight.ops.append((sid, ("events", item.bodies, item.top)))
+                    flight.ops.append((sid, ("events", item.bodies, item.top, item.clean)))
                 else:
                     flight.ops.append((sid, ("request", item)))
         return flight

@@ -198,20 +198,45 @@ def redact(value: Any) -> Any:
     return value
 
 
+def payload_json_text(payload: Any) -> str:
+    """An event payload as the JSON text stored for it, not scrubbed.
+
+    Raises BadField like ``protocol.payload_json`` for what JSON cannot hold
+    (binary, extension types, integers over 64 bits, nesting over 254 levels).
+    """
+    return _payload_raw(payload).decode()
+
+
+def _payload_raw(payload: Any) -> bytes:
+    try:
+        return orjson.dumps(payload)
+    except TypeError as exc:
+        why = "it nests deeper than 254 levels" if "ecursion" in str(exc) else str(exc)
+        raise BadField(f"event: payload cannot be stored as JSON: {why}") from None
+
+
 def payload_json_redacted(payload: Any) -> str:
     """An event payload as JSON text for storage, with every secret shape scrubbed.
 
     The daemon's second line: the pre-check runs once over the whole JSON
     text, so a payload without secrets costs one translate and one search.
-    Raises BadField like ``protocol.payload_json`` for what JSON cannot hold
-    (binary, extension types, integers over 64 bits, nesting over 254 levels).
+    Raises BadField as ``payload_json_text`` does.
     """
-    try:
-        raw = orjson.dumps(payload)
-    except TypeError as exc:
-        why = "it nests deeper than 254 levels" if "ecursion" in str(exc) else str(exc)
-        raise BadField(f"event: payload cannot be stored as JSON: {why}") from None
+    raw = _payload_raw(payload)
     text = raw.decode()
     if may_hold_secret(text, raw):
         text = orjson.dumps(redact(payload)).decode()
     return text
+
+
+def event_may_hold_secret(payload: Any, error: str | None) -> bool:
+    """False when neither the payload (as stored: JSON) nor the error can hold
+    a secret shape, so that both may be stored as they are.
+
+    Raises BadField as ``payload_json_text`` does.
+    """
+    if payload is not None:
+        raw = _payload_raw(payload)
+        if may_hold_secret(raw.decode(), raw):
+            return True
+    return error is not None and may_hold_secret(error)
