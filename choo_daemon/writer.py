@@ -31,7 +31,7 @@ from protocol import Message
 
 log = logging.getLogger("choo.daemon")
 
-MAX_BATCH_EVENTS = 5_000
+MAX_BATCH_EVENTS = 3_000
 RETRY_FIRST, RETRY_MAX = 0.05, 5.0
 
 
