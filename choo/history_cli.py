@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from choo import history
+from choo import export, history
 from choo.api import HistoryAPI, HistoryError, HistoryUnavailable
 from choo.config import ConfigError
 from choo.config import load as load_config
@@ -58,8 +58,8 @@ def _reading() -> Iterator[None]:
     except (
         HistoryUnavailable,
         HistoryError,
-        history.ExportFileError,
-        history.RunConflict,
+        export.ExportFileError,
+        export.RunConflict,
         ConfigError,
     ) as exc:
         raise _fail(str(exc)) from None
@@ -404,12 +404,12 @@ def export_cmd(
     """
     with _api() as api:
         if output is None:
-            summary = history.write_export(api, run_id, sys.stdout)
+            summary = export.write_export(api, run_id, sys.stdout)
         else:
             partial = output.with_name(output.name + ".partial")
             try:
                 with open(partial, "w", encoding="utf-8") as f:
-                    summary = history.write_export(api, run_id, f)
+                    summary = export.write_export(api, run_id, f)
                 partial.replace(output)
             except OSError as exc:
                 raise _fail(f"cannot write {output}: {exc}") from None
@@ -433,7 +433,7 @@ def import_cmd(
     same run, the import says so and succeeds; if it differs, it fails.
     """
     with _reading():
-        result = history.import_export(Home.from_env(), file)
+        result = export.import_export(Home.from_env(), file)
     if as_json:
         _print_json(result.to_dict())
         return
