@@ -7,10 +7,8 @@ DbProcessError          the database process failed a request
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import pickle
-import subprocess
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -91,9 +89,12 @@ class DbProcess:
                     answer = await self._receive(stream)
                     self._waiting.popleft().resolve(answer)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                self._lost(None if self._closing else exc)
-                if not self._closing:
-                    raise DbProcessGone(self._gone_why(exc)) from None
+                if self._closing:
+                    self._lost(None)
+                    return
+                await self._wait_exit(0.5)  # it closed its socket: it is exiting
+                self._lost(exc)
+                raise DbProcessGone(self._gone_why(exc)) from None
 
     async def submit(self, *request: Any, slot: int | None = None) -> Pending:
         """Send a request (through memory file ``slot``, or the socket); don't wait."""
@@ -112,6 +113,7 @@ class DbProcess:
                         frame = REQUEST_HEADER.pack(size, slot)
                     await self._open_stream().send_all(frame)
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                    await self._wait_exit(0.5)
                     self._lost(exc)
         return pending
 
@@ -151,12 +153,10 @@ class DbProcess:
                         await self.request("close")
                     except DbProcessError as exc:
                         log.warning("closing the database: %s", exc.why)
-            with trio.move_on_after(timeout):
-                await trio.to_thread.run_sync(self.proc.wait)
-            if self.proc.poll() is None:
+            if not await self._wait_exit(timeout):
                 log.warning("the database process did not exit; killing it")
                 self.proc.kill()
-                await trio.to_thread.run_sync(self.proc.wait)
+                await self._wait_exit(timeout)
             if self._stream is not None:
                 await self._stream.aclose()
             else:
@@ -185,9 +185,17 @@ class DbProcess:
                 raise trio.BrokenResourceError("the database process closed its socket")
             buffer += data
 
+    async def _wait_exit(self, timeout: float) -> bool:
+        """Whether the process has exited (and is reaped) within ``timeout``.
+
+        The wait runs in a worker thread that is left behind on timeout, so
+        that the timeout holds (a plain ``to_thread`` call cannot be cut short).
+        """
+        with trio.move_on_after(timeout):
+            await trio.to_thread.run_sync(self.proc.wait, abandon_on_cancel=True)
+        return self.proc.poll() is not None
+
     def _gone_why(self, exc: BaseException | None = None) -> str:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(0.5)  # it closed its socket: it is exiting
         code = self.proc.poll()
         if code is None:
             return f"lost the database process (pid {self.proc.pid}): {exc}"

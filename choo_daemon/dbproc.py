@@ -16,7 +16,8 @@ through the socket: sent through the socket, it went a socket buffer at a
 time, each one waiting for the trio thread to come round again.
 
     ("open",)             -> {"events": n, "runs": n}   open and migrate the file
-    ("apply", ops)        -> Applied                     one batch, one transaction
+    ("apply", ops, again) -> Applied | None              one batch, one transaction;
+                                                         None: refused behind a failed one
     ("call", fn, args)    -> fn(conn, *args)             maintenance (retention, orphans)
     ("close",)            -> None                        checkpoint, close, exit
 

@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,15 +75,13 @@ class SharedFile:
         return self._map
 
 
+@dataclass(frozen=True)
 class Started:
     """A database process just started, and the daemon's ends of its links."""
 
-    def __init__(
-        self, proc: subprocess.Popen[bytes], sock: socket.socket, shared: list[SharedFile]
-    ) -> None:
-        self.proc = proc
-        self.sock = sock
-        self.shared = shared
+    proc: subprocess.Popen[bytes]
+    sock: socket.socket
+    shared: list[SharedFile]
 
 
 def start_process(database: Path) -> Started:

@@ -25,7 +25,7 @@ import trio
 from choo_daemon.dblink import DbProcess, DbProcessError, Passing, Pending
 from choo_daemon.dbproc import Op
 from choo_daemon.rows import EventRow
-from choo_daemon.session import Events, Inbound, Sender
+from choo_daemon.session import Events, Inbound, Sender, Work
 from choo_daemon.store import StoreError
 from protocol import Message
 
@@ -131,6 +131,7 @@ class Writer:
                     flight.ops.append((sid, ("events", item.bodies, item.top, item.clean)))
                 else:
                     flight.ops.append((sid, ("request", item)))
+                flight.items.append(item)
         return flight
 
     async def _collect(
@@ -149,16 +150,12 @@ class Writer:
         held = 0
         async with collect:
             while True:
-                try:
-                    flight = collect.receive_nowait()
-                except trio.WouldBlock:
-                    for _ in range(held):
+                if not collect.statistics().current_buffer_used:
+                    for _ in range(held):  # nothing left in flight behind them
                         window.release()
                     held = 0
-                    try:
-                        flight = await collect.receive()
-                    except trio.EndOfChannel:
-                        return
+                try:
+                    flight = await collect.receive()
                 except trio.EndOfChannel:
                     return
                 outcome, again = await self._outcome_of(db, flight)
@@ -196,7 +193,7 @@ class Writer:
                 if self.failing is not None:
                     log.info("writing %s again; ingest resumed", self.path)
                     self.failing = None
-                return _outcome(applied, list(flight.senders), flight.batch), again
+                return _outcome(applied, flight), again
             # Failed, or refused behind one that failed: send it again, after a pause.
             if self.failing is not None:
                 await trio.sleep(pause)
@@ -231,27 +228,24 @@ class _Flight:
     batch: list[Inbound]
     senders: dict[Sender, int] = field(default_factory=dict)
     ops: list[Op] = field(default_factory=list)
+    items: list[Work] = field(default_factory=list)  # what each op was made from
     pending: Pending | None = None
 
 
-def _outcome(applied: Any, senders: list[Sender], batch: list[Inbound]) -> Outcome:
+def _outcome(applied: Any, flight: _Flight) -> Outcome:
     """The database process's answer, by sender again, with the events it applied."""
+    senders = list(flight.senders)
     out = Outcome(inserted=applied.inserted, runs_created=applied.runs_created)
     out.runs_changed = applied.runs_changed
     for sid, runs in applied.acks.items():
         out.acks[senders[sid]] = runs
     out.replies = [(senders[sid], reply) for sid, reply in applied.replies]
     out.fatal = {senders[sid]: why for sid, why in applied.fatal.items()}
-    # The ops were numbered in this same order (refused senders left out).
-    index = 0
-    sent = set(senders)
-    for inbound in batch:
-        if inbound.session not in sent:
-            continue
-        for item in inbound.items:
-            if type(item) is Events and index not in applied.skipped:
-                out.events.append(item)
-            index += 1
+    out.events = [
+        item
+        for index, item in enumerate(flight.items)
+        if type(item) is Events and index not in applied.skipped
+    ]
     return out
 
 

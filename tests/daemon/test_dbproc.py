@@ -9,6 +9,7 @@ from pathlib import Path
 import trio
 
 from choo_daemon.daemon import Daemon
+from choo_daemon.dblink import DbProcess
 from choo_daemon.dbwire import SharedFile
 from protocol.home import Home
 from tests.daemon import dbhooks
@@ -103,3 +104,14 @@ def test_a_request_larger_than_the_memory_file_grows_it() -> None:
     finally:
         writer.close()
         reader.close()
+
+
+async def test_a_database_process_that_does_not_close_is_killed(tmp_path: Path) -> None:
+    db = DbProcess.spawn(tmp_path / "history.db")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(db.serve_answers)
+        await db.request("open")
+        os.kill(db.proc.pid, signal.SIGSTOP)  # it will answer nothing, "close" included
+        with trio.fail_after(10):
+            await db.aclose(timeout=0.5)
+    assert db.proc.returncode == -signal.SIGKILL
