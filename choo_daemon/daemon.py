@@ -62,6 +62,7 @@ class Daemon:
         self.reader = Reader(self.home.database)
         self.hub = LiveHub()
         self.writer.listeners.append(self.hub.publish)
+        self.writer.listeners.append(self.orphans.committed)
         self.sessions: set[Session] = set()
         self._shutdown = trio.Event()
         self._started_at = utc_now()

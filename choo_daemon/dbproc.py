@@ -55,6 +55,8 @@ from protocol import ProtocolError, unpack_body
 _PASSING = (apsw.FullError, apsw.IOError, apsw.ReadOnlyError, apsw.BusyError, apsw.CantOpenError)
 
 INSERT_ROWS = 1_000  # rows per insert, at most a little over
+# The change reported when a run's own events retract the daemon's run.stopped.
+REOPENED = "run.reopened"
 
 # One operation of a batch, for the sender numbered ``sid`` in it: events as
 # ("events", [frame body, ...], {run: top seq}, [clean, ...]) or a write
@@ -76,50 +78,106 @@ class Applied:
     inserted: int = 0
     runs_created: int = 0
     runs_changed: list[tuple[str, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # tracebacks of the ops refused
 
 
 class Applier:
-    """Applies batches on the one write connection, each in one transaction."""
+    """Applies batches on the one write connection, each in one transaction.
+
+    A batch is first applied whole, with its rows inserted a thousand at a
+    time. If the store refuses it for a reason of its data (not of the disk),
+    it is applied again op by op, each in a savepoint, so that only the
+    senders whose ops fail are refused and every other sender's work is kept.
+    """
 
     def __init__(self, conn: apsw.Connection) -> None:
         self.conn = conn
         self.known_runs: set[str] = set()
+        self.held: set[str] = store.held_runs(conn)  # runs whose last word is the daemon's
+
+    def forget(self) -> None:
+        """What this object knows of the file may be stale (a rollback, a maintenance call)."""
+        self.known_runs.clear()
+        self.held = store.held_runs(self.conn)
 
     def apply(self, ops: list[Op]) -> Applied:
+        try:
+            return self._transaction(ops, careful=False)
+        except _PASSING:
+            raise
+        except Exception:
+            return self._transaction(ops, careful=True)
+
+    def _transaction(self, ops: list[Op], *, careful: bool) -> Applied:
         conn = self.conn
         out = Applied()
-        # Rows wait here until there are enough to be worth one insert, or a
-        # request comes: few statements, and never the whole batch in memory.
-        pending: list[EventRow] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for index, (sid, op) in enumerate(ops):
-                if sid in out.fatal:
-                    out.skipped.add(index)
-                elif op[0] != "events":
-                    out.inserted += store.append_events(conn, pending)
-                    pending.clear()
-                    out.replies.append((sid, self._request(op[1], out)))
-                elif self._check_runs(sid, op[2], out) and (rows := self._rows(sid, op, out)):
-                    pending += rows
-                    self._ack(out.acks.setdefault(sid, {}), op[2])
-                    if len(pending) >= INSERT_ROWS:
-                        out.inserted += store.append_events(conn, pending)
-                        pending.clear()
-                else:
-                    out.skipped.add(index)
-            out.inserted += store.append_events(conn, pending)
+            if careful:
+                for index, (sid, op) in enumerate(ops):
+                    self._apply_alone(index, sid, op, out)
+            else:
+                self._apply_together(ops, out)
             conn.execute("COMMIT")
         except BaseException:
             # SQLite may have rolled back already (after SQLITE_FULL, for one).
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            self.known_runs.clear()  # a rolled-back run.start must not stay "known"
+            self.forget()  # a rolled-back run.start must not stay "known"
             raise
         return out
 
+    def _apply_together(self, ops: list[Op], out: Applied) -> None:
+        conn = self.conn
+        # Rows wait here until there are enough to be worth one insert, or a
+        # request comes: few statements, and never the whole batch in memory.
+        pending: list[EventRow] = []
+        for index, (sid, op) in enumerate(ops):
+            if sid in out.fatal:
+                out.skipped.add(index)
+            elif op[0] != "events":
+                out.inserted += store.append_events(conn, pending)
+                pending.clear()
+                out.replies.append((sid, self._request(op[1], out)))
+            elif self._check_runs(sid, op[2], out) and (rows := self._rows(sid, op, out)):
+                pending += rows
+                self._ack(out.acks.setdefault(sid, {}), op[2])
+                if len(pending) >= INSERT_ROWS:
+                    out.inserted += store.append_events(conn, pending)
+                    pending.clear()
+            else:
+                out.skipped.add(index)
+        out.inserted += store.append_events(conn, pending)
+
+    def _apply_alone(self, index: int, sid: int, op: tuple[Any, ...], out: Applied) -> None:
+        """One op in a savepoint of its own; a failure refuses its sender only."""
+        if sid in out.fatal:
+            out.skipped.add(index)
+            return
+        try:
+            with self.conn:  # a savepoint inside the batch's transaction
+                if op[0] != "events":
+                    out.replies.append((sid, self._request(op[1], out)))
+                elif self._check_runs(sid, op[2], out) and (rows := self._rows(sid, op, out)):
+                    out.inserted += store.append_events(self.conn, rows)
+                    self._ack(out.acks.setdefault(sid, {}), op[2])
+                else:
+                    out.skipped.add(index)
+        except _PASSING:
+            raise
+        except Exception as exc:
+            self.forget()
+            out.skipped.add(index)
+            out.fatal[sid] = ("internal", f"could not store: {type(exc).__name__}: {exc}")
+            out.problems.append(traceback.format_exc())
+
     def _check_runs(self, sid: int, top: dict[str, int], out: Applied) -> bool:
         for run in top:
+            if run in self.held:
+                # The run's own events came after the daemon marked it stopped.
+                store.retract_held_marker(self.conn, run)
+                self.held.discard(run)
+                out.runs_changed.append((run, REOPENED))
             if run not in self.known_runs:
                 if not store.run_exists(self.conn, run):
                     out.fatal[sid] = (
@@ -158,6 +216,8 @@ class Applier:
             code = "bad_field" if isinstance(exc, store.BadParameter) else exc.code
             return {"t": "error", "req": req, "code": code, "message": str(exc)}
         self.known_runs.add(run)
+        if run in self.held and msg["t"] in ("run.complete", "run.resume"):
+            self.held.discard(run)  # retracted by its end, made final by a resume
         out.runs_changed.append((run, msg["t"]))
         return {"t": "ok", "req": req, "data": data}
 
@@ -173,6 +233,7 @@ class Applier:
                 total_units=msg["total_units"],
                 tasks_dir=msg.get("tasks_dir"),
                 dry_run=bool(msg.get("dry_run", False)),
+                token=msg.get("token"),
             )
             out.runs_created += created
             return {"run": run, "created": created}
@@ -259,7 +320,7 @@ class _Server:
         try:
             return fn(self.conn, *args)
         finally:
-            self.applier.known_runs.clear()  # fn may have deleted runs
+            self.applier.forget()  # fn may have deleted runs, or stopped one
 
     def _close(self) -> None:
         if self.conn is None:

@@ -6,6 +6,11 @@ or when the daemon starts and finds runs left ``running``, the run gets a
 grace period: if no connection speaks for it again in time (a client that
 reconnects and replays does), it is marked ``stopped`` with a
 ``run.stopped`` event saying why, so ``choo resume`` can continue it.
+
+That marker is the daemon's guess, not the run's history: if the run's own
+events arrive later (a client that stalled, a spool file), the store
+retracts it and the run is running again; then, if nothing finishes it, it
+gets a new grace period and a new marker after its last event.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ import apsw
 import trio
 
 from choo_daemon import store
+from choo_daemon.dbproc import REOPENED
 
 if TYPE_CHECKING:
-    from choo_daemon.writer import Writer
+    from choo_daemon.writer import Outcome, Writer
 
 log = logging.getLogger("choo.daemon")
 
@@ -39,6 +45,19 @@ class Orphans:
 
     def finished(self, run: str) -> None:
         self._owner.pop(run, None)
+
+    def committed(self, outcome: Outcome) -> None:
+        """A writer listener: runs that ended, and runs the daemon had stopped that came back."""
+        for run, kind in outcome.runs_changed:
+            if kind == "run.complete":
+                self.finished(run)
+            elif kind == REOPENED and run not in self._owner:
+                # Events with nobody behind them (a spool file): wait again.
+                self.watch(
+                    run,
+                    "events of the run arrived without its end (from a spool file), and its "
+                    f"orchestrator did not come back within {self.grace:g} s",
+                )
 
     def disconnected(self, session: object, name: str) -> None:
         """``session`` ended: watch every unfinished run it spoke for."""

@@ -235,6 +235,8 @@ class _Flight:
 def _outcome(applied: Any, flight: _Flight) -> Outcome:
     """The database process's answer, by sender again, with the events it applied."""
     senders = list(flight.senders)
+    for problem in applied.problems:
+        log.error("the store refused a sender's work; the rest of its batch is kept\n%s", problem)
     out = Outcome(inserted=applied.inserted, runs_created=applied.runs_created)
     out.runs_changed = applied.runs_changed
     for sid, runs in applied.acks.items():

@@ -26,7 +26,9 @@ BACKLOG_PAGE = 1000
 RETRY_MS = 2000
 HEARTBEAT = b": hb\n\n"
 
-RUN_STARTS = ("run.start", "run.resume")
+# Changes after which a run is running: started, resumed, or its own events
+# arrived after the daemon had marked it stopped (the marker is retracted).
+RUN_STARTS = ("run.start", "run.resume", "run.reopened")
 MAX_TRACKED_RUNS = 4096
 
 

@@ -27,6 +27,7 @@ MAP = "map"
 LIST = "list"
 
 MAX_SEQ = 2**63 - 1
+MAX_STORED_INT = 2**63 - 1  # SQLite's INTEGER is signed 64-bit
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 RUN_STATUSES: Final = ("completed", "failed", "stopped")
 
@@ -72,6 +73,7 @@ SCHEMAS: Final[dict[str, tuple[Field, ...]]] = {
         _f("total_units", INT),
         _f("tasks_dir", STR, required=False, nullable=True),
         _f("dry_run", BOOL, required=False),
+        _f("token", STR, required=False, nullable=True),
     ),
     "run.resume": (
         _REQ,
@@ -98,6 +100,25 @@ SCHEMAS: Final[dict[str, tuple[Field, ...]]] = {
     ),
     "status": (_REQ,),
     "shutdown": (_REQ,),
+}
+
+# Integer fields the store keeps, and the values each may take (inclusive).
+# msgpack carries up to 2**64-1, SQLite only up to 2**63-1; counts and
+# numbers are never negative. Other int fields (req, pid, v) are not stored.
+_COUNT = (0, MAX_STORED_INT)
+INT_RANGES: Final[dict[tuple[str, str], tuple[int, int]]] = {
+    ("event", "seq"): (1, MAX_SEQ),
+    ("event", "task"): _COUNT,
+    ("event", "pr"): _COUNT,
+    ("run.start", "parallelism"): _COUNT,
+    ("run.start", "total_units"): _COUNT,
+    ("run.complete", "completed_units"): _COUNT,
+    ("run.complete", "failed_units"): _COUNT,
+    ("run.complete", "blocked_units"): _COUNT,
+}
+_RANGED: Final = {
+    kind: tuple((name, span) for (k, name), span in INT_RANGES.items() if k == kind)
+    for kind in {k for k, _ in INT_RANGES}
 }
 
 REQUESTS: Final = frozenset(
@@ -148,6 +169,10 @@ def validate(msg: dict[Any, Any]) -> Message:
                 f'{kind}: field "{name}" must be {field_kind}, got {type(value).__name__}',
                 req=req,
             )
+    for name, (low, high) in _RANGED.get(kind, ()):
+        value = msg.get(name)
+        if value is not None and not low <= value <= high:
+            raise BadField(_range_problem(kind, name, value, low, high), req=req)
     if kind == "event":
         _check_event(msg)
     elif kind == "events":
@@ -162,6 +187,11 @@ def validate(msg: dict[Any, Any]) -> Message:
                 req=req,
             )
     return msg
+
+
+def _range_problem(kind: str, name: str, value: int, low: int, high: int) -> str:
+    top = "2**63-1" if high == MAX_STORED_INT else str(high)
+    return f'{kind}: field "{name}" must be between {low} and {top}, got {value}'
 
 
 def _clip(value: Any) -> str:
@@ -214,8 +244,8 @@ def _event_ok(msg: dict[Any, Any]) -> bool:
         and type(etype) is str
         and 1 <= len(etype) <= 128
         and (unit is None or type(unit) is str)
-        and (task is None or type(task) is int)
-        and (pr is None or type(pr) is int)
+        and (task is None or (type(task) is int and 0 <= task <= MAX_STORED_INT))
+        and (pr is None or (type(pr) is int and 0 <= pr <= MAX_STORED_INT))
         and (payload is None or type(payload) is dict)
         and (error is None or type(error) is str)
     )
@@ -248,8 +278,8 @@ def _check_items(items: list[Any]) -> None:
             and type(item[2]) is str
             and 1 <= len(item[2]) <= 128
             and (item[3] is None or type(item[3]) is str)
-            and (item[4] is None or type(item[4]) is int)
-            and (item[5] is None or type(item[5]) is int)
+            and (item[4] is None or (type(item[4]) is int and 0 <= item[4] <= MAX_STORED_INT))
+            and (item[5] is None or (type(item[5]) is int and 0 <= item[5] <= MAX_STORED_INT))
             and (item[6] is None or type(item[6]) is dict)
             and (item[7] is None or type(item[7]) is str)
         ):
@@ -267,8 +297,11 @@ def _item_problem(item: Any) -> str:
             continue
         if type(value) is not kind:
             return f'field "{name}" must be {kind.__name__}, got {type(value).__name__}'
-    if not 1 <= item[0] <= MAX_SEQ:
-        return f'field "seq" must be between 1 and 2**63-1, got {item[0]}'
+    for index, name in ((0, "seq"), (4, "task"), (5, "pr")):
+        low, high = INT_RANGES[("event", name)]
+        value = item[index]
+        if value is not None and not low <= value <= high:
+            return _range_problem("event", name, value, low, high).removeprefix("event: ")
     return 'field "type" must be 1-128 characters'
 
 
@@ -283,9 +316,6 @@ def _check_run_id(kind: str, run: str, req: int | None) -> None:
 
 def _check_event(msg: Message) -> None:
     _check_run_id("event", msg["run"], None)
-    seq = msg["seq"]
-    if not 1 <= seq <= MAX_SEQ:
-        raise BadField(f'event: field "seq" must be between 1 and 2**63-1, got {seq}')
     etype = msg["type"]
     if not 1 <= len(etype) <= 128:
         raise BadField('event: field "type" must be 1-128 characters')

@@ -70,9 +70,13 @@ class RunExists(StoreError):
     code = "run_exists"
 
     def __init__(self, run_id: str, existing_repo: str, new_repo: str) -> None:
+        whose = (
+            "another run of this repository"
+            if existing_repo == new_repo
+            else f"a run of repository {existing_repo}, not {new_repo}"
+        )
         super().__init__(
-            f"run {run_id!r} already exists for repository {existing_repo}, "
-            f"not {new_repo}; start the run with a new run id"
+            f"run {run_id!r} already exists ({whose}); start the run with a new run id"
         )
         self.run_id = run_id
 

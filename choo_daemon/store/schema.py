@@ -79,7 +79,21 @@ def _v1_initial(conn: apsw.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial,)
+def _v2_provisional_markers(conn: apsw.Connection) -> None:
+    # held_seq: the seq of a run.stopped the daemon wrote on its own (the
+    # grace period ran out), retracted if the run's own events come after all.
+    # start_token: what the client that started the run sent with run.start,
+    # to tell its re-sent request from another run that picked the same id.
+    conn.execute(
+        """
+        ALTER TABLE runs ADD COLUMN held_seq INTEGER;
+        ALTER TABLE runs ADD COLUMN start_token TEXT;
+        CREATE INDEX runs_held ON runs(id) WHERE held_seq IS NOT NULL;
+        """
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_provisional_markers)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

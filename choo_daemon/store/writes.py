@@ -64,24 +64,35 @@ def create_run(
     total_units: int,
     tasks_dir: str | None = None,
     dry_run: bool = False,
+    token: str | None = None,
 ) -> bool:
-    """Record a new running run; False if this exact run already exists.
+    """Record a new running run; False if this very request was applied already.
 
-    A retried ``run.start`` (same id, same repository) changes nothing; the
-    same id for another repository raises RunExists.
+    Two runs never merge: an id that exists is refused (RunExists) unless
+    the request is a re-sent copy of the one that created it: the same
+    ``token``, or, from a client that sends none, the same repository and
+    start time.
     """
     _require_transaction(conn)
     if not is_iso_utc(started_at):
         raise BadParameter("started_at", started_at, "UTC ISO 8601 like 2026-01-20T14:30:52.123Z")
-    row = conn.execute("SELECT repo_path FROM runs WHERE id = ?", (run_id,)).fetchone()
+    row = conn.execute(
+        "SELECT repo_path, started_at, start_token FROM runs WHERE id = ?", (run_id,)
+    ).fetchone()
     if row is not None:
-        if row[0] != repo_path:
-            raise RunExists(run_id, str(row[0]), repo_path)
+        stored_repo, stored_start, stored_token = row
+        resent = (
+            token == stored_token
+            if token is not None or stored_token is not None
+            else stored_start == started_at
+        )
+        if stored_repo != repo_path or not resent:
+            raise RunExists(run_id, str(stored_repo), repo_path)
         return False
     conn.execute(
-        "INSERT INTO runs(id, repo_path, started_at, parallelism, total_units, tasks_dir, dry_run)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (run_id, repo_path, started_at, parallelism, total_units, tasks_dir, int(dry_run)),
+        "INSERT INTO runs(id, repo_path, started_at, parallelism, total_units, tasks_dir, dry_run,"
+        " start_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (run_id, repo_path, started_at, parallelism, total_units, tasks_dir, int(dry_run), token),
     )
     return True
 
@@ -186,9 +197,10 @@ def append_resume_marker(
             return seq
     seq = max(last, row[0] if row is not None else 0) + 1
     _append_marker(conn, run_id, seq, time, RUN_RESUMED, {"reason": reason, "resume_id": token})
+    # A resume makes a stop the daemon wrote on its own final: the run did stop.
     conn.execute(
         "UPDATE runs SET status = 'running', completed_at = NULL, resume_count = resume_count + 1,"
-        " last_seq = ?, event_count = event_count + 1 WHERE id = ?",
+        " last_seq = ?, event_count = event_count + 1, held_seq = NULL WHERE id = ?",
         (seq, run_id),
     )
     return seq
@@ -209,6 +221,7 @@ def complete_run(
     _require_transaction(conn)
     if status not in FINAL_STATUSES:
         raise BadParameter("status", status, "one of " + ", ".join(FINAL_STATUSES))
+    retract_held_marker(conn, run_id)
     conn.execute(
         "UPDATE runs SET status = ?, completed_at = ?, completed_units = ?, failed_units = ?,"
         " blocked_units = ?, error = ? WHERE id = ?",
@@ -222,7 +235,10 @@ def mark_stopped(conn: apsw.Connection, run_id: str, *, time: str, reason: str) 
     """Stop a run left running (its orchestrator went away); return the marker's seq.
 
     Appends ``run.stopped`` with the reason and sets the run stopped. Returns
-    None, changing nothing, if the run is not running.
+    None, changing nothing, if the run is not running. The marker is held
+    (``runs.held_seq``): the seq belongs to the run's orchestrator, so if its
+    own events or its end arrive after all, the marker is retracted
+    (``retract_held_marker``); a resume makes it final.
     """
     _require_transaction(conn)
     row = conn.execute("SELECT status, last_seq FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -231,13 +247,43 @@ def mark_stopped(conn: apsw.Connection, run_id: str, *, time: str, reason: str) 
     if row[0] != "running":
         return None
     seq: int = row[1] + 1
-    _append_marker(conn, run_id, seq, time, RUN_STOPPED, {"reason": reason})
+    _append_marker(conn, run_id, seq, time, RUN_STOPPED, {"reason": reason, "by": "daemon"})
     conn.execute(
-        "UPDATE runs SET status = 'stopped', completed_at = ?, last_seq = ?,"
+        "UPDATE runs SET status = 'stopped', completed_at = ?, last_seq = ?, held_seq = ?,"
         " event_count = event_count + 1 WHERE id = ?",
-        (time, seq, run_id),
+        (time, seq, seq, run_id),
     )
     return seq
+
+
+def retract_held_marker(conn: apsw.Connection, run_id: str) -> bool:
+    """Take back the daemon's own ``run.stopped`` of a run, if it holds one.
+
+    The run's orchestrator spoke again (its events, its end): the marker goes,
+    and the run is running again until its end arrives or the grace period
+    runs out once more (a new marker, after the run's last event). True if a
+    marker was retracted.
+    """
+    _require_transaction(conn)
+    row = conn.execute("SELECT held_seq FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None or row[0] is None:
+        return False
+    conn.execute(
+        "DELETE FROM events WHERE run_id = ? AND seq = ? AND type = ?", (run_id, row[0], RUN_STOPPED)
+    )
+    removed = conn.changes()
+    conn.execute(
+        "UPDATE runs SET status = 'running', completed_at = NULL, held_seq = NULL,"
+        " event_count = event_count - ?2,"
+        " last_seq = coalesce((SELECT max(seq) FROM events WHERE run_id = ?1), 0) WHERE id = ?1",
+        (run_id, removed),
+    )
+    return True
+
+
+def held_runs(conn: apsw.Connection) -> set[str]:
+    """The runs whose last word is a marker the daemon wrote on its own."""
+    return {row[0] for row in conn.execute("SELECT id FROM runs WHERE held_seq IS NOT NULL")}
 
 
 def running_runs(conn: apsw.Connection) -> list[str]:

@@ -22,9 +22,11 @@ from choo_daemon.store import (
     delete_runs_older_than,
     get_graph,
     get_run,
+    held_runs,
     iso_utc,
     mark_stopped,
     open_write_connection,
+    retract_held_marker,
     run_exists,
     running_runs,
     store_graph,
@@ -108,11 +110,32 @@ def test_create_run_records_a_running_run(conn: apsw.Connection) -> None:
     assert row["completed_at"] is None
 
 
-def test_create_run_again_for_the_same_repo_changes_nothing(conn: apsw.Connection) -> None:
+def test_a_resent_run_start_changes_nothing(conn: apsw.Connection) -> None:
     new_run(conn)
     before = run_row(conn)
     with conn:
         created = create_run(
+            conn, run_id="run_1", repo_path="/repo", started_at=T0, parallelism=9, total_units=9
+        )
+    assert created is False
+    assert run_row(conn) == before
+
+
+def test_a_resent_run_start_is_known_by_its_token(conn: apsw.Connection) -> None:
+    start = {"repo_path": "/repo", "started_at": T0, "parallelism": 1, "total_units": 1}
+    with conn:
+        assert create_run(conn, run_id="run_t", token="first", **start) is True
+    with conn:
+        assert create_run(conn, run_id="run_t", token="first", **start) is False
+    for other in ("second", None):
+        with pytest.raises(RunExists, match="another run of this repository"), conn:
+            create_run(conn, run_id="run_t", token=other, **start)
+
+
+def test_two_runs_of_one_repository_with_one_id_never_merge(conn: apsw.Connection) -> None:
+    new_run(conn)
+    with pytest.raises(RunExists, match=r"run_1.*new run id"), conn:
+        create_run(
             conn,
             run_id="run_1",
             repo_path="/repo",
@@ -120,8 +143,6 @@ def test_create_run_again_for_the_same_repo_changes_nothing(conn: apsw.Connectio
             parallelism=9,
             total_units=9,
         )
-    assert created is False
-    assert run_row(conn) == before
 
 
 def test_create_run_with_an_id_taken_by_another_repo_raises(conn: apsw.Connection) -> None:
@@ -293,7 +314,7 @@ def test_mark_stopped_appends_a_marker_and_stops_the_run(conn: apsw.Connection) 
         seq = mark_stopped(conn, "run_1", time="2026-01-20T15:00:00.000Z", reason="client lost")
     assert seq == 3
     assert stored_events(conn)[-1][1:4] == (3, "2026-01-20T15:00:00.000Z", "run.stopped")
-    assert json.loads(str(stored_events(conn)[-1][7])) == {"reason": "client lost"}
+    assert json.loads(str(stored_events(conn)[-1][7])) == {"reason": "client lost", "by": "daemon"}
     row = run_row(conn)
     assert (row["status"], row["completed_at"]) == ("stopped", "2026-01-20T15:00:00.000Z")
     assert (row["last_seq"], row["event_count"]) == (3, 3)
@@ -302,6 +323,67 @@ def test_mark_stopped_appends_a_marker_and_stops_the_run(conn: apsw.Connection) 
     assert len(stored_events(conn)) == 3
     with pytest.raises(UnknownRun), conn:
         mark_stopped(conn, "ghost", time=T0, reason="x")
+
+
+def test_the_daemons_marker_is_retracted_when_the_run_speaks_again(
+    conn: apsw.Connection,
+) -> None:
+    new_run(conn)
+    with conn:
+        append_events(conn, [ev("run_1", 1), ev("run_1", 2)])
+        assert mark_stopped(conn, "run_1", time=T0, reason="client lost") == 3
+    assert held_runs(conn) == {"run_1"}
+    with conn:
+        assert retract_held_marker(conn, "run_1") is True
+        # The orchestrator's own event 3, which the marker had taken the place of.
+        append_events(conn, [ev("run_1", 3, "unit.completed"), ev("run_1", 4)])
+    assert [(e[1], e[3]) for e in stored_events(conn)] == [
+        (1, "unit.started"),
+        (2, "unit.started"),
+        (3, "unit.completed"),
+        (4, "unit.started"),
+    ]
+    row = run_row(conn)
+    assert (row["status"], row["completed_at"], row["held_seq"]) == ("running", None, None)
+    assert (row["last_seq"], row["event_count"]) == (4, 4)
+    assert held_runs(conn) == set()
+    with conn:
+        assert retract_held_marker(conn, "run_1") is False
+        assert mark_stopped(conn, "run_1", time=T0, reason="lost again") == 5
+
+
+def test_a_run_that_ends_after_the_daemon_stopped_it_shows_no_stop(
+    conn: apsw.Connection,
+) -> None:
+    new_run(conn)
+    with conn:
+        append_events(conn, [ev("run_1", 1)])
+        mark_stopped(conn, "run_1", time=T0, reason="client lost")
+    with conn:
+        complete_run(
+            conn,
+            "run_1",
+            status="completed",
+            completed_at=T0,
+            completed_units=1,
+            failed_units=0,
+            blocked_units=0,
+        )
+    assert [e[3] for e in stored_events(conn)] == ["unit.started"]
+    row = run_row(conn)
+    assert (row["status"], row["last_seq"], row["event_count"]) == ("completed", 1, 1)
+
+
+def test_a_resume_makes_the_daemons_stop_final(conn: apsw.Connection) -> None:
+    new_run(conn)
+    with conn:
+        append_events(conn, [ev("run_1", 1)])
+        mark_stopped(conn, "run_1", time=T0, reason="client lost")
+        assert append_resume_marker(conn, "run_1", time=T0, token="t") == 3
+    assert held_runs(conn) == set()
+    with conn:
+        assert retract_held_marker(conn, "run_1") is False
+    assert [e[3] for e in stored_events(conn)] == ["unit.started", "run.stopped", "run.resumed"]
 
 
 def test_running_runs_lists_only_running_ones(conn: apsw.Connection) -> None:

@@ -31,7 +31,7 @@ from protocol import (
     encode,
     encode_many,
 )
-from protocol.messages import MAX_SEQ, RUN_ID
+from protocol.messages import INT_RANGES, MAX_SEQ, MAX_STORED_INT, RUN_ID
 
 # -- strategies ---------------------------------------------------------------
 
@@ -55,8 +55,8 @@ EVENT_ITEMS = st.lists(
         st.text(max_size=30),
         st.text(min_size=1, max_size=128),
         st.none() | st.text(max_size=10),
-        st.none() | MSGPACK_INTS,
-        st.none() | MSGPACK_INTS,
+        st.none() | st.integers(min_value=0, max_value=MAX_STORED_INT),
+        st.none() | st.integers(min_value=0, max_value=MAX_STORED_INT),
         st.none() | st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=4),
         st.none() | st.text(max_size=10),
     ).map(list),
@@ -66,8 +66,8 @@ EVENT_ITEMS = st.lists(
 
 # Fields whose valid values are narrower than their kind.
 SPECIAL: dict[tuple[str, str], st.SearchStrategy[Any]] = {
+    **{key: st.integers(min_value=low, max_value=high) for key, (low, high) in INT_RANGES.items()},
     ("events", "items"): EVENT_ITEMS,
-    ("event", "seq"): st.integers(min_value=1, max_value=MAX_SEQ),
     ("event", "type"): st.text(min_size=1, max_size=128),
     ("run.complete", "status"): st.sampled_from(RUN_STATUSES),
 }

@@ -63,6 +63,7 @@ VALID: dict[str, Message] = {
         "total_units": 3,
         "tasks_dir": "tasks",
         "dry_run": False,
+        "token": "8f3c2a",
     },
     "run.resume": {
         "t": "run.resume",
@@ -340,6 +341,34 @@ def test_event_seq_out_of_range_is_rejected(seq: int) -> None:
     # The same through the wire, where 2**64-1 is a valid msgpack uint64.
     with pytest.raises(BadField):
         FrameDecoder().feed(encode(msg))
+
+
+@pytest.mark.parametrize(
+    ("mtype", "name", "value"),
+    [
+        ("event", "pr", 2**64 - 1),
+        ("event", "pr", MAX_SEQ + 1),
+        ("event", "task", -1),
+        ("run.start", "parallelism", 2**64 - 1),
+        ("run.start", "total_units", -1),
+        ("run.complete", "completed_units", 2**63),
+        ("run.complete", "failed_units", -(2**63)),
+        ("run.complete", "blocked_units", 2**64 - 1),
+    ],
+)
+def test_an_integer_the_store_cannot_hold_is_a_bad_field(mtype: str, name: str, value: int) -> None:
+    msg = _with(mtype, **{name: value})
+    with pytest.raises(BadField, match=f'field "{name}" must be between') as info:
+        validate(msg)
+    assert info.value.req == _expected_req(msg)  # a reply for a request, fatal for an event
+    with pytest.raises(BadField):
+        FrameDecoder().feed(encode(msg))  # a valid msgpack int on the wire all the same
+
+
+def test_an_events_item_with_an_integer_the_store_cannot_hold_is_a_bad_field() -> None:
+    item = [1, "2026-01-20T14:30:52.123Z", "unit.started", None, None, 2**64 - 1, None, None]
+    with pytest.raises(BadField, match='item 0: field "pr" must be between 0 and 2'):
+        validate({"t": "events", "run": "run_1", "items": [item]})
 
 
 @pytest.mark.parametrize("seq", [1, 2, MAX_SEQ])
