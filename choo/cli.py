@@ -317,8 +317,8 @@ def resume_cmd(
     run_id: Annotated[
         str | None,
         typer.Argument(
-            help="Run to continue (default: this repository's latest "
-            "stopped or failed run). A unique prefix is enough."
+            help="Run to continue (default: this repository's latest run, if it "
+            "stopped or failed). A unique prefix is enough."
         ),
     ] = None,
     parallelism: Annotated[
@@ -327,12 +327,22 @@ def resume_cmd(
     provider: Annotated[
         str | None, typer.Option("--provider", help="claude, codex or command.")
     ] = None,
+    take_over: Annotated[
+        bool,
+        typer.Option(
+            "--take-over",
+            help="Resume a run the daemon still waits for (its orchestrator vanished "
+            "and the grace period has not ended).",
+        ),
+    ] = False,
 ) -> None:
     """Continue a stopped or failed run: same run ID, completed tasks skipped."""
     home = _home()
     try:
         with HistoryAPI.connect(home) as api:
             run = _find_resumable(api, run_id)
+        if run["status"] == "running":
+            _check_take_over(run, daemonctl.query_status(home), take_over)
     except (HistoryUnavailable, HistoryError) as exc:
         raise _fail(str(exc)) from None
     tasks_dir = Path(run["tasks_dir"] or "")
@@ -353,29 +363,62 @@ def resume_cmd(
 
 
 def _find_resumable(api: HistoryAPI, run_id: str | None) -> dict[str, Any]:
-    if run_id is not None:
-        run = api.get_run(run_id)
-        if run["status"] == "running":
-            raise HistoryError(409, "running", f"run {run['id']} is still running")
-        if run.get("dry_run"):
-            raise HistoryError(409, "dry_run", f"run {run['id']} was a dry run; nothing to resume")
-        return run
-    repo = str(repo_root_of(Path.cwd()))
-    candidates = [
-        r
-        for status in ("stopped", "failed")
-        for r in api.list_runs(repo=repo, status=status, limit=20)["runs"]
-        if not r.get("dry_run")
-    ]
-    if not candidates:
+    """The run to resume: the one named, else the repository's latest (never an older one)."""
+    if run_id is None:
+        repo = str(repo_root_of(Path.cwd()))
+        runs = [r for r in api.list_runs(repo=repo, limit=20)["runs"] if not r.get("dry_run")]
+        if not runs:
+            raise HistoryError(
+                404,
+                "no_run",
+                f"no run of {repo} to resume; see `choo history list --all`, or name a run: "
+                "`choo resume RUN_ID`",
+            )
+        latest = runs[0]  # newest first
+        if latest["status"] == "completed":
+            raise HistoryError(
+                409,
+                "completed",
+                f"the latest run of {repo}, {latest['id']}, completed: nothing to resume. "
+                "To resume an older run, name it: `choo resume RUN_ID` "
+                "(see `choo history list`)",
+            )
+        run_id = latest["id"]
+    run = api.get_run(run_id)
+    if run.get("dry_run"):
+        raise HistoryError(409, "dry_run", f"run {run['id']} was a dry run; nothing to resume")
+    if run["status"] == "completed":
+        raise HistoryError(409, "completed", f"run {run['id']} completed; nothing to resume")
+    return run
+
+
+def _check_take_over(run: dict[str, Any], status: dict[str, Any] | None, take_over: bool) -> None:
+    """A run still marked running may be resumed only once nobody runs it."""
+    active = ((status or {}).get("active_runs") or {}).get(run["id"])
+    if active is not None and active.get("client"):
         raise HistoryError(
-            404,
-            "no_run",
-            f"no stopped or failed run of {repo} to resume; "
-            "see `choo history list`, or name a run: `choo resume RUN_ID`",
+            409,
+            "running",
+            f"run {run['id']} is still running: its orchestrator ({active['client']}) is "
+            "connected to the daemon. Stop it first (Ctrl-C in its terminal), then resume.",
         )
-    best = max(candidates, key=lambda r: (r["started_at"], r["id"]))
-    return api.get_run(best["id"])
+    if take_over:
+        return
+    if active is not None and active.get("waiting_until"):
+        until = active["waiting_until"]
+        raise HistoryError(
+            409,
+            "waiting",
+            f"run {run['id']} is still marked running: its orchestrator went away and the "
+            f"daemon waits for it to come back until {until}. Resume after that, or take "
+            f"over now: `choo resume {run['id']} --take-over`",
+        )
+    raise HistoryError(
+        409,
+        "running",
+        f"run {run['id']} is marked running, but no orchestrator is connected for it. "
+        f"If it is not running anywhere, take it over: `choo resume {run['id']} --take-over`",
+    )
 
 
 @app.command("status")

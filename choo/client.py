@@ -190,8 +190,14 @@ class DaemonClient:
         dry_run: bool = False,
         graph: dict[str, list[Any]] | None = None,
     ) -> dict[str, Any]:
-        """Record a new run (and its graph, sent right behind it, if given)."""
-        started = self._enqueue(
+        """Record a new run (and then its graph, if given).
+
+        Raises DaemonError ``run_exists`` if another run holds the ID. The
+        request carries a token of its own, so that the daemon tells a re-sent
+        copy (after a reconnect, or from a spool file) from that other run;
+        the graph goes only once the run is ours, never onto another's.
+        """
+        data = await self._request(
             {
                 "t": "run.start",
                 "run": run,
@@ -201,14 +207,11 @@ class DaemonClient:
                 "total_units": total_units,
                 "tasks_dir": tasks_dir,
                 "dry_run": dry_run,
+                "token": uuid.uuid4().hex,
             }
         )
-        stored = None
         if graph is not None:
-            stored = self._enqueue({"t": "run.graph", "run": run, **graph})
-        data = await self._wait(started)
-        if stored is not None:
-            await self._wait(stored)
+            await self._request({"t": "run.graph", "run": run, **graph})
         return data
 
     async def graph(self, run: str, nodes: list[Any], edges: list[Any], levels: list[Any]) -> None:

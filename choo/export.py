@@ -26,6 +26,7 @@ from typing import IO, Any, Final
 import trio
 
 from choo.api import HistoryAPI, HistoryError
+from choo.client import DaemonError
 from choo.history import RUN_ID, RUN_STATUSES, get_graph, get_run, iter_events, open_daemon
 from protocol.home import Home
 
@@ -325,17 +326,22 @@ async def _send(home: Home, export: Export) -> None:
     run = export.run
     run_id = run["id"]
     async with open_daemon(home, "choo-import") as client:
-        reply = await client.start_run(
-            run_id,
-            repo_path=run["repo_path"],
-            started_at=run["started_at"],
-            parallelism=run["parallelism"],
-            total_units=run["total_units"],
-            tasks_dir=run["tasks_dir"],
-            dry_run=run["dry_run"],
-        )
-        if not reply.get("created", True):
-            raise RunConflict(f"run {run_id} appeared in the history meanwhile; nothing imported")
+        try:
+            await client.start_run(
+                run_id,
+                repo_path=run["repo_path"],
+                started_at=run["started_at"],
+                parallelism=run["parallelism"],
+                total_units=run["total_units"],
+                tasks_dir=run["tasks_dir"],
+                dry_run=run["dry_run"],
+            )
+        except DaemonError as exc:
+            if exc.code != "run_exists":
+                raise
+            raise RunConflict(
+                f"run {run_id} appeared in the history meanwhile; nothing imported"
+            ) from None
         if export.graph is not None:
             g = export.graph
             await client.graph(run_id, g["nodes"], g["edges"], g["levels"])

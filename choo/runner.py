@@ -38,6 +38,7 @@ from protocol.home import Home
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 COMPLETE_TIMEOUT = 15.0
+START_ATTEMPTS = 5  # run IDs tried when another run holds the one picked
 
 
 class RunError(Exception):
@@ -154,6 +155,8 @@ async def execute(request: RunRequest, console: Console) -> RunOutcome:
     bus.subscribe(reporter.handle)
     run_id = request.resume["id"] if request.resume else new_run_id()
     async with _history(request, console, bus, run_id, plan, repo_root) as recorder:
+        if recorder is not None:
+            run_id = recorder.run_id  # another, if the first ID was taken
         _announce(console, request, run_id if recorder else None, plan, graph, provider, web_url)
         if request.dry_run:
             tally = _dry_run(bus, plan, graph, request)
@@ -255,28 +258,34 @@ async def _open_run(
     if request.resume is not None:
         return await _resume_run(client, request, run_id, warn)
     graph = build_graph(plan).to_dict()
-    # If the daemon is slow to answer, the requests stay queued, and are
-    # spooled at the end if it never answers.
-    with trio.move_on_after(COMPLETE_TIMEOUT):
-        try:
-            await client.start_run(
-                run_id,
-                repo_path=str(repo_root),
-                started_at=utc_now(),
-                parallelism=request.config["parallelism"],
-                total_units=len(plan.units),
-                tasks_dir=str(request.tasks_dir.resolve()),
-                dry_run=request.dry_run,
-                graph={
-                    "nodes": list(graph["nodes"]),
-                    "edges": list(graph["edges"]),
-                    "levels": list(graph["levels"]),
-                },
-            )
-        except DaemonError as exc:
-            warn(f"history: could not record run {run_id} ({exc}); the run goes on unrecorded")
-            return None
-    return HistoryRecorder(client, run_id, warn=warn)
+    tries = 1
+    while True:
+        # If the daemon is slow to answer, the requests stay queued, and are
+        # spooled at the end if it never answers.
+        with trio.move_on_after(COMPLETE_TIMEOUT):
+            try:
+                await client.start_run(
+                    run_id,
+                    repo_path=str(repo_root),
+                    started_at=utc_now(),
+                    parallelism=request.config["parallelism"],
+                    total_units=len(plan.units),
+                    tasks_dir=str(request.tasks_dir.resolve()),
+                    dry_run=request.dry_run,
+                    graph={
+                        "nodes": list(graph["nodes"]),
+                        "edges": list(graph["edges"]),
+                        "levels": list(graph["levels"]),
+                    },
+                )
+            except DaemonError as exc:
+                if exc.code == "run_exists" and tries < START_ATTEMPTS:
+                    tries += 1
+                    run_id = new_run_id()  # another run took this ID (same second, same luck)
+                    continue
+                warn(f"history: could not record run {run_id} ({exc}); the run goes on unrecorded")
+                return None
+        return HistoryRecorder(client, run_id, warn=warn)
 
 
 async def _resume_run(

@@ -88,6 +88,7 @@ class Daemon:
             "events_stored": self.writer.events_stored,
             "runs_stored": self.writer.runs_stored,
             "write_error": self.writer.failing,
+            "active_runs": self.orphans.active(),
             "spool": spool_status(self.home.spool),
         }
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import apsw
@@ -38,13 +39,31 @@ class Orphans:
         self.writer = writer
         self.grace = grace
         self._owner: dict[str, object] = {}  # run id -> the session speaking for it
+        self._until: dict[str, str] = {}  # run id -> when its grace period ends (UTC)
         self._nursery: trio.Nursery | None = None
 
     def claim(self, run: str, session: object) -> None:
         self._owner[run] = session
+        self._until.pop(run, None)
 
     def finished(self, run: str) -> None:
         self._owner.pop(run, None)
+        self._until.pop(run, None)
+
+    def owner(self, run: str) -> object | None:
+        """The connection speaking for ``run`` now (None: none, or waited for)."""
+        return self._owner.get(run)
+
+    def active(self) -> dict[str, dict[str, str | None]]:
+        """Unfinished runs this daemon knows of: who speaks for each, or until
+        when it waits for their orchestrator (for ``status``)."""
+        return {
+            run: {
+                "client": getattr(owner, "name", None) if owner is not None else None,
+                "waiting_until": self._until.get(run),
+            }
+            for run, owner in self._owner.items()
+        }
 
     def committed(self, outcome: Outcome) -> None:
         """A writer listener: runs that ended, and runs the daemon had stopped that came back."""
@@ -71,6 +90,8 @@ class Orphans:
 
     def watch(self, run: str, reason: str) -> None:
         self._owner[run] = None
+        until = datetime.now(UTC) + timedelta(seconds=self.grace)
+        self._until[run] = store.iso_utc(until)
         # Once the daemon is stopping there is no one left to wait: the next
         # daemon finds the run still running and watches it then.
         if self._nursery is not None:
@@ -110,6 +131,7 @@ class Orphans:
         if run not in self._owner or self._owner[run] is not None:
             return  # finished, or someone speaks for it again
         del self._owner[run]
+        self._until.pop(run, None)
         seq = await self.writer.run_in_writer(stop_run, run, reason)
         if seq is not None:
             log.warning("run %s marked stopped: %s", run, reason)

@@ -298,6 +298,9 @@ class Session:
                         }
                     )
                     continue
+            if kind == "run.resume" and (busy_with := self._resumed_elsewhere(msg)):
+                self.send_nowait(busy_with)
+                continue
             if kind in _WRITES:
                 items.append(redact_request(msg))
                 if kind == "run.complete":
@@ -327,6 +330,19 @@ class Session:
                 self.done()
                 raise
         return ok
+
+    def _resumed_elsewhere(self, msg: Message) -> Message | None:
+        """The refusal for a resume of a run another live connection runs, if it is one."""
+        owner = self.daemon.orphans.owner(msg["run"])
+        if owner is None or owner is self:
+            return None
+        return {
+            "t": "error",
+            "req": msg["req"],
+            "code": "run_active",
+            "message": f"run {msg['run']} is being run by {getattr(owner, 'name', 'a client')}, "
+            "which is connected now; stop it first",
+        }
 
     def _status(self, msg: Message) -> None:
         if self.daemon.writer.ready.is_set():

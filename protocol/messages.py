@@ -169,10 +169,10 @@ def validate(msg: dict[Any, Any]) -> Message:
                 f'{kind}: field "{name}" must be {field_kind}, got {type(value).__name__}',
                 req=req,
             )
-    for name, (low, high) in _RANGED.get(kind, ()):
+    for name, (low, high) in _RANGED.get(str(kind), ()):
         value = msg.get(name)
         if value is not None and not low <= value <= high:
-            raise BadField(_range_problem(kind, name, value, low, high), req=req)
+            raise BadField(_range_problem(str(kind), name, value, low, high), req=req)
     if kind == "event":
         _check_event(msg)
     elif kind == "events":

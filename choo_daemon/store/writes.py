@@ -10,7 +10,7 @@ RuntimeError, because each statement would then commit (and fsync) alone.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import apsw
@@ -48,6 +48,14 @@ def _last_seq(conn: apsw.Connection, run_id: str) -> int:
         raise UnknownRun(run_id)
     last: int = row[0]
     return last
+
+
+def _status_and_last_seq(conn: apsw.Connection, run_id: str) -> tuple[str, int]:
+    """The run's status and highest stored seq; UnknownRun if there is no such run."""
+    row = conn.execute("SELECT status, last_seq FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise UnknownRun(run_id)
+    return str(row[0]), int(row[1])
 
 
 def run_exists(conn: apsw.Connection, run_id: str) -> bool:
@@ -167,7 +175,7 @@ def _append_marker(
     seq: int,
     time: str,
     kind: str,
-    payload: dict[str, str | None],
+    payload: Mapping[str, str | None],
 ) -> None:
     conn.execute(
         "INSERT INTO events(run_id, seq, time, type, payload) VALUES (?, ?, ?, ?, ?)",
@@ -185,7 +193,7 @@ def append_resume_marker(
     nothing changes. Events of the resumed run continue after that seq.
     """
     _require_transaction(conn)
-    last = _last_seq(conn, run_id)
+    status, last = _status_and_last_seq(conn, run_id)
     row = conn.execute(
         "SELECT seq, type, payload FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1",
         (run_id,),
@@ -196,6 +204,16 @@ def append_resume_marker(
             seq: int = row[0]
             return seq
     seq = max(last, row[0] if row is not None else 0) + 1
+    if status == "running":
+        # Taken over while the daemon still waited for the run's orchestrator:
+        # the history shows where that one stopped and this one began.
+        stop = {
+            "reason": "taken over by a resume before its orchestrator came back",
+            "by": "daemon",
+        }
+        _append_marker(conn, run_id, seq, time, RUN_STOPPED, stop)
+        conn.execute("UPDATE runs SET event_count = event_count + 1 WHERE id = ?", (run_id,))
+        seq += 1
     _append_marker(conn, run_id, seq, time, RUN_RESUMED, {"reason": reason, "resume_id": token})
     # A resume makes a stop the daemon wrote on its own final: the run did stop.
     conn.execute(
@@ -241,12 +259,10 @@ def mark_stopped(conn: apsw.Connection, run_id: str, *, time: str, reason: str) 
     (``retract_held_marker``); a resume makes it final.
     """
     _require_transaction(conn)
-    row = conn.execute("SELECT status, last_seq FROM runs WHERE id = ?", (run_id,)).fetchone()
-    if row is None:
-        raise UnknownRun(run_id)
-    if row[0] != "running":
+    status, last = _status_and_last_seq(conn, run_id)
+    if status != "running":
         return None
-    seq: int = row[1] + 1
+    seq = last + 1
     _append_marker(conn, run_id, seq, time, RUN_STOPPED, {"reason": reason, "by": "daemon"})
     conn.execute(
         "UPDATE runs SET status = 'stopped', completed_at = ?, last_seq = ?, held_seq = ?,"
@@ -269,7 +285,8 @@ def retract_held_marker(conn: apsw.Connection, run_id: str) -> bool:
     if row is None or row[0] is None:
         return False
     conn.execute(
-        "DELETE FROM events WHERE run_id = ? AND seq = ? AND type = ?", (run_id, row[0], RUN_STOPPED)
+        "DELETE FROM events WHERE run_id = ? AND seq = ? AND type = ?",
+        (run_id, row[0], RUN_STOPPED),
     )
     removed = conn.changes()
     conn.execute(

@@ -41,6 +41,72 @@ def start_daemon_process(home: Home, *args: str) -> subprocess.Popen[bytes]:
     return proc
 
 
+def test_resume_during_the_grace_period_explains_and_can_take_over(
+    repo_factory: Callable[..., Repo],
+    home: Home,
+    history: History,
+    spawn: Callable[..., subprocess.Popen[str]],
+) -> None:
+    """A SIGKILLed run, an hour of grace: resume says what the daemon waits for
+    and until when; plain resume picks that latest run, not an older stopped
+    one; --take-over resumes it at once."""
+    daemon = start_daemon_process(home, "--grace-seconds", "3600")
+    repo = repo_factory(
+        {
+            "a/IMPLEMENTATION_PLAN.md": plan_md(),
+            "a/01-quick.md": task_md(1, "Quick"),
+            "a/02-slow.md": task_md(
+                2, "Slow", "AGENT:pidfile=agent.pid AGENT:sleep=60", depends_on=[1]
+            ),
+        }
+    )
+    # An older run of this repository that stopped: plain resume must not pick it.
+    older = spawn("run", "specs/tasks", cwd=repo.root)
+    pidfile = repo.root / "agent.pid"
+    wait_until(lambda: pidfile.exists() and pidfile.read_text() != "", what="the slow agent")
+    older.terminate()
+    assert older.wait(timeout=60) == 143
+    kill_quietly(int(pidfile.read_text()))
+    pidfile.unlink()
+    [older_id] = [r["id"] for r in history.runs()]
+
+    proc = spawn("run", "specs/tasks", cwd=repo.root)
+    wait_until(lambda: pidfile.exists() and pidfile.read_text() != "", what="the slow agent")
+    proc.kill()  # SIGKILL: the daemon waits for it to come back
+    proc.communicate(timeout=30)
+    kill_quietly(int(pidfile.read_text()))
+    [run_id] = [r["id"] for r in history.runs() if r["id"] != older_id]
+    assert history.run(run_id)["status"] == "running"
+
+    for args in (("resume", run_id), ("resume",)):
+        refused = run_choo(*args, cwd=repo.root)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        text = " ".join(refused.stderr.split())
+        assert f"run {run_id} is still marked running" in text
+        assert "waits for it to come back until 20" in text
+        assert f"choo resume {run_id} --take-over" in text
+    assert history.run(older_id)["resume_count"] == 0  # not the older one
+
+    repo.write({"a/02-slow.md": task_md(2, "Slow", "now quick", depends_on=[1])})
+    taken = run_choo("resume", run_id, "--take-over", cwd=repo.root)
+    assert taken.returncode == 0, taken.stderr + taken.stdout
+    run = history.run(run_id)
+    assert (run["status"], run["resume_count"]) == ("completed", 1)
+    events = history.events(run_id)
+    assert_contiguous(events)
+    kinds = [e["type"] for e in events]
+    assert kinds.index("run.stopped") + 1 == kinds.index("run.resumed")
+    assert "taken over" in events[kinds.index("run.stopped")]["payload"]["reason"]
+
+    again = run_choo("resume", cwd=repo.root)  # the latest run completed
+    assert again.returncode == 1
+    assert f"the latest run of {repo.root.resolve()}, {run_id}, completed" in " ".join(
+        again.stderr.split()
+    )
+    daemon.terminate()
+    daemon.wait(timeout=60)
+
+
 def test_an_orchestrator_killed_outright_is_marked_stopped_and_can_resume(
     repo_factory: Callable[..., Repo],
     home: Home,

@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import trio
 from rich.console import Console
 
 from choo.config import load
@@ -164,3 +165,52 @@ async def test_no_history_uses_the_daemon_but_records_nothing(
     assert History(home).runs() == []
     assert "warning" not in output
     assert repo.status_of("u/01-task.md") == "complete"
+
+
+async def test_two_runs_whose_ids_collide_are_recorded_apart(
+    home: Home, daemon: Daemon, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Two runs in one repository in the same second, the random part of
+    their IDs forced to collide: the second gets run_exists and picks another
+    ID; neither run's events, graph or end land on the other."""
+    from choo import runner
+
+    real = runner.new_run_id
+    handed: list[str] = []
+
+    def colliding() -> str:
+        run_id = "run_20260120_143052_abcd" if len(handed) < 2 else real()
+        handed.append(run_id)
+        return run_id
+
+    monkeypatch.setattr(runner, "new_run_id", colliding)
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            "one/IMPLEMENTATION_PLAN.md": plan_md(),
+            "one/01-a.md": task_md(1, "A"),
+            "two/IMPLEMENTATION_PLAN.md": plan_md(),
+            "two/01-b.md": task_md(1, "B"),
+        },
+    )
+    outcomes: list[RunOutcome] = []
+
+    async def one_run(unit: str) -> None:
+        outcome, _ = await execute_in(repo, home, unit=unit)
+        outcomes.append(outcome)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(one_run, "one")
+        nursery.start_soon(one_run, "two")
+    ids = {o.run_id for o in outcomes}
+    assert len(ids) == 2 and "run_20260120_143052_abcd" in ids
+    assert len(handed) == 3  # the second run drew again
+    history = History(home)
+    for run_id in ids:
+        assert run_id is not None
+        run = history.run(run_id)
+        assert (run["status"], run["total_units"], run["completed_units"]) == ("completed", 1, 1)
+        events = history.events(run_id)
+        assert_contiguous(events)
+        assert [e["type"] for e in events].count("orch.started") == 1
+        assert len({e["unit"] for e in events if e["unit"]}) == 1

@@ -121,9 +121,7 @@ async def restart(home: Home, daemon: Daemon, nursery: trio.Nursery) -> Daemon:
     return await start_daemon(nursery, home, grace_seconds=GRACE)
 
 
-async def test_a_spooled_end_retracts_the_daemons_stop(
-    home: Home, nursery: trio.Nursery
-) -> None:
+async def test_a_spooled_end_retracts_the_daemons_stop(home: Home, nursery: trio.Nursery) -> None:
     daemon = await start_daemon(nursery, home, grace_seconds=GRACE)
     await stream_and_vanish(home, "run_sp", 3)
     await wait_status(home, "run_sp", "stopped")

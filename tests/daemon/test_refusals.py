@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.lowlevel
 
 from choo.client import open_daemon_client
 from choo_daemon import store
@@ -153,7 +154,7 @@ async def test_a_flood_of_refused_events_costs_healthy_streams_nothing(
             for seq in range(1, EVENTS + 1):
                 client.send_event(run, seq, "task.started", time=NOW, unit="u", payload={"n": seq})
                 if seq % 50 == 0:
-                    await trio.sleep(0)  # let the flood in between
+                    await trio.lowlevel.checkpoint()  # let the flood in between
             await client.wait_acked(run)
             results.append((client.reconnects, client.unacked()))
 

@@ -412,10 +412,24 @@ def test_resume_appends_a_marker_and_reopens_the_run(conn: apsw.Connection) -> N
     assert (row["last_seq"], row["event_count"]) == (52, 52)
 
 
+def stop(conn: apsw.Connection, run_id: str = "run_1") -> None:
+    """End a run as an orchestrator stopped by a signal does."""
+    complete_run(
+        conn,
+        run_id,
+        status="stopped",
+        completed_at=T0,
+        completed_units=0,
+        failed_units=0,
+        blocked_units=0,
+    )
+
+
 def test_resume_retried_with_the_same_token_changes_nothing(conn: apsw.Connection) -> None:
     new_run(conn)
     with conn:
         append_events(conn, [ev("run_1", 1)])
+        stop(conn)
         first = append_resume_marker(conn, "run_1", time=T0, token="tok-1")
     before = run_row(conn)
     with conn:
@@ -423,6 +437,7 @@ def test_resume_retried_with_the_same_token_changes_nothing(conn: apsw.Connectio
     assert again == first == 2
     assert run_row(conn) == before
     with conn:
+        stop(conn)
         other = append_resume_marker(conn, "run_1", time=T0, token="tok-2")
     assert other == 3
     assert run_row(conn)["resume_count"] == 2
@@ -433,9 +448,28 @@ def test_resume_token_only_counts_while_its_marker_is_the_last_event(
 ) -> None:
     new_run(conn)
     with conn:
+        stop(conn)
         assert append_resume_marker(conn, "run_1", time=T0, token="tok-1") == 1
         append_events(conn, [ev("run_1", 2)])
+        stop(conn)
         assert append_resume_marker(conn, "run_1", time=T0, token="tok-1") == 3
+
+
+def test_a_resume_that_takes_over_a_running_run_records_where_it_stopped(
+    conn: apsw.Connection,
+) -> None:
+    new_run(conn)
+    with conn:
+        append_events(conn, [ev("run_1", 1)])
+        assert append_resume_marker(conn, "run_1", time=T0, token="t") == 3
+    assert [(e[1], e[3]) for e in stored_events(conn)] == [
+        (1, "unit.started"),
+        (2, "run.stopped"),
+        (3, "run.resumed"),
+    ]
+    assert "taken over" in json.loads(str(stored_events(conn)[1][7]))["reason"]
+    row = run_row(conn)
+    assert (row["status"], row["last_seq"], row["event_count"]) == ("running", 3, 3)
 
 
 def test_resume_of_a_missing_run_raises(conn: apsw.Connection) -> None:
