@@ -15,6 +15,7 @@ repository root) and obeys ``AGENT:...`` directives written in a task's body:
     AGENT:pidfile=FILE        write its pid to FILE first
     AGENT:secrets             print secret-looking strings amid ordinary text
     AGENT:kill-daemon         SIGKILL the daemon whose pid is in $CHOO_HOME/daemon.pid
+    AGENT:freeze-daemon       SIGSTOP that daemon (the test sends SIGCONT)
     AGENT:stop-run-unless=FILE  unless FILE exists, SIGTERM its parent (an in-process
                               orchestrator) and wait to be stopped
 """
@@ -71,6 +72,9 @@ if "sleep" in directives:
 if "stop-run-unless" in directives and not os.path.exists(directives["stop-run-unless"]):
     os.kill(os.getppid(), signal.SIGTERM)
     time.sleep(30)
+if "freeze-daemon" in directives:
+    pid = int(Path(os.environ["CHOO_HOME"], "daemon.pid").read_text().split()[0])
+    os.kill(pid, signal.SIGSTOP)
 if "kill-daemon" in directives:
     pid = int(Path(os.environ["CHOO_HOME"], "daemon.pid").read_text().split()[0])
     os.kill(pid, signal.SIGKILL)

@@ -3,6 +3,7 @@ killed and not restarted, a daemon killed again and again under load."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import threading
@@ -105,6 +106,53 @@ def test_resume_during_the_grace_period_explains_and_can_take_over(
     )
     daemon.terminate()
     daemon.wait(timeout=60)
+
+
+def test_a_daemon_frozen_at_the_end_of_a_run_loses_nothing_and_stops_nothing(
+    repo_factory: Callable[..., Repo],
+    home: Home,
+    history: History,
+) -> None:
+    """SIGSTOP the daemon in the last moments of `choo run`: the run spools
+    what was not acked and exits 0; SIGCONT, past the grace period, then a
+    new daemon imports the spool. The run holds every event it emitted, and,
+    having completed, shows no run.stopped anywhere."""
+    daemon = start_daemon_process(home, "--grace-seconds", "1")
+    # After the freeze, more history than the socket's buffer holds (each
+    # validation keeps 2,000 characters of output): the client's last frame
+    # is cut off mid-way when it gives up, spools and exits.
+    files = {
+        "a/IMPLEMENTATION_PLAN.md": plan_md(),
+        "a/01-freeze.md": task_md(1, "Freeze", "AGENT:freeze-daemon"),
+    }
+    for unit in ("b", "c", "d", "e"):
+        files[f"{unit}/IMPLEMENTATION_PLAN.md"] = plan_md(["a"])
+        for n in range(1, 31):
+            files[f"{unit}/{n:02d}-t.md"] = task_md(n, f"T{n}", backpressure="seq 1 800")
+    repo = repo_factory(files, config={"daemon": {"auto_start": False}})
+    done = run_choo("run", "specs/tasks", cwd=repo.root, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "saved to" in " ".join(done.stdout.split())  # spooled, with one warning
+    daemon.send_signal(signal.SIGCONT)
+    [run] = history.runs()
+    wait_until(
+        lambda: history.run(run["id"])["status"] != "running",
+        timeout=30,
+        what="the thawed daemon to settle the run",
+    )
+    daemon.terminate()
+    daemon.wait(timeout=60)
+    again = start_daemon_process(home, "--grace-seconds", "1")
+    wait_until(lambda: not any(home.spool.glob("*.frames")), what="the spool import")
+    events = history.events(run["id"])
+    assert_contiguous(events)
+    kinds = [e["type"] for e in events]
+    assert "run.stopped" not in kinds
+    assert kinds[-1] == "orch.completed"
+    assert kinds.count("task.completed") == 121
+    assert history.run(run["id"])["status"] == "completed"
+    again.terminate()
+    again.wait(timeout=60)
 
 
 def test_an_orchestrator_killed_outright_is_marked_stopped_and_can_resume(
