@@ -47,6 +47,7 @@ import apsw
 
 from choo_daemon import store
 from choo_daemon.dbwire import ANSWER_HEADER, REQUEST_HEADER, SharedFile
+from choo_daemon.homedir import private_umask
 from choo_daemon.rows import add_rows
 from choo_daemon.store import EventRow
 from protocol import ProtocolError, unpack_body
@@ -310,6 +311,7 @@ def main(argv: list[str]) -> int:
     # Ctrl-C on a daemon in the foreground reaches the whole process group:
     # the daemon stops in order and then closes us; we must not stop first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    private_umask()  # history.db, -wal and -shm are born 0600, whoever started us
     fd, database = int(argv[0]), Path(argv[-1])
     shared = [SharedFile(int(arg)) for arg in argv[1:-1]]
     with socket.socket(fileno=fd) as sock:
