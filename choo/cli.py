@@ -3,6 +3,7 @@ library function, and formats the result (``--json`` where scripts want it)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -66,6 +67,14 @@ def daemon_start(
     foreground: Annotated[
         bool, typer.Option("--foreground", help="Run in this terminal instead of detaching.")
     ] = False,
+    set_aside_corrupt: Annotated[
+        bool,
+        typer.Option(
+            "--set-aside-corrupt",
+            help="If history.db is not a valid SQLite database, rename it (with its -wal "
+            "and -shm) to history.db.corrupt-<UTC time> and start a new history.",
+        ),
+    ] = False,
 ) -> None:
     """Start the daemon (returns once it answers).
 
@@ -73,7 +82,7 @@ def daemon_start(
     (daemon.port, daemon.host, history.retention_days; see `choo config show`).
     """
     home = _home()
-    settings = _daemon_settings(port)
+    settings = dataclasses.replace(_daemon_settings(port), set_aside_corrupt=set_aside_corrupt)
     if foreground:
         try:
             prepare_home(home)
@@ -96,6 +105,12 @@ def daemon_start(
     s = result.status
     verb = "already running" if result.already_running else "started"
     out.print(f"[green]●[/] daemon {verb}: pid {s['pid']}, web UI {s['web']}")
+    if s.get("set_aside") and not result.already_running:
+        err.print(
+            f"[yellow]warning:[/] {s['database']} was not a valid SQLite database: it was "
+            f"moved to {s['set_aside']} (with its -wal and -shm, if any); a new history starts",
+            soft_wrap=True,
+        )
 
 
 def _daemon_settings(port: int | None) -> daemonctl.DaemonSettings:

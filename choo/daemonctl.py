@@ -43,6 +43,7 @@ class DaemonSettings:
     port: int | None = None
     host: str | None = None
     retention_days: int | None = None  # 0 keeps every run
+    set_aside_corrupt: bool = False  # a damaged history.db is moved aside, not refused
 
     @classmethod
     def from_config(cls, config: Config) -> DaemonSettings:
@@ -89,6 +90,8 @@ def daemon_command(
         argv += ["--port", str(settings.port)]
     if settings.retention_days is not None:
         argv += ["--retention-days", str(settings.retention_days)]
+    if settings.set_aside_corrupt:
+        argv.append("--set-aside-corrupt")
     if log_file:
         argv += ["--log-file", os.fspath(home.log)]
     return argv

@@ -46,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         help="how long a run whose orchestrator vanished waits for it to come back "
         "before it is marked stopped",
     )
+    parser.add_argument(
+        "--set-aside-corrupt",
+        action="store_true",
+        help="if history.db is not a valid SQLite database, rename it (and its -wal and "
+        "-shm) to history.db.corrupt-<UTC time> and start a new history",
+    )
     parser.add_argument("--log-file", help="append the log to this file as well as stderr")
     args = parser.parse_args(argv)
 
@@ -84,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                 port=args.port,
                 retention_days=args.retention_days or None,
                 grace_seconds=args.grace_seconds,
+                set_aside_corrupt=args.set_aside_corrupt,
             )
             trio.run(_run, options, started)
     except AlreadyRunning as exc:

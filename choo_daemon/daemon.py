@@ -47,6 +47,7 @@ class DaemonOptions:
     port: int = 8080
     retention_days: int | None = 90  # None: keep every run
     grace_seconds: float = GRACE_SECONDS  # before an orphaned run is marked stopped
+    set_aside_corrupt: bool = False  # move a damaged history.db aside and start a new one
 
 
 def _address_in_use(exc: BaseException) -> bool:
@@ -62,7 +63,7 @@ class Daemon:
         self.options = options
         self.home = options.home
         self.web_url: str | None = None
-        self.writer = Writer(self.home.database, db)
+        self.writer = Writer(self.home.database, db, set_aside_corrupt=options.set_aside_corrupt)
         self.orphans = Orphans(self.writer, options.grace_seconds)
         self.reader = Reader(self.home.database)
         self.hub = LiveHub()
@@ -92,6 +93,7 @@ class Daemon:
             "events_stored": self.writer.events_stored,
             "runs_stored": self.writer.runs_stored,
             "write_error": self.writer.failing,
+            "set_aside": self.writer.set_aside,
             "spool": spool_status(self.home.spool),
         }
 

@@ -59,9 +59,13 @@ class Outcome:
 
 
 class Writer:
-    def __init__(self, path: Path, db: DbProcess | None = None) -> None:
+    def __init__(
+        self, path: Path, db: DbProcess | None = None, *, set_aside_corrupt: bool = False
+    ) -> None:
         self.path = path
         self._db = db  # started early by __main__, or by serve()
+        self.set_aside_corrupt = set_aside_corrupt  # a damaged file is moved, not refused
+        self.set_aside: str | None = None  # where it went
         self.events_stored = 0
         self.runs_stored = 0
         self.failing: str | None = None  # why commits fail right now, for status
@@ -81,10 +85,18 @@ class Writer:
             nursery.start_soon(db.serve_answers)
             try:
                 try:
-                    totals = await db.request("open")
+                    opened = await db.request("open", self.set_aside_corrupt)
                 except DbProcessError as exc:
                     raise StoreError(exc.why) from None
-                self.events_stored, self.runs_stored = totals["events"], totals["runs"]
+                self.events_stored, self.runs_stored = opened.events, opened.runs
+                if opened.set_aside is not None:
+                    self.set_aside = opened.set_aside
+                    log.warning(
+                        "%s was not a valid SQLite database: moved to %s (with its -wal "
+                        "and -shm, if any); a new history starts",
+                        self.path,
+                        opened.set_aside,
+                    )
                 self.ready.set()
                 task_status.started()
                 await self._pipeline(db, receive)
