@@ -106,6 +106,11 @@ class DaemonClient:
         # Unanswered work in send order: request frames, and events as
         # (run, packed item) that the sender groups into "events" frames.
         self._journal: dict[tuple[str, int], _Entry] = {}
+        # The run.start (req, frame) of each run this client started and has
+        # not completed. It is sent again ahead of each replay: a daemon whose
+        # history.db was deleted or replaced meanwhile does not know the run,
+        # and would refuse its events. A repeated run.start changes nothing.
+        self._starts: dict[str, tuple[int, bytes]] = {}
         self._queue: list[_Entry] = []  # not yet written on this connection
         self._wake = trio.Event()
         self._stream: trio.SocketStream | None = None
@@ -191,18 +196,18 @@ class DaemonClient:
         graph: dict[str, list[Any]] | None = None,
     ) -> dict[str, Any]:
         """Record a new run (and its graph, sent right behind it, if given)."""
-        started = self._enqueue(
-            {
-                "t": "run.start",
-                "run": run,
-                "repo_path": repo_path,
-                "started_at": started_at,
-                "parallelism": parallelism,
-                "total_units": total_units,
-                "tasks_dir": tasks_dir,
-                "dry_run": dry_run,
-            }
-        )
+        message: Message = {
+            "t": "run.start",
+            "run": run,
+            "repo_path": repo_path,
+            "started_at": started_at,
+            "parallelism": parallelism,
+            "total_units": total_units,
+            "tasks_dir": tasks_dir,
+            "dry_run": dry_run,
+        }
+        started = self._enqueue(message)
+        self._starts[run] = (message["req"], protocol.encode(message))
         stored = None
         if graph is not None:
             stored = self._enqueue({"t": "run.graph", "run": run, **graph})
@@ -270,6 +275,7 @@ class DaemonClient:
             }
         )
         await self.wait_acked(run)
+        self._starts.pop(run, None)
 
     async def status(self) -> dict[str, Any]:
         return await self._request({"t": "status"})
@@ -388,8 +394,10 @@ class DaemonClient:
     async def _serve_connection(self, stream: trio.SocketStream) -> BaseException | None:
         """Talk on ``stream`` until it breaks; returns what broke it."""
         self._stream = stream
-        # Re-send everything still unanswered, in the order it was first sent.
-        self._queue = list(self._journal.values())
+        # Re-send everything still unanswered, in the order it was first sent,
+        # behind the run.start of each open run (if not among it already).
+        starts = [f for req, f in self._starts.values() if ("", req) not in self._journal]
+        self._queue = [*starts, *self._journal.values()]
         self._wake.set()
         lost: list[BaseException] = []
 

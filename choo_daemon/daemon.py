@@ -125,6 +125,7 @@ class Daemon:
                 task_status.started(self)
                 await self._shutdown.wait()
                 log.info("shutting down: draining %d client(s)", len(self.sessions))
+                self.writer.stop_retrying()
                 self.hub.close()  # end the SSE streams, so the web server stops at once
         finally:
             self.reader.close()

@@ -153,4 +153,3 @@ def test_an_existing_private_enough_home_is_used_as_it_is(home: Home) -> None:
     assert mode_of(home.root) == 0o755
     assert mode_of(home.database) == 0o600
     assert mode_of(home.log) == 0o600
-
