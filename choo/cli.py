@@ -3,6 +3,7 @@ library function, and formats the result (``--json`` where scripts want it)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -26,6 +27,7 @@ from choo.orchestrator.graph import build_graph
 from choo.orchestrator.status import plan_status, status_table
 from choo.runner import RunError, RunRequest, execute, repo_root_of
 from choo.term import make_console
+from choo_daemon.homedir import HomeError, check_home, prepare_home
 from choo_daemon.spool import spool_status
 from protocol.home import Home
 
@@ -65,6 +67,14 @@ def daemon_start(
     foreground: Annotated[
         bool, typer.Option("--foreground", help="Run in this terminal instead of detaching.")
     ] = False,
+    set_aside_corrupt: Annotated[
+        bool,
+        typer.Option(
+            "--set-aside-corrupt",
+            help="If history.db is not a valid SQLite database, rename it (with its -wal "
+            "and -shm) to history.db.corrupt-<UTC time> and start a new history.",
+        ),
+    ] = False,
 ) -> None:
     """Start the daemon (returns once it answers).
 
@@ -72,25 +82,35 @@ def daemon_start(
     (daemon.port, daemon.host, history.retention_days; see `choo config show`).
     """
     home = _home()
-    settings = _daemon_settings(port)
+    settings = dataclasses.replace(_daemon_settings(port), set_aside_corrupt=set_aside_corrupt)
     if foreground:
+        try:
+            prepare_home(home)
+        except HomeError as exc:
+            raise _fail(f"could not start the daemon: {exc}", 2) from None
         status = daemonctl.query_status(home)
         if status is not None:
             raise _fail(
                 f"a daemon is already running (pid {status['pid']}); "
-                "stop it first with `choo daemon stop`"
+                "stop it first with `choo daemon stop`",
+                2,
             )
         argv = daemonctl.daemon_command(home, settings, log_file=True)
-        home.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Become the daemon, so that Ctrl-C and signals reach it directly.
         os.execv(argv[0], argv)
     try:
         result = daemonctl.start(home, settings)
     except daemonctl.DaemonControlError as exc:
-        raise _fail(f"could not start the daemon: {exc}") from None
+        raise _fail(f"could not start the daemon: {exc}", 2) from None
     s = result.status
     verb = "already running" if result.already_running else "started"
     out.print(f"[green]●[/] daemon {verb}: pid {s['pid']}, web UI {s['web']}")
+    if s.get("set_aside") and not result.already_running:
+        err.print(
+            f"[yellow]warning:[/] {s['database']} was not a valid SQLite database: it was "
+            f"moved to {s['set_aside']} (with its -wal and -shm, if any); a new history starts",
+            soft_wrap=True,
+        )
 
 
 def _daemon_settings(port: int | None) -> daemonctl.DaemonSettings:
@@ -118,9 +138,12 @@ def daemon_restart(port: PortOption = None) -> None:
     settings = _daemon_settings(port)
     try:
         daemonctl.stop(home)
-        result = daemonctl.start(home, settings)
     except daemonctl.DaemonControlError as exc:
         raise _fail(str(exc)) from None
+    try:
+        result = daemonctl.start(home, settings)
+    except daemonctl.DaemonControlError as exc:
+        raise _fail(f"could not start the daemon: {exc}", 2) from None
     out.print(
         f"[green]●[/] daemon restarted: pid {result.status['pid']}, web UI {result.status['web']}"
     )
@@ -132,6 +155,10 @@ def daemon_status(
 ) -> None:
     """Show whether the daemon runs, and its figures. Exits 1 when none runs."""
     home = _home()
+    try:
+        check_home(home)
+    except HomeError as exc:
+        raise _fail(str(exc), 2) from None
     status = daemonctl.query_status(home)
     if status is None:
         if as_json:

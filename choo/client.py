@@ -106,6 +106,11 @@ class DaemonClient:
         # Unanswered work in send order: request frames, and events as
         # (run, packed item) that the sender groups into "events" frames.
         self._journal: dict[tuple[str, int], _Entry] = {}
+        # The run.start (req, frame) of each run this client started and has
+        # not completed. It is sent again ahead of each replay: a daemon whose
+        # history.db was deleted or replaced meanwhile does not know the run,
+        # and would refuse its events. A repeated run.start changes nothing.
+        self._starts: dict[str, tuple[int, bytes]] = {}
         self._queue: list[_Entry] = []  # not yet written on this connection
         self._wake = trio.Event()
         self._stream: trio.SocketStream | None = None
@@ -197,19 +202,25 @@ class DaemonClient:
         copy (after a reconnect, or from a spool file) from that other run;
         the graph goes only once the run is ours, never onto another's.
         """
-        data = await self._request(
-            {
-                "t": "run.start",
-                "run": run,
-                "repo_path": repo_path,
-                "started_at": started_at,
-                "parallelism": parallelism,
-                "total_units": total_units,
-                "tasks_dir": tasks_dir,
-                "dry_run": dry_run,
-                "token": uuid.uuid4().hex,
-            }
-        )
+        message: Message = {
+            "t": "run.start",
+            "run": run,
+            "repo_path": repo_path,
+            "started_at": started_at,
+            "parallelism": parallelism,
+            "total_units": total_units,
+            "tasks_dir": tasks_dir,
+            "dry_run": dry_run,
+            "token": uuid.uuid4().hex,
+        }
+        started = self._enqueue(message)
+        # Kept to be sent again before each replay (a new history.db must know the run).
+        self._starts[run] = (message["req"], protocol.encode(message))
+        try:
+            data = await self._wait(started)
+        except DaemonError:
+            del self._starts[run]  # not ours: never send it again
+            raise
         if graph is not None:
             await self._request({"t": "run.graph", "run": run, **graph})
         return data
@@ -273,6 +284,7 @@ class DaemonClient:
             }
         )
         await self.wait_acked(run)
+        self._starts.pop(run, None)
 
     async def status(self) -> dict[str, Any]:
         return await self._request({"t": "status"})
@@ -391,8 +403,10 @@ class DaemonClient:
     async def _serve_connection(self, stream: trio.SocketStream) -> BaseException | None:
         """Talk on ``stream`` until it breaks; returns what broke it."""
         self._stream = stream
-        # Re-send everything still unanswered, in the order it was first sent.
-        self._queue = list(self._journal.values())
+        # Re-send everything still unanswered, in the order it was first sent,
+        # behind the run.start of each open run (if not among it already).
+        starts = [f for req, f in self._starts.values() if ("", req) not in self._journal]
+        self._queue = [*starts, *self._journal.values()]
         self._wake.set()
         lost: list[BaseException] = []
 

@@ -21,6 +21,7 @@ import trio
 
 from choo.client import DaemonError, DaemonUnavailable, open_daemon_client
 from choo.config import Config
+from choo_daemon.homedir import HomeError, prepare_home
 from choo_daemon.pidfile import is_locked, read_pid
 from protocol.home import Home
 
@@ -42,6 +43,7 @@ class DaemonSettings:
     port: int | None = None
     host: str | None = None
     retention_days: int | None = None  # 0 keeps every run
+    set_aside_corrupt: bool = False  # a damaged history.db is moved aside, not refused
 
     @classmethod
     def from_config(cls, config: Config) -> DaemonSettings:
@@ -88,6 +90,8 @@ def daemon_command(
         argv += ["--port", str(settings.port)]
     if settings.retention_days is not None:
         argv += ["--retention-days", str(settings.retention_days)]
+    if settings.set_aside_corrupt:
+        argv.append("--set-aside-corrupt")
     if log_file:
         argv += ["--log-file", os.fspath(home.log)]
     return argv
@@ -101,13 +105,16 @@ def start(
     "Answers" means its socket takes a status request and its web server is
     up (the daemon opens the socket first, the web server a moment later).
     """
-    status = query_status(home)
-    if status is not None:
-        return StartResult(_wait_for_web(home, status, timeout), already_running=True)
     problem = home.socket_path_problem()
     if problem:
         raise DaemonControlError(problem)
-    home.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        prepare_home(home)
+    except HomeError as exc:
+        raise DaemonControlError(str(exc)) from None
+    status = query_status(home)
+    if status is not None:
+        return StartResult(_wait_for_web(home, status, timeout), already_running=True)
     log_offset = home.log.stat().st_size if home.log.exists() else 0
     process = _spawn(home, settings)
     respawns = 0
@@ -148,7 +155,8 @@ _DETACHED: list[subprocess.Popen[bytes]] = []
 
 def _spawn(home: Home, settings: DaemonSettings | None) -> subprocess.Popen[bytes]:
     _DETACHED[:] = [p for p in _DETACHED if p.poll() is None]
-    with open(home.log, "ab") as log:
+    # The log is the user's alone (0600), as the daemon's other files are.
+    with open(os.open(home.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as log:
         process = subprocess.Popen(
             daemon_command(home, settings),
             stdin=subprocess.DEVNULL,

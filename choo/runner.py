@@ -198,7 +198,7 @@ def _ensure_daemon(request: RunRequest) -> str | None:
             raise RunError(
                 "no daemon is running and daemon.auto_start is false; start it with "
                 "`choo daemon start`, or run with --no-daemon",
-                EXIT_FAILED,
+                EXIT_USAGE,
             )
         try:
             status = daemonctl.start(request.home, _daemon_settings(request)).status
@@ -206,7 +206,7 @@ def _ensure_daemon(request: RunRequest) -> str | None:
             raise RunError(
                 f"could not start the history daemon, so nothing was run: {exc}\n"
                 "Run with --no-daemon to run without history.",
-                EXIT_FAILED,
+                EXIT_USAGE,
             ) from None
     url = status.get("web")
     return str(url) if url else None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from choo_daemon.dbwire import Started, start_process
+from choo_daemon.homedir import HomeError, prepare_home, private_umask
 from choo_daemon.pidfile import AlreadyRunning, hold_pidfile
 from protocol.home import Home
 
@@ -46,17 +46,31 @@ def main(argv: list[str] | None = None) -> int:
         help="how long a run whose orchestrator vanished waits for it to come back "
         "before it is marked stopped",
     )
+    parser.add_argument(
+        "--set-aside-corrupt",
+        action="store_true",
+        help="if history.db is not a valid SQLite database, rename it (and its -wal and "
+        "-shm) to history.db.corrupt-<UTC time> and start a new history",
+    )
     parser.add_argument("--log-file", help="append the log to this file as well as stderr")
     args = parser.parse_args(argv)
 
+    # Before anything is created: the database, its -wal/-shm and the log
+    # are the user's alone (0600).
+    private_umask()
     home = Home.from_env(args.home)
-    _setup_logging(Path(args.log_file) if args.log_file else None)
+    _setup_logging(None)  # the log file only once CHOO_HOME is known to be usable
     problem = home.socket_path_problem()
     if problem:
         log.error("%s", problem)
         return 1
-    home.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(home.root, 0o700)
+    try:
+        prepare_home(home)
+    except HomeError as exc:
+        log.error("%s", exc)
+        return 1
+    if args.log_file:
+        _setup_logging(Path(args.log_file))
     # The database process first, so that it loads while this one imports
     # the rest (trio, the daemon): start to socket-ready is the longer of the
     # two, not their sum. Until asked to, it opens nothing; if we turn out
@@ -76,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                 port=args.port,
                 retention_days=args.retention_days or None,
                 grace_seconds=args.grace_seconds,
+                set_aside_corrupt=args.set_aside_corrupt,
             )
             trio.run(_run, options, started)
     except AlreadyRunning as exc:

@@ -10,6 +10,7 @@ its socket. The pid file is held by the caller (``__main__``) around it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import logging
 import os
@@ -46,6 +47,11 @@ class DaemonOptions:
     port: int = 8080
     retention_days: int | None = 90  # None: keep every run
     grace_seconds: float = GRACE_SECONDS  # before an orphaned run is marked stopped
+    set_aside_corrupt: bool = False  # move a damaged history.db aside and start a new one
+
+
+def _address_in_use(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE
 
 
 class Daemon:
@@ -57,7 +63,7 @@ class Daemon:
         self.options = options
         self.home = options.home
         self.web_url: str | None = None
-        self.writer = Writer(self.home.database, db)
+        self.writer = Writer(self.home.database, db, set_aside_corrupt=options.set_aside_corrupt)
         self.orphans = Orphans(self.writer, options.grace_seconds)
         self.reader = Reader(self.home.database)
         self.hub = LiveHub()
@@ -89,6 +95,7 @@ class Daemon:
             "runs_stored": self.writer.runs_stored,
             "write_error": self.writer.failing,
             "active_runs": self.orphans.active(),
+            "set_aside": self.writer.set_aside,
             "spool": spool_status(self.home.spool),
         }
 
@@ -120,6 +127,7 @@ class Daemon:
                 task_status.started(self)
                 await self._shutdown.wait()
                 log.info("shutting down: draining %d client(s)", len(self.sessions))
+                self.writer.stop_retrying()
                 self.hub.close()  # end the SSE streams, so the web server stops at once
         finally:
             self.reader.close()
@@ -133,16 +141,25 @@ class Daemon:
         web = await trio.to_thread.run_sync(importlib.import_module, "choo_web.app")
         create_app, serve_web = web.create_app, web.serve_web
 
-        app = create_app(
-            self.status, reader=self.reader, live=self.hub, allowed_hosts=[self.options.host]
-        )
-        await serve_web(
-            app,
-            self.options.host,
-            self.options.port,
-            self._shutdown.wait,
-            task_status=task_status,
-        )
+        host, port = self.options.host, self.options.port
+
+        def app() -> Any:
+            return create_app(self.status, reader=self.reader, live=self.hub, allowed_hosts=[host])
+
+        try:
+            await serve_web(app(), host, port, self._shutdown.wait, task_status=task_status)
+            return
+        except* OSError as group:
+            # A port in use fails the bind, before anything is served (so
+            # before task_status.started). It must not stop the daemon: the
+            # socket side and history do not need it; the web UI takes
+            # another port, and status shows the URL actually served.
+            if port == 0 or not group.subgroup(_address_in_use):
+                raise
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(serve_web, app(), host, 0, self._shutdown.wait)
+            log.warning("web port %d on %s is in use; the web UI is at %s instead", port, host, url)
+            task_status.started(url)
 
     async def _serve_jobs(
         self,

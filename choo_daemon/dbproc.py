@@ -15,15 +15,17 @@ a batch, is put in a memory file both processes map, and only its length goes
 through the socket: sent through the socket, it went a socket buffer at a
 time, each one waiting for the trio thread to come round again.
 
-    ("open",)             -> {"events": n, "runs": n}   open and migrate the file
+    ("open", set_aside)   -> Opened                     open and migrate the file (set
+                                                         a damaged one aside if asked to)
     ("apply", ops, again) -> Applied | None              one batch, one transaction;
                                                          None: refused behind a failed one
     ("call", fn, args)    -> fn(conn, *args)             maintenance (retention, orphans)
     ("close",)            -> None                        checkpoint, close, exit
 
 An answer is ("ok", value), ("passing", why) for a failure of the disk or
-the file that a later try may get past, ("store", why) for a database that
-cannot be opened, or ("failed", why, traceback) for anything else. The
+the file that a later try may get past (history.db deleted or replaced under
+us is one: see ``dbfile``), ("store", why) for a database that cannot be
+opened, or ("failed", why, traceback) for anything else. The
 process ends when the daemon says "close" or its end of the pair closes.
 
 The daemon's side of all this is ``choo_daemon.dblink``; this module holds
@@ -46,7 +48,9 @@ from typing import Any, ClassVar
 import apsw
 
 from choo_daemon import store
+from choo_daemon.dbfile import DatabaseReplaced, FileId, check_same_file, open_database, set_aside
 from choo_daemon.dbwire import ANSWER_HEADER, REQUEST_HEADER, SharedFile
+from choo_daemon.homedir import private_umask
 from choo_daemon.rows import add_rows
 from choo_daemon.store import EventRow
 from protocol import ProtocolError, unpack_body
@@ -65,6 +69,15 @@ REOPENED = "run.reopened"
 # were decoded and checked by the daemon already; turning them into rows
 # (JSON, scrubbing what may hold a secret) is this process's work.
 Op = tuple[int, tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class Opened:
+    """The answer to "open": what the history holds, and where a damaged file went."""
+
+    events: int
+    runs: int
+    set_aside: str | None = None
 
 
 @dataclass
@@ -267,6 +280,7 @@ class _Server:
         self.database = database
         self.conn: apsw.Connection | None = None
         self.applier: Applier | None = None
+        self.opened: FileId = (0, 0)  # the file the connection writes to
         # After a batch failed, the batches already sent behind it are refused
         # ("blocked") until it has been tried again and passed: they are sent
         # again, in order, so that none is stored before one sent earlier.
@@ -292,24 +306,39 @@ class _Server:
             return ("ok", self._handlers[op](self, *request[1:])), False
         except _PASSING as exc:
             return ("passing", f"{type(exc).__name__}: {exc}"), False
+        except DatabaseReplaced as exc:
+            return ("passing", str(exc)), False
         except store.StoreError as exc:
             return ("store", str(exc)), False
         except Exception as exc:
             return ("failed", f"{type(exc).__name__}: {exc}", traceback.format_exc()), False
 
-    def _open(self) -> store.Counts:
-        if self.conn is None:
-            self.conn = store.open_write_connection(self.database)
-            self.applier = Applier(self.conn)
-        return store.counts(self.conn)
+    def _open(self, set_aside_corrupt: bool = False) -> Opened:
+        if self.conn is not None:
+            counts = store.counts(self.conn)
+            return Opened(counts["events"], counts["runs"])
+        moved = None
+        try:
+            self.conn, counts, self.opened = open_database(self.database)
+        except store.CorruptDatabase:
+            if not set_aside_corrupt:
+                raise
+            moved = str(set_aside(self.database))
+            self.conn, counts, self.opened = open_database(self.database)
+        self.applier = Applier(self.conn)
+        return Opened(counts["events"], counts["runs"], moved)
 
     def _apply(self, ops: list[Op], again: bool) -> Applied | None:
         assert self.applier is not None, "apply before open"
         if self.blocked and not again:
             return None  # blocked; the daemon sends it again
         try:
+            check_same_file(self.database, self.opened)
             applied = self.applier.apply(ops)
-        except _PASSING:
+            # After the COMMIT, before the answer: rows committed to a file
+            # that is no longer history.db are lost with it, so no ack.
+            check_same_file(self.database, self.opened)
+        except (*_PASSING, DatabaseReplaced):
             self.blocked = True
             raise
         self.blocked = False
@@ -371,6 +400,7 @@ def main(argv: list[str]) -> int:
     # Ctrl-C on a daemon in the foreground reaches the whole process group:
     # the daemon stops in order and then closes us; we must not stop first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    private_umask()  # history.db, -wal and -shm are born 0600, whoever started us
     fd, database = int(argv[0]), Path(argv[-1])
     shared = [SharedFile(int(arg)) for arg in argv[1:-1]]
     with socket.socket(fileno=fd) as sock:

@@ -40,7 +40,7 @@ def is_locked(path: Path) -> bool:
     """True while some process holds the pid file's lock (a daemon is alive)."""
     try:
         fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no file, or CHOO_HOME is not a folder
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

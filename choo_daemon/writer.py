@@ -6,8 +6,11 @@ it in one ``BEGIN IMMEDIATE`` transaction and commit; only then does it ack
 the events and answer the requests. An ack therefore always means "on disk".
 
 When a commit fails for a reason that can pass (disk full, read-only file,
-I/O error, lock), nothing is acked: the batch is kept and retried with a
-growing pause, and the bounded channel slows the clients down meanwhile.
+I/O error, lock, history.db deleted or replaced), nothing is acked: the
+batch is kept and retried with a growing pause, and the bounded channel
+slows the clients down meanwhile. At shutdown such a batch gets one last
+try, then is given up unacked: its senders still hold its events and send
+them to the next daemon.
 """
 
 from __future__ import annotations
@@ -59,13 +62,18 @@ class Outcome:
 
 
 class Writer:
-    def __init__(self, path: Path, db: DbProcess | None = None) -> None:
+    def __init__(
+        self, path: Path, db: DbProcess | None = None, *, set_aside_corrupt: bool = False
+    ) -> None:
         self.path = path
         self._db = db  # started early by __main__, or by serve()
+        self.set_aside_corrupt = set_aside_corrupt  # a damaged file is moved, not refused
+        self.set_aside: str | None = None  # where it went
         self.events_stored = 0
         self.runs_stored = 0
         self.failing: str | None = None  # why commits fail right now, for status
         self.ready = trio.Event()  # the database is open, the counts known
+        self._stopping = trio.Event()  # shutdown: a failing batch is not retried forever
         self._refused: weakref.WeakSet[Sender] = weakref.WeakSet()
         # Called after each commit, in the trio thread; must not block.
         self.listeners: list[Callable[[Outcome], None]] = []
@@ -81,10 +89,18 @@ class Writer:
             nursery.start_soon(db.serve_answers)
             try:
                 try:
-                    totals = await db.request("open")
+                    opened = await db.request("open", self.set_aside_corrupt)
                 except DbProcessError as exc:
                     raise StoreError(exc.why) from None
-                self.events_stored, self.runs_stored = totals["events"], totals["runs"]
+                self.events_stored, self.runs_stored = opened.events, opened.runs
+                if opened.set_aside is not None:
+                    self.set_aside = opened.set_aside
+                    log.warning(
+                        "%s was not a valid SQLite database: moved to %s (with its -wal "
+                        "and -shm, if any); a new history starts",
+                        self.path,
+                        opened.set_aside,
+                    )
                 self.ready.set()
                 task_status.started()
                 await self._pipeline(db, receive)
@@ -105,6 +121,11 @@ class Writer:
                     flight.pending = await db.submit("apply", flight.ops, False, slot=slot)
                     slot = (slot + 1) % DbProcess.SLOTS
                     await to_collect.send(flight)
+
+    def stop_retrying(self) -> None:
+        """Shutdown: a batch that cannot be written gets one more try, then is
+        given up without an ack (so the daemon can stop; nothing acked is lost)."""
+        self._stopping.set()
 
     async def run_in_writer(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Return ``fn(conn, *args)`` run on the write connection, between two batches.
@@ -196,7 +217,16 @@ class Writer:
                 return _outcome(applied, flight), again
             # Failed, or refused behind one that failed: send it again, after a pause.
             if self.failing is not None:
-                await trio.sleep(pause)
+                if self._stopping.is_set() and again:
+                    log.warning(
+                        "stopping with a batch of %d item(s) not written (%s); not acked, "
+                        "so its senders keep it for the next daemon",
+                        len(flight.items),
+                        self.failing,
+                    )
+                    return Outcome(), again
+                with trio.move_on_after(pause):
+                    await self._stopping.wait()  # then one last try
                 pause = min(pause * 2, RETRY_MAX)
             again = True
             pending = await db.submit("apply", flight.ops, True)

@@ -3,6 +3,7 @@
     StoreError                the history database cannot do what was asked
     ├── SchemaTooNew          the file was written by a newer choo       (code schema_too_new)
     ├── MigrationFailed       upgrading the schema failed, rolled back   (code migration_failed)
+    ├── CorruptDatabase       the file is not a valid SQLite database    (code corrupt_database)
     ├── UnknownRun            no run has this id (or id prefix)          (code unknown_run)
     ├── RunExists             the id is taken by a run of another repo   (code run_exists)
     ├── AmbiguousRun          an id prefix matches several runs          (code ambiguous_run)
@@ -54,6 +55,18 @@ class MigrationFailed(StoreError):
         )
         self.path = str(path)
         self.version = version
+
+
+class CorruptDatabase(StoreError):
+    code = "corrupt_database"
+
+    def __init__(self, path: Path | str, cause: BaseException) -> None:
+        super().__init__(
+            f"history database {path} is not a valid SQLite database ({cause}); move it "
+            "aside with `choo daemon start --set-aside-corrupt` (it is renamed "
+            f"{Path(path).name}.corrupt-<time>, with its -wal and -shm, and a new history starts)"
+        )
+        self.path = str(path)
 
 
 class UnknownRun(StoreError):

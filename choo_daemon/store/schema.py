@@ -14,7 +14,7 @@ from pathlib import Path
 
 import apsw
 
-from choo_daemon.store.errors import MigrationFailed, SchemaTooNew, StoreError
+from choo_daemon.store.errors import CorruptDatabase, MigrationFailed, SchemaTooNew, StoreError
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -135,19 +135,30 @@ def migrate(
 def _open(path: Path, flags: int) -> apsw.Connection:
     try:
         conn = apsw.Connection(str(path), flags=flags)
+    except apsw.CantOpenError as exc:
+        raise _cannot_open(path, exc) from exc
+    try:
         conn.set_busy_timeout(BUSY_TIMEOUT_MS)
         # Reading the header is the first real file access: an unreadable or
         # foreign file fails here, with the path in the message.
         version = schema_version(conn)
-    except (apsw.CantOpenError, apsw.NotADBError, apsw.CorruptError) as exc:
-        raise StoreError(
-            f"cannot open history database {path}: {exc}; check the file and its "
-            "permissions, or move it aside to start a new history"
-        ) from exc
+    except (apsw.NotADBError, apsw.CorruptError) as exc:
+        conn.close()
+        raise CorruptDatabase(path, exc) from exc
+    except apsw.CantOpenError as exc:
+        conn.close()
+        raise _cannot_open(path, exc) from exc
     if version > SCHEMA_VERSION:
         conn.close()
         raise SchemaTooNew(path, version, SCHEMA_VERSION)
     return conn
+
+
+def _cannot_open(path: Path, exc: apsw.Error) -> StoreError:
+    return StoreError(
+        f"cannot open history database {path}: {exc}; check the file and its "
+        "permissions, or move it aside to start a new history"
+    )
 
 
 def _strict(conn: apsw.Connection) -> None:

@@ -95,7 +95,7 @@ def test_auto_start_false_without_a_daemon_is_an_error(repo: Repo, home: Home) -
     before = repo.snapshot()
     env = choo_env(CHOO_DAEMON_AUTO_START="false")
     result = run_choo("run", "specs/tasks", cwd=repo.root, env=env)
-    assert result.returncode == 1
+    assert result.returncode == 2  # the daemon cannot be started: configuration, not a failed run
     assert "no daemon is running and daemon.auto_start is false" in result.stderr
     assert "--no-daemon" in result.stderr
     assert_nothing_ran(repo, before)
@@ -108,7 +108,7 @@ def test_a_daemon_that_cannot_start_fails_the_run_before_any_work(repo: Repo, ho
     conn.close()
     before = repo.snapshot()
     result = run_choo("run", "specs/tasks", cwd=repo.root)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "could not start the history daemon, so nothing was run" in result.stderr
     assert "schema version 99" in result.stderr
     assert_nothing_ran(repo, before)
@@ -125,7 +125,7 @@ def test_a_home_too_long_for_a_socket_fails_the_run_before_any_work(repo: Repo, 
     long_home = home.root / ("h" * 100)
     before = repo.snapshot()
     result = run_choo("run", "specs/tasks", cwd=repo.root, env=choo_env(CHOO_HOME=str(long_home)))
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "could not start the history daemon" in result.stderr
     assert "over the 100-byte limit for Unix sockets" in result.stderr
     assert_nothing_ran(repo, before)
