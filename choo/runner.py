@@ -23,7 +23,13 @@ import trio
 from rich.console import Console
 
 from choo import daemonctl
-from choo.client import DaemonClient, DaemonError, DaemonUnavailable, open_daemon_client
+from choo.client import (
+    DaemonClient,
+    DaemonError,
+    DaemonUnavailable,
+    SpoolFailed,
+    open_daemon_client,
+)
 from choo.config import Config
 from choo.orchestrator.console import ConsoleReporter
 from choo.orchestrator.discovery import Plan, PlanInvalid, discover
@@ -33,6 +39,7 @@ from choo.orchestrator.providers import Provider, make_provider
 from choo.orchestrator.recorder import HistoryRecorder
 from choo.orchestrator.scheduler import Tally, schedule
 from choo.orchestrator.worker import Worker, WorkerSettings
+from choo.term import plural
 from protocol.home import Home
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -310,18 +317,37 @@ async def _finish(recorder: HistoryRecorder, console: Console, status: str, tall
                 blocked_units=len(tally.blocked),
             )
     except trio.TooSlowError:
-        spooled = recorder.client.spool()
-        if spooled is None:
-            return
-        path, events = spooled
-        recorder.fail(
-            f"the daemon did not confirm the run within {COMPLETE_TIMEOUT:g} s; its last "
-            f"{events} events were saved to {path} and will be recorded when the daemon "
-            "next starts (`choo daemon start`)",
-            then="",
-        )
+        _spool(recorder)
     except DaemonError as exc:
         recorder.fail(f"could not record the end of the run ({exc})")
+
+
+def _spool(recorder: HistoryRecorder) -> None:
+    """Keep what the daemon did not confirm for the next one, with one warning.
+
+    A spool that cannot be written (a full disk) costs those events, never
+    the run: its outcome and exit code stay its own.
+    """
+    late = f"the daemon did not confirm the run within {COMPLETE_TIMEOUT:g} s"
+    try:
+        spooled = recorder.client.spool()
+    except SpoolFailed as exc:
+        recorder.fail(
+            f"{late}, and its last {plural(exc.events, 'event')} could not be kept: writing "
+            f"them to {exc.folder} failed ({exc.reason}); they are lost. Free space there "
+            "before the next run",
+            then="",
+        )
+        return
+    if spooled is None:
+        return
+    path, events = spooled
+    saved = "was saved" if events == 1 else "were saved"
+    recorder.fail(
+        f"{late}; its last {plural(events, 'event')} {saved} to {path} and will be "
+        "recorded when the daemon next starts (`choo daemon start`)",
+        then="",
+    )
 
 
 def _dry_run(bus: EventBus, plan: Plan, graph: Graph, request: RunRequest) -> Tally:
