@@ -132,7 +132,11 @@ def daemon_status(
 ) -> None:
     """Show whether the daemon runs, and its figures. Exits 1 when none runs."""
     home = _home()
-    status = daemonctl.query_status(home)
+    probe = daemonctl.probe(home)
+    if probe.busy is not None:
+        _print_busy(home, probe, as_json)
+        return
+    status = probe.status
     if status is None:
         if as_json:
             print(json.dumps({"running": False, "home": str(home.root)}))
@@ -150,6 +154,17 @@ def daemon_status(
         print(json.dumps({"running": True, **status}, indent=2))
         return
     out.print(_status_table(status))
+
+
+def _print_busy(home: Home, probe: daemonctl.Probe, as_json: bool) -> None:
+    """A daemon that runs but has no connection free to answer us."""
+    if as_json:
+        shown = {"running": True, "busy": True, "pid": probe.pid, "home": str(home.root)}
+        print(json.dumps({**shown, "socket": str(home.socket), "message": probe.busy}))
+        return
+    pid = f"pid {probe.pid}" if probe.pid is not None else "pid unknown"
+    out.print(f"[yellow]●[/] choo daemon running ({pid}) but busy: {escape(probe.busy or '')}")
+    out.print("  its figures are not available now; try again in a moment")
 
 
 def _status_table(s: dict[str, Any]) -> Table:

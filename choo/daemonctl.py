@@ -19,7 +19,7 @@ from typing import Any
 
 import trio
 
-from choo.client import DaemonError, DaemonUnavailable, open_daemon_client
+from choo.client import DaemonBusy, DaemonError, DaemonUnavailable, open_daemon_client
 from choo.config import Config
 from choo_daemon.pidfile import is_locked, read_pid
 from protocol.home import Home
@@ -58,23 +58,43 @@ class StartResult:
     already_running: bool
 
 
-def query_status(home: Home, timeout: float = 2.0) -> dict[str, Any] | None:
-    """The daemon's status, or None when no daemon answers on the socket."""
+@dataclass(frozen=True)
+class Probe:
+    """What answers on the socket: a daemon's status, a busy daemon, or nobody."""
+
+    status: dict[str, Any] | None = None
+    busy: str | None = None  # a daemon runs but has no free connection: its words
+    pid: int | None = None  # of the busy daemon, from the pid file
+
+    @property
+    def running(self) -> bool:
+        return self.status is not None or self.busy is not None
+
+
+def probe(home: Home, timeout: float = 2.0) -> Probe:
+    """Ask the daemon for its status, telling "busy" apart from "not running"."""
     if not home.socket.exists():
-        return None
-    return trio.run(_query_status, home, timeout)
+        return Probe()
+    return trio.run(_probe, home, timeout)
 
 
-async def _query_status(home: Home, timeout: float) -> dict[str, Any] | None:
+def query_status(home: Home, timeout: float = 2.0) -> dict[str, Any] | None:
+    """The daemon's status, or None when no daemon answers (or it is busy)."""
+    return probe(home, timeout).status
+
+
+async def _probe(home: Home, timeout: float) -> Probe:
     try:
         with trio.fail_after(timeout):
             # A socket file that refuses connections is a dead daemon's: retrying
             # for the whole timeout only delays `status` and `start` after a crash.
             connect = min(timeout, STALE_SOCKET_RETRY)
             async with open_daemon_client(home, name="choo-ctl", connect_timeout=connect) as c:
-                return await c.status()
+                return Probe(status=await c.status())
+    except DaemonBusy as exc:
+        return Probe(busy=exc.message, pid=read_pid(home.pidfile))
     except (DaemonUnavailable, DaemonError, trio.TooSlowError):
-        return None
+        return Probe()
 
 
 def daemon_command(
@@ -101,7 +121,13 @@ def start(
     "Answers" means its socket takes a status request and its web server is
     up (the daemon opens the socket first, the web server a moment later).
     """
-    status = query_status(home)
+    found = probe(home)
+    if found.busy is not None:
+        who = f"pid {found.pid}" if found.pid is not None else "its pid file names none"
+        raise DaemonControlError(
+            f"a daemon is already running ({who}) but busy: {found.busy}; try again in a moment"
+        )
+    status = found.status
     if status is not None:
         return StartResult(_wait_for_web(home, status, timeout), already_running=True)
     problem = home.socket_path_problem()

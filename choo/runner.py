@@ -196,7 +196,10 @@ def _daemon_settings(request: RunRequest) -> daemonctl.DaemonSettings:
 
 
 def _ensure_daemon(request: RunRequest) -> str | None:
-    status = daemonctl.query_status(request.home)
+    probe = daemonctl.probe(request.home)
+    if probe.busy is not None:
+        return None  # it runs: the client waits for a free connection
+    status = probe.status
     if status is None:
         if not request.config["daemon.auto_start"]:
             raise RunError(
