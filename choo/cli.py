@@ -89,6 +89,13 @@ def daemon_start(
     except daemonctl.DaemonControlError as exc:
         raise _fail(f"could not start the daemon: {exc}") from None
     s = result.status
+    served = daemonctl.port_conflict(s, port) if result.already_running else None
+    if served is not None:
+        raise _fail(
+            f"a daemon is already running (pid {s['pid']}) with its web UI on port {served}, "
+            f"not {port}; to move it: `choo daemon restart --port {port}`",
+            2,
+        )
     verb = "already running" if result.already_running else "started"
     out.print(f"[green]●[/] daemon {verb}: pid {s['pid']}, web UI {s['web']}")
 
@@ -323,6 +330,7 @@ def run_cmd(
             unit=unit,
             use_daemon=not no_daemon,
             record=record,
+            port=port,
         )
     )
 

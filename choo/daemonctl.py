@@ -16,6 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import trio
 
@@ -95,6 +96,19 @@ async def _probe(home: Home, timeout: float) -> Probe:
         return Probe(busy=exc.message, pid=read_pid(home.pidfile))
     except (DaemonUnavailable, DaemonError, trio.TooSlowError):
         return Probe()
+
+
+def port_conflict(status: dict[str, Any], wanted: int | None) -> int | None:
+    """The port a running daemon's web UI is on, when it is not ``wanted``.
+
+    None when it is: ``wanted`` None (no --port flag) or 0 (any port) is
+    satisfied by every port, and so is a daemon whose web UI is not up.
+    """
+    web = status.get("web")
+    if not wanted or not web:
+        return None
+    port = urlsplit(str(web)).port
+    return port if port is not None and port != wanted else None
 
 
 def daemon_command(

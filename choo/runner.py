@@ -67,6 +67,7 @@ class RunRequest:
     resume: dict[str, Any] | None = None  # the run to continue, as the API shows it
     resume_reason: str = "resumed with `choo resume`"
     repo_root: Path | None = None  # default: found from tasks_dir
+    port: int | None = None  # an explicit --port flag (the config's value is in config)
 
 
 @dataclass
@@ -155,6 +156,7 @@ async def execute(request: RunRequest, console: Console) -> RunOutcome:
     web_url: str | None = None
     if request.use_daemon:
         web_url = await trio.to_thread.run_sync(_ensure_daemon, request)
+        _check_port(console, request.port, web_url)
 
     bus = EventBus()
     reporter = ConsoleReporter(console)
@@ -217,6 +219,17 @@ def _ensure_daemon(request: RunRequest) -> str | None:
             ) from None
     url = status.get("web")
     return str(url) if url else None
+
+
+def _check_port(console: Console, wanted: int | None, web_url: str | None) -> None:
+    """Say so when --port asks for a port the running daemon does not serve."""
+    served = daemonctl.port_conflict({"web": web_url}, wanted)
+    if served is not None:
+        console.print(
+            f"[yellow]warning:[/] --port {wanted} ignored: the daemon already runs with its "
+            f"web UI on port {served}; to move it: `choo daemon restart --port {wanted}`",
+            soft_wrap=True,
+        )
 
 
 @asynccontextmanager
