@@ -181,6 +181,9 @@ async def execute(request: RunRequest, console: Console) -> RunOutcome:
         if recorder is not None:
             await _finish(recorder, console, status, tally)
         recorded = recorder is not None and recorder.failed is None
+        if recorder is not None and recorder.client.web_url:
+            # The daemon may have been restarted mid-run, on another port.
+            web_url = recorder.client.web_url
     try:
         final_plan = discover(request.tasks_dir)
         if request.unit is not None:

@@ -4,6 +4,7 @@ daemon killed again and again under load."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -190,6 +191,36 @@ def test_a_full_disk_costs_the_unconfirmed_events_but_never_the_run(
     stored = max(e["seq"] for e in history.events(history.only_run()["id"]))
     assert total - stored <= int(lost.group(1)) <= total
     print(f"{outcome}: {lost.group(1)} of {total} events lost to a full disk, exit {code}")
+
+
+def web_of_running_daemon(home: Home) -> str:
+    status = run_choo("daemon", "status", "--json", cwd=home.root)
+    assert status.returncode == 0, status.stdout + status.stderr
+    return str(json.loads(status.stdout)["web"])
+
+
+def test_after_a_restart_on_another_port_the_history_link_points_at_the_new_daemon(
+    repo_factory: Callable[..., Repo], home: Home, history: History
+) -> None:
+    # daemon.port is 0 (conftest): each daemon start takes a new free port.
+    assert run_choo("daemon", "start", cwd=home.root).returncode == 0
+    first = web_of_running_daemon(home)
+    repo = repo_factory(
+        {
+            "a/IMPLEMENTATION_PLAN.md": plan_md(),
+            "a/01-kill.md": task_md(1, "Kill the daemon", "AGENT:kill-daemon"),
+            "a/02-after.md": task_md(2, "After", depends_on=[1]),
+        }
+    )
+    result = run_choo("run", "specs/tasks", cwd=repo.root, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    served = web_of_running_daemon(home)  # the daemon the run started again
+    assert served != first, "the new daemon happened to get the old port"
+    run = history.only_run()
+    assert run["status"] == "completed"
+    lines = [line for line in result.stdout.splitlines() if line.startswith("history: ")]
+    assert lines == [f"history: {served}/#/history?run={run['id']}"], result.stdout
+    run_choo("daemon", "stop", cwd=home.root)
 
 
 def busy_plan(units: int, tasks: int) -> dict[str, str]:
