@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections import deque
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +16,7 @@ import trio
 import typer
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperCommand, TyperGroup
 
 from choo import daemonctl
 from choo.api import HistoryAPI, HistoryError, HistoryUnavailable
@@ -25,7 +27,7 @@ from choo.orchestrator.discovery import PlanInvalid, discover
 from choo.orchestrator.graph import build_graph
 from choo.orchestrator.status import plan_status, status_table
 from choo.runner import RunError, RunRequest, execute, repo_root_of
-from choo.term import make_console
+from choo.term import make_console, plural
 from choo_daemon.spool import spool_status
 from protocol.home import Home
 
@@ -44,6 +46,28 @@ app.add_typer(config_app, name="config")
 
 out = make_console()
 err = make_console(stderr=True)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"choo {package_version('choo')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _choo(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print choo's version and exit.",
+            is_eager=True,
+            callback=_show_version,
+        ),
+    ] = False,
+) -> None:
+    pass
+
 
 PortOption = Annotated[
     int | None, typer.Option("--port", help="Web UI port (default 8080; 0 picks a free one).")
@@ -152,8 +176,8 @@ def daemon_status(
             waiting = spool_status(home.spool)["files"]
             if waiting:
                 out.print(
-                    f"  [yellow]{waiting} spool file(s)[/] of history wait to be imported "
-                    "by the next daemon"
+                    f"  [yellow]{plural(waiting, 'spool file')}[/] of history "
+                    f"{'waits' if waiting == 1 else 'wait'} to be imported by the next daemon"
                 )
             out.print("  start one with: [bold]choo daemon start[/]")
         raise typer.Exit(1)
@@ -196,7 +220,7 @@ def _status_table(s: dict[str, Any]) -> Table:
         rows.append(
             (
                 "[yellow]spool[/]",
-                f"{spool['files']} file(s) pending import ({_size(spool['bytes'])})",
+                f"{plural(spool['files'], 'file')} pending import ({_size(spool['bytes'])})",
             )
         )
     if s.get("write_error"):
@@ -453,6 +477,42 @@ def _config_table(config: Config) -> Table:
             f"[dim]{escape(row['help'])}[/]",
         )
     return table
+
+
+# -- help ------------------------------------------------------------------------
+
+
+def _untyped_flags(params: list[Any]) -> list[Any]:
+    # typer's rich help prints a type after every option, "<bool>" for a flag
+    # that takes no value at all; an empty metavar prints nothing there.
+    for param in params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    return params
+
+
+class _Command(TyperCommand):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _untyped_flags(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _untyped_flags(super().get_params(ctx))
+
+
+def _plain_flags(typer_app: typer.Typer) -> None:
+    """Every command and group under ``typer_app`` shows its flags without a type."""
+    typer_app.info.cls = _Group
+    for command in typer_app.registered_commands:
+        if command.cls in (None, TyperCommand):
+            command.cls = _Command
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _plain_flags(group.typer_instance)
+
+
+_plain_flags(app)
 
 
 def main() -> None:

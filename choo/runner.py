@@ -429,7 +429,7 @@ async def _orchestrate(
     if tally.ok:
         bus.emit("orch.completed", **counts)
         return "completed", EXIT_OK, tally
-    reason = f"{len(tally.failed)} unit(s) failed, {len(tally.blocked)} blocked"
+    reason = f"{plural(len(tally.failed), 'unit')} failed, {len(tally.blocked)} blocked"
     bus.emit("orch.failed", error=reason, reason=reason, **counts)
     return "failed", EXIT_FAILED, tally
 
@@ -446,7 +446,10 @@ def _announce(
     verb = "resuming" if request.resume else ("dry run of" if request.dry_run else "running")
     tasks = sum(len(u.tasks) for u in plan.units.values())
     levels = len(graph.levels)
-    head = f"[bold]choo[/] {verb} {len(plan.units)} units ({tasks} tasks) in {levels} levels"
+    counts = (
+        f"{plural(len(plan.units), 'unit')} ({plural(tasks, 'task')}) in {plural(levels, 'level')}"
+    )
+    head = f"[bold]choo[/] {verb} {counts}"
     if provider is not None:
         head += f" · provider {provider.name} · parallelism {request.config['parallelism']}"
     console.print(head)

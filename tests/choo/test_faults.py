@@ -122,7 +122,7 @@ def test_a_run_outlives_its_daemon_and_the_next_daemon_imports_the_spool(
     assert len(spooled) == 1
 
     status = run_choo("daemon", "status", cwd=home.root)
-    assert status.returncode == 1 and "1 spool file" in status.stdout
+    assert status.returncode == 1 and "1 spool file of history waits" in status.stdout
 
     assert run_choo("daemon", "start", "--port", "0", cwd=home.root).returncode == 0
     wait_until(lambda: not list(home.spool.glob("*.frames")), what="the spool to be imported")
