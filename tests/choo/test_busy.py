@@ -121,3 +121,7 @@ async def test_a_client_refused_as_busy_connects_once_a_connection_frees(
     full_daemon.release_one()
     await wait_for(lambda: answered, "the latecomer to connect")
     assert answered[0]["pid"] == int(home.pidfile.read_text().split()[0])
+    print(
+        f"{MAX_CONNECTIONS} connections held; the latecomer refused "
+        f"{busy_refusals(home) - before} times, then served"
+    )
