@@ -66,7 +66,7 @@ def _choo(
         ),
     ] = False,
 ) -> None:
-    pass
+    """Options of ``choo`` itself; the app's help is set above."""
 
 
 PortOption = Annotated[

@@ -73,7 +73,7 @@ class SpoolFailed(Exception):
     """Events that could not be written to the spool; they are lost with this process."""
 
     def __init__(self, folder: Path, events: int, reason: str) -> None:
-        super().__init__(f"could not write {events} events to {folder}: {reason}")
+        super().__init__(f"could not write the spool file in {folder}: {reason}")
         self.folder = folder
         self.events = events
         self.reason = reason

@@ -67,10 +67,6 @@ class Probe:
     busy: str | None = None  # a daemon runs but has no free connection: its words
     pid: int | None = None  # of the busy daemon, from the pid file
 
-    @property
-    def running(self) -> bool:
-        return self.status is not None or self.busy is not None
-
 
 def probe(home: Home, timeout: float = 2.0) -> Probe:
     """Ask the daemon for its status, telling "busy" apart from "not running"."""

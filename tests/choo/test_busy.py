@@ -11,7 +11,16 @@ from dataclasses import dataclass, field
 import pytest
 import trio
 
-from choo.client import BUSY_FIRST, BUSY_MAX, busy_backoff, open_daemon_client
+import protocol
+from choo.client import (
+    BUSY_FIRST,
+    BUSY_MAX,
+    DaemonClient,
+    DaemonRefused,
+    busy_backoff,
+    open_daemon_client,
+)
+from choo_daemon.listener import open_unix_listener
 from protocol.home import Home
 from tests.conftest import choo
 
@@ -125,3 +134,22 @@ async def test_a_client_refused_as_busy_connects_once_a_connection_frees(
         f"{MAX_CONNECTIONS} connections held; the latecomer refused "
         f"{busy_refusals(home) - before} times, then served"
     )
+
+
+async def test_a_busy_refusal_is_read_even_when_the_daemon_hung_up_before_our_hello(
+    home: Home,
+) -> None:
+    """Under load the daemon may refuse, send ``busy`` and close before the
+    client writes its hello; the write fails, but the refusal is still there."""
+    home.root.mkdir(mode=0o700, exist_ok=True)
+    listener = await open_unix_listener(home.socket)
+    client = DaemonClient(home)
+    async with listener:
+        stream = await trio.open_unix_socket(str(home.socket))
+        server = await listener.accept()
+        busy = {"t": "error", "code": "busy", "message": "all 256 connections are in use"}
+        await server.send_all(protocol.encode(busy))
+        await server.aclose()
+        with pytest.raises(DaemonRefused) as refused:
+            await client._handshake(stream)
+    assert refused.value.code == "busy"
