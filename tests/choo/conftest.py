@@ -71,7 +71,7 @@ def full_spool(home: Home) -> Iterator[Path]:
     """CHOO_HOME/spool on a 64 KiB tmpfs, already full: a real disk-full spool."""
     if os.geteuid() != 0:
         pytest.skip("mounting a size-limited tmpfs needs root")
-    home.spool.mkdir(mode=0o700, parents=True)
+    home.spool.mkdir(mode=0o700, parents=True, exist_ok=True)
     spool = str(home.spool)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", spool], check=True)
     try:
