@@ -9,6 +9,7 @@ import os
 import sys
 import time
 from collections import deque
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +17,7 @@ import trio
 import typer
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperCommand, TyperGroup
 
 from choo import daemonctl
 from choo.api import HistoryAPI, HistoryError, HistoryUnavailable
@@ -26,7 +28,7 @@ from choo.orchestrator.discovery import PlanInvalid, discover
 from choo.orchestrator.graph import build_graph
 from choo.orchestrator.status import plan_status, status_table
 from choo.runner import RunError, RunRequest, execute, repo_root_of
-from choo.term import make_console
+from choo.term import make_console, plural
 from choo_daemon.homedir import HomeError, check_home, prepare_home
 from choo_daemon.spool import spool_status
 from protocol.home import Home
@@ -46,6 +48,28 @@ app.add_typer(config_app, name="config")
 
 out = make_console()
 err = make_console(stderr=True)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"choo {package_version('choo')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _choo(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print choo's version and exit.",
+            is_eager=True,
+            callback=_show_version,
+        ),
+    ] = False,
+) -> None:
+    """Options of ``choo`` itself; the app's help is set above."""
+
 
 PortOption = Annotated[
     int | None, typer.Option("--port", help="Web UI port (default 8080; 0 picks a free one).")
@@ -103,6 +127,13 @@ def daemon_start(
     except daemonctl.DaemonControlError as exc:
         raise _fail(f"could not start the daemon: {exc}", 2) from None
     s = result.status
+    served = daemonctl.port_conflict(s, port) if result.already_running else None
+    if served is not None:
+        raise _fail(
+            f"a daemon is already running (pid {s['pid']}) with its web UI on port {served}, "
+            f"not {port}; to move it: `choo daemon restart --port {port}`",
+            2,
+        )
     verb = "already running" if result.already_running else "started"
     out.print(f"[green]●[/] daemon {verb}: pid {s['pid']}, web UI {s['web']}")
     if s.get("set_aside") and not result.already_running:
@@ -159,7 +190,11 @@ def daemon_status(
         check_home(home)
     except HomeError as exc:
         raise _fail(str(exc), 2) from None
-    status = daemonctl.query_status(home)
+    probe = daemonctl.probe(home)
+    if probe.busy is not None:
+        _print_busy(home, probe, as_json)
+        return
+    status = probe.status
     if status is None:
         if as_json:
             print(json.dumps({"running": False, "home": str(home.root)}))
@@ -168,8 +203,8 @@ def daemon_status(
             waiting = spool_status(home.spool)["files"]
             if waiting:
                 out.print(
-                    f"  [yellow]{waiting} spool file(s)[/] of history wait to be imported "
-                    "by the next daemon"
+                    f"  [yellow]{plural(waiting, 'spool file')}[/] of history "
+                    f"{'waits' if waiting == 1 else 'wait'} to be imported by the next daemon"
                 )
             out.print("  start one with: [bold]choo daemon start[/]")
         raise typer.Exit(1)
@@ -177,6 +212,17 @@ def daemon_status(
         print(json.dumps({"running": True, **status}, indent=2))
         return
     out.print(_status_table(status))
+
+
+def _print_busy(home: Home, probe: daemonctl.Probe, as_json: bool) -> None:
+    """A daemon that runs but has no connection free to answer us."""
+    if as_json:
+        shown = {"running": True, "busy": True, "pid": probe.pid, "home": str(home.root)}
+        print(json.dumps({**shown, "socket": str(home.socket), "message": probe.busy}))
+        return
+    pid = f"pid {probe.pid}" if probe.pid is not None else "pid unknown"
+    out.print(f"[yellow]●[/] choo daemon running ({pid}) but busy: {escape(probe.busy or '')}")
+    out.print("  its figures are not available now; try again in a moment")
 
 
 def _status_table(s: dict[str, Any]) -> Table:
@@ -201,7 +247,7 @@ def _status_table(s: dict[str, Any]) -> Table:
         rows.append(
             (
                 "[yellow]spool[/]",
-                f"{spool['files']} file(s) pending import ({_size(spool['bytes'])})",
+                f"{plural(spool['files'], 'file')} pending import ({_size(spool['bytes'])})",
             )
         )
     if s.get("write_error"):
@@ -335,6 +381,7 @@ def run_cmd(
             unit=unit,
             use_daemon=not no_daemon,
             record=record,
+            port=port,
         )
     )
 
@@ -500,6 +547,42 @@ def _config_table(config: Config) -> Table:
             f"[dim]{escape(row['help'])}[/]",
         )
     return table
+
+
+# -- help ------------------------------------------------------------------------
+
+
+def _untyped_flags(params: list[Any]) -> list[Any]:
+    # typer's rich help prints a type after every option, "<bool>" for a flag
+    # that takes no value at all; an empty metavar prints nothing there.
+    for param in params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    return params
+
+
+class _Command(TyperCommand):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _untyped_flags(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _untyped_flags(super().get_params(ctx))
+
+
+def _plain_flags(typer_app: typer.Typer) -> None:
+    """Every command and group under ``typer_app`` shows its flags without a type."""
+    typer_app.info.cls = _Group
+    for command in typer_app.registered_commands:
+        if command.cls in (None, TyperCommand):
+            command.cls = _Command
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _plain_flags(group.typer_instance)
+
+
+_plain_flags(app)
 
 
 def main() -> None:

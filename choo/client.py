@@ -7,9 +7,15 @@ was given one), says hello again and re-sends the whole journal in its
 original order; the store ignores events it already has, so nothing is lost
 and nothing is stored twice.
 
+A daemon that refuses a connection with ``busy`` (it has its maximum of
+connections) is alive: the client waits (``busy_backoff``) and tries again,
+without asking for a new daemon.
+
     DaemonError                 the daemon answered, but not with success
     ├── DaemonRefused           it closed the connection with a fatal error
     DaemonUnavailable           no daemon could be reached in time
+    ├── DaemonBusy              one runs, but it stayed busy until the deadline
+    SpoolFailed                 the spool file could not be written (disk full, …)
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -34,6 +41,8 @@ from protocol.home import Home
 log = logging.getLogger("choo.client")
 
 RECONNECT_FIRST, RECONNECT_MAX = 0.05, 1.0
+# After a `busy` refusal (PROTOCOL.md section 8): 0.1 s, doubling up to 2 s, jittered.
+BUSY_FIRST, BUSY_MAX = 0.1, 2.0
 READ_SIZE = 256 * 1024
 
 
@@ -50,6 +59,71 @@ class DaemonRefused(DaemonError):
 
 class DaemonUnavailable(Exception):
     """No daemon answered on the socket."""
+
+
+class DaemonBusy(DaemonUnavailable):
+    """A daemon runs but refused every try until the deadline with ``busy``."""
+
+    def __init__(self, socket: Path, message: str) -> None:
+        super().__init__(f"the daemon on {socket} is busy ({message}); try again in a moment")
+        self.message = message  # the daemon's own words, e.g. "all 256 connections are in use"
+
+
+class SpoolFailed(Exception):
+    """Events that could not be written to the spool; they are lost with this process."""
+
+    def __init__(self, folder: Path, events: int, reason: str) -> None:
+        super().__init__(f"could not write the spool file in {folder}: {reason}")
+        self.folder = folder
+        self.events = events
+        self.reason = reason
+
+
+def busy_backoff(tries: int) -> float:
+    """Seconds to wait after the ``tries``-th ``busy`` in a row (1, 2, ...).
+
+    A random time between half and all of min(0.1 × 2^(tries-1), 2) s, so that
+    clients refused together do not all come back together.
+    """
+    ceiling = min(BUSY_FIRST * 2 ** min(tries - 1, 32), BUSY_MAX)
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def _private_dir(path: Path) -> None:
+    """Make ``path`` (and missing parents) mode 0700 whatever the umask."""
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        return
+    except FileNotFoundError:
+        _private_dir(path.parent)
+        path.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)  # mkdir's mode went through the umask
+
+
+def write_spool_file(folder: Path, data: bytes) -> Path:
+    """Write ``data`` as a new spool file in ``folder``, all or nothing.
+
+    The file is mode 0600 whatever the umask; it appears under its final name
+    only once complete and synced, and on any failure (a full disk) no
+    temporary file is left behind.
+    """
+    _private_dir(folder)
+    name = f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    path = folder / f"{name}.frames"
+    tmp = folder / f".{name}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with open(fd, "wb") as f:
+            os.fchmod(fd, 0o600)  # open's mode went through the umask too
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # the daemon never sees half a file
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 
 # A request's frame, or an event as (run, packed item).
@@ -163,23 +237,21 @@ class DaemonClient:
         Returns the file and how many events it holds (None if nothing was
         pending). The frames are those the client would have sent, in order;
         the daemon imports them at its next start. The client stops sending.
+        Raises SpoolFailed when the file cannot be written (a full disk):
+        then no file is left, and the events are lost with this process.
         """
         if not self._journal:
             return None
         entries = list(self._journal.values())
         events = sum(1 for e in entries if isinstance(e, tuple))
-        spool = self.home.spool
-        spool.mkdir(mode=0o700, parents=True, exist_ok=True)
-        name = f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        path = spool / f"{name}.frames"
-        tmp = spool / f".{name}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(_encode(entries))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # the daemon never sees half a file
         self._journal.clear()
         self._queue.clear()
+        folder = self.home.spool
+        try:
+            path = write_spool_file(folder, _encode(entries))
+        except OSError as exc:
+            self._fatal = DaemonRefused("spool_failed", f"could not write to {folder}: {exc}")
+            raise SpoolFailed(folder, events, exc.strerror or str(exc)) from exc
         self._fatal = DaemonRefused("spooled", f"history was written to {path}")
         return path, events
 
@@ -345,13 +417,28 @@ class DaemonClient:
             stream = await self.connect(deadline=None)
 
     async def connect(self, *, deadline: float | None) -> trio.SocketStream:
-        """Connect and say hello, retrying until ``deadline`` (None: forever)."""
+        """Connect and say hello, retrying until ``deadline`` (None: forever).
+
+        A ``busy`` refusal means the daemon lives but has no free connection:
+        wait ``busy_backoff`` and try again, without starting a daemon.
+        """
         pause = RECONNECT_FIRST
+        busy = 0
         while True:
             try:
                 stream = await trio.open_unix_socket(os.fspath(self.home.socket))
                 await self._handshake(stream)
                 return stream
+            except DaemonRefused as exc:
+                if exc.code != "busy":
+                    raise
+                busy += 1
+                wait = busy_backoff(busy)
+                if deadline is not None and trio.current_time() + wait > deadline:
+                    raise DaemonBusy(self.home.socket, exc.message) from None
+                log.info("the daemon is busy (%s); trying again in %.2f s", exc.message, wait)
+                await trio.sleep(wait)
+                continue
             except (
                 OSError,
                 trio.BrokenResourceError,
@@ -359,6 +446,7 @@ class DaemonClient:
                 protocol.ProtocolError,
             ) as exc:
                 problem = exc
+            busy = 0
             if deadline is not None and trio.current_time() + pause > deadline:
                 raise DaemonUnavailable(
                     f"no daemon answers on {self.home.socket} ({problem})"
@@ -380,12 +468,20 @@ class DaemonClient:
         }
         try:
             with trio.fail_after(10):
-                await stream.send_all(protocol.encode(hello))
+                # A daemon that refuses us (busy) may hang up before our hello
+                # is written; its error is still there to read.
+                hung_up: trio.BrokenResourceError | None = None
+                try:
+                    await stream.send_all(protocol.encode(hello))
+                except trio.BrokenResourceError as exc:
+                    hung_up = exc
                 decoder = protocol.FrameDecoder()
                 while True:
                     data = await stream.receive_some(READ_SIZE)
                     if not data:
-                        raise trio.BrokenResourceError("daemon closed during the handshake")
+                        raise hung_up or trio.BrokenResourceError(
+                            "daemon closed during the handshake"
+                        )
                     messages = decoder.feed(data)
                     if messages:
                         break

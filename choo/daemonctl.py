@@ -16,10 +16,11 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import trio
 
-from choo.client import DaemonError, DaemonUnavailable, open_daemon_client
+from choo.client import DaemonBusy, DaemonError, DaemonUnavailable, open_daemon_client
 from choo.config import Config
 from choo_daemon.homedir import HomeError, prepare_home
 from choo_daemon.pidfile import is_locked, read_pid
@@ -60,23 +61,52 @@ class StartResult:
     already_running: bool
 
 
-def query_status(home: Home, timeout: float = 2.0) -> dict[str, Any] | None:
-    """The daemon's status, or None when no daemon answers on the socket."""
+@dataclass(frozen=True)
+class Probe:
+    """What answers on the socket: a daemon's status, a busy daemon, or nobody."""
+
+    status: dict[str, Any] | None = None
+    busy: str | None = None  # a daemon runs but has no free connection: its words
+    pid: int | None = None  # of the busy daemon, from the pid file
+
+
+def probe(home: Home, timeout: float = 2.0) -> Probe:
+    """Ask the daemon for its status, telling "busy" apart from "not running"."""
     if not home.socket.exists():
-        return None
-    return trio.run(_query_status, home, timeout)
+        return Probe()
+    return trio.run(_probe, home, timeout)
 
 
-async def _query_status(home: Home, timeout: float) -> dict[str, Any] | None:
+def query_status(home: Home, timeout: float = 2.0) -> dict[str, Any] | None:
+    """The daemon's status, or None when no daemon answers (or it is busy)."""
+    return probe(home, timeout).status
+
+
+async def _probe(home: Home, timeout: float) -> Probe:
     try:
         with trio.fail_after(timeout):
             # A socket file that refuses connections is a dead daemon's: retrying
             # for the whole timeout only delays `status` and `start` after a crash.
             connect = min(timeout, STALE_SOCKET_RETRY)
             async with open_daemon_client(home, name="choo-ctl", connect_timeout=connect) as c:
-                return await c.status()
+                return Probe(status=await c.status())
+    except DaemonBusy as exc:
+        return Probe(busy=exc.message, pid=read_pid(home.pidfile))
     except (DaemonUnavailable, DaemonError, trio.TooSlowError):
+        return Probe()
+
+
+def port_conflict(status: dict[str, Any], wanted: int | None) -> int | None:
+    """The port a running daemon's web UI is on, when it is not ``wanted``.
+
+    None when it is: ``wanted`` None (no --port flag) or 0 (any port) is
+    satisfied by every port, and so is a daemon whose web UI is not up.
+    """
+    web = status.get("web")
+    if not wanted or not web:
         return None
+    port = urlsplit(str(web)).port
+    return port if port is not None and port != wanted else None
 
 
 def daemon_command(
@@ -112,7 +142,13 @@ def start(
         prepare_home(home)
     except HomeError as exc:
         raise DaemonControlError(str(exc)) from None
-    status = query_status(home)
+    found = probe(home)
+    if found.busy is not None:
+        who = f"pid {found.pid}" if found.pid is not None else "its pid file names none"
+        raise DaemonControlError(
+            f"a daemon is already running ({who}) but busy: {found.busy}; try again in a moment"
+        )
+    status = found.status
     if status is not None:
         return StartResult(_wait_for_web(home, status, timeout), already_running=True)
     log_offset = home.log.stat().st_size if home.log.exists() else 0

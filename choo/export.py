@@ -28,6 +28,7 @@ import trio
 from choo.api import HistoryAPI, HistoryError
 from choo.client import DaemonError
 from choo.history import RUN_ID, RUN_STATUSES, get_graph, get_run, iter_events, open_daemon
+from choo.term import plural
 from protocol.home import Home
 
 EXPORT_FORMAT: Final = 1
@@ -225,7 +226,7 @@ def read_export(path: Path) -> Export:
         raise ExportFileError(f"{path} is empty; export a run with `choo history export RUN_ID`")
     if (count, last) != (run["event_count"], run["last_seq"]):
         raise ExportFileError(
-            f"{path} holds {count} events up to seq {last}, but its run line says "
+            f"{path} holds {plural(count, 'event')} up to seq {last}, but its run line says "
             f"{run['event_count']} up to seq {run['last_seq']}: the file is incomplete"
         )
     return Export(path, run, graph)

@@ -24,7 +24,7 @@ from choo.api import HistoryAPI, HistoryError, HistoryUnavailable
 from choo.config import ConfigError
 from choo.config import load as load_config
 from choo.runner import repo_root_of
-from choo.term import make_console
+from choo.term import make_console, plural
 from protocol.home import Home
 
 history_app = typer.Typer(
@@ -144,8 +144,7 @@ def _runs_table(found: history.RunList) -> Table:
 
 def _list_footer(found: history.RunList) -> None:
     shown = len(found.runs)
-    noun = "run" if found.total == 1 else "runs"
-    line = f"{shown} of {found.total} {noun}"
+    line = f"{shown} of {plural(found.total, 'run')}"
     if found.more:
         line += f" · more: [bold]choo history list --limit {found.total}[/]"
     if found.repo is not None:
@@ -160,7 +159,7 @@ def _status(status: str) -> str:
 
 def _unit_counts(run: dict[str, Any]) -> str:
     if run["status"] == "running":
-        return f"{run['total_units']} units"
+        return plural(run["total_units"], "unit")
     parts = [
         f"[green]{run['completed_units']}[/]",
         f"[red]{run['failed_units']}[/]" if run["failed_units"] else "0",
@@ -324,8 +323,7 @@ def events_cmd(
     if as_json:
         return
     ended = state.run or run
-    noun = "event" if count == 1 else "events"
-    tail = f"[dim]{count:,} {noun}"
+    tail = f"[dim]{plural(count, 'event')}"
     if type or unit:
         tail += " matching " + " and ".join(
             f"{k} {escape(v)}" for k, v in (("type", type), ("unit", unit)) if v
@@ -417,7 +415,7 @@ def export_cmd(
                 partial.unlink(missing_ok=True)
     if output is not None:
         err.print(
-            f"exported run [bold]{summary.run['id']}[/] ({summary.events:,} events"
+            f"exported run [bold]{summary.run['id']}[/] ({plural(summary.events, 'event')}"
             f"{', graph' if summary.graph else ''}) to {escape(str(output))}"
         )
 
@@ -445,7 +443,7 @@ def import_cmd(
         )
         return
     out.print(
-        f"[green]imported[/] run [bold]{run['id']}[/] ({result.events:,} events, "
+        f"[green]imported[/] run [bold]{run['id']}[/] ({plural(result.events, 'event')}, "
         f"{_status(run['status'])}) from {escape(str(file))}"
     )
     out.print(f"[dim]see it with: choo history show {run['id']}[/]")
@@ -483,10 +481,9 @@ def prune_cmd(
         return
     runs = result["runs"]
     verb = "would delete" if dry_run else "deleted"
-    noun = "run" if len(runs) == 1 else "runs"
     events = sum(r["event_count"] for r in runs)
-    age = f"{days} day" if days == 1 else f"{days} days"
-    out.print(f"{verb} {len(runs)} {noun} ({events:,} events) started more than {age} ago")
+    found = f"{plural(len(runs), 'run')} ({plural(events, 'event')})"
+    out.print(f"{verb} {found} started more than {plural(days, 'day')} ago")
     if runs:
         out.print(_pruned_table(runs))
     if dry_run and runs:

@@ -23,7 +23,13 @@ import trio
 from rich.console import Console
 
 from choo import daemonctl
-from choo.client import DaemonClient, DaemonError, DaemonUnavailable, open_daemon_client
+from choo.client import (
+    DaemonClient,
+    DaemonError,
+    DaemonUnavailable,
+    SpoolFailed,
+    open_daemon_client,
+)
 from choo.config import Config
 from choo.orchestrator.console import ConsoleReporter
 from choo.orchestrator.discovery import Plan, PlanInvalid, discover
@@ -33,6 +39,7 @@ from choo.orchestrator.providers import Provider, make_provider
 from choo.orchestrator.recorder import HistoryRecorder
 from choo.orchestrator.scheduler import Tally, schedule
 from choo.orchestrator.worker import Worker, WorkerSettings
+from choo.term import plural
 from protocol.home import Home
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -61,6 +68,7 @@ class RunRequest:
     resume: dict[str, Any] | None = None  # the run to continue, as the API shows it
     resume_reason: str = "resumed with `choo resume`"
     repo_root: Path | None = None  # default: found from tasks_dir
+    port: int | None = None  # an explicit --port flag (the config's value is in config)
 
 
 @dataclass
@@ -149,6 +157,7 @@ async def execute(request: RunRequest, console: Console) -> RunOutcome:
     web_url: str | None = None
     if request.use_daemon:
         web_url = await trio.to_thread.run_sync(_ensure_daemon, request)
+        _check_port(console, request.port, web_url)
 
     bus = EventBus()
     reporter = ConsoleReporter(console)
@@ -175,6 +184,9 @@ async def execute(request: RunRequest, console: Console) -> RunOutcome:
         if recorder is not None:
             await _finish(recorder, console, status, tally)
         recorded = recorder is not None and recorder.failed is None
+        if recorder is not None and recorder.client.web_url:
+            # The daemon may have been restarted mid-run, on another port.
+            web_url = recorder.client.web_url
     try:
         final_plan = discover(request.tasks_dir)
         if request.unit is not None:
@@ -192,7 +204,10 @@ def _daemon_settings(request: RunRequest) -> daemonctl.DaemonSettings:
 
 
 def _ensure_daemon(request: RunRequest) -> str | None:
-    status = daemonctl.query_status(request.home)
+    probe = daemonctl.probe(request.home)
+    if probe.busy is not None:
+        return None  # it runs: the client waits for a free connection
+    status = probe.status
     if status is None:
         if not request.config["daemon.auto_start"]:
             raise RunError(
@@ -210,6 +225,17 @@ def _ensure_daemon(request: RunRequest) -> str | None:
             ) from None
     url = status.get("web")
     return str(url) if url else None
+
+
+def _check_port(console: Console, wanted: int | None, web_url: str | None) -> None:
+    """Say so when --port asks for a port the running daemon does not serve."""
+    served = daemonctl.port_conflict({"web": web_url}, wanted)
+    if served is not None:
+        console.print(
+            f"[yellow]warning:[/] --port {wanted} ignored: the daemon already runs with its "
+            f"web UI on port {served}; to move it: `choo daemon restart --port {wanted}`",
+            soft_wrap=True,
+        )
 
 
 @asynccontextmanager
@@ -319,18 +345,37 @@ async def _finish(recorder: HistoryRecorder, console: Console, status: str, tall
                 blocked_units=len(tally.blocked),
             )
     except trio.TooSlowError:
-        spooled = recorder.client.spool()
-        if spooled is None:
-            return
-        path, events = spooled
-        recorder.fail(
-            f"the daemon did not confirm the run within {COMPLETE_TIMEOUT:g} s; its last "
-            f"{events} events were saved to {path} and will be recorded when the daemon "
-            "next starts (`choo daemon start`)",
-            then="",
-        )
+        _spool(recorder)
     except DaemonError as exc:
         recorder.fail(f"could not record the end of the run ({exc})")
+
+
+def _spool(recorder: HistoryRecorder) -> None:
+    """Keep what the daemon did not confirm for the next one, with one warning.
+
+    A spool that cannot be written (a full disk) costs those events, never
+    the run: its outcome and exit code stay its own.
+    """
+    late = f"the daemon did not confirm the run within {COMPLETE_TIMEOUT:g} s"
+    try:
+        spooled = recorder.client.spool()
+    except SpoolFailed as exc:
+        recorder.fail(
+            f"{late}, and its last {plural(exc.events, 'event')} could not be kept: writing "
+            f"them to {exc.folder} failed ({exc.reason}); they are lost. Free space there "
+            "before the next run",
+            then="",
+        )
+        return
+    if spooled is None:
+        return
+    path, events = spooled
+    saved = "was saved" if events == 1 else "were saved"
+    recorder.fail(
+        f"{late}; its last {plural(events, 'event')} {saved} to {path} and will be "
+        "recorded when the daemon next starts (`choo daemon start`)",
+        then="",
+    )
 
 
 def _dry_run(bus: EventBus, plan: Plan, graph: Graph, request: RunRequest) -> Tally:
@@ -393,7 +438,7 @@ async def _orchestrate(
     if tally.ok:
         bus.emit("orch.completed", **counts)
         return "completed", EXIT_OK, tally
-    reason = f"{len(tally.failed)} unit(s) failed, {len(tally.blocked)} blocked"
+    reason = f"{plural(len(tally.failed), 'unit')} failed, {len(tally.blocked)} blocked"
     bus.emit("orch.failed", error=reason, reason=reason, **counts)
     return "failed", EXIT_FAILED, tally
 
@@ -410,7 +455,10 @@ def _announce(
     verb = "resuming" if request.resume else ("dry run of" if request.dry_run else "running")
     tasks = sum(len(u.tasks) for u in plan.units.values())
     levels = len(graph.levels)
-    head = f"[bold]choo[/] {verb} {len(plan.units)} units ({tasks} tasks) in {levels} levels"
+    counts = (
+        f"{plural(len(plan.units), 'unit')} ({plural(tasks, 'task')}) in {plural(levels, 'level')}"
+    )
+    head = f"[bold]choo[/] {verb} {counts}"
     if provider is not None:
         head += f" · provider {provider.name} · parallelism {request.config['parallelism']}"
     console.print(head)

@@ -1,4 +1,4 @@
-"""The consoles the CLI prints to.
+"""The consoles the CLI prints to, and the wording of counts in them.
 
 On a terminal rich fits tables to its width. Into a pipe or a file there is
 no width to fit, and rich's fallback of 80 columns squeezes the run tables
@@ -20,3 +20,8 @@ def make_console(*, stderr: bool = False) -> Console:
     if not stream.isatty() and "COLUMNS" not in os.environ:
         width = 120
     return Console(stderr=stderr, highlight=False, width=width)
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``count`` and ``word``, in the plural unless it is one: "1 unit", "3 units"."""
+    return f"{count:,} {word if count == 1 else many or word + 's'}"

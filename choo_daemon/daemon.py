@@ -221,7 +221,7 @@ class Daemon:
         if uid is not None and uid != os.getuid():
             session.fail("forbidden", f"peer uid {uid} is not the daemon's uid {os.getuid()}")
         elif len(self.sessions) >= MAX_CLIENTS:
-            session.fail("busy", f"the daemon already serves {MAX_CLIENTS} connections")
+            session.fail("busy", f"all {MAX_CLIENTS} connections are in use")
         sessions.start_soon(self._run_session, session, send.clone())
 
     async def _run_session(self, session: Session, send: trio.MemorySendChannel[Inbound]) -> None:

@@ -10,6 +10,7 @@ from rich.table import Table
 from choo.orchestrator.discovery import Plan
 from choo.orchestrator.events import Event
 from choo.orchestrator.scheduler import Tally
+from choo.term import plural
 
 
 class ConsoleReporter:
@@ -23,7 +24,8 @@ class ConsoleReporter:
         where = f"[bold]{unit}[/] #{e.task}" if e.task is not None else f"[bold]{unit}[/]"
         line: str | None = None
         if e.type == "unit.started":
-            line = f"[cyan]▶[/] {where} started ({p['pending']} of {p['tasks']} tasks to do)"
+            todo = f"{p['pending']} of {plural(p['tasks'], 'task')} to do"
+            line = f"[cyan]▶[/] {where} started ({todo})"
         elif e.type == "task.completed":
             line = (
                 f"  [green]✓[/] {where} {escape(p['title'])} "
@@ -84,7 +86,7 @@ def _status(unit: str, tally: Tally) -> str:
 
 
 def _attempts(n: int) -> str:
-    return f"{n} attempt" + ("" if n == 1 else "s")
+    return plural(n, "attempt")
 
 
 def _secs(ms: int) -> str:

@@ -1,4 +1,5 @@
-"""``choo status``: the units and tasks of a plan, with their status."""
+"""``choo status``: the units and tasks of a plan, with their status and
+what each depends on (units by ID, tasks by number: ``#1``)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,13 @@ def plan_status(plan: Plan, graph: Graph) -> dict[str, Any]:
                 "depends_on": list(unit.depends_on),
                 "status": unit_status([t.status for t in unit.tasks]),
                 "tasks": [
-                    {"number": t.number, "title": t.title, "status": t.status, "file": str(t.path)}
+                    {
+                        "number": t.number,
+                        "title": t.title,
+                        "status": t.status,
+                        "depends_on": list(t.depends_on),
+                        "file": str(t.path),
+                    }
                     for t in unit.tasks
                 ],
             }
@@ -59,6 +66,9 @@ def status_table(plan: Plan, graph: Graph) -> Table:
         for task in unit.tasks:
             color = _COLORS.get(task.status, "white")
             table.add_row(
-                "", f"  #{task.number} {escape(task.title)}", f"[{color}]{task.status}[/]", ""
+                "",
+                f"  #{task.number} {escape(task.title)}",
+                f"[{color}]{task.status}[/]",
+                ", ".join(f"#{n}" for n in task.depends_on),
             )
     return table

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -63,3 +64,23 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen[str]]]:
 @pytest.fixture
 def history(home: Home) -> History:
     return History(home)
+
+
+@pytest.fixture
+def full_spool(home: Home) -> Iterator[Path]:
+    """CHOO_HOME/spool on a 64 KiB tmpfs, already full: a real disk-full spool."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a size-limited tmpfs needs root")
+    home.spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+    spool = str(home.spool)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", spool], check=True)
+    try:
+        with open(home.spool / "filler", "wb", buffering=0) as f:
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+        yield home.spool
+    finally:
+        subprocess.run(["umount", spool], check=True)

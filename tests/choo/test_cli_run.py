@@ -280,6 +280,7 @@ def test_status_shows_units_and_tasks(repo: Repo, monkeypatch: pytest.MonkeyPatc
                 "number": 1,
                 "title": "Second",
                 "status": "pending",
+                "depends_on": [],
                 "file": "specs/tasks/top/01-second.md",
             }
         ],

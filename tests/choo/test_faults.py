@@ -1,8 +1,12 @@
 """Faults around whole runs: an orchestrator killed outright, a daemon
-killed and not restarted, a daemon killed again and again under load."""
+killed and not restarted (with room to spool, and with a full disk), a
+daemon killed again and again under load."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +15,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+from typer.testing import CliRunner
+
+from choo import runner
+from choo.cli import app
+from choo.orchestrator.events import Event
+from choo.orchestrator.recorder import HistoryRecorder
 from protocol.home import Home
 from tests.choo.support import (
     History,
@@ -225,7 +236,7 @@ def test_a_run_outlives_its_daemon_and_the_next_daemon_imports_the_spool(
     assert len(spooled) == 1
 
     status = run_choo("daemon", "status", cwd=home.root)
-    assert status.returncode == 1 and "1 spool file" in status.stdout
+    assert status.returncode == 1 and "1 spool file of history waits" in status.stdout
 
     assert run_choo("daemon", "start", "--port", "0", cwd=home.root).returncode == 0
     wait_until(lambda: not list(home.spool.glob("*.frames")), what="the spool to be imported")
@@ -235,6 +246,94 @@ def test_a_run_outlives_its_daemon_and_the_next_daemon_imports_the_spool(
     assert_contiguous(events)
     assert [e["task"] for e in events if e["type"] == "task.completed"] == [1, 2, 3]
     assert events[-1]["type"] == "orch.completed"
+    run_choo("daemon", "stop", cwd=home.root)
+
+
+@pytest.mark.parametrize(
+    ("last_task", "outcome", "code"),
+    [("AGENT:sleep=0", "completed", 0), ("AGENT:fail-always", "failed", 1)],
+)
+def test_a_full_disk_costs_the_unconfirmed_events_but_never_the_run(
+    repo_factory: Callable[..., Repo],
+    daemon_process: Home,
+    full_spool: Path,
+    history: History,
+    monkeypatch: pytest.MonkeyPatch,
+    last_task: str,
+    outcome: str,
+    code: int,
+) -> None:
+    repo = repo_factory(
+        {
+            "u/IMPLEMENTATION_PLAN.md": plan_md(),
+            "u/01-kill.md": task_md(1, "Kill the daemon", "AGENT:kill-daemon"),
+            "u/02-last.md": task_md(2, "Last", last_task, depends_on=[1]),
+        },
+        config={"attempts": 1},
+    )
+    daemon_pid = int(daemon_process.pidfile.read_text().split()[0])
+    monkeypatch.setenv("CHOO_DAEMON_AUTO_START", "false")  # nobody restarts it
+    monkeypatch.setattr(runner, "COMPLETE_TIMEOUT", 1.0)  # the wait before spooling
+    emitted: list[int] = []
+    handle = HistoryRecorder.handle
+
+    def counting(recorder: HistoryRecorder, event: Event) -> None:
+        handle(recorder, event)
+        emitted.append(recorder.last_seq)
+
+    monkeypatch.setattr(HistoryRecorder, "handle", counting)
+    monkeypatch.chdir(repo.root)
+    result = CliRunner().invoke(app, ["run", "specs/tasks"])
+    output = result.output
+    assert pid_gone(daemon_pid)
+    # The run's own outcome and exit code; no crash.
+    assert result.exit_code == code, output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
+    assert f"run {outcome}" in output
+    # One warning, with the count of events lost.
+    assert output.count("warning") == 1, output
+    lost = re.search(r"its last (\d+) events? could not be kept", output)
+    assert lost is not None, output
+    assert "No space left on device" in output
+    assert str(full_spool) in output.replace("\n", "")
+    # Neither a spool file nor an empty or partial temporary one.
+    assert os.listdir(full_spool) == ["filler"]
+    # Lost: every event after the last one the dead daemon stored (at most).
+    total = emitted[-1]
+    stored = max(e["seq"] for e in history.events(history.only_run()["id"]))
+    assert total - stored <= int(lost.group(1)) <= total
+    print(f"{outcome}: {lost.group(1)} of {total} events lost to a full disk, exit {code}")
+
+
+def web_of_running_daemon(home: Home) -> str:
+    status = run_choo("daemon", "status", "--json", cwd=home.root)
+    assert status.returncode == 0, status.stdout + status.stderr
+    return str(json.loads(status.stdout)["web"])
+
+
+def test_after_a_restart_on_another_port_the_history_link_points_at_the_new_daemon(
+    repo_factory: Callable[..., Repo], home: Home, history: History
+) -> None:
+    # daemon.port is 0 (conftest): each daemon start takes a new free port.
+    assert run_choo("daemon", "start", cwd=home.root).returncode == 0
+    first = web_of_running_daemon(home)
+    repo = repo_factory(
+        {
+            "a/IMPLEMENTATION_PLAN.md": plan_md(),
+            "a/01-kill.md": task_md(1, "Kill the daemon", "AGENT:kill-daemon"),
+            "a/02-after.md": task_md(2, "After", depends_on=[1]),
+        }
+    )
+    result = run_choo("run", "specs/tasks", cwd=repo.root, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    served = web_of_running_daemon(home)  # the daemon the run started again
+    assert served != first, "the new daemon happened to get the old port"
+    run = history.only_run()
+    assert run["status"] == "completed"
+    lines = [line for line in result.stdout.splitlines() if line.startswith("history: ")]
+    assert lines == [f"history: {served}/#/history?run={run['id']}"], result.stdout
     run_choo("daemon", "stop", cwd=home.root)
 
 

@@ -132,7 +132,7 @@ async def test_fail_resume_stop_resume_records_every_event_type_once(
 
     assert only("unit.blocked", 0)["unit"] == "child"
     assert only("unit.blocked", 0)["payload"] == {"blocked_by": "bad", "depends_on": ["bad"]}
-    assert only("orch.failed", 0)["payload"]["reason"] == "1 unit(s) failed, 1 blocked"
+    assert only("orch.failed", 0)["payload"]["reason"] == "1 unit failed, 1 blocked"
     counts = only("orch.failed", 0)["payload"]
     assert (counts["completed"], counts["failed"], counts["blocked"]) == (1, 1, 1)
     assert only("task.failed", 0)["payload"]["reason"] == "agent exited with code 1"
