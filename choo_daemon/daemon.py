@@ -24,6 +24,7 @@ from choo_daemon import __version__
 from choo_daemon.dblink import DbProcess
 from choo_daemon.hub import LiveHub
 from choo_daemon.listener import open_unix_listener, peer_uid, remove_stale_socket
+from choo_daemon.liveonly import LiveOnly, LiveOnlyReader
 from choo_daemon.orphans import GRACE_SECONDS, Orphans
 from choo_daemon.reader import Reader
 from choo_daemon.retention import prune, serve_retention
@@ -62,6 +63,7 @@ class Daemon:
         self.reader = Reader(self.home.database)
         self.hub = LiveHub()
         self.writer.listeners.append(self.hub.publish)
+        self.liveonly = LiveOnly(self.hub)  # runs shown live, never stored
         self.sessions: set[Session] = set()
         self._shutdown = trio.Event()
         self._started_at = utc_now()
@@ -132,7 +134,10 @@ class Daemon:
         create_app, serve_web = web.create_app, web.serve_web
 
         app = create_app(
-            self.status, reader=self.reader, live=self.hub, allowed_hosts=[self.options.host]
+            self.status,
+            reader=LiveOnlyReader(self.reader, self.liveonly),
+            live=self.hub,
+            allowed_hosts=[self.options.host],
         )
         await serve_web(
             app,

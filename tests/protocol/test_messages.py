@@ -63,6 +63,7 @@ VALID: dict[str, Message] = {
         "total_units": 3,
         "tasks_dir": "tasks",
         "dry_run": False,
+        "history": True,
     },
     "run.resume": {
         "t": "run.resume",
