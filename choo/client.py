@@ -5,7 +5,9 @@ until its reply) stays in an ordered journal. After a broken connection the
 client reconnects (asking ``ensure_daemon`` to start a daemon again if it
 was given one), says hello again and re-sends the whole journal in its
 original order; the store ignores events it already has, so nothing is lost
-and nothing is stored twice.
+and nothing is stored twice. A client made with ``durable=False`` (a run the
+daemon only shows live, ``history: false``) has nothing worth keeping: when
+its connection breaks it gives up instead, and it never spools.
 
     DaemonError                 the daemon answered, but not with success
     ├── DaemonRefused           it closed the connection with a fatal error
@@ -95,9 +97,11 @@ class DaemonClient:
         *,
         name: str = "choo",
         ensure_daemon: Callable[[], Awaitable[None]] | None = None,
+        durable: bool = True,
     ) -> None:
         self.home = home
         self.name = name
+        self.durable = durable
         self.welcome: Message | None = None
         self.reconnects = 0
         # Called with (run, seq) for every ack; for progress displays and benchmarks.
@@ -159,8 +163,8 @@ class DaemonClient:
         pending). The frames are those the client would have sent, in order;
         the daemon imports them at its next start. The client stops sending.
         """
-        if not self._journal:
-            return None
+        if not self._journal or not self.durable:
+            return None  # a live-only run is not history: it is never spooled
         entries = list(self._journal.values())
         events = sum(1 for e in entries if isinstance(e, tuple))
         spool = self.home.spool
@@ -189,20 +193,25 @@ class DaemonClient:
         tasks_dir: str | None = None,
         dry_run: bool = False,
         graph: dict[str, list[Any]] | None = None,
+        history: bool = True,
     ) -> dict[str, Any]:
-        """Record a new run (and its graph, sent right behind it, if given)."""
-        started = self._enqueue(
-            {
-                "t": "run.start",
-                "run": run,
-                "repo_path": repo_path,
-                "started_at": started_at,
-                "parallelism": parallelism,
-                "total_units": total_units,
-                "tasks_dir": tasks_dir,
-                "dry_run": dry_run,
-            }
-        )
+        """Record a new run (and its graph, sent right behind it, if given).
+
+        ``history=False``: the daemon shows the run live but stores nothing of it.
+        """
+        message: Message = {
+            "t": "run.start",
+            "run": run,
+            "repo_path": repo_path,
+            "started_at": started_at,
+            "parallelism": parallelism,
+            "total_units": total_units,
+            "tasks_dir": tasks_dir,
+            "dry_run": dry_run,
+        }
+        if not history:
+            message["history"] = False
+        started = self._enqueue(message)
         stored = None
         if graph is not None:
             stored = self._enqueue({"t": "run.graph", "run": run, **graph})
@@ -322,6 +331,10 @@ class DaemonClient:
                 self._stream = None
                 with trio.CancelScope(shield=True):
                     await stream.aclose()
+            if self._fatal is None and not self.durable:
+                self._fatal = DaemonRefused("disconnected", f"the daemon went away ({lost})")
+                self._journal.clear()
+                self._queue.clear()
             if self._fatal is not None:
                 self._release_waiters()
                 return
@@ -476,9 +489,10 @@ async def open_daemon_client(
     name: str = "choo",
     connect_timeout: float = 5.0,
     ensure_daemon: Callable[[], Awaitable[None]] | None = None,
+    durable: bool = True,
 ) -> AsyncIterator[DaemonClient]:
     """Connect to the daemon (raising DaemonUnavailable if none answers in time)."""
-    client = DaemonClient(home, name=name, ensure_daemon=ensure_daemon)
+    client = DaemonClient(home, name=name, ensure_daemon=ensure_daemon, durable=durable)
     stream = await client.connect(deadline=trio.current_time() + connect_timeout)
     try:
         async with trio.open_nursery() as nursery:
