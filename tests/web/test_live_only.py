@@ -6,12 +6,16 @@ own routes show them, and nothing of them reaches the database files.
 
 from __future__ import annotations
 
+import io
 import uuid
 from typing import Any
 
 import httpx
 import pytest
+import trio
 
+from choo.api import HistoryAPI, HistoryError
+from choo.export import write_export
 from choo_daemon.daemon import Daemon
 from choo_daemon.liveonly import LiveOnlyReader
 from protocol.home import Home
@@ -235,3 +239,24 @@ async def test_a_run_stream_gets_the_end_of_a_run_without_history_that_ends_as_i
         seqs, end = await stream.events_until_end()
     assert seqs == [11, 12], "what came after it subscribed"
     assert end is not None and end.data["status"] == "failed" and end.data["last_seq"] == 12
+
+
+async def test_a_run_without_history_cannot_be_exported(daemon: Daemon, home: Home) -> None:
+    peer = await Peer.connect(home)
+    await peer.send(live_start(RUN), *varied(RUN, range(1, 4)))
+    assert (await reply(peer, 1))["t"] == "ok"
+    await acked(peer, RUN, 3)
+    out = io.StringIO()
+
+    def export() -> None:
+        assert daemon.web_url is not None
+        api = HistoryAPI(daemon.web_url)
+        try:
+            write_export(api, RUN, out)
+        finally:
+            api.close()
+
+    with pytest.raises(HistoryError) as refused:
+        await trio.to_thread.run_sync(export)
+    assert refused.value.code == "not_recorded" and "--no-history" in str(refused.value)
+    assert out.getvalue() == ""
