@@ -325,9 +325,6 @@ class LiveOnly:
         runs.sort(key=lambda r: (r.summary["started_at"], r.id), reverse=True)
         return [r.row_summary() for r in runs]
 
-    def statistics(self) -> dict[str, int]:
-        return {"live_only_runs": len(self._runs)}
-
 
 class LiveOnlyReader:
     """The web API's reads: the history (``Reader``), and the live-only runs in memory.

@@ -208,6 +208,14 @@ async def test_runs_without_history_follow_the_rules_of_recorded_ones(
         {"t": "run.resume", "req": 5, "run": RUN, "time": at(5), "token": "t"}
     )
     assert resumed["code"] == "unknown_run" and "not recorded" in resumed["message"]
+    # A bounded number at once: one more is refused until one ends.
+    daemon.liveonly.max_runs = 2
+    assert (await peer.request(live_start("run_second", req=10)))["t"] == "ok"
+    third = await peer.request(live_start("run_third", req=11))
+    assert third["code"] == "unavailable" and "not recorded" in third["message"]
+    done = await peer.request({**complete(12), "run": "run_second"})
+    assert done == {"t": "ok", "req": 12, "data": {}}
+    assert (await peer.request(live_start("run_third", req=13)))["t"] == "ok"
     graph = await peer.request(
         {"t": "run.graph", "req": 6, "run": RUN, "nodes": [b"bin"], "edges": [], "levels": []}
     )
