@@ -5,7 +5,9 @@ until its reply) stays in an ordered journal. After a broken connection the
 client reconnects (asking ``ensure_daemon`` to start a daemon again if it
 was given one), says hello again and re-sends the whole journal in its
 original order; the store ignores events it already has, so nothing is lost
-and nothing is stored twice.
+and nothing is stored twice. A client made with ``durable=False`` (a run the
+daemon only shows live, ``history: false``) has nothing worth keeping: when
+its connection breaks it gives up instead, and it never spools.
 
 A daemon that refuses a connection with ``busy`` (it has its maximum of
 connections) is alive: the client waits (``busy_backoff``) and tries again,
@@ -169,9 +171,11 @@ class DaemonClient:
         *,
         name: str = "choo",
         ensure_daemon: Callable[[], Awaitable[None]] | None = None,
+        durable: bool = True,
     ) -> None:
         self.home = home
         self.name = name
+        self.durable = durable
         self.welcome: Message | None = None
         self.reconnects = 0
         # Called with (run, seq) for every ack; for progress displays and benchmarks.
@@ -240,8 +244,8 @@ class DaemonClient:
         Raises SpoolFailed when the file cannot be written (a full disk):
         then no file is left, and the events are lost with this process.
         """
-        if not self._journal:
-            return None
+        if not self._journal or not self.durable:
+            return None  # a live-only run is not history: it is never spooled
         entries = list(self._journal.values())
         events = sum(1 for e in entries if isinstance(e, tuple))
         self._journal.clear()
@@ -266,6 +270,7 @@ class DaemonClient:
         tasks_dir: str | None = None,
         dry_run: bool = False,
         graph: dict[str, list[Any]] | None = None,
+        history: bool = True,
     ) -> dict[str, Any]:
         """Record a new run (and then its graph, if given).
 
@@ -273,6 +278,8 @@ class DaemonClient:
         request carries a token of its own, so that the daemon tells a re-sent
         copy (after a reconnect, or from a spool file) from that other run;
         the graph goes only once the run is ours, never onto another's.
+
+        ``history=False``: the daemon shows the run live but stores nothing of it.
         """
         message: Message = {
             "t": "run.start",
@@ -285,6 +292,8 @@ class DaemonClient:
             "dry_run": dry_run,
             "token": uuid.uuid4().hex,
         }
+        if not history:
+            message["history"] = False
         started = self._enqueue(message)
         # Kept to be sent again before each replay (a new history.db must know the run).
         self._starts[run] = (message["req"], protocol.encode(message))
@@ -409,6 +418,10 @@ class DaemonClient:
                 self._stream = None
                 with trio.CancelScope(shield=True):
                     await stream.aclose()
+            if self._fatal is None and not self.durable:
+                self._fatal = DaemonRefused("disconnected", f"the daemon went away ({lost})")
+                self._journal.clear()
+                self._queue.clear()
             if self._fatal is not None:
                 self._release_waiters()
                 return
@@ -589,9 +602,10 @@ async def open_daemon_client(
     name: str = "choo",
     connect_timeout: float = 5.0,
     ensure_daemon: Callable[[], Awaitable[None]] | None = None,
+    durable: bool = True,
 ) -> AsyncIterator[DaemonClient]:
     """Connect to the daemon (raising DaemonUnavailable if none answers in time)."""
-    client = DaemonClient(home, name=name, ensure_daemon=ensure_daemon)
+    client = DaemonClient(home, name=name, ensure_daemon=ensure_daemon, durable=durable)
     stream = await client.connect(deadline=trio.current_time() + connect_timeout)
     try:
         async with trio.open_nursery() as nursery:

@@ -72,6 +72,14 @@ def export_records(api: HistoryAPI, run_id: str) -> Iterator[dict[str, Any]]:
     when the export began, so that the run line and the events agree.
     """
     run = get_run(api, run_id)
+    if run.get("history") is False:  # an export is history too
+        raise HistoryError(
+            409,
+            "not_recorded",
+            f"run {run['id']} is not recorded (it was started with --no-history, or with "
+            "history.enabled: false), so it cannot be exported; the daemon only shows it "
+            "live while it runs",
+        )
     yield {"kind": "run", "format": EXPORT_FORMAT, **{k: run[k] for k in RUN_FIELDS}}
     graph = get_graph(api, run["id"])
     if graph is not None:

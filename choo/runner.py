@@ -183,7 +183,7 @@ async def execute(request: RunRequest, console: Console) -> RunOutcome:
             status, code, tally = await _orchestrate(bus, plan, graph, settings, config)
         if recorder is not None:
             await _finish(recorder, console, status, tally)
-        recorded = recorder is not None and recorder.failed is None
+        recorded = recorder is not None and recorder.failed is None and request.record
         if recorder is not None and recorder.client.web_url:
             # The daemon may have been restarted mid-run, on another port.
             web_url = recorder.client.web_url
@@ -247,7 +247,9 @@ async def _history(
     plan: Plan,
     repo_root: Path,
 ) -> AsyncIterator[HistoryRecorder | None]:
-    if not (request.use_daemon and request.record):
+    # Without history the run is still shown live (history: false), unless
+    # it is a resumption: that continues a recorded run or nothing.
+    if not request.use_daemon or (request.resume is not None and not request.record):
         yield None
         return
 
@@ -262,14 +264,18 @@ async def _history(
 
     try:
         async with open_daemon_client(
-            request.home, name="choo-run", ensure_daemon=restart_daemon
+            request.home,
+            name="choo-run",
+            # A live-only run has nothing to keep: no daemon restarted, no replay, no spool.
+            ensure_daemon=restart_daemon if request.record else None,
+            durable=request.record,
         ) as client:
             recorder = await _open_run(client, request, run_id, plan, repo_root, warn)
             if recorder is not None:
                 bus.subscribe(recorder.handle)
             yield recorder
     except DaemonUnavailable as exc:
-        warn(f"history: {exc}; the run was not recorded")
+        warn(f"history: {exc}; the run was not recorded" if request.record else f"live view: {exc}")
         yield None
 
 
@@ -303,15 +309,19 @@ async def _open_run(
                         "edges": list(graph["edges"]),
                         "levels": list(graph["levels"]),
                     },
+                    history=request.record,
                 )
             except DaemonError as exc:
                 if exc.code == "run_exists" and tries < START_ATTEMPTS:
                     tries += 1
                     run_id = new_run_id()  # another run took this ID (same second, same luck)
                     continue
-                warn(f"history: could not record run {run_id} ({exc}); the run goes on unrecorded")
+                if request.record:
+                    warn(f"history: could not record run {run_id} ({exc}); it goes on unrecorded")
+                else:
+                    warn(f"live view: the daemon does not show run {run_id} ({exc}); it goes on")
                 return None
-        return HistoryRecorder(client, run_id, warn=warn)
+        return HistoryRecorder(client, run_id, warn=warn, recorded=request.record)
 
 
 async def _resume_run(

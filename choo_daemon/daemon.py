@@ -25,6 +25,7 @@ from choo_daemon import __version__
 from choo_daemon.dblink import DbProcess
 from choo_daemon.hub import LiveHub
 from choo_daemon.listener import open_unix_listener, peer_uid, remove_stale_socket
+from choo_daemon.liveonly import LiveOnly, LiveOnlyReader
 from choo_daemon.orphans import GRACE_SECONDS, Orphans
 from choo_daemon.reader import Reader
 from choo_daemon.retention import prune, serve_retention
@@ -69,6 +70,7 @@ class Daemon:
         self.hub = LiveHub()
         self.writer.listeners.append(self.hub.publish)
         self.writer.listeners.append(self.orphans.committed)
+        self.liveonly = LiveOnly(self.hub)  # runs shown live, never stored
         self.sessions: set[Session] = set()
         self._shutdown = trio.Event()
         self._started_at = utc_now()
@@ -144,7 +146,12 @@ class Daemon:
         host, port = self.options.host, self.options.port
 
         def app() -> Any:
-            return create_app(self.status, reader=self.reader, live=self.hub, allowed_hosts=[host])
+            return create_app(
+                self.status,
+                reader=LiveOnlyReader(self.reader, self.liveonly),
+                live=self.hub,
+                allowed_hosts=[host],
+            )
 
         try:
             await serve_web(app(), host, port, self._shutdown.wait, task_status=task_status)

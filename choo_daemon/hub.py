@@ -10,15 +10,19 @@ with ``Last-Event-ID`` and replays the gap from the store.
 Subscribers either follow one run (``run_id``: only that run's rows and
 changes) or every run (optionally of one repository; rows of runs known to
 belong to another repository are not delivered).
+
+Runs that are shown live but never stored (``liveonly.py``) are published
+through ``publish_unrecorded``: as nothing can be read back for them once
+they end, each of their batches carries the run's detail with it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -42,6 +46,8 @@ class Batch:
 
     rows: Sequence[EventRow]
     changes: Sequence[Change]
+    # run_id -> the run's detail as it stands, for runs the history does not hold.
+    details: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -77,6 +83,17 @@ class Subscription:
             return None
         self._buffered -= batch.size
         return None if self._dropped else batch
+
+    def receive_nowait(self) -> Batch | None:
+        """The next batch if one is buffered already, else None."""
+        if self._dropped:
+            return None
+        try:
+            batch = self._receive.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            return None
+        self._buffered -= batch.size
+        return batch
 
     def _offer(self, batch: Batch) -> bool:
         """Buffer ``batch``; False if the subscriber is too far behind to take it."""
@@ -117,10 +134,22 @@ class LiveHub:
         self._published += 1
         if not self._subscribers:
             return  # not even the rows are made
-        rows, changes = outcome.rows, outcome.runs_changed
+        self._fan_out(outcome.rows, outcome.runs_changed, {})
+
+    def publish_unrecorded(
+        self, rows: Sequence[EventRow], changes: Sequence[Change], details: Mapping[str, Any]
+    ) -> None:
+        """Hand a live-only run's rows and changes, with its detail, to the subscribers."""
+        self._published += 1
+        if self._subscribers:
+            self._fan_out(rows, changes, details)
+
+    def _fan_out(
+        self, rows: Sequence[EventRow], changes: Sequence[Change], details: Mapping[str, Any]
+    ) -> None:
         if not (rows or changes):
             return
-        everything = Batch(rows, changes)
+        everything = Batch(rows, changes, details)
         by_run: dict[str, tuple[list[EventRow], list[Change]]] | None = None
         for sub in list(self._subscribers):
             if sub.run_id is None and sub.repo is None:
@@ -144,7 +173,7 @@ class LiveHub:
     ) -> Batch | None:
         if sub.run_id is not None:
             mine = by_run.get(sub.run_id)
-            return Batch(*mine) if mine is not None else None
+            return Batch(*mine, everything.details) if mine is not None else None
         # A repository filter: skip the batch only if every run in it is
         # known to belong elsewhere; the stream filters the rest row by row.
         for run_id in by_run:

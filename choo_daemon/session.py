@@ -165,6 +165,7 @@ class Session:
                 await self.stream.aclose()
             if self._runs:
                 self.daemon.orphans.disconnected(self, self.name)
+            self.daemon.liveonly.disconnected(self, self.name)
 
     async def _sender(self) -> None:
         while True:
@@ -268,7 +269,17 @@ class Session:
         items = inbound.items
         events: Events | None = None
         ok = True
+        live_only = self.daemon.liveonly
         for msg in messages:
+            if live_only.wants(msg):
+                # A run that is not recorded (history: false) never reaches the writer.
+                try:
+                    live_only.take(self, msg)
+                except ProtocolError as exc:
+                    self.fail(exc.code, exc.message)
+                    ok = False
+                    break
+                continue
             kind = msg["t"]
             if kind == "event" or kind == "events":
                 if events is None:

@@ -7,7 +7,7 @@ daemon's ``Reader`` (history reads in worker threads) and ``LiveHub``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -37,6 +37,15 @@ class HistoryReader(Protocol):
 
     async def get_graph(self, run: str) -> Any: ...
 
+    async def live_only_runs(self, *, repo: str | None) -> list[Any]:
+        """The runs shown live but not recorded (``choo run --no-history``), running now.
+
+        They are not history: ``list_runs`` never lists them. While they run,
+        ``get_run`` (with ``"history": false``), ``events_page`` and
+        ``get_graph`` answer for them by their full id; afterwards, nothing does.
+        """
+        ...
+
 
 class Batch(Protocol):
     """One commit as one subscriber sees it."""
@@ -48,6 +57,11 @@ class Batch(Protocol):
     @property
     def changes(self) -> Sequence[tuple[str, str]]: ...
 
+    # run_id -> its detail as get_run shows it, for live-only runs: once one
+    # ends, the reader no longer knows it, so its end comes with the batch.
+    @property
+    def details(self) -> Mapping[str, Any]: ...
+
 
 class Subscription(Protocol):
     @property
@@ -57,6 +71,10 @@ class Subscription(Protocol):
 
     async def receive(self) -> Batch | None:
         """The next batch, or None once the subscription has ended."""
+        ...
+
+    def receive_nowait(self) -> Batch | None:
+        """The next batch if one is buffered already, else None."""
         ...
 
 

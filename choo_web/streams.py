@@ -4,7 +4,9 @@ A run stream subscribes to the hub *before* it replays the backlog from the
 store, then forwards live rows whose seq is above the last one sent: an
 event committed between the two is neither lost nor sent twice. Whatever
 the hub does not carry as rows (the markers the daemon writes itself, a
-gap in seqs) is read back from the store, which already holds it.
+gap in seqs) is read back from the store, which already holds it. A
+live-only run (not recorded) cannot be read back once it has ended, so its
+end is taken from the detail its last batch carries.
 
 Messages are built as bytes and yielded one chunk per page or commit;
 nothing is yielded inside a cancel scope (async generators must not).
@@ -81,6 +83,10 @@ class RunStream:
                     elif batch is None:
                         return  # dropped or shutting down: the client resumes with Last-Event-ID
                     elif batch.changes:
+                        end = self._end_from(batch)
+                        if end:
+                            yield end
+                            return
                         catch_up = True  # markers the daemon writes are not rows
                     else:
                         chunk, catch_up = self._forward(batch.rows)
@@ -88,7 +94,12 @@ class RunStream:
                             yield chunk
                             heartbeat_at = trio.current_time() + HEARTBEAT_S
             except ApiError:
-                return  # the run went away (retention) mid-stream: just end
+                # The run went away mid-stream: retention, or a live-only run
+                # that ended (and was forgotten) while we read; then its end
+                # is waiting in the subscription.
+                end = self._buffered_end(sub)
+                if end:
+                    yield end
 
     def _forward(self, rows: Sequence[EventRow]) -> tuple[bytes, bool]:
         """Messages for the rows that follow the last one sent; True at a gap in seqs."""
@@ -102,6 +113,27 @@ class RunStream:
             out.append(message("event", event_from_row(row), id=seq))
             self.last = seq
         return b"".join(out), False
+
+    def _end_from(self, batch: Batch) -> bytes:
+        """For a live-only run that ended in ``batch``: its last rows, then "end"."""
+        detail = batch.details.get(self.run_id)
+        if detail is None or detail["status"] == "running":
+            return b""
+        chunk, _ = self._forward(batch.rows)
+        return chunk + message("end", detail)
+
+    def _buffered_end(self, sub: Subscription) -> bytes:
+        """The rows and "end" of a live-only run that ended, from what ``sub`` holds."""
+        out: list[bytes] = []
+        while (batch := sub.receive_nowait()) is not None:
+            for row in batch.rows:
+                if row[1] > self.last:
+                    out.append(message("event", event_from_row(row), id=row[1]))
+                    self.last = row[1]
+            detail = batch.details.get(self.run_id)
+            if detail is not None and detail["status"] != "running":
+                return b"".join(out) + message("end", detail)
+        return b""
 
     async def _page(self) -> tuple[bytes, bool]:
         """The stored events after the last one sent, a page of them; and whether more follow."""
@@ -160,10 +192,11 @@ class LiveStream:
     async def _ready(self) -> bytes:
         """The runs running now, so that a client misses none that started before."""
         page = await self.reader.list_runs(repo=self.repo, status="running", limit=500, cursor=None)
-        for run in page["runs"]:
+        runs = [*page["runs"], *await self.reader.live_only_runs(repo=self.repo)]
+        for run in runs:
             self.live.remember_repo(run["id"], run["repo_path"])
             self._sent(run["id"], run["last_seq"])
-        return message("ready", {"runs": page["runs"]})
+        return message("ready", {"runs": runs})
 
     async def _messages(self, batch: Batch) -> bytes:
         out: list[bytes] = []
@@ -171,7 +204,7 @@ class LiveStream:
         for run_id, kind in batch.changes:
             if kind in RUN_STARTS:
                 # Its events follow, all of them, even those its summary already counts.
-                detail = await self._run_if_wanted(run_id)
+                detail = await self._run_if_wanted(run_id, batch.details.get(run_id))
                 if detail is not None:
                     if run_id not in self.last:
                         self._sent(run_id, 0)
@@ -187,12 +220,12 @@ class LiveStream:
             self._sent(run_id, seq)
             out.append(message("event", {"run_id": run_id, "event": event_from_row(row)}))
         for run_id in finished:
-            out.append(await self._finished(run_id))
+            out.append(await self._finished(run_id, batch.details.get(run_id)))
         return b"".join(out)
 
-    async def _finished(self, run_id: str) -> bytes:
+    async def _finished(self, run_id: str, known: Any = None) -> bytes:
         """``run.finished`` if the run is over (and wanted); it is no longer tracked."""
-        detail = await self._run_if_wanted(run_id)
+        detail = await self._run_if_wanted(run_id, known)
         if detail is not None and detail["status"] == "running":
             return b""  # resumed already
         self.last.pop(run_id, None)
@@ -203,7 +236,8 @@ class LiveStream:
         if not self.last:
             return b""
         page = await self.reader.list_runs(repo=self.repo, status="running", limit=500, cursor=None)
-        running = {run["id"] for run in page["runs"]}
+        live_only = await self.reader.live_only_runs(repo=self.repo)
+        running = {run["id"] for run in [*page["runs"], *live_only]}
         gone = [run_id for run_id in self.last if run_id not in running]
         return b"".join([await self._finished(run_id) for run_id in gone])
 
@@ -218,10 +252,10 @@ class LiveStream:
             return await self._run_if_wanted(run_id) is not None
         return repo == self.repo
 
-    async def _run_if_wanted(self, run_id: str) -> Any:
-        """The run's detail if it passes the repository filter, else None."""
+    async def _run_if_wanted(self, run_id: str, known: Any = None) -> Any:
+        """The run's detail (``known``, or read) if it passes the repository filter, else None."""
         try:
-            detail = await self.reader.get_run(run_id)
+            detail = known if known is not None else await self.reader.get_run(run_id)
         except ApiError:
             return None
         self.live.remember_repo(run_id, detail["repo_path"])

@@ -74,6 +74,7 @@ SCHEMAS: Final[dict[str, tuple[Field, ...]]] = {
         _f("tasks_dir", STR, required=False, nullable=True),
         _f("dry_run", BOOL, required=False),
         _f("token", STR, required=False, nullable=True),
+        _f("history", BOOL, required=False),  # false: shown live, never stored (liveonly.py)
     ),
     "run.resume": (
         _REQ,

@@ -3,7 +3,9 @@
 It numbers events (seq), keeps only the payload fields allowed for each
 event type, and redacts strings that look like secrets before anything
 leaves the process. Sending never blocks; if the daemon refuses us, one
-warning is printed and the run goes on unrecorded.
+warning is printed and the run goes on unrecorded. A run that is not
+recorded (``--no-history``) goes through it too, for the live view
+(``recorded=False``): the same events, and at most one warning.
 """
 
 from __future__ import annotations
@@ -59,9 +61,11 @@ class HistoryRecorder:
         *,
         first_seq: int = 1,
         warn: Callable[[str], None],
+        recorded: bool = True,
     ) -> None:
         self.client = client
         self.run_id = run_id
+        self.recorded = recorded
         self.next_seq = first_seq
         self._warn = warn
         self.failed: str | None = None
@@ -87,10 +91,16 @@ class HistoryRecorder:
                 error=redact_text(event.error) if event.error else None,
             )
         except DaemonError as exc:
-            self.fail(f"the daemon refused this run's events ({exc})")
+            if self.recorded:
+                self.fail(f"the daemon refused this run's events ({exc})")
+            else:
+                self.fail(exc.message)  # the daemon went away
 
     def fail(self, why: str, *, then: str = "the run goes on without recording") -> None:
         """Stop recording, with one warning; the run itself goes on."""
         if self.failed is None:
             self.failed = why
+            if not self.recorded:  # nothing was to be kept: no word about recording
+                self._warn(f"live view: {why}; the run goes on (it is not recorded)")
+                return
             self._warn(f"history: {why}" + (f"; {then}" if then else ""))

@@ -117,8 +117,8 @@ async function check() {
 /**
  * An event stream with handlers by event name. EventSource reconnects by
  * itself after a network error (sending Last-Event-ID); when it gives up
- * (an HTTP error, or the daemon restarting) this opens a new one with
- * `urlFn()`, which can say where to resume.
+ * (an HTTP error, or the daemon restarting) this calls `handlers.closed` if
+ * given, then opens a new one with `urlFn()`, which can say where to resume.
  */
 export function openStream(urlFn, handlers) {
   let source = null;
@@ -128,7 +128,7 @@ export function openStream(urlFn, handlers) {
   const connect = () => {
     source = new EventSource(urlFn());
     for (const [name, fn] of Object.entries(handlers)) {
-      if (name === "open") continue;
+      if (name === "open" || name === "closed") continue;
       source.addEventListener(name, (message) => {
         if (!closed) fn(JSON.parse(message.data), message);
       });
@@ -138,6 +138,7 @@ export function openStream(urlFn, handlers) {
       if (closed) return;
       check();
       if (source.readyState === EventSource.CLOSED) {
+        if (handlers.closed) handlers.closed();
         retry = setTimeout(connect, POLL_MS);
       }
     };

@@ -3,7 +3,7 @@
 import { h, put } from "./dom.js";
 import { count, duration, localClock, localDateTime, millis } from "./format.js";
 import { link } from "./state.js";
-import { statusBadge } from "./widgets.js";
+import { notRecordedTag, statusBadge } from "./widgets.js";
 
 export class RunHeader {
   /** `onMarker(seq)` is called when a stop/resume marker is clicked. */
@@ -17,7 +17,7 @@ export class RunHeader {
   /** Show `run`; a running run's unit counts come from `units` (UnitStates). */
   render(run, units) {
     this.run = run;
-    const shape = JSON.stringify([run.status, run.dry_run, run.error, run.markers, run.tasks_dir]);
+    const shape = JSON.stringify([run.status, run.dry_run, run.history, run.error, run.markers, run.tasks_dir]);
     if (shape !== this.shape) {
       this.shape = shape;
       this.build();
@@ -70,6 +70,7 @@ export class RunHeader {
         h("h1", { class: "run-id", text: run.id }),
         statusBadge(run.status),
         run.dry_run ? h("span", { class: "tag", text: "dry run" }) : null,
+        notRecordedTag(run),
       ),
       h("div", { class: "run-path muted", title: run.tasks_dir || "", text: run.tasks_dir || run.repo_path }),
       h(

@@ -2,12 +2,12 @@
 // the page loaded appears at once), the latest finished ones, and the
 // selected run in full, following its events.
 
-import { eachEventPage, getJSON, openStream, url } from "./api.js";
+import { ApiError, eachEventPage, getJSON, openStream, url } from "./api.js";
 import { h, put } from "./dom.js";
 import { basename, count, duration, localClock, millis } from "./format.js";
 import { RunView } from "./run.js";
 import { link, navigate } from "./state.js";
-import { message, statusBadge } from "./widgets.js";
+import { message, notRecordedTag, statusBadge } from "./widgets.js";
 
 const RECENT = 6;
 const UNIT_END = { "unit.completed": "completed", "unit.failed": "failed", "unit.blocked": "blocked" };
@@ -63,7 +63,12 @@ class Card {
     this.el.className = `run-card status-${run.status}${selected ? " selected" : ""}`;
     put(
       this.el,
-      h("div", { class: "rc-top" }, h("span", { class: "rc-id", text: run.id }), statusBadge(run.status)),
+      h(
+        "div",
+        { class: "rc-top" },
+        h("span", { class: "rc-id", text: run.id }),
+        h("span", { class: "rc-tags" }, notRecordedTag(run), statusBadge(run.status)),
+      ),
       h("div", {
         class: "rc-repo muted",
         title: run.repo_path,
@@ -200,8 +205,14 @@ export class LiveView {
   async refresh(id) {
     try {
       this.onFinished(await getJSON(`/api/history/runs/${encodeURIComponent(id)}`));
-    } catch {
-      // gone (retention) or unreachable: leave it
+    } catch (error) {
+      // Gone: a run that was not recorded ended while we were away (or
+      // retention deleted it). Unreachable: leave it as it is.
+      if (error instanceof ApiError && error.status === 404) {
+        this.cards.delete(id);
+        this.recentIds = this.recentIds.filter((known) => known !== id);
+        this.renderLists();
+      }
     }
   }
 

@@ -77,7 +77,7 @@ export class RunView {
         this.root,
         message(
           "Run not found",
-          `${error.message}. It may have been deleted by retention (history.retention_days), or the link comes from another machine's history.`,
+          `${error.message}. It may have been deleted by retention (history.retention_days), it may have been a run that was not recorded (choo run --no-history) and is over, or the link comes from another machine's history.`,
           back,
         ),
       );
@@ -318,7 +318,24 @@ export class RunView {
     this.stream = openStream(() => url(runPath(this.run.id, "/stream"), { after: this.run.last_seq }), {
       event: (event) => this.onEvent(event),
       end: (detail) => this.onEnd(detail),
+      closed: () => this.run.history === false && this.checkGone(),
     });
+  }
+
+  /** A run that is not recorded is forgotten when it ends: its stream then answers 404. */
+  async checkGone() {
+    try {
+      await getJSON(runPath(this.run.id), {}, { signal: this.controller.signal });
+    } catch (error) {
+      if (!(error instanceof ApiError) || error.status !== 404 || !this.stream) return;
+      this.stream.close();
+      this.stream = null;
+      this.onEnd({
+        ...this.run,
+        status: "ended",
+        error: "This run was not recorded, and it has ended: how it ended was not kept.",
+      });
+    }
   }
 
   onEvent(event) {

@@ -64,6 +64,7 @@ VALID: dict[str, Message] = {
         "tasks_dir": "tasks",
         "dry_run": False,
         "token": "8f3c2a",
+        "history": True,
     },
     "run.resume": {
         "t": "run.resume",
