@@ -20,6 +20,7 @@ import trio
 from rich.console import Console
 
 from choo import daemonctl
+from choo.client import open_daemon_client
 from choo.config import load
 from choo.runner import RunRequest, execute
 from choo_daemon.daemon import Daemon, DaemonOptions
@@ -154,3 +155,28 @@ def test_a_start_is_not_given_up_while_each_step_takes_less_than_the_timeout(
     assert clock.ahead > daemonctl.START_TIMEOUT
     assert result.status["web"]
     assert daemonctl.stop(home) == result.status["pid"]
+
+
+async def test_a_client_that_starts_the_daemon_does_not_count_a_slow_start_against_its_timeout(
+    home: Home, nursery: trio.Nursery
+) -> None:
+    """The first start takes longer than the connect timeout and its daemon
+    is gone before the client connects (killed, say); the second start's
+    daemon is there. The client waits for it rather than giving up."""
+    home.root.mkdir(mode=0o700, exist_ok=True)
+    daemon = Daemon(DaemonOptions(home=home, port=0, retention_days=None))
+    starts: list[float] = []
+
+    async def ensure_daemon() -> None:
+        starts.append(trio.current_time())
+        if len(starts) == 1:
+            await trio.sleep(1.0)  # a slow start, on a busy machine, of a daemon that then dies
+        else:
+            await nursery.start(daemon.serve)
+
+    async with open_daemon_client(
+        home, name="test", connect_timeout=0.5, ensure_daemon=ensure_daemon
+    ) as client:
+        assert (await client.status())["pid"] == os.getpid()
+    assert len(starts) == 2
+    daemon.request_shutdown()
