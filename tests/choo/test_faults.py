@@ -25,6 +25,7 @@ from tests.choo.support import (
     task_md,
     wait_until,
 )
+from tests.conftest import Summary
 
 
 def start_daemon_process(home: Home, *args: str) -> subprocess.Popen[bytes]:
@@ -141,7 +142,7 @@ def busy_plan(units: int, tasks: int) -> dict[str, str]:
 
 
 def test_eight_runs_survive_the_daemon_being_killed_five_times(
-    repo_factory: Callable[..., Repo], home: Home, history: History
+    repo_factory: Callable[..., Repo], home: Home, history: History, summary: Summary
 ) -> None:
     repos = [repo_factory(busy_plan(2, 12), name=f"repo{n}") for n in range(8)]
     procs = [
@@ -210,5 +211,5 @@ def test_eight_runs_survive_the_daemon_being_killed_five_times(
         assert run["event_count"] == run["last_seq"] == len(events)
         assert sum(e["type"] == "task.completed" for e in events) == 24
         total += len(events)
-    print(f"8 runs, {total} events stored exactly once, {len(kills)} daemon kills survived")
+    summary(f"8 runs, {total} events stored exactly once, {len(kills)} daemon kills survived")
     run_choo("daemon", "stop", cwd=home.root)
