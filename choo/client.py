@@ -465,10 +465,16 @@ class DaemonClient:
                     f"no daemon answers on {self.home.socket} ({problem})"
                 ) from None
             if self._ensure_daemon is not None:
+                began = trio.current_time()
                 try:
                     await self._ensure_daemon()
                 except Exception as exc:  # the next attempt reports it again
                     log.warning("could not start the daemon: %s", exc)
+                else:
+                    if deadline is not None:
+                        # A start that succeeded (slowly, on a busy machine, or
+                        # more than once) takes nothing from the connection's time.
+                        deadline += trio.current_time() - began
             await trio.sleep(pause)
             pause = min(pause * 2, RECONNECT_MAX)
 

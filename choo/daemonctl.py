@@ -30,6 +30,7 @@ MAX_RESPAWNS = 3
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 15.0
 STALE_SOCKET_RETRY = 0.2
+POLL_FIRST, POLL_MAX = 0.02, 0.1  # seconds between polls of a starting daemon
 EXIT_ALREADY_RUNNING = 3
 
 
@@ -150,36 +151,59 @@ def start(
         )
     status = found.status
     if status is not None:
-        return StartResult(_wait_for_web(home, status, timeout), already_running=True)
+        return StartResult(wait_for_web(home, status, timeout), already_running=True)
     log_offset = home.log.stat().st_size if home.log.exists() else 0
     process = _spawn(home, settings)
     respawns = 0
     deadline = time.monotonic() + timeout
+    seen: set[tuple[int, bool]] = set()  # (pid holding CHOO_HOME, socket answers)
+    holder: int | None = None
+    answers = False
+    pause = POLL_FIRST
     while time.monotonic() < deadline:
         code = process.poll()
         status = query_status(home, timeout=1.0)
         if status is not None and status.get("web"):
             return StartResult(status, already_running=code == EXIT_ALREADY_RUNNING)
-        if (
-            code is not None
-            and code < 0
-            and respawns < MAX_RESPAWNS
-            and not is_locked(home.pidfile)
-        ):
-            # Killed by a signal before it answered (a crash, an OOM kill):
-            # nobody else holds CHOO_HOME, so try again.
-            respawns += 1
-            process = _spawn(home, settings)
-            continue
+        locked = is_locked(home.pidfile)
+        holder = read_pid(home.pidfile) if locked else None  # None too until it writes it
+        answers = status is not None
+        if holder is not None and (holder, answers) not in seen:
+            # Progress: a daemon took CHOO_HOME (a new one, if the last died
+            # starting) or its socket began to answer. On a busy machine each
+            # step can be slow; only one that takes the whole timeout is stuck.
+            seen.add((holder, answers))
+            deadline = time.monotonic() + timeout
+        if code is not None and not locked:
+            if code == EXIT_ALREADY_RUNNING:
+                # Ours lost the race to another daemon, which is gone without
+                # answering (killed while starting, its starter gone too):
+                # nobody holds CHOO_HOME, so run the race again.
+                process = _spawn(home, settings)
+                continue
+            if code < 0 and respawns < MAX_RESPAWNS:
+                # Killed by a signal before it answered (a crash, an OOM kill):
+                # nobody else holds CHOO_HOME, so try again.
+                respawns += 1
+                process = _spawn(home, settings)
+                continue
         if code is not None and code > 0 and code != EXIT_ALREADY_RUNNING:
             raise DaemonControlError(
                 f"the daemon exited with code {code} while starting.\n"
                 + _log_excerpt(home.log, log_offset)
             )
-        time.sleep(0.02)
+        # Back off a little: every poll is a connection the starting daemon serves.
+        time.sleep(pause)
+        pause = min(pause * 2, POLL_MAX)
+    stuck = (
+        f"no daemon took {home.pidfile}"
+        if holder is None
+        else f"the daemon (pid {holder}) answers on its socket but its web server is not up"
+        if answers
+        else f"the daemon (pid {holder}) did not answer on {home.socket}"
+    )
     raise DaemonControlError(
-        f"the daemon did not answer on {home.socket} within {timeout:g} s.\n"
-        + _log_excerpt(home.log, log_offset)
+        f"{stuck} within {timeout:g} s.\n" + _log_excerpt(home.log, log_offset)
     )
 
 
@@ -205,10 +229,16 @@ def _spawn(home: Home, settings: DaemonSettings | None) -> subprocess.Popen[byte
     return process
 
 
-def _wait_for_web(home: Home, status: dict[str, Any], timeout: float) -> dict[str, Any]:
+def wait_for_web(
+    home: Home, status: dict[str, Any], timeout: float = START_TIMEOUT
+) -> dict[str, Any]:
+    """The status of a daemon that answers, once it shows its web URL (the
+    daemon opens its socket before its web server); as is after ``timeout``."""
     deadline = time.monotonic() + timeout
+    pause = POLL_FIRST
     while not status.get("web") and time.monotonic() < deadline:
-        time.sleep(0.02)
+        time.sleep(pause)
+        pause = min(pause * 2, POLL_MAX)
         status = query_status(home) or status
     return status
 

@@ -223,6 +223,10 @@ def _ensure_daemon(request: RunRequest) -> str | None:
                 "Run with --no-daemon to run without history.",
                 EXIT_USAGE,
             ) from None
+    elif not status.get("web"):
+        # Another process has just started the daemon: its socket answers
+        # before its web server is up.
+        status = daemonctl.wait_for_web(request.home, status)
     url = status.get("web")
     return str(url) if url else None
 

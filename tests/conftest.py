@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -73,3 +73,29 @@ def daemon_process(home: Home) -> Iterator[Home]:
     assert result.returncode == 0, result.stderr
     yield home
     choo("daemon", "stop")
+
+
+# -- figures a test reports, shown at the end of the run ---------------------------
+# Through the reports' user_properties, so they reach the terminal with
+# pytest-xdist too (a worker's own output is never shown).
+
+Summary = Callable[[str], None]
+
+
+@pytest.fixture
+def summary(request: pytest.FixtureRequest) -> Summary:
+    """``summary(line)``: show ``line`` in the run's closing summary."""
+    return lambda line: request.node.user_properties.append(("summary", line))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    lines: dict[tuple[str, str], None] = {}  # each report of a test repeats its properties
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            for name, value in getattr(report, "user_properties", ()):
+                if name == "summary":
+                    lines[(report.nodeid, str(value))] = None
+    if lines:
+        terminalreporter.section("figures")
+        for nodeid, line in lines:
+            terminalreporter.write_line(f"{nodeid}: {line}")

@@ -16,6 +16,7 @@ import pytest
 from playwright.sync_api import Page, Request, expect
 
 from tests.browser.support import FakeRun, Writer, big_run_events, send_many
+from tests.conftest import Summary
 
 EVENTS = 100_000
 MAX_ROWS = 80  # a 800 px window shows about 20 rows; the rest is overscan
@@ -47,7 +48,9 @@ def rows(page: Page) -> list[int]:
     return seqs
 
 
-def test_100k_event_run_opens_with_few_rows_in_the_dom(page: Page, big_run: str) -> None:
+def test_100k_event_run_opens_with_few_rows_in_the_dom(
+    page: Page, big_run: str, summary: Summary
+) -> None:
     fetched: list[int] = []  # events asked for by unfiltered pages (the timeline's own)
 
     def on_request(request: Request) -> None:
@@ -62,8 +65,8 @@ def test_100k_event_run_opens_with_few_rows_in_the_dom(page: Page, big_run: str)
     expect(page.locator(".ev[data-seq='1']")).to_be_visible()
     opened = page.evaluate("performance.now()")
     expect(page.locator("g.node")).to_have_count(20)
-    print(
-        f"\n100k-event run: first rows after {opened:.0f} ms (page clock), "
+    summary(
+        f"100k-event run: first rows after {opened:.0f} ms (page clock), "
         f"{(time.perf_counter() - started) * 1000:.0f} ms (test clock)"
     )
     expect(page.locator(".tl-count")).to_have_text("100,000 events")

@@ -12,6 +12,7 @@ repository root) and obeys ``AGENT:...`` directives written in a task's body:
     AGENT:write=FILE          create FILE (for a backpressure command to find)
     AGENT:write-second=FILE   create FILE from the second attempt on
     AGENT:sleep=SECONDS       take that long
+    AGENT:wait-for=FILE       wait until FILE exists
     AGENT:pidfile=FILE        write its pid to FILE first
     AGENT:secrets             print secret-looking strings amid ordinary text
     AGENT:kill-daemon         SIGKILL the daemon whose pid is in $CHOO_HOME/daemon.pid
@@ -69,6 +70,8 @@ if "pidfile" in directives:
     Path(directives["pidfile"]).write_text(str(os.getpid()))
 if "sleep" in directives:
     time.sleep(float(directives["sleep"]))
+while "wait-for" in directives and not os.path.exists(directives["wait-for"]):
+    time.sleep(0.05)
 if "stop-run-unless" in directives and not os.path.exists(directives["stop-run-unless"]):
     os.kill(os.getppid(), signal.SIGTERM)
     time.sleep(30)

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from choo import runner
+from choo import daemonctl, runner
 from choo.cli import app
 from choo.orchestrator.events import Event
 from choo.orchestrator.recorder import HistoryRecorder
+from choo_daemon.pidfile import read_pid
 from protocol.home import Home
 from tests.choo.support import (
     History,
@@ -35,6 +36,7 @@ from tests.choo.support import (
     task_md,
     wait_until,
 )
+from tests.conftest import Summary
 
 
 def start_daemon_process(home: Home, *args: str) -> subprocess.Popen[bytes]:
@@ -338,18 +340,21 @@ def test_after_a_restart_on_another_port_the_history_link_points_at_the_new_daem
 
 
 def busy_plan(units: int, tasks: int) -> dict[str, str]:
+    """Units of chained tasks; the last task of the first unit waits for a
+    ``released`` file, so that the run cannot end before the test lets it."""
     files: dict[str, str] = {}
     for u in range(units):
         files[f"u{u}/IMPLEMENTATION_PLAN.md"] = plan_md()
         for t in range(1, tasks + 1):
+            gate = " AGENT:wait-for=released" if u == 0 and t == tasks else ""
             files[f"u{u}/{t:02d}-t.md"] = task_md(
-                t, f"Task {t}", "AGENT:sleep=0.2", depends_on=[t - 1] if t > 1 else None
+                t, f"Task {t}", "AGENT:sleep=0.2" + gate, depends_on=[t - 1] if t > 1 else None
             )
     return files
 
 
 def test_eight_runs_survive_the_daemon_being_killed_five_times(
-    repo_factory: Callable[..., Repo], home: Home, history: History
+    repo_factory: Callable[..., Repo], home: Home, history: History, summary: Summary
 ) -> None:
     repos = [repo_factory(busy_plan(2, 12), name=f"repo{n}") for n in range(8)]
     procs = [
@@ -366,22 +371,36 @@ def test_eight_runs_survive_the_daemon_being_killed_five_times(
     ]
     kills: list[int] = []
 
-    def killer() -> None:
-        while len(kills) < 5 and any(p.poll() is None for p in procs):
-            try:
-                pid = int(home.pidfile.read_text())
-            except (OSError, ValueError):
-                time.sleep(0.05)
-                continue
-            if pid in kills:
-                time.sleep(0.05)
-                continue
-            time.sleep(0.6)  # let the new daemon take some traffic first
-            kill_quietly(pid)
-            wait_until(lambda pid=pid: pid_gone(pid), what="the daemon to die")
-            kills.append(pid)
+    def serving(pid: int) -> bool:
+        """The daemon ``pid`` is up, web server too, and a run has connected to
+        it (besides the asker); or no run is left to serve."""
+        if all(p.poll() is not None for p in procs):
+            return True
+        status = daemonctl.query_status(home)
+        return (
+            status is not None
+            and status["pid"] == pid
+            and bool(status["web"])
+            and status["clients"] > 1
+        )
 
-    wait_until(lambda: home.pidfile.exists(), what="a daemon to start")
+    def killer() -> None:
+        try:
+            while len(kills) < 5 and any(p.poll() is None for p in procs):
+                pid = read_pid(home.pidfile)
+                if pid is None or pid in kills:
+                    time.sleep(0.05)
+                    continue
+                # Let the new daemon come up and take some traffic first.
+                wait_until(lambda pid=pid: serving(pid), timeout=120, what=f"daemon {pid}")
+                kill_quietly(pid)
+                wait_until(lambda pid=pid: pid_gone(pid), what="the daemon to die")
+                kills.append(pid)
+        finally:
+            for r in repos:  # the runs may end now
+                (r.root / "released").touch()
+
+    wait_until(lambda: home.pidfile.exists(), timeout=120, what="a daemon to start")
     thread = threading.Thread(target=killer)
     thread.start()
     outputs = [p.communicate(timeout=240) for p in procs]
@@ -404,5 +423,5 @@ def test_eight_runs_survive_the_daemon_being_killed_five_times(
         assert run["event_count"] == run["last_seq"] == len(events)
         assert sum(e["type"] == "task.completed" for e in events) == 24
         total += len(events)
-    print(f"8 runs, {total} events stored exactly once, {len(kills)} daemon kills survived")
+    summary(f"8 runs, {total} events stored exactly once, {len(kills)} daemon kills survived")
     run_choo("daemon", "stop", cwd=home.root)

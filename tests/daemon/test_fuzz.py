@@ -26,26 +26,21 @@ from hypothesis import strategies as st
 import protocol
 from choo_daemon.daemon import Daemon, DaemonOptions
 from protocol.home import Home
+from tests.conftest import Summary
 from tests.daemon.test_session import NOW, Peer, event
 
 STATS = {"examples": 0, "frames": 0, "connections": 0, "bytes": 0}
 _runs = itertools.count(1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def report_frames(request: pytest.FixtureRequest) -> Iterator[None]:
+@pytest.fixture
+def report_frames(summary: Summary) -> Iterator[None]:
     yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    line = (
+    summary(
         f"fuzz: {STATS['frames']} frames tried over {STATS['connections']} connections "
         f"in {STATS['examples']} examples ({STATS['bytes']} bytes); the daemon served "
         "a good client after every one"
     )
-    if reporter is not None:
-        reporter.write_line("")
-        reporter.write_line(line)
-    else:
-        print(line)
 
 
 # -- what a fuzzing connection sends -------------------------------------------
@@ -202,7 +197,7 @@ async def good_client_works(home: Home) -> None:
 )
 @given(st.lists(connections(), min_size=1, max_size=4))
 async def test_fuzzed_frames_never_stop_the_daemon(
-    home: Home, scripts: list[tuple[bool, list[bytes], list[int]]]
+    home: Home, report_frames: None, scripts: list[tuple[bool, list[bytes], list[int]]]
 ) -> None:
     # pytest-trio runs each example in a trio loop of its own, so the daemon
     # (the same thing the ``daemon`` fixture starts) is started here, on the
