@@ -109,7 +109,7 @@ async def test_a_busy_daemon_is_shown_as_running_and_busy(home: Home, full_daemo
 
     # Starting one would not help: say so instead of waiting for nothing.
     started = await choo_async("daemon", "start", "--port", "0")
-    assert started.returncode == 1
+    assert started.returncode == 2
     assert f"already running (pid {pid}) but busy" in " ".join(started.stderr.split())
 
 
