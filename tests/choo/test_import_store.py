@@ -68,6 +68,15 @@ def test_run_resumed_events_count_as_resumes_once(conn: apsw.Connection) -> None
 def test_a_resume_request_still_counts_once(conn: apsw.Connection) -> None:
     with conn:
         store.append_events(conn, [row(1, "unit.started")])
+        store.complete_run(
+            conn,
+            "run_1",
+            status="stopped",
+            completed_at=T,
+            completed_units=0,
+            failed_units=0,
+            blocked_units=0,
+        )
         seq = store.append_resume_marker(conn, "run_1", time=T, token="abc", reason="again")
     assert seq == 2
     assert resumes(conn) == (1, 2)
