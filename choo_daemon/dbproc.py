@@ -61,6 +61,9 @@ _PASSING = (apsw.FullError, apsw.IOError, apsw.ReadOnlyError, apsw.BusyError, ap
 INSERT_ROWS = 1_000  # rows per insert, at most a little over
 # The change reported when a run's own events retract the daemon's run.stopped.
 REOPENED = "run.reopened"
+# Set by the daemon (never taken from a client) on a run.resume of a run whose
+# orchestrator it is waiting for: the store records where that one stopped.
+TAKE_OVER = "_take_over"
 
 # One operation of a batch, for the sender numbered ``sid`` in it: events as
 # ("events", [frame body, ...], {run: top seq}, [clean, ...]) or a write
@@ -252,7 +255,12 @@ class Applier:
             return {"run": run, "created": created}
         if kind == "run.resume":
             seq = store.append_resume_marker(
-                conn, run, time=msg["time"], token=msg["token"], reason=msg.get("reason")
+                conn,
+                run,
+                time=msg["time"],
+                token=msg["token"],
+                reason=msg.get("reason"),
+                take_over=bool(msg.get(TAKE_OVER)),
             )
             return {"run": run, "last_seq": seq}
         if kind == "run.graph":

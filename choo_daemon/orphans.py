@@ -54,6 +54,10 @@ class Orphans:
         """The connection speaking for ``run`` now (None: none, or waited for)."""
         return self._owner.get(run)
 
+    def waiting(self, run: str) -> bool:
+        """True while the daemon waits for ``run``'s vanished orchestrator."""
+        return run in self._owner and self._owner[run] is None
+
     def active(self) -> dict[str, dict[str, str | None]]:
         """Unfinished runs this daemon knows of: who speaks for each, or until
         when it waits for their orchestrator (for ``status``)."""

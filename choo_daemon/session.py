@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 import trio
 
 import protocol
+from choo_daemon.dbproc import TAKE_OVER
 from choo_daemon.rows import EventRow, add_rows, may_hold_secrets
 from protocol import Message, ProtocolError
 from protocol.redact import redact
@@ -312,6 +313,8 @@ class Session:
             if kind == "run.resume" and (busy_with := self._resumed_elsewhere(msg)):
                 self.send_nowait(busy_with)
                 continue
+            if kind == "run.resume":
+                msg = {**msg, TAKE_OVER: self.daemon.orphans.waiting(msg["run"])}
             if kind in _WRITES:
                 items.append(redact_request(msg))
                 if kind == "run.complete":

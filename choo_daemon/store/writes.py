@@ -184,7 +184,13 @@ def _append_marker(
 
 
 def append_resume_marker(
-    conn: apsw.Connection, run_id: str, *, time: str, token: str, reason: str | None = None
+    conn: apsw.Connection,
+    run_id: str,
+    *,
+    time: str,
+    token: str,
+    reason: str | None = None,
+    take_over: bool = False,
 ) -> int:
     """Append ``run.resumed`` and set the run running again; return the marker's seq.
 
@@ -204,7 +210,7 @@ def append_resume_marker(
             seq: int = row[0]
             return seq
     seq = max(last, row[0] if row is not None else 0) + 1
-    if status == "running":
+    if take_over and status == "running":
         # Taken over while the daemon still waited for the run's orchestrator:
         # the history shows where that one stopped and this one began.
         stop = {

@@ -461,7 +461,7 @@ def test_a_resume_that_takes_over_a_running_run_records_where_it_stopped(
     new_run(conn)
     with conn:
         append_events(conn, [ev("run_1", 1)])
-        assert append_resume_marker(conn, "run_1", time=T0, token="t") == 3
+        assert append_resume_marker(conn, "run_1", time=T0, token="t", take_over=True) == 3
     assert [(e[1], e[3]) for e in stored_events(conn)] == [
         (1, "unit.started"),
         (2, "run.stopped"),
