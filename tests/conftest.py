@@ -19,6 +19,7 @@ import pytest
 import trio
 
 from choo_daemon.daemon import Daemon, DaemonOptions
+from choo_daemon.pidfile import is_locked
 from protocol.home import Home
 
 CHOO = Path(sys.executable).with_name("choo")
@@ -35,6 +36,10 @@ def home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
 
 def _kill_leftover_daemon(root: Path) -> None:
     pidfile = root / "daemon.pid"
+    if not is_locked(pidfile):
+        # No daemon holds it: the pid inside is a dead one's, which on a busy
+        # machine may be some other process's by now.
+        return
     try:
         pid = int(pidfile.read_text().strip())
     except (OSError, ValueError):
