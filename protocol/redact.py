@@ -76,6 +76,9 @@ _CAPITAL_B = re.compile(r"B(?:earer|EARER|asic|ASIC|EGIN)")  # needs B
 # "Authorization" would cost every marker a six-byte look-behind; a z is rarer.
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.eyJ")  # needs J
 _YA29 = re.compile(r"ya29\.")  # needs 9
+# The fold drops quotes and backslashes, so in ``word\sk-…`` or ``word"sk-…``
+# a short prefix seems to follow a letter; the full pattern sees a boundary.
+_AFTER_DROPPED = re.compile(r"[\\\"'](?:hf_|sk[-_]|[rp]k_)")  # needs k_, k- or f_
 
 
 def may_hold_secret(text: str, data: bytes | None = None) -> bool:
@@ -94,6 +97,10 @@ def may_hold_secret(text: str, data: bytes | None = None) -> bool:
         or (("z" in text or "Z" in text) and ("uthorization" in text or "UTHORIZATION" in text))
         or ("J" in text and _JWT.search(text) is not None)
         or ("9" in text and _YA29.search(text) is not None)
+        or (
+            ("k_" in text or "k-" in text or "f_" in text)
+            and _AFTER_DROPPED.search(text) is not None
+        )
     )
 
 

@@ -341,3 +341,19 @@ def test_the_pre_check_passes_nothing_the_patterns_would_change(text: str) -> No
         assert may_hold_secret(text), text
         # The daemon runs it on the JSON text of a payload: escaping hides nothing.
         assert may_hold_secret(orjson.dumps({"v": [text]}).decode()), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "password\\sk-password000000000000",  # found by the search above
+        'word"sk-abcdefghijklmnopqrstuv',
+        "it'hf_abcdefghijklmnopqrstuvwxyz01234567",
+        "x\\rk_live_abcdefghijklmnop",
+    ],
+)
+def test_a_short_prefix_behind_a_dropped_quote_or_backslash_is_caught(text: str) -> None:
+    assert _SECRET.sub("", text) != text
+    assert may_hold_secret(text)
+    assert may_hold_secret(orjson.dumps({"v": [text]}).decode())
+    assert MARK in redact_text(text)
