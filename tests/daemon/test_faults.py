@@ -18,7 +18,7 @@ from choo_daemon import store
 from choo_daemon.daemon import Daemon, DaemonOptions
 from protocol.home import Home
 from tests.daemon import dbhooks
-from tests.daemon.test_session import NOW, Peer, event, stored
+from tests.daemon.test_session import NOW, Peer, complete, event, stored
 
 
 async def start_daemon(nursery: trio.Nursery, home: Home, **options: Any) -> Daemon:
@@ -79,18 +79,7 @@ async def test_an_orchestrator_that_comes_back_in_time_keeps_its_run(
 async def test_a_completed_run_is_never_stopped(quick: Daemon, home: Home) -> None:
     peer = await Peer.connect(home)
     await peer.start_run("run_done")
-    done = await peer.request(
-        {
-            "t": "run.complete",
-            "req": 2,
-            "run": "run_done",
-            "status": "completed",
-            "completed_at": NOW,
-            "completed_units": 3,
-            "failed_units": 0,
-            "blocked_units": 0,
-        }
-    )
+    done = await peer.request(complete("run_done", 2, completed_units=3))
     assert done["t"] == "ok"
     await peer.stream.aclose()
     await trio.sleep(1.0)
@@ -132,17 +121,7 @@ def spool_a_run(home: Home, run: str, events: int) -> None:
     )
     for seq in range(1, events + 1):
         client.send_event(run, seq, "task.started", time=NOW, unit="u", payload={"n": seq})
-    client._enqueue(
-        {
-            "t": "run.complete",
-            "run": run,
-            "status": "completed",
-            "completed_at": NOW,
-            "completed_units": 1,
-            "failed_units": 0,
-            "blocked_units": 0,
-        }
-    )
+    client._enqueue(complete(run, 0))
     assert client.spool() is not None
 
 

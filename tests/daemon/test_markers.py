@@ -18,7 +18,7 @@ from choo.client import DaemonClient
 from choo_daemon.daemon import Daemon
 from protocol.home import Home
 from tests.daemon.test_faults import start_daemon, wait_status
-from tests.daemon.test_session import NOW, Peer, stored
+from tests.daemon.test_session import NOW, Peer, complete, stored
 
 GRACE = 0.3
 
@@ -42,19 +42,6 @@ async def stream_and_vanish(home: Home, run: str, last: int) -> None:
 def events_of(home: Home, run: str) -> list[tuple[int, str, Any]]:
     rows = stored(home, "select seq, type, payload from events where run_id = ? order by seq", run)
     return [(seq, kind, json.loads(payload) if payload else None) for seq, kind, payload in rows]
-
-
-def complete(run: str, req: int) -> dict[str, Any]:
-    return {
-        "t": "run.complete",
-        "req": req,
-        "run": run,
-        "status": "completed",
-        "completed_at": NOW,
-        "completed_units": 1,
-        "failed_units": 0,
-        "blocked_units": 0,
-    }
 
 
 async def test_a_client_back_after_the_grace_period_loses_no_acked_event(

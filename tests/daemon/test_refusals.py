@@ -24,7 +24,7 @@ from choo_daemon.rows import may_hold_secrets
 from protocol import FrameDecoder, encode_events, pack_event_item
 from protocol.home import Home
 from tests.daemon import dbhooks
-from tests.daemon.test_session import NOW, Peer, event, stored
+from tests.daemon.test_session import NOW, Peer, complete, event, stored
 
 
 @pytest.mark.parametrize(
@@ -70,18 +70,7 @@ async def test_run_complete_counts_the_store_cannot_hold_are_a_bad_field_reply(
 ) -> None:
     peer = await Peer.connect(home)
     await peer.start_run("run_c")
-    reply = await peer.request(
-        {
-            "t": "run.complete",
-            "req": 7,
-            "run": "run_c",
-            "status": "completed",
-            "completed_at": NOW,
-            "completed_units": 2**64 - 1,
-            "failed_units": 0,
-            "blocked_units": 0,
-        }
-    )
+    reply = await peer.request(complete("run_c", 7, completed_units=2**64 - 1))
     assert (reply["t"], reply["req"], reply["code"]) == ("error", 7, "bad_field")
     assert stored(home, "select status from runs where id = 'run_c'") == [("running",)]
 

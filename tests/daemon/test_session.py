@@ -88,6 +88,21 @@ def event(run: str, seq: int, **extra: Any) -> dict[str, Any]:
     return {"t": "event", "run": run, "seq": seq, "time": NOW, "type": "task.started", **extra}
 
 
+def complete(run: str, req: int, **fields: Any) -> dict[str, Any]:
+    """A ``run.complete`` request for a run that completed its one unit."""
+    return {
+        "t": "run.complete",
+        "req": req,
+        "run": run,
+        "status": "completed",
+        "completed_at": NOW,
+        "completed_units": 1,
+        "failed_units": 0,
+        "blocked_units": 0,
+        **fields,
+    }
+
+
 def stored(home: Home, sql: str, *args: Any) -> list[tuple[Any, ...]]:
     conn = apsw.Connection(os.fspath(home.database), flags=apsw.SQLITE_OPEN_READONLY)
     try:
