@@ -39,6 +39,14 @@ async def stream_and_vanish(home: Home, run: str, last: int) -> None:
     await peer.stream.aclose()
 
 
+async def stopped_by_the_daemon(home: Home, nursery: trio.Nursery, run: str, last: int) -> Daemon:
+    """A daemon that has marked ``run`` (events 1..last, all acked) stopped on its own."""
+    daemon = await start_daemon(nursery, home, grace_seconds=GRACE)
+    await stream_and_vanish(home, run, last)
+    await wait_status(home, run, "stopped")
+    return daemon
+
+
 def events_of(home: Home, run: str) -> list[tuple[int, str, Any]]:
     rows = stored(home, "select seq, type, payload from events where run_id = ? order by seq", run)
     return [(seq, kind, json.loads(payload) if payload else None) for seq, kind, payload in rows]
@@ -47,9 +55,7 @@ def events_of(home: Home, run: str) -> list[tuple[int, str, Any]]:
 async def test_a_client_back_after_the_grace_period_loses_no_acked_event(
     home: Home, nursery: trio.Nursery
 ) -> None:
-    daemon = await start_daemon(nursery, home, grace_seconds=GRACE)
-    await stream_and_vanish(home, "run_stall", 100)
-    await wait_status(home, "run_stall", "stopped")
+    daemon = await stopped_by_the_daemon(home, nursery, "run_stall", 100)
     assert events_of(home, "run_stall")[-1][:2] == (101, "run.stopped")
 
     back = await Peer.connect(home)  # the stalled orchestrator, back with 101..110
@@ -77,9 +83,7 @@ async def test_a_client_back_after_the_grace_period_loses_no_acked_event(
 async def test_the_end_of_a_run_after_the_grace_period_leaves_no_stop_in_it(
     home: Home, nursery: trio.Nursery
 ) -> None:
-    await start_daemon(nursery, home, grace_seconds=GRACE)
-    await stream_and_vanish(home, "run_late", 5)
-    await wait_status(home, "run_late", "stopped")
+    await stopped_by_the_daemon(home, nursery, "run_late", 5)
     back = await Peer.connect(home)
     await back.send(batch("run_late", 6, 7), complete("run_late", 9))
     assert await back.receive() == {"t": "ack", "run": "run_late", "seq": 7}
@@ -109,9 +113,7 @@ async def restart(home: Home, daemon: Daemon, nursery: trio.Nursery) -> Daemon:
 
 
 async def test_a_spooled_end_retracts_the_daemons_stop(home: Home, nursery: trio.Nursery) -> None:
-    daemon = await start_daemon(nursery, home, grace_seconds=GRACE)
-    await stream_and_vanish(home, "run_sp", 3)
-    await wait_status(home, "run_sp", "stopped")
+    daemon = await stopped_by_the_daemon(home, nursery, "run_sp", 3)
     spool_the_rest(home, "run_sp", 4, 6, end=True)
     daemon = await restart(home, daemon, nursery)
     await wait_status(home, "run_sp", "completed")
@@ -123,9 +125,7 @@ async def test_a_spooled_end_retracts_the_daemons_stop(home: Home, nursery: trio
 async def test_spooled_events_without_the_end_move_the_stop_after_them(
     home: Home, nursery: trio.Nursery
 ) -> None:
-    daemon = await start_daemon(nursery, home, grace_seconds=GRACE)
-    await stream_and_vanish(home, "run_sp2", 3)
-    await wait_status(home, "run_sp2", "stopped")
+    daemon = await stopped_by_the_daemon(home, nursery, "run_sp2", 3)
     spool_the_rest(home, "run_sp2", 4, 6, end=False)
     daemon = await restart(home, daemon, nursery)
     with trio.fail_after(20):
