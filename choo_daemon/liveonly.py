@@ -23,7 +23,7 @@ import json
 import logging
 from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -33,7 +33,7 @@ from choo_daemon.reader import Reader
 from choo_daemon.rows import EventRow, add_rows, may_hold_secrets
 from choo_daemon.session import Sender
 from choo_daemon.store.times import is_iso_utc, parse_iso_utc
-from choo_web.errors import NotFound, from_code
+from choo_web.eventdict import event_from_row
 from protocol import Message, ProtocolError, payload_json
 from protocol.redact import redact
 
@@ -120,10 +120,6 @@ class LiveRun:
         self, *, type: str | None, unit: str | None, after: int, limit: int
     ) -> dict[str, Any]:
         """Like store.events_page, over the events kept in memory."""
-        # Imported here: choo_web.jsonio brings quart, which the daemon loads
-        # off its event loop, after the socket is up (daemon._serve_web).
-        from choo_web.jsonio import event_from_row
-
         if not 1 <= limit <= store.MAX_EVENTS_PAGE:
             raise store.BadParameter("limit", limit, f"1 to {store.MAX_EVENTS_PAGE}")
         if after < 0:
@@ -329,55 +325,45 @@ class LiveOnly:
 class LiveOnlyReader:
     """The web API's reads: the history (``Reader``), and the live-only runs in memory.
 
-    A live-only run is found by its full id only, while it runs; the lists
-    (``list_runs``, ``list_repos``) are the history's alone.
+    A live-only run is found by its full id only, while it runs; the reads
+    below answer for it, every other read (the lists, ``list_runs`` and
+    ``list_repos``, among them) is the history's alone.
     """
 
     def __init__(self, history: Reader, runs: LiveOnly) -> None:
         self.history = history
         self.runs = runs
 
-    async def list_repos(self) -> list[store.Repo]:
-        return await self.history.list_repos()
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        return getattr(self.history, name)  # type: ignore[no-any-return]
 
-    async def list_runs(
-        self, *, repo: str | None, status: str | None, limit: int, cursor: str | None
-    ) -> store.RunPage:
-        return await self.history.list_runs(repo=repo, status=status, limit=limit, cursor=cursor)
-
-    async def resolve(self, run: str) -> str:
+    async def resolve_run_id(self, run: str) -> str:
         if self.runs.get(run) is not None:
             return run
-        return await self.history.resolve(run)
+        return await self.history.resolve_run_id(run)  # type: ignore[no-any-return]
 
-    async def get_run(self, run: str) -> Any:
+    async def run_detail(self, run: str) -> Any:
         live = self.runs.get(run)
-        return live.detail() if live is not None else await self.history.get_run(run)
+        return live.detail() if live is not None else await self.history.run_detail(run)
 
-    async def events_page(
+    async def run_events(
         self, run: str, *, type: str | None, unit: str | None, after: int, limit: int
     ) -> Any:
         live = self.runs.get(run)
         if live is None:
-            return await self.history.events_page(
+            return await self.history.run_events(
                 run, type=type, unit=unit, after=after, limit=limit
             )
-        try:
-            return live.events_page(type=type, unit=unit, after=after, limit=limit)
-        except store.StoreError as exc:
-            raise from_code(exc.code, exc.message) from None
+        return live.events_page(type=type, unit=unit, after=after, limit=limit)
 
-    async def get_graph(self, run: str) -> Any:
+    async def run_graph(self, run: str) -> Any:
         live = self.runs.get(run)
         if live is None:
-            return await self.history.get_graph(run)
+            return await self.history.run_graph(run)
         if live.graph is None:
-            raise NotFound(
-                "no_graph",
-                f"run {run!r} has no dependency graph yet (it is not recorded, and has "
-                "not sent one); its events are at .../events",
-            )
+            raise store.NoGraph(run, "yet (it is not recorded, and has not sent one)")
         return live.graph
 
     async def live_only_runs(self, *, repo: str | None) -> list[Any]:
+        """The runs shown live but not recorded (``choo run --no-history``), running now."""
         return list(self.runs.running(repo))

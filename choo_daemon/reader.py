@@ -1,25 +1,29 @@
 """The web API's read side: history reads in worker threads, off the trio loop.
 
+``reader.<name>(...)`` runs the store's served read ``name``
+(``store.SERVED``, marked ``@served`` in ``store/reads.py``) as
+``fn(conn, ...)`` in a worker thread: one generic dispatcher, so a new
+read needs nothing here. Store errors pass through as they are: they are
+``protocol.errors.Refusal``s, which the web side maps to HTTP statuses.
+
 A small pool of read-only connections, opened on first use, each used by
 one thread at a time; a CapacityLimiter as large as the pool makes sure no
 more reads run at once than there are connections. Reads never block the
-writer (WAL) nor the loop. Store errors come out as the web API's errors,
-with the store's codes.
-
-A ``run`` argument is a run id or a unique prefix of one.
+writer (WAL) nor the loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import apsw
 import trio
 
 from choo_daemon import store
-from choo_web.errors import NotFound, Unavailable, from_code
+from protocol.errors import UNAVAILABLE, Refusal
 
 T = TypeVar("T")
 
@@ -34,62 +38,33 @@ class Reader:
         self._opened = 0
         self._closed = False
 
-    async def list_repos(self) -> list[store.Repo]:
-        return await self._read(store.list_repos)
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        """The served read ``name``, to await with its arguments after ``conn``."""
+        try:
+            fn = store.SERVED[name]
+        except KeyError:
+            raise AttributeError(f"the history serves no read {name!r}") from None
+        return partial(self.read, fn)
 
-    async def list_runs(
-        self,
-        *,
-        repo: str | None = None,
-        status: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> store.RunPage:
-        return await self._read(
-            lambda conn: store.list_runs(conn, repo=repo, status=status, limit=limit, cursor=cursor)
-        )
-
-    async def resolve(self, run: str) -> str:
-        return await self._read(lambda conn: store.resolve_run_id(conn, run))
-
-    async def get_run(self, run: str) -> store.RunDetail:
-        def read(conn: apsw.Connection) -> store.RunDetail:
-            run_id = store.resolve_run_id(conn, run)
-            detail = store.get_run(conn, run_id)
-            if detail is None:  # deleted between the two reads
-                raise store.UnknownRun(run_id)
-            return detail
-
-        return await self._read(read)
-
-    async def events_page(
-        self,
-        run: str,
-        *,
-        type: str | None = None,
-        unit: str | None = None,
-        after: int = 0,
-        limit: int = 100,
-    ) -> store.EventPage:
-        def read(conn: apsw.Connection) -> store.EventPage:
-            run_id = store.resolve_run_id(conn, run)
-            return store.events_page(conn, run_id, type=type, unit=unit, after=after, limit=limit)
-
-        return await self._read(read)
-
-    async def get_graph(self, run: str) -> store.Graph:
-        def read(conn: apsw.Connection) -> store.Graph:
-            run_id = store.resolve_run_id(conn, run)
-            graph = store.get_graph(conn, run_id)
-            if graph is None:
-                raise NotFound(
-                    "no_graph",
-                    f"run {run_id!r} has no dependency graph stored (it never got as far "
-                    "as planning); its events are at .../events",
+    async def read(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """``fn(conn, *args, **kwargs)`` on a pooled read connection, in a worker thread."""
+        async with self._limiter:
+            if self._closed:
+                raise Refusal(
+                    "the daemon is shutting down; try again later",
+                    code="shutting_down",
+                    kind=UNAVAILABLE,
                 )
-            return graph
-
-        return await self._read(read)
+            conn = self._idle.pop() if self._idle else await self._open()
+            try:
+                return await trio.to_thread.run_sync(partial(fn, conn, *args, **kwargs))
+            finally:
+                # The thread is done with it: run_sync waits for it even when cancelled.
+                if self._closed:
+                    conn.close()
+                    self._opened -= 1
+                else:
+                    self._idle.append(conn)
 
     def close(self) -> None:
         """Close the idle connections; those in use close when their read ends."""
@@ -105,27 +80,10 @@ class Reader:
             "reads_waiting": self._limiter.statistics().tasks_waiting,
         }
 
-    async def _read(self, fn: Callable[[apsw.Connection], T]) -> T:
-        async with self._limiter:
-            if self._closed:
-                raise Unavailable("shutting_down", "the daemon is shutting down; try again later")
-            conn = self._idle.pop() if self._idle else await self._open()
-            try:
-                return await trio.to_thread.run_sync(fn, conn)
-            except store.StoreError as exc:
-                raise from_code(exc.code, exc.message) from None
-            finally:
-                # The thread is done with it: run_sync waits for it even when cancelled.
-                if self._closed:
-                    conn.close()
-                    self._opened -= 1
-                else:
-                    self._idle.append(conn)
-
     async def _open(self) -> apsw.Connection:
         try:
             conn = await trio.to_thread.run_sync(store.open_read_connection, self.path)
         except store.StoreError as exc:
-            raise Unavailable("database_unavailable", exc.message) from None
+            raise Refusal(exc.message, code="database_unavailable", kind=UNAVAILABLE) from None
         self._opened += 1
         return conn

@@ -24,11 +24,19 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from choo_web import params
-from choo_web.errors import ApiError, Forbidden, MethodNotAllowed, NotFound, bad_parameter
+from choo_web.errors import (
+    ApiError,
+    Forbidden,
+    MethodNotAllowed,
+    NotFound,
+    bad_parameter,
+    from_refusal,
+)
 from choo_web.jsonio import json_response
 from choo_web.sources import HistoryReader, LiveSource
 from choo_web.static import STATIC_DIR, read_static
 from choo_web.streams import LiveStream, RunStream
+from protocol.errors import Refusal
 
 log = logging.getLogger("choo.web")
 
@@ -85,12 +93,12 @@ def create_app(
 
     @get("/api/history/runs/<run>")
     async def run_detail(run: str) -> Response:
-        return json_response(await reader.get_run(run))
+        return json_response(await reader.run_detail(run))
 
     @get("/api/history/runs/<run>/events")
     async def events(run: str) -> Response:
         args = request.args
-        page = await reader.events_page(
+        page = await reader.run_events(
             run,
             type=params.text(args, "type"),
             unit=params.text(args, "unit"),
@@ -101,7 +109,7 @@ def create_app(
 
     @get("/api/history/runs/<run>/graph")
     async def graph(run: str) -> Response:
-        return json_response(await reader.get_graph(run))
+        return json_response(await reader.run_graph(run))
 
     @get("/api/history/runs/<run>/stream")
     async def run_stream(run: str) -> Response:
@@ -114,7 +122,7 @@ def create_app(
         after = params.integer(raw, name, 0, "a seq, 0 or more")
         if after < 0:
             raise bad_parameter(name, str(raw), "a seq, 0 or more")
-        run_id = await reader.resolve(run)
+        run_id = await reader.resolve_run_id(run)
         return _event_stream(RunStream(reader, live, run_id, after))
 
     @get("/api/live")
@@ -154,6 +162,11 @@ def _install_guards(app: Any, hosts: frozenset[str]) -> None:
     @app.errorhandler(ApiError)  # type: ignore[untyped-decorator]
     async def api_error(exc: ApiError) -> Response:
         return json_response(exc.body(), exc.status)
+
+    @app.errorhandler(Refusal)  # type: ignore[untyped-decorator]
+    async def refused(exc: Refusal) -> Response:
+        error = from_refusal(exc)
+        return json_response(error.body(), error.status)
 
     @app.errorhandler(HTTPException)  # type: ignore[untyped-decorator]
     async def http_error(exc: HTTPException) -> Response:

@@ -8,13 +8,16 @@
     └── Unavailable       the daemon is shutting down          (503)
 
 The body is always ``{"error": {"code": ..., "message": ...}}``. The read
-side (``HistoryReader``) raises these with the store's own codes
-(``unknown_run``, ``ambiguous_run``, ``bad_cursor``, ``bad_parameter``).
+side (``HistoryReader``) raises ``protocol.errors.Refusal`` with the store's
+own codes (``unknown_run``, ``ambiguous_run``, ``bad_cursor``, ...);
+``from_refusal`` turns its neutral kind into one of these.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from protocol.errors import BAD_REQUEST, NOT_FOUND, UNAVAILABLE, Refusal
 
 
 class ApiError(Exception):
@@ -49,19 +52,17 @@ class Unavailable(ApiError):
     status = 503
 
 
-# How the store's error codes map onto the API's errors.
-_BY_CODE: dict[str, type[ApiError]] = {
-    "unknown_run": NotFound,
-    "no_graph": NotFound,
-    "ambiguous_run": BadRequest,
-    "bad_cursor": BadRequest,
-    "bad_parameter": BadRequest,
+# How the read side's kinds of refusal map onto the API's errors.
+_BY_KIND: dict[str, type[ApiError]] = {
+    NOT_FOUND: NotFound,
+    BAD_REQUEST: BadRequest,
+    UNAVAILABLE: Unavailable,
 }
 
 
-def from_code(code: str, message: str) -> ApiError:
-    """The API error for a read-side error code (unknown codes are a 500)."""
-    return _BY_CODE.get(code, ApiError)(code, message)
+def from_refusal(refusal: Refusal) -> ApiError:
+    """The API error for a refusal of the read side, with its code (other kinds are a 500)."""
+    return _BY_KIND.get(refusal.kind, ApiError)(refusal.code, refusal.message)
 
 
 def bad_parameter(name: str, value: str, expected: str) -> BadRequest:

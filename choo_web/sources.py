@@ -7,7 +7,7 @@ daemon's ``Reader`` (history reads in worker threads) and ``LiveHub``
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -16,35 +16,23 @@ EventRow = tuple[str, int, str, str, str | None, int | None, int | None, str | N
 
 
 class HistoryReader(Protocol):
-    """Reads of the history; every method raises ApiError (see errors.py) on bad input.
+    """The history's read side: ``await reader.<name>(...)`` runs the store's read ``name``.
 
-    A ``run`` argument is a run id or a unique prefix of one.
+    The daemon serves the store's ``@served`` reads by name (its
+    ``choo_daemon/store/reads.py``), so a new route needs nothing here.
+    Each raises ``protocol.errors.Refusal`` (see errors.py) when it cannot
+    answer. A ``run`` argument is a run id or a unique prefix of one. The
+    reads this package calls: ``list_repos()``, ``list_runs(repo=, status=,
+    limit=, cursor=)``, ``resolve_run_id(run)``, ``run_detail(run)``,
+    ``run_events(run, type=, unit=, after=, limit=)``, ``run_graph(run)``,
+    and ``live_only_runs(repo=)``: the runs shown live but not recorded
+    (``choo run --no-history``), running now. Those are not history:
+    ``list_runs`` never lists them. While they run, ``run_detail`` (with
+    ``"history": false``), ``run_events`` and ``run_graph`` answer for them
+    by their full id; afterwards, nothing does.
     """
 
-    async def list_repos(self) -> list[Any]: ...
-
-    async def list_runs(
-        self, *, repo: str | None, status: str | None, limit: int, cursor: str | None
-    ) -> Any: ...
-
-    async def resolve(self, run: str) -> str: ...
-
-    async def get_run(self, run: str) -> Any: ...
-
-    async def events_page(
-        self, run: str, *, type: str | None, unit: str | None, after: int, limit: int
-    ) -> Any: ...
-
-    async def get_graph(self, run: str) -> Any: ...
-
-    async def live_only_runs(self, *, repo: str | None) -> list[Any]:
-        """The runs shown live but not recorded (``choo run --no-history``), running now.
-
-        They are not history: ``list_runs`` never lists them. While they run,
-        ``get_run`` (with ``"history": false``), ``events_page`` and
-        ``get_graph`` answer for them by their full id; afterwards, nothing does.
-        """
-        ...
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]: ...
 
 
 class Batch(Protocol):

@@ -19,9 +19,10 @@ from typing import Any
 
 import trio
 
-from choo_web.errors import ApiError
-from choo_web.jsonio import dumps, event_from_row
+from choo_web.eventdict import event_from_row
+from choo_web.jsonio import dumps
 from choo_web.sources import Batch, EventRow, HistoryReader, LiveSource, Subscription
+from protocol.errors import Refusal
 
 HEARTBEAT_S = 15.0  # a comment line this often keeps proxies and the browser's timer happy
 BACKLOG_PAGE = 1000
@@ -93,7 +94,7 @@ class RunStream:
                         if chunk:
                             yield chunk
                             heartbeat_at = trio.current_time() + HEARTBEAT_S
-            except ApiError:
+            except Refusal:
                 # The run went away mid-stream: retention, or a live-only run
                 # that ended (and was forgotten) while we read; then its end
                 # is waiting in the subscription.
@@ -137,7 +138,7 @@ class RunStream:
 
     async def _page(self) -> tuple[bytes, bool]:
         """The stored events after the last one sent, a page of them; and whether more follow."""
-        page = await self.reader.events_page(
+        page = await self.reader.run_events(
             self.run_id, type=None, unit=None, after=self.last, limit=BACKLOG_PAGE
         )
         events = page["events"]
@@ -148,7 +149,7 @@ class RunStream:
 
     async def _end_if_over(self) -> bytes:
         """If the run is over: what was committed with its completion, then "end"."""
-        detail = await self.reader.get_run(self.run_id)
+        detail = await self.reader.run_detail(self.run_id)
         if detail["status"] == "running":
             return b""
         out: list[bytes] = []
@@ -186,7 +187,7 @@ class LiveStream:
                     if chunk:
                         heartbeat_at = trio.current_time() + HEARTBEAT_S
                         yield chunk
-            except ApiError:
+            except Refusal:
                 return
 
     async def _ready(self) -> bytes:
@@ -255,8 +256,8 @@ class LiveStream:
     async def _run_if_wanted(self, run_id: str, known: Any = None) -> Any:
         """The run's detail (``known``, or read) if it passes the repository filter, else None."""
         try:
-            detail = known if known is not None else await self.reader.get_run(run_id)
-        except ApiError:
+            detail = known if known is not None else await self.reader.run_detail(run_id)
+        except Refusal:
             return None
         self.live.remember_repo(run_id, detail["repo_path"])
         if self.repo is not None and detail["repo_path"] != self.repo:

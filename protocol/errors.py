@@ -1,4 +1,4 @@
-"""Errors raised by the wire protocol.
+"""Errors raised by the wire protocol, and the refusal the daemon answers with.
 
     ProtocolError                 the peer sent something the protocol forbids
     ├── FrameError                the framing itself is broken
@@ -11,7 +11,13 @@
         ├── UnknownType           "t" is missing or unknown         (code unknown_type)
         └── BadField              a field is missing or ill-typed   (code bad_field)
 
-Every error carries the ``code`` sent to the peer in an ``error`` frame.
+    Refusal                       a request understood, answered "no" (code varies;
+                                  kind not_found, bad_request, unavailable or failed)
+
+Every error carries the ``code`` sent to the peer (in an ``error`` frame,
+or the web API's error body). A refusal's ``kind`` is neutral: the store
+raises refusals (its errors are ones) and the web maps kinds to HTTP
+statuses, so neither imports the other.
 """
 
 from __future__ import annotations
@@ -66,3 +72,26 @@ class UnknownType(MessageError):
 
 class BadField(MessageError):
     code = "bad_field"
+
+
+# A refusal's kind: how the asker should take it.
+
+NOT_FOUND = "not_found"  # the run (or its graph, ...) does not exist
+BAD_REQUEST = "bad_request"  # the asker's input is wrong: a parameter, an ambiguous prefix
+UNAVAILABLE = "unavailable"  # not now: shutting down, the database cannot be opened
+FAILED = "failed"  # anything else: our side failed
+
+
+class Refusal(Exception):
+    """A request the daemon cannot answer: ``code`` for the asker, ``kind`` for how to take it."""
+
+    code = "refused"
+    kind = FAILED
+
+    def __init__(self, message: str, *, code: str | None = None, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if kind is not None:
+            self.kind = kind

@@ -4,7 +4,7 @@ Plain blocking functions over an ``apsw.Connection``; the daemon runs them
 in worker threads. One write connection (open_write_connection), used only
 by the writer, with every batch of write calls inside ``with conn:``; any
 number of read connections (open_read_connection), each used by one thread
-at a time.
+at a time. ``SERVED`` names the reads the web API may ask for (see reads.py).
 """
 
 from choo_daemon.store.errors import (
@@ -13,6 +13,7 @@ from choo_daemon.store.errors import (
     BadParameter,
     CorruptDatabase,
     MigrationFailed,
+    NoGraph,
     RunExists,
     SchemaTooNew,
     StoreError,
@@ -21,6 +22,7 @@ from choo_daemon.store.errors import (
 from choo_daemon.store.reads import (
     MAX_EVENTS_PAGE,
     MAX_RUNS_PAGE,
+    SERVED,
     counts,
     events_page,
     get_graph,
@@ -78,6 +80,7 @@ __all__ = [
     "RUN_STATUSES",
     "RUN_STOPPED",
     "SCHEMA_VERSION",
+    "SERVED",
     "AmbiguousRun",
     "BadCursor",
     "BadParameter",
@@ -89,6 +92,7 @@ __all__ = [
     "Graph",
     "Marker",
     "MigrationFailed",
+    "NoGraph",
     "Repo",
     "RunDetail",
     "RunExists",

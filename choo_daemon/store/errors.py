@@ -1,18 +1,21 @@
 """Errors raised by the history store.
 
-    StoreError                the history database cannot do what was asked
-    ├── SchemaTooNew          the file was written by a newer choo       (code schema_too_new)
-    ├── MigrationFailed       upgrading the schema failed, rolled back   (code migration_failed)
-    ├── CorruptDatabase       the file is not a valid SQLite database    (code corrupt_database)
-    ├── UnknownRun            no run has this id (or id prefix)          (code unknown_run)
-    ├── RunExists             the id is taken by a run of another repo   (code run_exists)
-    ├── AmbiguousRun          an id prefix matches several runs          (code ambiguous_run)
-    ├── BadCursor             a page cursor is not one we handed out     (code bad_cursor)
-    └── BadParameter          a filter or limit is out of range          (code bad_parameter)
+    protocol.errors.Refusal
+    └── StoreError            the history database cannot do what was asked
+        ├── SchemaTooNew      the file was written by a newer choo     (schema_too_new)
+        ├── MigrationFailed   upgrading the schema failed, rolled back (migration_failed)
+        ├── CorruptDatabase   the file is not a valid SQLite database  (corrupt_database)
+        ├── UnknownRun        no run has this id (or id prefix)        (unknown_run; not_found)
+        ├── NoGraph           the run has no dependency graph          (no_graph; not_found)
+        ├── RunExists         the id is taken by a run of another repo (run_exists)
+        ├── AmbiguousRun      an id prefix matches several runs        (ambiguous_run; bad_request)
+        ├── BadCursor         a page cursor is not one we handed out   (bad_cursor; bad_request)
+        └── BadParameter      a filter or limit is out of range        (bad_parameter; bad_request)
 
-Every error carries a short ``code`` that the daemon and the web API can
-pass on unchanged; the message names the file, run or value it is about and
-says what to do.
+Every error carries a short ``code`` (in brackets) that the daemon and the web
+API pass on unchanged, and a neutral ``kind`` (``protocol.errors``; after the
+semicolon, else ``failed``) that the web API turns into an HTTP status. The
+message names the file, run or value it is about and says what to do.
 """
 
 from __future__ import annotations
@@ -20,15 +23,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from protocol.errors import BAD_REQUEST, NOT_FOUND, Refusal
 
-class StoreError(Exception):
+
+class StoreError(Refusal):
     """Base of every history store error."""
 
     code = "store_error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class SchemaTooNew(StoreError):
@@ -71,10 +72,22 @@ class CorruptDatabase(StoreError):
 
 class UnknownRun(StoreError):
     code = "unknown_run"
+    kind = NOT_FOUND
 
     def __init__(self, run_id: str) -> None:
         super().__init__(
             f"no run {run_id!r} in the history database; list runs with `choo history list`"
+        )
+        self.run_id = run_id
+
+
+class NoGraph(StoreError):
+    code = "no_graph"
+    kind = NOT_FOUND
+
+    def __init__(self, run_id: str, why: str) -> None:
+        super().__init__(
+            f"run {run_id!r} has no dependency graph {why}; its events are at .../events"
         )
         self.run_id = run_id
 
@@ -96,6 +109,7 @@ class RunExists(StoreError):
 
 class AmbiguousRun(StoreError):
     code = "ambiguous_run"
+    kind = BAD_REQUEST
 
     def __init__(self, prefix: str, candidates: Sequence[str]) -> None:
         shown = ", ".join(candidates[:5]) + (", ..." if len(candidates) > 5 else "")
@@ -108,6 +122,7 @@ class AmbiguousRun(StoreError):
 
 class BadCursor(StoreError):
     code = "bad_cursor"
+    kind = BAD_REQUEST
 
     def __init__(self, cursor: str) -> None:
         shown = cursor[:40] + ("..." if len(cursor) > 40 else "")
@@ -119,6 +134,7 @@ class BadCursor(StoreError):
 
 class BadParameter(StoreError):
     code = "bad_parameter"
+    kind = BAD_REQUEST
 
     def __init__(self, name: str, value: object, expected: str) -> None:
         shown = repr(value)

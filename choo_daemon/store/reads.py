@@ -5,6 +5,12 @@ queries inside one read transaction (``with conn:``), so counts, pages and
 markers all come from the same committed state. Pages are keyset pages:
 they seek on an index (``seq > after``, ``(started_at, id) <`` a cursor) and
 never use OFFSET, so the deepest page costs what the first one does.
+
+The reads marked ``@served`` are what the web API may ask for, by name: the
+daemon's ``Reader`` runs ``SERVED[name](conn, ...)`` in its pool, so a new
+API route is one served function here and one handler in ``choo_web.app``.
+A served read that takes a ``run`` takes a run id or a unique prefix of one,
+and raises (UnknownRun, NoGraph, ...) rather than answer None.
 """
 
 from __future__ import annotations
@@ -13,13 +19,14 @@ import base64
 import binascii
 import heapq
 import json
+from collections.abc import Callable
 from itertools import islice
 from operator import itemgetter
-from typing import Any, Final
+from typing import Any, Final, TypeVar, cast
 
 import apsw
 
-from choo_daemon.store.errors import AmbiguousRun, BadCursor, BadParameter, UnknownRun
+from choo_daemon.store.errors import AmbiguousRun, BadCursor, BadParameter, NoGraph, UnknownRun
 from choo_daemon.store.records import (
     Counts,
     Event,
@@ -33,12 +40,24 @@ from choo_daemon.store.records import (
 )
 from choo_daemon.store.times import parse_iso_utc
 from choo_daemon.store.writes import RUN_RESUMED, RUN_STATUSES, RUN_STOPPED
+from choo_web.eventdict import event_from_row
 
 MAX_RUNS_PAGE: Final = 500
 MAX_EVENTS_PAGE: Final = 1000
 
 # A database row; its columns' types are fixed by the SELECT that made it.
 Row = tuple[Any, ...]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# The reads the web API may ask for, by name: name -> fn(conn, *args, **kwargs).
+SERVED: dict[str, Callable[..., Any]] = {}
+
+
+def served(fn: F) -> F:
+    """Offer ``fn`` to the web API under its own name (see the module docstring)."""
+    SERVED[fn.__name__] = fn
+    return fn
 
 
 # --- runs -----------------------------------------------------------------
@@ -105,6 +124,7 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     return value[0], value[1]
 
 
+@served
 def list_runs(
     conn: apsw.Connection,
     *,
@@ -173,6 +193,7 @@ def get_run(conn: apsw.Connection, run_id: str) -> RunDetail | None:
     return RunDetail(**summary, markers=markers, has_graph=has_graph)
 
 
+@served
 def resolve_run_id(conn: apsw.Connection, prefix: str) -> str:
     """The run id equal to ``prefix``, else the only one starting with it."""
     if not prefix:
@@ -194,6 +215,7 @@ def resolve_run_id(conn: apsw.Connection, prefix: str) -> str:
     return found[0]
 
 
+@served
 def list_repos(conn: apsw.Connection) -> list[Repo]:
     """Repositories with history, the most recently run first."""
     with conn:
@@ -224,9 +246,32 @@ def get_graph(conn: apsw.Connection, run_id: str) -> Graph | None:
     return {"nodes": json.loads(row[0]), "edges": json.loads(row[1]), "levels": json.loads(row[2])}
 
 
+@served
+def run_detail(conn: apsw.Connection, run: str) -> RunDetail:
+    """The run ``run`` names, with its markers (get_run)."""
+    with conn:
+        run_id = resolve_run_id(conn, run)
+        detail = get_run(conn, run_id)
+    if detail is None:  # cannot happen inside one transaction; for the type checker
+        raise UnknownRun(run_id)
+    return detail
+
+
+@served
+def run_graph(conn: apsw.Connection, run: str) -> Graph:
+    """The dependency graph of the run ``run`` names; NoGraph if none was stored."""
+    with conn:
+        run_id = resolve_run_id(conn, run)
+        graph = get_graph(conn, run_id)
+    if graph is None:
+        raise NoGraph(run_id, "stored (it never got as far as planning)")
+    return graph
+
+
 # --- events ---------------------------------------------------------------
 
-_EVENT_COLUMNS = "seq, time, type, unit, task, pr, payload, error"
+# As committed (store.EventRow): the web's event_from_row reads them.
+_EVENT_COLUMNS = "run_id, seq, time, type, unit, task, pr, payload, error"
 
 
 def _successor(prefix: str) -> str:
@@ -300,7 +345,7 @@ def _select_events(
             for exact in _types_in_range(conn, run_id, *_type_bounds(kind))
         ]
         try:
-            return list(islice(heapq.merge(*seeks, key=itemgetter(0)), limit))
+            return list(islice(heapq.merge(*seeks, key=itemgetter(1)), limit))
         finally:
             # Unfinished statements would hold the read snapshot (and block
             # checkpoints) past the end of the transaction.
@@ -312,17 +357,7 @@ def _select_events(
 
 
 def _event(row: Row) -> Event:
-    seq, time, kind, unit, task, pr, payload, error = row
-    return {
-        "seq": seq,
-        "time": time,
-        "type": kind,
-        "unit": unit,
-        "task": task,
-        "pr": pr,
-        "payload": json.loads(payload) if payload is not None else None,
-        "error": error,
-    }
+    return cast(Event, event_from_row(row, json.loads))
 
 
 def events_page(
@@ -354,3 +389,20 @@ def events_page(
     events = [_event(row) for row in rows[:limit]]
     next_after = events[-1]["seq"] if len(rows) > limit else None
     return {"events": events, "next_after": next_after}
+
+
+@served
+def run_events(
+    conn: apsw.Connection,
+    run: str,
+    *,
+    type: str | None = None,
+    unit: str | None = None,
+    after: int = 0,
+    limit: int = 100,
+) -> EventPage:
+    """events_page of the run ``run`` names."""
+    with conn:
+        run_id = resolve_run_id(conn, run)
+        page = events_page(conn, run_id, type=type, unit=unit, after=after, limit=limit)
+    return page

@@ -234,7 +234,7 @@ async def test_a_run_stream_gets_the_end_of_a_run_without_history_that_ends_as_i
     await peer.send(live_start(RUN), *varied(RUN, range(1, 11)))
     assert (await reply(peer, 1))["t"] == "ok"
     await acked(peer, RUN, 10)
-    read = LiveOnlyReader.events_page
+    read = LiveOnlyReader.run_events
 
     async def end_then_read(self: LiveOnlyReader, run: str, **page: Any) -> Any:
         # The run ends (and is forgotten) after the stream subscribed, before it reads.
@@ -242,7 +242,7 @@ async def test_a_run_stream_gets_the_end_of_a_run_without_history_that_ends_as_i
         assert (await reply(peer, 2))["t"] == "ok"
         return await read(self, run, **page)
 
-    monkeypatch.setattr(LiveOnlyReader, "events_page", end_then_read)
+    monkeypatch.setattr(LiveOnlyReader, "run_events", end_then_read)
     async with open_sse(web, f"/api/history/runs/{RUN}/stream?after=5") as stream:
         seqs, end = await stream.events_until_end()
     assert seqs == [11, 12], "what came after it subscribed"

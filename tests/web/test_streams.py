@@ -112,7 +112,7 @@ async def test_an_event_committed_between_subscribing_and_the_backlog_is_sent_on
     they are both in the backlog and in the subscription, and must appear once."""
     await history.start("run_race")
     await history.send(varied("run_race", range(1, 11)))
-    read_page = daemon.reader.events_page
+    read_page = daemon.reader.run_events
     calls = 0
 
     async def commit_then_read(*args: Any, **kwargs: Any) -> Any:
@@ -123,7 +123,7 @@ async def test_an_event_committed_between_subscribing_and_the_backlog_is_sent_on
             await history.send(varied("run_race", range(11, 21)))
         return await read_page(*args, **kwargs)
 
-    monkeypatch.setattr(daemon.reader, "events_page", commit_then_read)
+    monkeypatch.setattr(daemon.reader, "run_events", commit_then_read)
     async with open_sse(web, STREAM.format("run_race")) as sse:
         seqs = [int(m.id) for m in [await sse.next() for _ in range(20)] if m and m.id]
         assert seqs == list(range(1, 21))
