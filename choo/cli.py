@@ -29,9 +29,7 @@ from choo.orchestrator.graph import build_graph
 from choo.orchestrator.status import plan_status, status_table
 from choo.runner import RunError, RunRequest, execute, repo_root_of
 from choo.term import make_console, plural
-from choo_daemon.homedir import HomeError, check_home, prepare_home
-from choo_daemon.spool import spool_status
-from protocol.home import Home
+from protocol.home import Home, HomeError, check_home, prepare_home, spool_status
 
 app = typer.Typer(
     name="choo",

@@ -30,7 +30,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ import trio
 
 import protocol
 from protocol import Message
-from protocol.home import Home
+from protocol.home import Home, new_spool_name
 
 log = logging.getLogger("choo.client")
 
@@ -111,9 +110,8 @@ def write_spool_file(folder: Path, data: bytes) -> Path:
     temporary file is left behind.
     """
     _private_dir(folder)
-    name = f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    path = folder / f"{name}.frames"
-    tmp = folder / f".{name}.tmp"
+    path = folder / new_spool_name()
+    tmp = folder / f".{path.stem}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with open(fd, "wb") as f:

@@ -22,9 +22,7 @@ import trio
 
 from choo.client import DaemonBusy, DaemonError, DaemonUnavailable, open_daemon_client
 from choo.config import Config
-from choo_daemon.homedir import HomeError, prepare_home
-from choo_daemon.pidfile import is_locked, read_pid
-from protocol.home import Home
+from protocol.home import Home, HomeError, is_locked, prepare_home, read_pid
 
 MAX_RESPAWNS = 3
 START_TIMEOUT = 15.0

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from choo_daemon.dbwire import Started, start_process
-from choo_daemon.homedir import HomeError, prepare_home, private_umask
 from choo_daemon.pidfile import AlreadyRunning, hold_pidfile
-from protocol.home import Home
+from protocol.home import Home, HomeError, prepare_home, private_umask
 
 if TYPE_CHECKING:
     from choo_daemon.daemon import Daemon, DaemonOptions

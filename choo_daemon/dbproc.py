@@ -50,10 +50,10 @@ import apsw
 from choo_daemon import store
 from choo_daemon.dbfile import DatabaseReplaced, FileId, check_same_file, open_database, set_aside
 from choo_daemon.dbwire import ANSWER_HEADER, REQUEST_HEADER, SharedFile
-from choo_daemon.homedir import private_umask
 from choo_daemon.rows import add_rows
 from choo_daemon.store import EventRow
 from protocol import ProtocolError, unpack_body
+from protocol.home import private_umask
 
 # Failures of the disk or the file, not of the data: worth retrying.
 _PASSING = (apsw.FullError, apsw.IOError, apsw.ReadOnlyError, apsw.BusyError, apsw.CantOpenError)

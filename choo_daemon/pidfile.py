@@ -3,7 +3,8 @@
 The lock (``flock``) lives as long as the process, so a crashed daemon
 releases it by dying; the pid written inside is only informative. A pid
 file that can be locked is therefore stale and is taken over, with a log
-line.
+line. Reading it from outside (``read_pid``, ``is_locked``) is the clients'
+business too, so that lives in ``protocol.home``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from protocol.home import read_pid
+
 log = logging.getLogger("choo.daemon")
 
 
@@ -25,30 +28,6 @@ class AlreadyRunning(Exception):
         who = f"pid {pid}" if pid else "another process"
         super().__init__(f"a daemon is already running for this CHOO_HOME ({who}, {path})")
         self.pid = pid
-
-
-def read_pid(path: Path) -> int | None:
-    """The pid recorded in a pid file, or None when absent or unreadable."""
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
-
-
-def is_locked(path: Path) -> bool:
-    """True while some process holds the pid file's lock (a daemon is alive)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except (FileNotFoundError, NotADirectoryError):  # no file, or CHOO_HOME is not a folder
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 @contextlib.contextmanager

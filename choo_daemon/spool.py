@@ -1,11 +1,12 @@
 """Importing spool files: history an orchestrator could not deliver.
 
 When no daemon could be reached, an orchestrator writes what it could not
-send to ``CHOO_HOME/spool/*.frames``: the very frames it would have sent, in
-order. At start the daemon feeds each file through the writer as if a
-client had sent it, then deletes it. Replay is idempotent (the store keeps
-one event per run and seq), so a file imported twice, after a crash in the
-middle, still leaves every event stored exactly once.
+send to ``CHOO_HOME/spool/*.frames`` (named as ``protocol.home`` says): the
+very frames it would have sent, in order. At start the daemon feeds each
+file through the writer as if a client had sent it, then deletes it. Replay
+is idempotent (the store keeps one event per run and seq), so a file
+imported twice, after a crash in the middle, still leaves every event
+stored exactly once.
 """
 
 from __future__ import annotations
@@ -13,26 +14,17 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 import trio
 
 import protocol
 from choo_daemon.session import Events, Inbound, Work
 from protocol import Message
+from protocol.home import spool_files
 
 log = logging.getLogger("choo.daemon")
 
-SUFFIX = ".frames"
 _IMPORTED = frozenset({"run.start", "run.resume", "run.graph", "run.complete"})
-
-
-def pending(spool: Path) -> list[Path]:
-    """Spool files waiting to be imported, oldest first."""
-    try:
-        return sorted(p for p in spool.iterdir() if p.name.endswith(SUFFIX))
-    except FileNotFoundError:
-        return []
 
 
 class SpoolFile:
@@ -86,7 +78,7 @@ async def import_spool(
     """Import every pending spool file, one after the other."""
     task_status.started()
     async with send:
-        for path in pending(spool):
+        for path in spool_files(spool):
             await _import_one(path, send)
 
 
@@ -113,8 +105,3 @@ def _set_aside(path: Path, why: str) -> None:
     failed.mkdir(exist_ok=True)
     os.replace(path, failed / path.name)
     log.error("spool file %s %s; moved to %s", path.name, why, failed)
-
-
-def spool_status(spool: Path) -> dict[str, Any]:
-    files = pending(spool)
-    return {"files": len(files), "bytes": sum(p.stat().st_size for p in files)}

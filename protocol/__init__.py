@@ -1,7 +1,10 @@
 """The choo wire protocol: frames, message types, validation, errors.
 
-Sans-IO: nothing here touches a socket, a file or an event loop. See
-``PROTOCOL.md`` beside this file for the normative description.
+Sans-IO: nothing here touches a socket, a file or an event loop, except
+``home.py``: the on-disk contract in CHOO_HOME (layout, folder checks, pid
+file probe, spool file names), which the daemon and its clients share as
+they share the wire format. See ``PROTOCOL.md`` beside this file for the
+normative description.
 """
 
 from protocol.errors import (

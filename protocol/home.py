@@ -1,17 +1,48 @@
-"""Where a daemon's files live inside CHOO_HOME.
+"""The on-disk contract in CHOO_HOME, shared by the daemon and its clients.
 
-Shared by the daemon and its clients so both sides agree on the layout.
-Pure path arithmetic: nothing here creates or reads a file.
+The one module of ``protocol/`` that touches disk. The daemon and the CLI
+meet in this folder as much as on the socket: the CLI checks the folder
+before it starts a daemon, probes the pid file to see whether one is alive,
+writes spool files for the next daemon to import, and counts them; the
+daemon does the same checks and reads the same files. Each rule is written
+here once, so that both sides agree without either importing the other:
+
+- the layout (``Home``): where the socket, pid file, log, database and
+  spool live;
+- the folder's safety (``check_home``, ``prepare_home``): a missing folder
+  is created, mode 0700; an existing one must be a folder, owned by the
+  user, and not writable by group or others. Anything else is refused with
+  a message naming the folder and what to do. An existing folder is never
+  chmod-ed: with ``CHOO_HOME=/tmp`` that would change ``/tmp`` for everyone.
+  ``private_umask`` makes what the daemon and its database process create
+  (history.db and its -wal/-shm, the log) readable by the user alone;
+- the pid file probe (``read_pid``, ``is_locked``): a daemon holds an OS
+  lock on it for its whole life (taking it is the daemon's own business);
+- spool files (``SPOOL_SUFFIX``, ``new_spool_name``, ``spool_files``): named
+  so that they sort oldest first; anything else in the folder (a temporary
+  file being written) is not one.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pwd
+import stat
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 # AF_UNIX paths are limited to 108 bytes on Linux (104 on macOS), NUL included.
 MAX_SOCKET_PATH = 100
+PRIVATE_UMASK = 0o077  # files 0600, folders 0700
+SPOOL_SUFFIX = ".frames"
+
+
+class HomeError(Exception):
+    """CHOO_HOME cannot be used; the message names the folder and what to do."""
 
 
 @dataclass(frozen=True)
@@ -53,3 +84,127 @@ class Home:
                 "limit for Unix sockets; set CHOO_HOME to a shorter folder"
             )
         return None
+
+
+# --- the folder ----------------------------------------------------------------
+
+
+def private_umask() -> None:
+    """From now on, files and folders this process creates are the user's alone."""
+    os.umask(PRIVATE_UMASK)
+
+
+def check_home(home: Home) -> None:
+    """Raise HomeError unless CHOO_HOME is missing or a private folder of the user's."""
+    root = home.root
+    try:
+        st = os.stat(root)
+    except FileNotFoundError:
+        return
+    except OSError as exc:  # a parent that is a file, or cannot be searched
+        raise HomeError(
+            f"cannot use CHOO_HOME {root}: {exc.strerror}; set CHOO_HOME to a folder of yours"
+        ) from None
+    if not stat.S_ISDIR(st.st_mode):
+        kind = "a file" if stat.S_ISREG(st.st_mode) else "not a folder"
+        raise HomeError(
+            f"CHOO_HOME {root} is {kind}, not a folder; set CHOO_HOME to a folder "
+            "(choo creates it if it is missing), or move the file out of the way"
+        )
+    me = os.geteuid()
+    if st.st_uid != me:
+        raise HomeError(
+            f"CHOO_HOME {root} belongs to {_user(st.st_uid)}, not to you ({_user(me)}); "
+            "choo keeps history only in a folder of your own: set CHOO_HOME to another "
+            "folder (choo creates it, mode 0700)"
+        )
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o022:
+        who = " and ".join(w for bit, w in ((0o020, "group"), (0o002, "others")) if mode & bit)
+        # A sticky folder (/tmp) is shared on purpose: never suggest closing it.
+        fix = (
+            ""
+            if mode & stat.S_ISVTX
+            else f", or, if this folder is for choo alone, `chmod 700 {root}`"
+        )
+        raise HomeError(
+            f"CHOO_HOME {root} can be written by {who} (mode {mode:04o}); choo will not keep "
+            "history there, and does not change a folder's mode itself: set CHOO_HOME to a "
+            f"folder of your own (choo creates it, mode 0700){fix}"
+        )
+
+
+def prepare_home(home: Home) -> None:
+    """Check CHOO_HOME (see ``check_home``), creating it 0700 if it is missing."""
+    check_home(home)
+    root = home.root
+    try:
+        root.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        pass  # checked above, or made by a racing start: checked again below
+    except OSError as exc:
+        raise HomeError(
+            f"cannot create CHOO_HOME {root}: {exc.strerror}; set CHOO_HOME to a folder "
+            "you can write"
+        ) from None
+    else:
+        # mkdir's mode passes through the umask, which may remove more than
+        # we want; this folder is ours, just made.
+        os.chmod(root, 0o700)
+    check_home(home)
+
+
+def _user(uid: int) -> str:
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+# --- the pid file --------------------------------------------------------------
+
+
+def read_pid(path: Path) -> int | None:
+    """The pid recorded in a pid file, or None when absent or unreadable."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def is_locked(path: Path) -> bool:
+    """True while some process holds the pid file's lock (a daemon is alive)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except (FileNotFoundError, NotADirectoryError):  # no file, or CHOO_HOME is not a folder
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+# --- spool files ---------------------------------------------------------------
+
+
+def new_spool_name() -> str:
+    """A new spool file's name: unique, and sorting after every earlier one."""
+    stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+    return f"{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}{SPOOL_SUFFIX}"
+
+
+def spool_files(spool: Path) -> list[Path]:
+    """Spool files waiting to be imported, oldest first."""
+    try:
+        return sorted(p for p in spool.iterdir() if p.name.endswith(SPOOL_SUFFIX))
+    except FileNotFoundError:
+        return []
+
+
+def spool_status(spool: Path) -> dict[str, Any]:
+    files = spool_files(spool)
+    return {"files": len(files), "bytes": sum(p.stat().st_size for p in files)}

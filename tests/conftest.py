@@ -19,8 +19,7 @@ import pytest
 import trio
 
 from choo_daemon.daemon import Daemon, DaemonOptions
-from choo_daemon.pidfile import is_locked
-from protocol.home import Home
+from protocol.home import Home, is_locked
 
 CHOO = Path(sys.executable).with_name("choo")
 

@@ -18,8 +18,7 @@ import trio.testing
 
 from choo.client import DaemonClient, DaemonRefused, open_daemon_client
 from choo_daemon.daemon import Daemon, DaemonOptions
-from choo_daemon.pidfile import read_pid
-from protocol.home import Home
+from protocol.home import Home, read_pid
 from tests.conftest import choo
 
 NOW = "2026-01-20T14:30:52.123Z"

@@ -22,8 +22,7 @@ from choo import daemonctl, runner
 from choo.cli import app
 from choo.orchestrator.events import Event
 from choo.orchestrator.recorder import HistoryRecorder
-from choo_daemon.pidfile import read_pid
-from protocol.home import Home
+from protocol.home import Home, read_pid
 from tests.choo.support import (
     History,
     Repo,

@@ -22,8 +22,7 @@ import trio
 import trio.lowlevel
 
 from choo.client import DaemonClient, open_daemon_client
-from choo_daemon.pidfile import read_pid
-from protocol.home import Home
+from protocol.home import Home, read_pid
 from tests.conftest import CHOO, choo
 
 NOW = "2026-01-20T14:30:52.123Z"
