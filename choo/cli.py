@@ -30,6 +30,7 @@ from choo.orchestrator.status import plan_status, status_table
 from choo.runner import RunError, RunRequest, execute, repo_root_of
 from choo.term import make_console, plural
 from protocol.home import Home, HomeError, check_home, prepare_home, spool_status
+from protocol.settings import default
 
 app = typer.Typer(
     name="choo",
@@ -70,7 +71,10 @@ def _choo(
 
 
 PortOption = Annotated[
-    int | None, typer.Option("--port", help="Web UI port (default 8080; 0 picks a free one).")
+    int | None,
+    typer.Option(
+        "--port", help=f"Web UI port (default {default('daemon.port')}; 0 picks a free one)."
+    ),
 ]
 
 

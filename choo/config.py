@@ -1,7 +1,8 @@
 """Configuration: defaults, then the global file, the repository's file,
 ``CHOO_*`` environment variables and flags; later wins.
 
-Every key is declared once in ``KEYS`` with its type, default and check.
+Every key is declared once in ``KEYS`` (``protocol.settings``, where the
+daemon takes its defaults from too) with its type, default and check.
 Files are YAML mappings, nested (``daemon: {port: 8080}``) or dotted.
 An unknown key is a warning naming the file and key (and the closest known
 key); a value of the wrong type is a ``ConfigError`` naming the file, key,
@@ -13,7 +14,7 @@ from __future__ import annotations
 import difflib
 import os
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,80 +22,11 @@ from typing import Any
 import platformdirs
 import yaml
 
-PROVIDERS = ("claude", "codex", "command")
+from protocol.settings import KEYS, KINDS, Key
 
 
 class ConfigError(Exception):
     """A configuration value that cannot be used; nothing should start."""
-
-
-@dataclass(frozen=True)
-class Key:
-    name: str
-    kind: str  # "int", "number", "bool", "str", "argv"
-    default: Any
-    help: str
-    check: Callable[[Any], str | None] = lambda _: None
-
-
-def _at_least(n: int) -> Callable[[Any], str | None]:
-    return lambda v: None if v >= n else f"must be at least {n}"
-
-
-def _port(v: int) -> str | None:
-    return None if 0 <= v <= 65535 else "must be a port number from 0 to 65535"
-
-
-def _provider(v: str) -> str | None:
-    return None if v in PROVIDERS else f"must be one of {', '.join(PROVIDERS)}"
-
-
-KEYS: dict[str, Key] = {
-    k.name: k
-    for k in (
-        Key("daemon.port", "int", 8080, "web UI port of the daemon", _port),
-        Key("daemon.host", "str", "127.0.0.1", "address the web UI binds"),
-        Key("daemon.auto_start", "bool", True, "start the daemon when `choo run` needs it"),
-        Key("history.enabled", "bool", True, "record runs in the history"),
-        Key(
-            "history.retention_days",
-            "int",
-            90,
-            "days a run is kept, counted from its start (0: keep every run)",
-            _at_least(0),
-        ),
-        Key("parallelism", "int", 4, "units run at once", _at_least(1)),
-        Key("attempts", "int", 3, "tries per task before it fails", _at_least(1)),
-        Key("provider.name", "str", "claude", "agent that does each task", _provider),
-        Key(
-            "provider.command",
-            "argv",
-            None,
-            "argv template of the `command` provider ({prompt}, {prompt_file})",
-        ),
-        Key(
-            "provider.timeout",
-            "number",
-            1800.0,
-            "seconds one agent call may take",
-            lambda v: None if v > 0 else "must be more than 0",
-        ),
-        Key(
-            "backpressure.timeout",
-            "number",
-            600.0,
-            "seconds a validation command may take",
-            lambda v: None if v > 0 else "must be more than 0",
-        ),
-    )
-}
-_EXPECTED = {
-    "int": "an integer",
-    "number": "a number",
-    "bool": "true or false",
-    "str": "a string",
-    "argv": "a list of strings (or one string, split like a shell)",
-}
 
 
 @dataclass
@@ -190,7 +122,7 @@ def env_var(key: str) -> str:
 def _coerce(key: Key, raw: Any, source: str) -> Any:
     value = _convert(key.kind, raw, from_text=source.startswith("env "))
     if value is _BAD:
-        raise ConfigError(f"{source}: {key.name} must be {_EXPECTED[key.kind]}, found {_name(raw)}")
+        raise ConfigError(f"{source}: {key.name} must be {KINDS[key.kind]}, found {_name(raw)}")
     problem = key.check(value) if value is not None else None
     if problem:
         raise ConfigError(f"{source}: {key.name} {problem}, found {raw!r}")

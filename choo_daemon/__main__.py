@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from choo_daemon.dbwire import Started, start_process
 from choo_daemon.pidfile import AlreadyRunning, hold_pidfile
 from protocol.home import Home, HomeError, prepare_home, private_umask
+from protocol.settings import default
 
 if TYPE_CHECKING:
     from choo_daemon.daemon import Daemon, DaemonOptions
@@ -30,12 +31,15 @@ log = logging.getLogger("choo.daemon")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="choo-daemon", description=__doc__)
     parser.add_argument("--home", help="CHOO_HOME folder (default: $CHOO_HOME or ~/.choo)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080, help="web port (0: any free port)")
+    # Defaults as choo's configuration has them: one table, protocol.settings.
+    parser.add_argument("--host", default=default("daemon.host"))
+    parser.add_argument(
+        "--port", type=int, default=default("daemon.port"), help="web port (0: any free port)"
+    )
     parser.add_argument(
         "--retention-days",
         type=int,
-        default=90,
+        default=default("history.retention_days"),
         help="delete runs started longer ago than this (0: keep all)",
     )
     parser.add_argument(

@@ -34,6 +34,7 @@ from choo_daemon.spool import import_spool
 from choo_daemon.store import utc_now
 from choo_daemon.writer import Writer
 from protocol.home import Home, spool_status
+from protocol.settings import default
 
 log = logging.getLogger("choo.daemon")
 
@@ -44,9 +45,9 @@ MAX_CLIENTS = 256
 @dataclass(frozen=True)
 class DaemonOptions:
     home: Home
-    host: str = "127.0.0.1"
-    port: int = 8080
-    retention_days: int | None = 90  # None: keep every run
+    host: str = default("daemon.host")
+    port: int = default("daemon.port")
+    retention_days: int | None = default("history.retention_days") or None  # None: keep every run
     grace_seconds: float = GRACE_SECONDS  # before an orphaned run is marked stopped
     set_aside_corrupt: bool = False  # move a damaged history.db aside and start a new one
 

@@ -20,6 +20,7 @@ from choo.orchestrator.events import EventBus
 from choo.orchestrator.frontmatter import set_status, split
 from choo.orchestrator.process import Completed, run_process
 from choo.orchestrator.providers import Provider
+from protocol.settings import default
 
 FEEDBACK_CHARS = 8000
 
@@ -30,9 +31,9 @@ class WorkerSettings:
     repo_root: Path
     # Units whose plan names another provider than the run's.
     unit_providers: dict[str, Provider] = field(default_factory=dict)
-    attempts: int = 3
-    provider_timeout: float = 1800.0
-    backpressure_timeout: float = 600.0
+    attempts: int = default("attempts")
+    provider_timeout: float = default("provider.timeout")
+    backpressure_timeout: float = default("backpressure.timeout")
 
 
 class Worker:

@@ -1,0 +1,98 @@
+"""Settings: every key choo reads, with its type, default, help and check.
+
+Pure data, no disk and no environment: ``choo.config`` loads the files,
+``CHOO_*`` variables and flags against ``KEYS``; the daemon
+(``python -m choo_daemon``) takes the defaults of its options from it
+(``daemon.host``, ``daemon.port``, ``history.retention_days``), and the
+orchestrator's workers theirs (``attempts``, ``provider.timeout``,
+``backpressure.timeout``). A new key is one entry here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+PROVIDERS = ("claude", "codex", "command")
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    kind: str  # one of KINDS
+    default: Any
+    help: str
+    check: Callable[[Any], str | None] = lambda _: None
+
+
+# Each kind of value, as a message says what it expects.
+KINDS = {
+    "int": "an integer",
+    "number": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "argv": "a list of strings (or one string, split like a shell)",
+}
+
+
+def _at_least(n: int) -> Callable[[Any], str | None]:
+    return lambda v: None if v >= n else f"must be at least {n}"
+
+
+def _more_than_zero(v: float) -> str | None:
+    return None if v > 0 else "must be more than 0"
+
+
+def _port(v: int) -> str | None:
+    return None if 0 <= v <= 65535 else "must be a port number from 0 to 65535"
+
+
+def _provider(v: str) -> str | None:
+    return None if v in PROVIDERS else f"must be one of {', '.join(PROVIDERS)}"
+
+
+KEYS: dict[str, Key] = {
+    k.name: k
+    for k in (
+        Key("daemon.port", "int", 8080, "web UI port of the daemon", _port),
+        Key("daemon.host", "str", "127.0.0.1", "address the web UI binds"),
+        Key("daemon.auto_start", "bool", True, "start the daemon when `choo run` needs it"),
+        Key("history.enabled", "bool", True, "record runs in the history"),
+        Key(
+            "history.retention_days",
+            "int",
+            90,
+            "days a run is kept, counted from its start (0: keep every run)",
+            _at_least(0),
+        ),
+        Key("parallelism", "int", 4, "units run at once", _at_least(1)),
+        Key("attempts", "int", 3, "tries per task before it fails", _at_least(1)),
+        Key("provider.name", "str", "claude", "agent that does each task", _provider),
+        Key(
+            "provider.command",
+            "argv",
+            None,
+            "argv template of the `command` provider ({prompt}, {prompt_file})",
+        ),
+        Key(
+            "provider.timeout",
+            "number",
+            1800.0,
+            "seconds one agent call may take",
+            _more_than_zero,
+        ),
+        Key(
+            "backpressure.timeout",
+            "number",
+            600.0,
+            "seconds a validation command may take",
+            _more_than_zero,
+        ),
+    )
+}
+
+
+def default(name: str) -> Any:
+    """The default of key ``name``."""
+    return KEYS[name].default
