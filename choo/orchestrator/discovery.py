@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from choo.orchestrator.frontmatter import STATUSES, FrontmatterError, describe, split
-from choo.orchestrator.graph import find_cycles, topological_order
+from choo.orchestrator.ordering import find_cycles, topological_order
 
 PLAN_FILE = "IMPLEMENTATION_PLAN.md"
 TASK_FILE = re.compile(r"^(\d+)-.*\.md$")

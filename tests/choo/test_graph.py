@@ -8,15 +8,8 @@ from pathlib import Path
 import pytest
 
 from choo.orchestrator.discovery import Plan, Unit, discover
-from choo.orchestrator.graph import (
-    Graph,
-    build_graph,
-    dependents,
-    find_cycles,
-    longest_path_levels,
-    ready_units,
-    topological_order,
-)
+from choo.orchestrator.graph import Graph, build_graph, dependents, ready_units
+from choo.orchestrator.ordering import find_cycles, longest_path_levels, topological_order
 
 
 def write_plan(root: Path, deps: dict[str, list[str]], tasks: dict[str, list[str]]) -> Plan:
