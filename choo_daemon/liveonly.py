@@ -335,6 +335,8 @@ class LiveOnlyReader:
         self.runs = runs
 
     def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        if name.startswith("_"):  # not a read (copy, pickle): and no recursion on self.history
+            raise AttributeError(name)
         return getattr(self.history, name)  # type: ignore[no-any-return]
 
     async def resolve_run_id(self, run: str) -> str:

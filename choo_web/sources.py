@@ -1,8 +1,8 @@
 """What the app reads from, as the daemon passes it in to ``create_app``.
 
 Structural types only: the web package never imports the daemon. The
-daemon's ``Reader`` (history reads in worker threads) and ``LiveHub``
-(fan-out of each commit) satisfy them.
+daemon's ``LiveOnlyReader`` over its ``Reader`` (history reads in worker
+threads) and its ``LiveHub`` (fan-out of each commit) satisfy them.
 """
 
 from __future__ import annotations
@@ -18,18 +18,17 @@ EventRow = tuple[str, int, str, str, str | None, int | None, int | None, str | N
 class HistoryReader(Protocol):
     """The history's read side: ``await reader.<name>(...)`` runs the store's read ``name``.
 
-    The daemon serves the store's ``@served`` reads by name (its
-    ``choo_daemon/store/reads.py``), so a new route needs nothing here.
-    Each raises ``protocol.errors.Refusal`` (see errors.py) when it cannot
-    answer. A ``run`` argument is a run id or a unique prefix of one. The
-    reads this package calls: ``list_repos()``, ``list_runs(repo=, status=,
-    limit=, cursor=)``, ``resolve_run_id(run)``, ``run_detail(run)``,
-    ``run_events(run, type=, unit=, after=, limit=)``, ``run_graph(run)``,
-    and ``live_only_runs(repo=)``: the runs shown live but not recorded
-    (``choo run --no-history``), running now. Those are not history:
-    ``list_runs`` never lists them. While they run, ``run_detail`` (with
-    ``"history": false``), ``run_events`` and ``run_graph`` answer for them
-    by their full id; afterwards, nothing does.
+    The daemon serves each read of its store marked ``@served``
+    (``choo_daemon/store/reads.py``) under the function's name, so a new
+    route needs nothing here. A read raises ``protocol.errors.Refusal``
+    when it cannot answer (errors.py maps it to a status); a ``run``
+    argument is a run id or a unique prefix of one.
+
+    One read is not the store's: ``live_only_runs(repo=)``, the runs shown
+    live but not recorded (``choo run --no-history``), running now. They
+    are not history: ``list_runs`` never lists them. While they run,
+    ``run_detail`` (with ``"history": false``), ``run_events`` and
+    ``run_graph`` answer for them by their full id; afterwards, nothing does.
     """
 
     def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]: ...
