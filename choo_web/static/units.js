@@ -29,7 +29,7 @@ export class UnitStates {
         seq: 0,
         base: done,
         baseSeq: 0,
-        completed: new Map(),
+        doneTasks: new Map(), // task → seq of its latest completion
       };
       this.units.set(id, unit);
     }
@@ -68,9 +68,9 @@ export class UnitStates {
     const payload = event.payload && typeof event.payload === "object" ? event.payload : {};
     if (isTaskDone(event.type)) {
       if (event.task === null || event.task === undefined) return false;
-      const known = unit.completed.get(event.task) || 0;
+      const known = unit.doneTasks.get(event.task) || 0;
       if (event.seq <= known) return false;
-      unit.completed.set(event.task, event.seq);
+      unit.doneTasks.set(event.task, event.seq);
       return true;
     }
     const status = unitStatusOf(event.type);
@@ -99,7 +99,7 @@ export class UnitStates {
       status = "stopped";
     }
     let done = unit.base;
-    for (const seq of unit.completed.values()) if (seq > unit.baseSeq) done += 1;
+    for (const seq of unit.doneTasks.values()) if (seq > unit.baseSeq) done += 1;
     if (unit.status === "completed") done = Math.max(done, unit.tasks);
     return { status, done: Math.min(done, unit.tasks || done), tasks: unit.tasks };
   }
