@@ -12,6 +12,8 @@ from __future__ import annotations
 from contextlib import suppress
 from typing import Any
 
+import orjson
+
 from choo_web.errors import NotFound
 from choo_web.sources import HistoryReader
 from protocol.events import UNIT_EVENT_TYPES, fold_units
@@ -45,6 +47,14 @@ async def _events_upto(reader: HistoryReader, run_id: str, kind: str, upto: int)
     after: int | None = 0
     while after is not None and after < upto:
         page = await reader.events_page(run_id, type=kind, unit=None, after=after, limit=PAGE)
-        found += [e for e in page["events"] if e["seq"] <= upto]
+        found += [_parsed(e) for e in page["events"] if e["seq"] <= upto]
         after = page["next_after"]
     return found
+
+
+def _parsed(event: dict[str, Any]) -> dict[str, Any]:
+    # A run served from memory keeps its payloads as JSON text (jsonio.event_from_row).
+    payload = event.get("payload")
+    if isinstance(payload, orjson.Fragment):
+        return {**event, "payload": orjson.loads(orjson.dumps(payload))}
+    return event

@@ -8,7 +8,10 @@ from pathlib import Path
 import httpx
 
 from protocol.events import EVENT_TYPES, catalogue_dict
+from protocol.home import Home
+from tests.daemon.test_session import Peer
 from tests.web.support import History, ev
+from tests.web.test_live_only import GRAPH, RUN, acked, live_start, reply
 
 STATIC = Path(__file__).resolve().parents[2] / "choo_web" / "static"
 
@@ -110,3 +113,23 @@ async def test_unit_outcomes_are_folded_by_the_server(
     missing = await web.get("/api/history/runs/run_nowhere/units")
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "unknown_run"
+
+
+async def test_a_run_that_is_not_recorded_has_its_units_too(
+    home: Home, web: httpx.AsyncClient
+) -> None:
+    peer = await Peer.connect(home)
+    await peer.send(live_start(RUN))
+    assert (await reply(peer, 1))["t"] == "ok"
+    await peer.send({"t": "run.graph", "req": 2, "run": RUN, **GRAPH})
+    assert (await reply(peer, 2))["t"] == "ok"
+    await peer.send(
+        ev(RUN, 1, "unit.started", unit="u1", payload={"tasks": 2, "pending": 1}),
+        ev(RUN, 2, "task.completed", unit="u1", task=2),
+        ev(RUN, 3, "unit.blocked", unit="u2", payload={"blocked_by": "u1"}),
+    )
+    await acked(peer, RUN, 3)
+    body = (await web.get(f"/api/history/runs/{RUN}/units")).json()
+    assert body["seq"] == 3
+    shown = {u["unit"]: (u["status"], u["done"], u["tasks"]) for u in body["units"]}
+    assert shown == {"u1": ("running", 2, 2), "u2": ("blocked", 0, 0)}
