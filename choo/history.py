@@ -91,14 +91,6 @@ def list_runs(api: HistoryAPI, *, repo: str | None, status: str | None, limit: i
 
 # -- show ------------------------------------------------------------------------
 
-_UNIT_STATUS = {
-    "unit.queued": "queued",
-    "unit.started": "running",
-    "unit.completed": "completed",
-    "unit.failed": "failed",
-    "unit.blocked": "blocked",
-}
-
 
 def get_run(api: HistoryAPI, run_id: str) -> dict[str, Any]:
     """One run (a unique prefix of its ID will do), with its stop/resume markers."""
@@ -117,78 +109,14 @@ def get_graph(api: HistoryAPI, run_id: str) -> dict[str, Any] | None:
 
 
 def run_report(api: HistoryAPI, run_id: str) -> dict[str, Any]:
-    """The run and the outcome of each of its units: ``{"run": ..., "units": [...]}``."""
+    """The run and the outcome of each of its units: ``{"run": ..., "units": [...]}``.
+
+    The daemon folds the units' outcomes from their events (``protocol.events.
+    fold_units``), for the web UI and for this alike.
+    """
     run = get_run(api, run_id)
-    graph = get_graph(api, run["id"])
-    events = [
-        *iter_events(api, run["id"], type="unit."),
-        *iter_events(api, run["id"], type="task.completed"),
-    ]
-    events.sort(key=lambda e: e["seq"])
-    nodes = graph["nodes"] if graph else []
-    return {"run": run, "units": unit_outcomes(nodes, events, run["status"])}
-
-
-def unit_outcomes(
-    nodes: list[dict[str, Any]], events: Iterable[dict[str, Any]], run_status: str
-) -> list[dict[str, Any]]:
-    """Each unit's last state, task progress, attempts and times, from its events
-    in seq order (as the web UI derives them)."""
-    units: dict[str, dict[str, Any]] = {}
-
-    def unit(unit_id: str, node: dict[str, Any] | None = None) -> dict[str, Any]:
-        if unit_id not in units:
-            node = node or {}
-            units[unit_id] = {
-                "unit": unit_id,
-                "status": "pending",
-                "tasks": int(node.get("tasks") or 0),
-                "done": int(node.get("done") or 0),
-                "starts": 0,
-                "started_at": None,
-                "finished_at": None,
-                "duration_ms": None,
-                "blocked_by": None,
-                "reason": None,
-            }
-        return units[unit_id]
-
-    for node in nodes:
-        unit(str(node["id"]), node)
-    for event in events:
-        if event.get("unit"):
-            _apply_unit_event(unit(event["unit"]), event)
-    for u in units.values():
-        if run_status != "running" and u["status"] in ("running", "queued"):
-            u["status"] = "stopped"  # the run is over: it was interrupted
-        if u["status"] == "completed":
-            u["done"] = max(u["done"], u["tasks"])
-    return list(units.values())
-
-
-def _apply_unit_event(u: dict[str, Any], event: dict[str, Any]) -> None:
-    kind = event["type"]
-    payload = event["payload"] if isinstance(event.get("payload"), dict) else {}
-    if kind == "task.completed":
-        u["done"] = min(u["done"] + 1, u["tasks"]) if u["tasks"] else u["done"] + 1
-        return
-    if kind not in _UNIT_STATUS:
-        return
-    u["status"] = _UNIT_STATUS[kind]
-    if kind == "unit.started":
-        u["starts"] += 1
-        u["started_at"] = event["time"]
-        u["finished_at"] = u["duration_ms"] = u["reason"] = None
-        if isinstance(payload.get("tasks"), int):
-            u["tasks"] = payload["tasks"]
-            if isinstance(payload.get("pending"), int):
-                u["done"] = max(0, payload["tasks"] - payload["pending"])
-    elif kind in ("unit.completed", "unit.failed", "unit.blocked"):
-        u["finished_at"] = event["time"]
-        u["duration_ms"] = payload.get("duration_ms")
-        u["reason"] = payload.get("reason") or event.get("error")
-        if kind == "unit.blocked":
-            u["blocked_by"] = payload.get("blocked_by")
+    units = api.get(_run_path(run["id"], "/units"))["units"]
+    return {"run": run, "units": units}
 
 
 # -- events ----------------------------------------------------------------------

@@ -36,7 +36,9 @@ from choo_web.jsonio import json_response
 from choo_web.sources import HistoryReader, LiveSource
 from choo_web.static import STATIC_DIR, read_static
 from choo_web.streams import LiveStream, RunStream
+from choo_web.units import unit_outcomes
 from protocol.errors import Refusal
+from protocol.events import catalogue_dict
 
 log = logging.getLogger("choo.web")
 
@@ -52,6 +54,7 @@ SECURITY_HEADERS = {
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 RUNS_LIMIT, EVENTS_LIMIT = 50, 100
+EVENT_CATALOGUE = catalogue_dict()
 
 
 def create_app(
@@ -110,6 +113,14 @@ def create_app(
     @get("/api/history/runs/<run>/graph")
     async def graph(run: str) -> Response:
         return json_response(await reader.run_graph(run))
+
+    @get("/api/history/runs/<run>/units")
+    async def units(run: str) -> Response:
+        return json_response(await unit_outcomes(reader, run))
+
+    @get("/api/event-types")
+    async def event_types() -> Response:
+        return json_response(EVENT_CATALOGUE)
 
     @get("/api/history/runs/<run>/stream")
     async def run_stream(run: str) -> Response:

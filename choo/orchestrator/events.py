@@ -1,7 +1,8 @@
 """The in-process event bus: what happens during a run, as it happens.
 
 The scheduler and workers ``emit``; handlers (the console, the history
-recorder) receive every event synchronously and must not block.
+recorder) receive every event synchronously and must not block. The types
+that may be emitted are those of the catalogue, ``protocol.events``.
 """
 
 from __future__ import annotations
@@ -9,32 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
-# The history's contract: these strings are stored and shown as they are.
-EVENT_TYPES: Final = (
-    "orch.started",
-    "orch.completed",
-    "orch.failed",
-    "orch.dryrun.started",
-    "orch.dryrun.completed",
-    "unit.queued",
-    "unit.started",
-    "unit.completed",
-    "unit.failed",
-    "unit.blocked",
-    "task.started",
-    "task.claude.invoke",
-    "task.claude.done",
-    "task.backpressure",
-    "task.validation.ok",
-    "task.validation.fail",
-    "task.completed",
-    "task.retry",
-    "task.failed",
-    "run.stopped",
-    "run.resumed",
-)
+from protocol.events import BY_NAME
 
 
 def utc_now() -> str:
@@ -71,7 +49,7 @@ class EventBus:
         error: str | None = None,
         **payload: Any,
     ) -> Event:
-        if type not in EVENT_TYPES:
+        if type not in BY_NAME:
             raise ValueError(f"unknown event type {type!r}")
         event = Event(type, utc_now(), unit, task, payload, error)
         for handler in self._handlers:

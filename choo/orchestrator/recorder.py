@@ -1,55 +1,27 @@
 """HistoryRecorder: the bus handler that sends a run's events to the daemon.
 
 It numbers events (seq), keeps only the payload fields allowed for each
-event type, and redacts strings that look like secrets before anything
-leaves the process. Sending never blocks; if the daemon refuses us, one
-warning is printed and the run goes on unrecorded. A run that is not
-recorded (``--no-history``) goes through it too, for the live view
-(``recorded=False``): the same events, and at most one warning.
+event type (by the catalogue, ``protocol.events``), and redacts strings
+that look like secrets before anything leaves the process. Sending never
+blocks; if the daemon refuses us, one warning is printed and the run goes
+on unrecorded. A run that is not recorded (``--no-history``) goes through
+it too, for the live view (``recorded=False``): the same events, and at
+most one warning.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any
 
 from choo.client import DaemonClient, DaemonError
 from choo.orchestrator.events import Event
+from protocol.events import allowed_payload_keys
 from protocol.redact import redact, redact_text
-
-_OUTCOME = frozenset({"attempt", "exit_code", "duration_ms", "timed_out", "output_tail"})
-
-# Payload fields that may be recorded, per event type. Anything else an
-# emitter adds (environment, prompts, full outputs) stays in the process.
-ALLOWED: Final[dict[str, frozenset[str]]] = {
-    "orch.started": frozenset({"units", "tasks", "parallelism", "graph", "provider", "tasks_dir"}),
-    "orch.completed": frozenset({"completed", "failed", "blocked", "duration_ms"}),
-    "orch.failed": frozenset({"completed", "failed", "blocked", "duration_ms", "reason"}),
-    "orch.dryrun.started": frozenset({"units", "tasks", "parallelism", "graph", "tasks_dir"}),
-    "orch.dryrun.completed": frozenset({"units", "tasks", "levels"}),
-    "unit.queued": frozenset({"level", "tasks", "depends_on"}),
-    "unit.started": frozenset({"tasks", "pending", "provider"}),
-    "unit.completed": frozenset({"tasks", "duration_ms"}),
-    "unit.failed": frozenset({"failed_task", "reason", "duration_ms"}),
-    "unit.blocked": frozenset({"blocked_by", "depends_on"}),
-    "task.started": frozenset({"title", "max_attempts"}),
-    "task.claude.invoke": frozenset(
-        {"provider", "attempt", "program", "prompt_chars", "timeout_s"}
-    ),
-    "task.claude.done": frozenset({"provider"}) | _OUTCOME,
-    "task.backpressure": frozenset({"command", "attempt", "timeout_s"}),
-    "task.validation.ok": frozenset({"command"}) | _OUTCOME,
-    "task.validation.fail": frozenset({"command"}) | _OUTCOME,
-    "task.completed": frozenset({"title", "attempts", "duration_ms"}),
-    "task.retry": frozenset({"attempt", "next_attempt", "reason"}),
-    "task.failed": frozenset({"title", "attempts", "reason", "duration_ms"}),
-    "run.stopped": frozenset({"reason", "signal"}),
-    "run.resumed": frozenset({"reason"}),
-}
 
 
 def allowed_payload(event: Event) -> dict[str, Any]:
-    keep = ALLOWED.get(event.type, frozenset())
+    keep = allowed_payload_keys(event.type)
     return {k: redact(v) for k, v in event.payload.items() if k in keep}
 
 

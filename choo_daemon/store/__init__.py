@@ -53,9 +53,7 @@ from choo_daemon.store.schema import (
 from choo_daemon.store.times import iso_utc, utc_now
 from choo_daemon.store.writes import (
     FINAL_STATUSES,
-    RUN_RESUMED,
     RUN_STATUSES,
-    RUN_STOPPED,
     EventRow,
     append_events,
     append_resume_marker,
@@ -70,6 +68,7 @@ from choo_daemon.store.writes import (
     running_runs,
     store_graph,
 )
+from protocol.events import RUN_RESUMED, RUN_STOPPED
 
 __all__ = [
     "FINAL_STATUSES",

@@ -39,8 +39,9 @@ from choo_daemon.store.records import (
     RunSummary,
 )
 from choo_daemon.store.times import parse_iso_utc
-from choo_daemon.store.writes import RUN_RESUMED, RUN_STATUSES, RUN_STOPPED
+from choo_daemon.store.writes import RUN_STATUSES
 from choo_web.eventdict import event_from_row
+from protocol.events import RUN_RESUMED, RUN_STOPPED
 
 MAX_RUNS_PAGE: Final = 500
 MAX_EVENTS_PAGE: Final = 1000

@@ -17,14 +17,13 @@ import apsw
 
 from choo_daemon.store.errors import BadParameter, RunExists, UnknownRun
 from choo_daemon.store.times import is_iso_utc
+from protocol.events import RUN_RESUMED, RUN_STOPPED
 
 # (run_id, seq, time, type, unit, task, pr, payload JSON text or None, error)
 EventRow = tuple[str, int, str, str, str | None, int | None, int | None, str | None, str | None]
 
 RUN_STATUSES: Final = ("running", "completed", "failed", "stopped")
 FINAL_STATUSES: Final = ("completed", "failed", "stopped")
-RUN_STOPPED: Final = "run.stopped"
-RUN_RESUMED: Final = "run.resumed"
 
 _INSERT_EVENT = (
     "INSERT OR IGNORE INTO events(run_id, seq, time, type, unit, task, pr, payload, error) "

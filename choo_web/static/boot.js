@@ -29,7 +29,7 @@ export function runRequests(id, { type = null, unit = null } = {}, live = false)
     detail: runPath(id),
     first: url(runPath(id, "/events"), { type, unit, after: 0, limit: FIRST_PAGE }),
     graph: live ? null : runPath(id, "/graph"),
-    units: url(runPath(id, "/events"), { type: "unit.", after: 0, limit: 1000 }),
+    units: runPath(id, "/units"),
   };
 }
 
@@ -56,7 +56,10 @@ function start(target) {
   early.set(target, response);
 }
 
+export const EVENT_TYPES_URL = "/api/event-types";
+
 const state = parse();
+start(EVENT_TYPES_URL); // every view waits for it (eventtypes.js)
 if (state.run) {
   for (const target of Object.values(runRequests(state.run, state, state.tab === "live"))) {
     if (target) start(target);

@@ -11,14 +11,13 @@
 
 import { getJSON } from "./api.js";
 import { FIRST_PAGE, runPath } from "./boot.js";
+import { markerOf } from "./eventtypes.js";
 
 const BLOCK = FIRST_PAGE; // rows per request when jumping around (the first page is block 0)
 const MAX_INFLIGHT = 4;
 const MAX_CACHED = 60_000; // events kept; the farthest from view are dropped first
 const PAGE = 500;
 const PREFETCH = 150; // rows before the end at which the next page is asked for
-
-export const MARKER_TYPES = ["run.stopped", "run.resumed"];
 
 /** Does `event` pass the filter? A type ending in "." is a prefix ("task."). */
 export function matches(filter, event) {
@@ -257,7 +256,7 @@ export class SequentialEvents {
 
   /** A live event; true if it adds a row. */
   append(event) {
-    const isMarker = MARKER_TYPES.includes(event.type);
+    const isMarker = markerOf(event.type) !== null;
     if (matches(this.filter, event)) {
       // Until the pages reach the end, they will bring it.
       if (!this.done) return false;

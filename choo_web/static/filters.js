@@ -1,34 +1,13 @@
 // The timeline's filters: category chips, a type box (exact type, or a
 // prefix like "task."), a unit picker. They change the URL; the run view
-// follows the URL (see state.js).
+// follows the URL (see state.js). The types and their kinds (the chips) are
+// the daemon's catalogue (eventtypes.js).
 
 import { h, put } from "./dom.js";
+import { EVENT_TYPES, KINDS } from "./eventtypes.js";
 import { navigate } from "./state.js";
 
-const EVENT_TYPES = [
-  "orch.started",
-  "orch.completed",
-  "orch.failed",
-  "orch.dryrun.started",
-  "orch.dryrun.completed",
-  "unit.queued",
-  "unit.started",
-  "unit.completed",
-  "unit.failed",
-  "unit.blocked",
-  "task.started",
-  "task.claude.invoke",
-  "task.claude.done",
-  "task.backpressure",
-  "task.validation.ok",
-  "task.validation.fail",
-  "task.completed",
-  "task.retry",
-  "task.failed",
-  "run.stopped",
-  "run.resumed",
-];
-const CATEGORIES = ["orch.", "unit.", "task.", "run."];
+const CATEGORIES = KINDS.map((kind) => `${kind}.`);
 
 /** What the type box holds, as the API's filter: a bare category ("task") means its prefix. */
 function typeFilter(text) {

@@ -1,6 +1,7 @@
 // A run's header: id, status, its numbers, and its stop/resume markers.
 
 import { h, put } from "./dom.js";
+import { markerOf } from "./eventtypes.js";
 import { count, duration, localClock, localDateTime, millis } from "./format.js";
 import { link } from "./state.js";
 import { notRecordedTag, statusBadge } from "./widgets.js";
@@ -91,7 +92,7 @@ export class RunHeader {
   }
 
   markerChip(marker) {
-    const stopped = marker.type === "run.stopped";
+    const stopped = markerOf(marker.type) === "stop";
     return h(
       "button",
       {

@@ -2,16 +2,16 @@
 // the page loaded appears at once), the latest finished ones, and the
 // selected run in full, following its events.
 
-import { ApiError, eachEventPage, getJSON, openStream, url } from "./api.js";
+import { ApiError, getJSON, openStream, url } from "./api.js";
+import { runPath } from "./boot.js";
 import { h, put } from "./dom.js";
+import { UNIT_FINISHED, unitStatusOf } from "./eventtypes.js";
 import { basename, count, duration, localClock, millis } from "./format.js";
 import { RunView } from "./run.js";
 import { link, navigate } from "./state.js";
 import { message, notRecordedTag, statusBadge } from "./widgets.js";
 
 const RECENT = 6;
-const UNIT_END = { "unit.completed": "completed", "unit.failed": "failed", "unit.blocked": "blocked" };
-const UNIT_ANY = { ...UNIT_END, "unit.queued": "queued", "unit.started": "running" };
 
 class Card {
   constructor(run) {
@@ -32,18 +32,25 @@ class Card {
       run.last_seq = event.seq;
     }
     if (!this.last || event.seq >= this.last.seq) this.last = event;
-    const status = UNIT_ANY[event.type];
-    if (status && event.unit) {
-      const known = this.units.get(event.unit);
-      if (!known || known.seq < event.seq) this.units.set(event.unit, { status, seq: event.seq });
-    }
+    const status = unitStatusOf(event.type);
+    if (status && event.unit) this.setUnit(event.unit, status, event.seq);
+  }
+
+  setUnit(unit, status, seq) {
+    const known = this.units.get(unit);
+    if (!known || known.seq < seq) this.units.set(unit, { status, seq });
+  }
+
+  /** The server's unit outcomes (GET .../units), as of event `seq`. */
+  seed({ seq, units }) {
+    for (const outcome of units) this.setUnit(outcome.unit, outcome.status, seq);
   }
 
   counts() {
     const run = this.run;
     if (run.status !== "running")
       return { completed: run.completed_units, failed: run.failed_units, blocked: run.blocked_units };
-    const counts = { completed: 0, failed: 0, blocked: 0 };
+    const counts = Object.fromEntries(UNIT_FINISHED.map((s) => [s, 0]));
     for (const { status } of this.units.values()) if (status in counts) counts[status] += 1;
     return counts;
   }
@@ -176,9 +183,7 @@ export class LiveView {
 
   async loadUnits(card) {
     try {
-      await eachEventPage(card.run.id, { type: "unit." }, (events) => events.forEach((e) => card.apply(e)), {
-        maxPages: 20,
-      });
+      card.seed(await getJSON(runPath(card.run.id, "/units")));
     } catch {
       return;
     }

@@ -2,10 +2,11 @@
 // the event timeline with its filters. A running run follows its event
 // stream: new events reach the timeline, and the graph's colors follow.
 
-import { ApiError, eachEventPage, getJSON, openStream, url } from "./api.js";
+import { ApiError, getJSON, openStream, url } from "./api.js";
 import { runPath, runRequests } from "./boot.js";
 import { h, put } from "./dom.js";
-import { IndexedEvents, MARKER_TYPES, SequentialEvents } from "./events.js";
+import { GRAPH_TYPES, markerOf } from "./eventtypes.js";
+import { IndexedEvents, SequentialEvents } from "./events.js";
 import { count, plural } from "./format.js";
 import { FilterBar } from "./filters.js";
 import { GraphView } from "./graph.js";
@@ -259,19 +260,22 @@ export class RunView {
     this.showGraph(graph);
   }
 
-  /** orch.started carries the graph too: a fallback when none was stored (yet). */
+  /** The run's start event carries the graph too: a fallback when none was stored (yet). */
   async graphFromEvents() {
     try {
-      const page = await getJSON(
-        runPath(this.run.id, "/events"),
-        { type: "orch.started", limit: 1 },
-        { signal: this.controller.signal },
-      );
-      const payload = page.events[0] && page.events[0].payload;
-      return payload && payload.graph && payload.graph.nodes ? payload.graph : null;
+      for (const type of GRAPH_TYPES) {
+        const page = await getJSON(
+          runPath(this.run.id, "/events"),
+          { type, limit: 1 },
+          { signal: this.controller.signal },
+        );
+        const payload = page.events[0] && page.events[0].payload;
+        if (payload && payload.graph && payload.graph.nodes) return payload.graph;
+      }
     } catch {
-      return null;
+      // no fallback then
     }
+    return null;
   }
 
   showGraph(graph) {
@@ -288,16 +292,12 @@ export class RunView {
     this.syncControls();
   }
 
+  /** Each unit's status and progress, as the server folds them from the events so far. */
   async loadUnits() {
-    const apply = (events) => {
-      for (const event of events) this.units.apply(event);
-      this.scheduleGraph();
-    };
     try {
-      // Unit events are few; task completions can be many, so they come after.
-      const id = this.state.run;
-      await eachEventPage(id, { type: "unit." }, apply, { signal: this.controller.signal });
-      await eachEventPage(id, { type: "task.completed" }, apply, { signal: this.controller.signal });
+      const signal = this.controller.signal;
+      this.units.seed(await getJSON(runRequests(this.state.run).units, {}, { signal }));
+      this.scheduleGraph();
     } catch (error) {
       // An unknown run is reported by load(); anything else leaves the graph uncolored.
       if (error.name !== "AbortError" && error.status !== 404) console.warn("unit states:", error.message);
@@ -347,11 +347,12 @@ export class RunView {
     this.units.apply(event);
     this.scheduleGraph(); // the graph's colors and the header's counts
     if (!this.graph) this.retryGraph();
-    if (MARKER_TYPES.includes(event.type) && !(run.markers || []).some((m) => m.seq === event.seq)) {
+    const marker = markerOf(event.type);
+    if (marker && !(run.markers || []).some((m) => m.seq === event.seq)) {
       const reason =
         event.payload && typeof event.payload === "object" ? (event.payload.reason ?? null) : null;
       run.markers = [...(run.markers || []), { seq: event.seq, time: event.time, type: event.type, reason }];
-      if (event.type === "run.resumed") run.resume_count += 1;
+      if (marker === "resume") run.resume_count += 1;
       this.renderHead();
     }
     if (this.list.append(event)) {

@@ -6,6 +6,7 @@
 // heights), so the position maps onto the rows proportionally.
 
 import { h, put } from "./dom.js";
+import { kindOf, markerOf } from "./eventtypes.js";
 import { duration, localClock } from "./format.js";
 
 export const ROW_H = 28;
@@ -13,11 +14,6 @@ export const DETAIL_H = 220;
 const OVERSCAN = 10;
 const MAX_PX = 8_000_000;
 const SUMMARY_SKIP = new Set(["graph", "output_tail", "resume_id"]);
-
-export function category(type) {
-  const head = String(type).split(".")[0];
-  return ["orch", "unit", "task", "run"].includes(head) ? head : "other";
-}
 
 function outcome(type) {
   if (/(\.failed|\.fail|\.blocked|\.stopped)$/.test(type)) return "bad";
@@ -56,7 +52,7 @@ export function summary(event) {
 }
 
 function markerRow(event) {
-  const stopped = event.type === "run.stopped";
+  const stopped = markerOf(event.type) === "stop";
   const reason = event.payload && typeof event.payload === "object" ? event.payload.reason : null;
   return [
     h("span", { class: "ev-seq", text: `#${event.seq}` }),
@@ -240,11 +236,12 @@ export class Timeline {
       }
       return h("div", { class: "ev loading", role: "listitem", text: "Loading events…" });
     }
-    const isMarker = event.marker || event.type === "run.stopped" || event.type === "run.resumed";
-    const classes = ["ev", `cat-${category(event.type)}`];
+    const marker = markerOf(event.type);
+    const isMarker = event.marker || marker !== null;
+    const classes = ["ev", `cat-${kindOf(event.type)}`];
     const tone = outcome(event.type);
     if (tone) classes.push(`tone-${tone}`);
-    if (isMarker) classes.push("marker", event.type === "run.stopped" ? "marker-stop" : "marker-resume");
+    if (isMarker) classes.push("marker", marker === "stop" ? "marker-stop" : "marker-resume");
     const isOpen = event.seq === this.openSeq;
     if (isOpen) classes.push("open");
     const line = h("div", { class: "ev-line" }, isMarker ? markerRow(event) : eventCells(event));

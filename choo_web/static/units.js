@@ -1,22 +1,17 @@
-// Each unit's status and task progress, derived from a run's events.
+// Each unit's status and task progress in a run.
 //
-// The graph API gives the plan as it was when the run started; what
-// happened since is in the events: unit.queued/started/completed/failed/
-// blocked set a unit's status (the latest by seq wins, so pages may arrive
-// in any order), unit.started says how many of its tasks were already done
-// (tasks - pending) and each later task.completed adds one.
+// The server folds them from the run's events (GET .../units, where `seq`
+// says up to which event); what happens after that comes with the live
+// events, whose meaning the catalogue gives (eventtypes.js): an event that
+// sets a unit's status (the latest by seq wins, so events may arrive in any
+// order), a start that says how many of its tasks were already done
+// (tasks - pending), a task completed, which adds one.
 
-export const UNIT_STATUSES = ["pending", "queued", "running", "completed", "failed", "blocked", "stopped"];
+import { isTaskDone, UNIT_STATUSES, unitStatusOf } from "./eventtypes.js";
 
-const BY_TYPE = {
-  "unit.queued": "queued",
-  "unit.started": "running",
-  "unit.completed": "completed",
-  "unit.failed": "failed",
-  "unit.blocked": "blocked",
-};
+export { UNIT_STATUSES };
 
-export const isUnitEvent = (type) => type in BY_TYPE || type === "task.completed";
+export const isUnitEvent = (type) => unitStatusOf(type) !== null || isTaskDone(type);
 
 export class UnitStates {
   constructor(nodes = []) {
@@ -34,7 +29,7 @@ export class UnitStates {
         seq: 0,
         base: done,
         baseSeq: 0,
-        completed: new Map(),
+        doneTasks: new Map(), // task → seq of its latest completion
       };
       this.units.set(id, unit);
     }
@@ -50,19 +45,37 @@ export class UnitStates {
     }
   }
 
+  /** The server's outcomes (GET .../units): each unit as of event `seq`, unless already newer. */
+  seed({ seq, units }) {
+    for (const outcome of units) {
+      const unit = this.unit(outcome.unit);
+      if (seq > unit.seq) {
+        unit.status = outcome.status;
+        unit.seq = seq;
+      }
+      if (seq > unit.baseSeq) {
+        unit.tasks = outcome.tasks || unit.tasks;
+        unit.base = outcome.done;
+        unit.baseSeq = seq;
+      }
+    }
+  }
+
   /** Take one event into account; true if it changed anything. */
   apply(event) {
     if (!event.unit || !isUnitEvent(event.type)) return false;
     const unit = this.unit(event.unit);
     const payload = event.payload && typeof event.payload === "object" ? event.payload : {};
-    if (event.type === "task.completed") {
+    if (isTaskDone(event.type)) {
       if (event.task === null || event.task === undefined) return false;
-      const known = unit.completed.get(event.task) || 0;
+      const known = unit.doneTasks.get(event.task) || 0;
       if (event.seq <= known) return false;
-      unit.completed.set(event.task, event.seq);
+      unit.doneTasks.set(event.task, event.seq);
       return true;
     }
-    if (event.type === "unit.started" && event.seq > unit.baseSeq) {
+    const status = unitStatusOf(event.type);
+    const start = status === "running"; // a (re)start says how many tasks are left
+    if (start && event.seq > unit.baseSeq) {
       const tasks = Number(payload.tasks);
       const pending = Number(payload.pending);
       if (Number.isFinite(tasks)) unit.tasks = tasks;
@@ -71,8 +84,8 @@ export class UnitStates {
         unit.baseSeq = event.seq;
       }
     }
-    if (event.seq <= unit.seq) return event.type === "unit.started";
-    unit.status = BY_TYPE[event.type];
+    if (event.seq <= unit.seq) return start;
+    unit.status = status;
     unit.seq = event.seq;
     return true;
   }
@@ -86,7 +99,7 @@ export class UnitStates {
       status = "stopped";
     }
     let done = unit.base;
-    for (const seq of unit.completed.values()) if (seq > unit.baseSeq) done += 1;
+    for (const seq of unit.doneTasks.values()) if (seq > unit.baseSeq) done += 1;
     if (unit.status === "completed") done = Math.max(done, unit.tasks);
     return { status, done: Math.min(done, unit.tasks || done), tasks: unit.tasks };
   }

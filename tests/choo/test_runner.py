@@ -16,10 +16,9 @@ import trio
 from rich.console import Console
 
 from choo.config import load
-from choo.orchestrator.events import EVENT_TYPES
-from choo.orchestrator.recorder import ALLOWED
 from choo.runner import RunOutcome, RunRequest, execute
 from choo_daemon.daemon import Daemon
+from protocol.events import BY_NAME, EVENT_TYPES
 from protocol.home import Home
 from tests.choo.support import History, Repo, assert_contiguous, make_repo, plan_md, task_md
 
@@ -106,7 +105,7 @@ async def test_fail_resume_stop_resume_records_every_event_type_once(
         if event["type"] == "run.resumed":
             assert event["payload"]["reason"] == "resumed with `choo resume`"
             continue
-        assert set(event["payload"]) == ALLOWED[event["type"]], event
+        assert set(event["payload"]) == BY_NAME[event["type"]].payload, event
 
     # Each thing happens once per segment: no event is emitted twice.
     parts = segments(events)
