@@ -31,7 +31,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -44,6 +43,7 @@ import trio
 
 import protocol
 from protocol import Message
+from protocol.backoff import delay, delays
 from protocol.connection import Ack, ClientConnection, ClientEvent, Refused, Reply
 from protocol.home import Home
 
@@ -94,8 +94,7 @@ def busy_backoff(tries: int) -> float:
     A random time between half and all of min(0.1 × 2^(tries-1), 2) s, so that
     clients refused together do not all come back together.
     """
-    ceiling = min(BUSY_FIRST * 2 ** min(tries - 1, 32), BUSY_MAX)
-    return random.uniform(ceiling / 2, ceiling)
+    return delay(BUSY_FIRST, BUSY_MAX, tries, jitter=True)
 
 
 def _private_dir(path: Path) -> None:
@@ -444,7 +443,7 @@ class DaemonClient:
         A ``busy`` refusal means the daemon lives but has no free connection:
         wait ``busy_backoff`` and try again, without starting a daemon.
         """
-        pause = RECONNECT_FIRST
+        pauses = delays(RECONNECT_FIRST, RECONNECT_MAX)
         busy = 0
         while True:
             try:
@@ -469,6 +468,7 @@ class DaemonClient:
             ) as exc:
                 problem = exc
             busy = 0
+            pause = next(pauses)
             if deadline is not None and trio.current_time() + pause > deadline:
                 raise DaemonUnavailable(
                     f"no daemon answers on {self.home.socket} ({problem})"
@@ -485,7 +485,6 @@ class DaemonClient:
                         # more than once) takes nothing from the connection's time.
                         deadline += trio.current_time() - began
             await trio.sleep(pause)
-            pause = min(pause * 2, RECONNECT_MAX)
 
     async def _handshake(self, stream: trio.SocketStream) -> None:
         conn = ClientConnection(self.name, os.getpid())

@@ -24,6 +24,7 @@ from choo.client import DaemonBusy, DaemonError, DaemonUnavailable, open_daemon_
 from choo.config import Config
 from choo_daemon.homedir import HomeError, prepare_home
 from choo_daemon.pidfile import is_locked, read_pid
+from protocol.backoff import delays
 from protocol.home import Home
 
 MAX_RESPAWNS = 3
@@ -159,7 +160,7 @@ def start(
     seen: set[tuple[int, bool]] = set()  # (pid holding CHOO_HOME, socket answers)
     holder: int | None = None
     answers = False
-    pause = POLL_FIRST
+    pauses = delays(POLL_FIRST, POLL_MAX)
     while time.monotonic() < deadline:
         code = process.poll()
         status = query_status(home, timeout=1.0)
@@ -193,8 +194,7 @@ def start(
                 + _log_excerpt(home.log, log_offset)
             )
         # Back off a little: every poll is a connection the starting daemon serves.
-        time.sleep(pause)
-        pause = min(pause * 2, POLL_MAX)
+        time.sleep(next(pauses))
     stuck = (
         f"no daemon took {home.pidfile}"
         if holder is None
@@ -235,10 +235,9 @@ def wait_for_web(
     """The status of a daemon that answers, once it shows its web URL (the
     daemon opens its socket before its web server); as is after ``timeout``."""
     deadline = time.monotonic() + timeout
-    pause = POLL_FIRST
+    pauses = delays(POLL_FIRST, POLL_MAX)
     while not status.get("web") and time.monotonic() < deadline:
-        time.sleep(pause)
-        pause = min(pause * 2, POLL_MAX)
+        time.sleep(next(pauses))
         status = query_status(home) or status
     return status
 
