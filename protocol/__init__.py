@@ -1,4 +1,6 @@
-"""The choo wire protocol: frames, message types, validation, errors.
+"""The choo wire protocol: frames, message types, validation, errors, and
+both ends of a connection (``protocol.connection``) and backoff pauses
+(``protocol.backoff``).
 
 Sans-IO: nothing here touches a socket, a file or an event loop. See
 ``PROTOCOL.md`` beside this file for the normative description.
