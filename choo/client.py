@@ -1,5 +1,11 @@
 """DaemonClient: the orchestrator's side of the daemon's socket (trio).
 
+The protocol of one connection (hello and welcome, the version check, which
+frames the daemon may send, matching each reply to its request) lives in
+the sans-IO ``protocol.ClientConnection``; this module is the trio loop
+around it, and what outlives a connection: the journal, reconnects, the
+backoffs, the spool.
+
 Every frame that still needs an answer (an event until its ack, a request
 until its reply) stays in an ordered journal. After a broken connection the
 client reconnects (asking ``ensure_daemon`` to start a daemon again if it
@@ -25,7 +31,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -37,6 +42,8 @@ import trio
 
 import protocol
 from protocol import Message
+from protocol.backoff import delay, delays
+from protocol.connection import Ack, ClientConnection, ClientEvent, Refused, Reply
 from protocol.home import Home, new_spool_name
 
 log = logging.getLogger("choo.client")
@@ -86,8 +93,7 @@ def busy_backoff(tries: int) -> float:
     A random time between half and all of min(0.1 × 2^(tries-1), 2) s, so that
     clients refused together do not all come back together.
     """
-    ceiling = min(BUSY_FIRST * 2 ** min(tries - 1, 32), BUSY_MAX)
-    return random.uniform(ceiling / 2, ceiling)
+    return delay(BUSY_FIRST, BUSY_MAX, tries, jitter=True)
 
 
 def _private_dir(path: Path) -> None:
@@ -196,7 +202,7 @@ class DaemonClient:
         self._acked: dict[str, int] = {}
         self._ack_changed = trio.Event()
         self._fatal: DaemonRefused | None = None
-        self._decoder = protocol.FrameDecoder()
+        self._conn: ClientConnection | None = None  # the protocol state of the connection
 
     # -- public API ---------------------------------------------------------
 
@@ -397,6 +403,8 @@ class DaemonClient:
         reply = self._replies[req] = _Reply()
         frame = protocol.encode(message)
         self._journal[("", req)] = frame
+        if self._stream is not None and self._conn is not None:
+            self._conn.expect_reply(req)  # it goes out on this connection (_push)
         self._push(frame)
         return reply
 
@@ -433,7 +441,7 @@ class DaemonClient:
         A ``busy`` refusal means the daemon lives but has no free connection:
         wait ``busy_backoff`` and try again, without starting a daemon.
         """
-        pause = RECONNECT_FIRST
+        pauses = delays(RECONNECT_FIRST, RECONNECT_MAX)
         busy = 0
         while True:
             try:
@@ -458,6 +466,7 @@ class DaemonClient:
             ) as exc:
                 problem = exc
             busy = 0
+            pause = next(pauses)
             if deadline is not None and trio.current_time() + pause > deadline:
                 raise DaemonUnavailable(
                     f"no daemon answers on {self.home.socket} ({problem})"
@@ -474,52 +483,51 @@ class DaemonClient:
                         # more than once) takes nothing from the connection's time.
                         deadline += trio.current_time() - began
             await trio.sleep(pause)
-            pause = min(pause * 2, RECONNECT_MAX)
 
     async def _handshake(self, stream: trio.SocketStream) -> None:
-        hello = {
-            "t": "hello",
-            "v": protocol.PROTOCOL_VERSION,
-            "client": self.name,
-            "pid": os.getpid(),
-        }
+        conn = ClientConnection(self.name, os.getpid())
         try:
             with trio.fail_after(10):
                 # A daemon that refuses us (busy) may hang up before our hello
                 # is written; its error is still there to read.
                 hung_up: trio.BrokenResourceError | None = None
                 try:
-                    await stream.send_all(protocol.encode(hello))
+                    await stream.send_all(conn.data_to_send())
                 except trio.BrokenResourceError as exc:
                     hung_up = exc
-                decoder = protocol.FrameDecoder()
                 while True:
                     data = await stream.receive_some(READ_SIZE)
                     if not data:
                         raise hung_up or trio.BrokenResourceError(
                             "daemon closed during the handshake"
                         )
-                    messages = decoder.feed(data)
-                    if messages:
+                    events = conn.receive_data(data)
+                    if events:
                         break
         except BaseException:
             await stream.aclose()
             raise
-        first = messages[0]
-        if first["t"] == "error":
+        first = events[0]  # Welcome or Refused: the connection allows nothing else first
+        if isinstance(first, Refused):
             await stream.aclose()
-            raise DaemonRefused(first["code"], first["message"])
-        self.welcome = first
-        self._decoder = decoder
-        self._handle(messages[1:])
+            raise DaemonRefused(first.code, first.message)
+        self.welcome = conn.welcome
+        self._conn = conn
+        self._handle(events[1:])
 
     async def _serve_connection(self, stream: trio.SocketStream) -> BaseException | None:
         """Talk on ``stream`` until it breaks; returns what broke it."""
         self._stream = stream
         # Re-send everything still unanswered, in the order it was first sent,
         # behind the run.start of each open run (if not among it already).
-        starts = [f for req, f in self._starts.values() if ("", req) not in self._journal]
-        self._queue = [*starts, *self._journal.values()]
+        starts = [(req, f) for req, f in self._starts.values() if ("", req) not in self._journal]
+        assert self._conn is not None  # set by the handshake on this stream
+        for req, _ in starts:
+            self._conn.expect_reply(req)
+        for run, req in self._journal:
+            if run == "":
+                self._conn.expect_reply(req)
+        self._queue = [*(f for _, f in starts), *self._journal.values()]
         self._wake.set()
         lost: list[BaseException] = []
 
@@ -553,17 +561,17 @@ class DaemonClient:
             data = await stream.receive_some(READ_SIZE)
             if not data:
                 raise trio.BrokenResourceError("the daemon closed the connection")
-            self._handle(self._decoder.feed(data))
+            assert self._conn is not None
+            self._handle(self._conn.receive_data(data))
 
-    def _handle(self, messages: list[Message]) -> None:
-        for msg in messages:
-            kind = msg["t"]
-            if kind == "ack":
-                self._on_ack(msg["run"], msg["seq"])
-            elif kind in ("ok", "error") and msg.get("req") is not None:
-                self._on_reply(msg)
-            elif kind == "error":
-                self._fatal = DaemonRefused(msg["code"], msg["message"])
+    def _handle(self, events: list[ClientEvent]) -> None:
+        for event in events:
+            if isinstance(event, Ack):
+                self._on_ack(event.run, event.seq)
+            elif isinstance(event, Reply):
+                self._on_reply(event)
+            elif isinstance(event, Refused):
+                self._fatal = DaemonRefused(event.code, event.message)
                 log.error("the daemon refused this client: %s", self._fatal)
 
     def _on_ack(self, run: str, seq: int) -> None:
@@ -579,17 +587,16 @@ class DaemonClient:
         self._ack_changed.set()
         self._ack_changed = trio.Event()
 
-    def _on_reply(self, msg: Message) -> None:
-        req = msg["req"]
-        self._journal.pop(("", req), None)
-        reply = self._replies.pop(req, None)
-        if reply is None:
-            return
-        if msg["t"] == "error":
-            reply.error = DaemonError(msg["code"], msg["message"])
+    def _on_reply(self, reply: Reply) -> None:
+        self._journal.pop(("", reply.req), None)
+        waiting = self._replies.pop(reply.req, None)
+        if waiting is None:
+            return  # a reply to a re-sent run.start (_starts) carries no news
+        if reply.code is not None:
+            waiting.error = DaemonError(reply.code, reply.message)
         else:
-            reply.data = msg.get("data") or {}
-        reply.done.set()
+            waiting.data = reply.data or {}
+        waiting.done.set()
 
     def _release_waiters(self) -> None:
         for reply in self._replies.values():

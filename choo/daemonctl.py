@@ -22,6 +22,7 @@ import trio
 
 from choo.client import DaemonBusy, DaemonError, DaemonUnavailable, open_daemon_client
 from choo.config import Config
+from protocol.backoff import delays
 from protocol.home import Home, HomeError, is_locked, prepare_home, read_pid
 
 MAX_RESPAWNS = 3
@@ -157,7 +158,7 @@ def start(
     seen: set[tuple[int, bool]] = set()  # (pid holding CHOO_HOME, socket answers)
     holder: int | None = None
     answers = False
-    pause = POLL_FIRST
+    pauses = delays(POLL_FIRST, POLL_MAX)
     while time.monotonic() < deadline:
         code = process.poll()
         status = query_status(home, timeout=1.0)
@@ -191,8 +192,7 @@ def start(
                 + _log_excerpt(home.log, log_offset)
             )
         # Back off a little: every poll is a connection the starting daemon serves.
-        time.sleep(pause)
-        pause = min(pause * 2, POLL_MAX)
+        time.sleep(next(pauses))
     stuck = (
         f"no daemon took {home.pidfile}"
         if holder is None
@@ -233,10 +233,9 @@ def wait_for_web(
     """The status of a daemon that answers, once it shows its web URL (the
     daemon opens its socket before its web server); as is after ``timeout``."""
     deadline = time.monotonic() + timeout
-    pause = POLL_FIRST
+    pauses = delays(POLL_FIRST, POLL_MAX)
     while not status.get("web") and time.monotonic() < deadline:
-        time.sleep(pause)
-        pause = min(pause * 2, POLL_MAX)
+        time.sleep(next(pauses))
         status = query_status(home) or status
     return status
 

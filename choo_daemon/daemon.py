@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import importlib
 import logging
 import os
@@ -202,12 +203,14 @@ class Daemon:
         async with send, trio.open_nursery() as sessions:
             accept = trio.CancelScope()
             sessions.start_soon(self._stop_on_shutdown, accept)
-            async with listener:
-                with accept:
-                    while True:
-                        stream = await listener.accept()
-                        self._connections += 1
-                        self._admit(sessions, stream, send)
+            with accept:
+                # serve_listeners waits and tries again when accept fails for
+                # want of file descriptors or memory (EMFILE, ENFILE, ENOBUFS,
+                # ENOMEM), where a plain accept loop would end; it closes the
+                # listener when cancelled.
+                await trio.serve_listeners(
+                    functools.partial(self._admit, send), [listener], handler_nursery=sessions
+                )
             # No new client from here on; those connected get their acks.
             with contextlib.suppress(FileNotFoundError):
                 self.home.socket.unlink()
@@ -218,23 +221,19 @@ class Daemon:
         for session in list(self.sessions):
             session.stop_reading()
 
-    def _admit(
-        self,
-        sessions: trio.Nursery,
-        stream: trio.SocketStream,
-        send: trio.MemorySendChannel[Inbound],
+    async def _admit(
+        self, send: trio.MemorySendChannel[Inbound], stream: trio.SocketStream
     ) -> None:
+        """Serve one accepted connection (refused at once if it is not ours, or one too many)."""
+        self._connections += 1
         session = Session(stream, self, self._connections)
         uid = peer_uid(stream)
         if uid is not None and uid != os.getuid():
             session.fail("forbidden", f"peer uid {uid} is not the daemon's uid {os.getuid()}")
         elif len(self.sessions) >= MAX_CLIENTS:
             session.fail("busy", f"all {MAX_CLIENTS} connections are in use")
-        sessions.start_soon(self._run_session, session, send.clone())
-
-    async def _run_session(self, session: Session, send: trio.MemorySendChannel[Inbound]) -> None:
         self.sessions.add(session)
         try:
-            await session.serve(send)
+            await session.serve(send.clone())
         finally:
             self.sessions.discard(session)

@@ -1,10 +1,17 @@
-"""One client connection: handshake, decode frames, hand work to the writer.
+"""One client connection: the trio loop around a ``protocol.ServerConnection``.
 
-A session reads frames, turns events into store rows and passes them with
-the requests, in arrival order, to the single writer through the bounded
-channel (so a fast client is slowed down by the writer, never buffered
-without limit). The writer answers through ``send_nowait``: acks and
-replies go into an outbox that the session's sender task flushes.
+The protocol itself (handshake and version check, which messages a client
+may send, which errors are replies and which are fatal) lives in the
+sans-IO ``ServerConnection``. A session only moves bytes and acts: it reads
+from the socket and feeds the connection, keeps the clock (the handshake
+and half-frame timeouts), and passes the requests and events it is handed,
+in arrival order, to the single writer through the bounded channel (so a
+fast client is slowed down by the writer, never buffered without limit).
+Requests the daemon answers itself (``status``, ``shutdown``,
+``history.prune``), runs without history, and the take-over of a run
+another connection speaks for are decided here. The writer answers through
+``send_nowait``: acks and replies are queued on the connection, whose bytes
+the session's sender task writes.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import protocol
 from choo_daemon.dbproc import TAKE_OVER
 from choo_daemon.rows import EventRow, add_rows, may_hold_secrets
 from protocol import Message, ProtocolError
+from protocol.connection import HALF_FRAME_TIMEOUT, HANDSHAKE_TIMEOUT, ServerConnection, State
 from protocol.redact import redact
 
 if TYPE_CHECKING:
@@ -27,10 +35,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("choo.daemon")
 
-HANDSHAKE_TIMEOUT = 10.0
 # A peer that stops reading its acks for this long is dropped.
 SEND_TIMEOUT = 30.0
-HALF_FRAME_TIMEOUT = 30.0
 MAX_OUTBOX = 8 * 1024 * 1024
 READ_SIZE = 64 * 1024
 # A day count beyond this is no date at all (found by scripts/fuzz_daemon.py).
@@ -98,11 +104,13 @@ class Inbound:
 
 
 class Session:
+    """The loop around one ``ServerConnection``: socket bytes in, frames out, work to the writer."""
+
     def __init__(self, stream: trio.SocketStream, daemon: Daemon, number: int) -> None:
         self.stream = stream
         self.daemon = daemon
-        self.name = f"client#{number}"
-        self._outbox = bytearray()
+        self.conn = ServerConnection(daemon.version, lambda: daemon.web_url)
+        self._number = number
         self._wake = trio.Event()
         self._finished = False  # reader done and every item answered
         self._broken = False
@@ -113,23 +121,30 @@ class Session:
         self._runs: set[str] = set()  # unfinished runs this connection speaks for
         self._nursery: trio.Nursery | None = None
 
+    @property
+    def name(self) -> str:
+        """The client's name from its hello, for logs (a number before it)."""
+        return self.conn.peer or f"client#{self._number}"
+
     # -- called by the writer and the daemon (trio thread) -------------------
 
     def send_nowait(self, message: Message) -> None:
         """Queue a frame for the peer; drop the peer if it stopped reading."""
         if self._broken:
             return
-        self._outbox += protocol.encode(message)
+        self.conn.send(message)
         self._wake.set()
-        if len(self._outbox) > MAX_OUTBOX:
+        if self.conn.pending_output > MAX_OUTBOX:
             log.warning("%s: dropped, it stopped reading its acks", self.name)
-            self._outbox.clear()
+            self.conn.data_to_send()  # thrown away
             self.close()
 
     def fail(self, code: str, message: str) -> None:
         """Send a fatal error and close the connection after it."""
         log.warning("%s: %s: %s", self.name, code, message)
-        self.send_nowait({"t": "error", "code": code, "message": message})
+        if not self._broken:
+            self.conn.fail(code, message)
+            self._wake.set()
         self.close()
 
     def close(self) -> None:
@@ -172,9 +187,8 @@ class Session:
         while True:
             await self._wake.wait()
             self._wake = trio.Event()
-            if self._outbox:
-                data = bytes(self._outbox)
-                self._outbox.clear()
+            if self.conn.pending_output:
+                data = self.conn.data_to_send()
                 try:
                     with trio.fail_after(SEND_TIMEOUT):
                         await self.stream.send_all(data)
@@ -183,89 +197,53 @@ class Session:
                     self._drained.set()
                     self._reader_scope.cancel()
                     return
-            if self._finished and not self._outbox:
+            if self._finished and not self.conn.pending_output:
                 return
 
+    def _flush(self) -> None:
+        """Wake the sender for what the connection queued itself (welcome, errors)."""
+        if self.conn.pending_output:
+            self._wake.set()
+
     async def _read(self, send: trio.MemorySendChannel[Inbound]) -> None:
-        decoder = protocol.FrameDecoder(keep_event_bodies=True)
-        greeted = False
+        conn = self.conn
         hello_by = trio.current_time() + HANDSHAKE_TIMEOUT
         partial_by = float("inf")  # when an incomplete frame must be whole
         while True:
-            deadline = partial_by if greeted else hello_by
+            deadline = partial_by if conn.greeted else hello_by
             with trio.move_on_at(deadline) as waited:
                 try:
                     data = await self.stream.receive_some(READ_SIZE)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     return
             if waited.cancelled_caught:
-                self.fail(
-                    "timeout",
-                    f"no hello within {HANDSHAKE_TIMEOUT:g} s of connecting"
-                    if not greeted
-                    else f"a frame stayed incomplete for {HALF_FRAME_TIMEOUT:g} s",
-                )
-                return
-            if not data:
+                conn.time_out()
+            elif not data:
                 try:
-                    decoder.eof()
+                    conn.receive_data(b"")
                 except ProtocolError as exc:
                     log.info("%s: %s", self.name, exc.message)
                 return
-            feed = data
-            while True:
-                error: ProtocolError | None = None
-                try:
-                    messages = decoder.feed(feed)
-                except ProtocolError as exc:
-                    messages, error = exc.messages, exc
-                if messages and not greeted:
-                    greeted = True
-                    if not self._greet(messages.pop(0)):
+            else:
+                conn.receive_data(data)
+                while messages := conn.next_messages():
+                    self._flush()
+                    if not await self._handle(send, messages):
                         return
-                if not await self._handle(send, messages):
-                    return
-                if error is None:
-                    break
-                if error.req is None or not greeted:
-                    self.fail(error.code, error.message)
-                    return
-                # A request with a bad field is refused by a reply; the connection goes on.
-                self.send_nowait(
-                    {"t": "error", "req": error.req, "code": error.code, "message": error.message}
-                )
-                feed = b""
-            if not decoder.pending:
+            self._flush()
+            if conn.state is State.CLOSED:
+                if conn.failure is not None:
+                    failure = conn.failure
+                    log.warning("%s: %s: %s", self.name, failure.code, failure.message)
+                self.close()
+                return
+            if not conn.mid_frame:
                 partial_by = float("inf")
             elif partial_by == float("inf"):
                 partial_by = trio.current_time() + HALF_FRAME_TIMEOUT
 
-    def _greet(self, hello: Message) -> bool:
-        if hello["t"] != "hello":
-            self.fail("handshake_required", f'first frame must be "hello", got "{hello["t"]}"')
-            return False
-        if hello["v"] != protocol.PROTOCOL_VERSION:
-            self.fail(
-                "version_unsupported",
-                f"protocol version {hello['v']} is not supported; this daemon speaks "
-                f"version {protocol.PROTOCOL_VERSION}",
-            )
-            return False
-        self.name = f"{hello['client']}[{hello['pid']}]"
-        self.send_nowait(
-            {
-                "t": "welcome",
-                "v": protocol.PROTOCOL_VERSION,
-                "daemon": self.daemon.version,
-                "web": self.daemon.web_url,
-            }
-        )
-        return True
-
     async def _handle(self, send: trio.MemorySendChannel[Inbound], messages: list[Message]) -> bool:
-        """Route decoded messages; False once the connection must end."""
-        if not messages:
-            return True
+        """Route the connection's messages (requests and events); False once it must end."""
         inbound = Inbound(self)
         items = inbound.items
         events: Events | None = None
@@ -297,19 +275,6 @@ class Session:
                     self.daemon.orphans.claim(msg["run"], self)
                 continue
             events = None
-            if kind == "run.graph":
-                try:
-                    protocol.payload_json({k: msg[k] for k in ("nodes", "edges", "levels")})
-                except ProtocolError as exc:
-                    self.send_nowait(
-                        {
-                            "t": "error",
-                            "req": msg["req"],
-                            "code": exc.code,
-                            "message": exc.message.replace("payload", "graph"),
-                        }
-                    )
-                    continue
             if kind == "run.resume" and (busy_with := self._resumed_elsewhere(msg)):
                 self.send_nowait(busy_with)
                 continue
@@ -323,12 +288,8 @@ class Session:
                 else:
                     self._runs.add(msg["run"])
                     self.daemon.orphans.claim(msg["run"], self)
-            elif kind in self._local:
-                self._local[kind](self, msg)
             else:
-                self.fail("unknown_type", f'"{kind}" is not something a client may send')
-                ok = False
-                break
+                self._local[kind](self, msg)
         if items:
             self._pending += 1
             self._drained = trio.Event()

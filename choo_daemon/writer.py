@@ -31,6 +31,7 @@ from choo_daemon.rows import EventRow
 from choo_daemon.session import Events, Inbound, Sender, Work
 from choo_daemon.store import StoreError
 from protocol import Message
+from protocol.backoff import delays
 
 log = logging.getLogger("choo.daemon")
 
@@ -191,7 +192,7 @@ class Writer:
     async def _outcome_of(self, db: DbProcess, flight: _Flight) -> tuple[Outcome, bool]:
         """The batch's outcome, and whether it had to be sent again."""
         assert flight.pending is not None
-        pending, pause, again = flight.pending, RETRY_FIRST, False
+        pending, pauses, again = flight.pending, delays(RETRY_FIRST, RETRY_MAX), False
         while True:
             try:
                 applied = await db.result(pending)
@@ -225,9 +226,8 @@ class Writer:
                         self.failing,
                     )
                     return Outcome(), again
-                with trio.move_on_after(pause):
+                with trio.move_on_after(next(pauses)):
                     await self._stopping.wait()  # then one last try
-                pause = min(pause * 2, RETRY_MAX)
             again = True
             pending = await db.submit("apply", flight.ops, True)
 

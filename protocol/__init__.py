@@ -1,4 +1,6 @@
-"""The choo wire protocol: frames, message types, validation, errors.
+"""The choo wire protocol: frames, message types, validation, errors, and
+both ends of a connection (``protocol.connection``) and backoff pauses
+(``protocol.backoff``).
 
 Sans-IO: nothing here touches a socket, a file or an event loop, except
 ``home.py``: the on-disk contract in CHOO_HOME (layout, folder checks, pid

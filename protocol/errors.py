@@ -9,7 +9,9 @@
         ├── NotMsgpack            the body is not one msgpack value (code not_msgpack)
         ├── NotAMap               the value is not a map            (code not_a_map)
         ├── UnknownType           "t" is missing or unknown         (code unknown_type)
-        └── BadField              a field is missing or ill-typed   (code bad_field)
+        ├── BadField              a field is missing or ill-typed   (code bad_field)
+        ├── HandshakeRequired     the first frame was not the greeting (code handshake_required)
+        └── VersionUnsupported    the peer speaks another version   (code version_unsupported)
 
     Refusal                       a request understood, answered "no" (code varies;
                                   kind not_found, bad_request, unavailable or failed)
@@ -72,6 +74,14 @@ class UnknownType(MessageError):
 
 class BadField(MessageError):
     code = "bad_field"
+
+
+class HandshakeRequired(MessageError):
+    code = "handshake_required"
+
+
+class VersionUnsupported(MessageError):
+    code = "version_unsupported"
 
 
 # A refusal's kind: how the asker should take it.
