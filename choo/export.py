@@ -27,9 +27,10 @@ import trio
 
 from choo.api import HistoryAPI, HistoryError
 from choo.client import DaemonError
-from choo.history import RUN_ID, RUN_STATUSES, get_graph, get_run, iter_events, open_daemon
+from choo.history import get_graph, get_run, iter_events, open_daemon
 from choo.term import plural
 from protocol.home import Home
+from protocol.messages import RUN_ID, RUN_STATUSES
 
 EXPORT_FORMAT: Final = 1
 RUN_FIELDS: Final = (

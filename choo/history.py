@@ -14,7 +14,6 @@ Exports and imports are in ``choo.export``.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
@@ -28,12 +27,11 @@ import trio
 from choo.api import HistoryAPI, HistoryError, HistoryUnavailable
 from choo.client import DaemonClient, DaemonError, DaemonUnavailable, open_daemon_client
 from protocol.home import Home
+from protocol.messages import RUN_ID, RUN_STATUSES
 
-RUN_STATUSES: Final = ("running", "completed", "failed", "stopped")
 API_RUNS_PAGE, API_EVENTS_PAGE = 500, 1000
 FOLLOW_READ_TIMEOUT = 60.0  # the daemon sends a heartbeat every 15 s
 FOLLOW_RETRIES = 5
-RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 def check_run_id(run_id: str) -> str:

@@ -26,6 +26,7 @@ from choo.config import load as load_config
 from choo.runner import repo_root_of
 from choo.term import make_console, plural
 from protocol.home import Home
+from protocol.messages import RUN_STATUSES
 
 history_app = typer.Typer(
     help="Read the history of runs from the terminal (the daemon must be running).",
@@ -96,8 +97,8 @@ def list_cmd(
     """List runs, newest first: by default those of the current repository."""
     if repo is not None and all_repos:
         raise _fail("give --repo PATH or --all, not both", 2)
-    if status is not None and status not in history.RUN_STATUSES:
-        raise _fail(f"--status {status}: must be one of {', '.join(history.RUN_STATUSES)}", 2)
+    if status is not None and status not in RUN_STATUSES:
+        raise _fail(f"--status {status}: must be one of {', '.join(RUN_STATUSES)}", 2)
     repo_path = None if all_repos else str(repo_root_of(repo or Path.cwd()))
     with _api() as api:
         found = history.list_runs(api, repo=repo_path, status=status, limit=limit)

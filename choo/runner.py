@@ -33,7 +33,7 @@ from choo.client import (
 from choo.config import Config
 from choo.orchestrator.console import ConsoleReporter
 from choo.orchestrator.discovery import Plan, PlanInvalid, discover
-from choo.orchestrator.events import EventBus, utc_now
+from choo.orchestrator.events import EventBus
 from choo.orchestrator.graph import Graph, build_graph
 from choo.orchestrator.providers import Provider, make_provider
 from choo.orchestrator.recorder import HistoryRecorder
@@ -41,6 +41,7 @@ from choo.orchestrator.scheduler import Tally, schedule
 from choo.orchestrator.worker import Worker, WorkerSettings
 from choo.term import plural
 from protocol.home import Home
+from protocol.times import utc_now
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}

@@ -29,8 +29,10 @@ from protocol.frames import (
     unpack_body,
 )
 from protocol.messages import (
+    FINAL_STATUSES,
     PROTOCOL_VERSION,
     REQUESTS,
+    RUN_ID,
     RUN_STATUSES,
     SCHEMAS,
     Message,
@@ -40,10 +42,12 @@ from protocol.messages import (
 
 __all__ = [
     "BODY",
+    "FINAL_STATUSES",
     "MAX_EVENT_ITEM",
     "MAX_FRAME",
     "PROTOCOL_VERSION",
     "REQUESTS",
+    "RUN_ID",
     "RUN_STATUSES",
     "SCHEMAS",
     "BadField",

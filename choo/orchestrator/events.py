@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Final
+
+from protocol.times import utc_now
 
 # The history's contract: these strings are stored and shown as they are.
 EVENT_TYPES: Final = (
@@ -35,11 +36,6 @@ EVENT_TYPES: Final = (
     "run.stopped",
     "run.resumed",
 )
-
-
-def utc_now() -> str:
-    """UTC ISO 8601 with milliseconds and a Z, the history's time format."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)

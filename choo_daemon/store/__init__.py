@@ -48,11 +48,8 @@ from choo_daemon.store.schema import (
     open_write_connection,
     schema_version,
 )
-from choo_daemon.store.times import iso_utc, utc_now
 from choo_daemon.store.writes import (
-    FINAL_STATUSES,
     RUN_RESUMED,
-    RUN_STATUSES,
     RUN_STOPPED,
     EventRow,
     append_events,
@@ -68,6 +65,8 @@ from choo_daemon.store.writes import (
     running_runs,
     store_graph,
 )
+from protocol.messages import FINAL_STATUSES, RUN_STATUSES
+from protocol.times import iso_utc, utc_now
 
 __all__ = [
     "FINAL_STATUSES",

@@ -31,8 +31,9 @@ from choo_daemon.store.records import (
     RunPage,
     RunSummary,
 )
-from choo_daemon.store.times import parse_iso_utc
-from choo_daemon.store.writes import RUN_RESUMED, RUN_STATUSES, RUN_STOPPED
+from choo_daemon.store.writes import RUN_RESUMED, RUN_STOPPED
+from protocol.messages import RUN_STATUSES
+from protocol.times import parse_iso_utc
 
 MAX_RUNS_PAGE: Final = 500
 MAX_EVENTS_PAGE: Final = 1000

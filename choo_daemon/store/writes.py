@@ -16,13 +16,12 @@ from typing import Any, Final
 import apsw
 
 from choo_daemon.store.errors import BadParameter, RunExists, UnknownRun
-from choo_daemon.store.times import is_iso_utc
+from protocol.messages import FINAL_STATUSES
+from protocol.times import is_iso_utc
 
 # (run_id, seq, time, type, unit, task, pr, payload JSON text or None, error)
 EventRow = tuple[str, int, str, str, str | None, int | None, int | None, str | None, str | None]
 
-RUN_STATUSES: Final = ("running", "completed", "failed", "stopped")
-FINAL_STATUSES: Final = ("completed", "failed", "stopped")
 RUN_STOPPED: Final = "run.stopped"
 RUN_RESUMED: Final = "run.resumed"
 

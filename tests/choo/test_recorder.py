@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from choo.client import open_daemon_client
-from choo.orchestrator.events import EVENT_TYPES, Event, EventBus, utc_now
+from choo.orchestrator.events import EVENT_TYPES, Event, EventBus
+from protocol.times import utc_now
 from choo.orchestrator.recorder import ALLOWED, HistoryRecorder, allowed_payload
 from choo_daemon.daemon import Daemon
 from protocol.home import Home
