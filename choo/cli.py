@@ -28,7 +28,7 @@ from choo.orchestrator.discovery import PlanInvalid, discover
 from choo.orchestrator.graph import build_graph
 from choo.orchestrator.status import plan_status, status_table
 from choo.runner import RunError, RunRequest, execute, repo_root_of
-from choo.term import make_console, plural
+from choo.term import duration, make_console, plural, size, warn
 from choo_daemon.homedir import HomeError, check_home, prepare_home
 from choo_daemon.spool import spool_status
 from protocol.home import Home
@@ -137,10 +137,10 @@ def daemon_start(
     verb = "already running" if result.already_running else "started"
     out.print(f"[green]●[/] daemon {verb}: pid {s['pid']}, web UI {s['web']}")
     if s.get("set_aside") and not result.already_running:
-        err.print(
-            f"[yellow]warning:[/] {s['database']} was not a valid SQLite database: it was "
-            f"moved to {s['set_aside']} (with its -wal and -shm, if any); a new history starts",
-            soft_wrap=True,
+        warn(
+            err,
+            f"{s['database']} was not a valid SQLite database: it was moved to "
+            f"{s['set_aside']} (with its -wal and -shm, if any); a new history starts",
         )
 
 
@@ -234,10 +234,10 @@ def _status_table(s: dict[str, Any]) -> Table:
     rows = [
         ("pid", str(s["pid"])),
         ("version", s["version"]),
-        ("uptime", _duration(s["uptime_s"])),
+        ("uptime", duration(int(s["uptime_s"]))),
         ("web UI", s["web"] or "-"),
         ("socket", s["socket"]),
-        ("database", f"{s['database']} ({_size(s['database_bytes'])})"),
+        ("database", f"{s['database']} ({size(s['database_bytes'])})"),
         ("clients", str(s["clients"])),
         ("runs stored", f"{s['runs_stored']:,}"),
         ("events stored", f"{s['events_stored']:,}"),
@@ -247,7 +247,7 @@ def _status_table(s: dict[str, Any]) -> Table:
         rows.append(
             (
                 "[yellow]spool[/]",
-                f"{plural(spool['files'], 'file')} pending import ({_size(spool['bytes'])})",
+                f"{plural(spool['files'], 'file')} pending import ({size(spool['bytes'])})",
             )
         )
     if s.get("write_error"):
@@ -255,22 +255,6 @@ def _status_table(s: dict[str, Any]) -> Table:
     for key, value in rows:
         table.add_row(key, value)
     return table
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s" if m else f"{s}s"
-
-
-def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 @daemon_app.command("logs")
@@ -319,8 +303,7 @@ def _load_config(repo_root: Path | None, flags: dict[str, Any]) -> Config:
         config = load_config(repo_root).apply_flags(flags)
     except ConfigError as exc:
         raise _fail(f"configuration: {exc}", 2) from None
-    for warning in config.warnings:
-        err.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+    warn(err, *config.warnings)
     return config
 
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -27,7 +27,7 @@ import trio
 from choo.api import HistoryAPI, HistoryError, HistoryUnavailable
 from choo.client import DaemonClient, DaemonError, DaemonUnavailable, open_daemon_client
 from protocol.home import Home
-from protocol.messages import RUN_ID, RUN_STATUSES
+from protocol.messages import RUN_ID
 
 API_RUNS_PAGE, API_EVENTS_PAGE = 500, 1000
 FOLLOW_READ_TIMEOUT = 60.0  # the daemon sends a heartbeat every 15 s

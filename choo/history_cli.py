@@ -24,7 +24,7 @@ from choo.api import HistoryAPI, HistoryError, HistoryUnavailable
 from choo.config import ConfigError
 from choo.config import load as load_config
 from choo.runner import repo_root_of
-from choo.term import make_console, plural
+from choo.term import duration_ms, make_console, plural, warn
 from protocol.home import Home
 from protocol.messages import RUN_STATUSES
 
@@ -181,21 +181,8 @@ def _local(iso: str | None, *, millis: bool = False) -> str:
     return text + f".{moment.microsecond // 1000:03d}" if millis else text
 
 
-def _ms(ms: int | float | None) -> str:
-    if ms is None:
-        return "-"
-    if ms < 1000:
-        return f"{int(ms)} ms"
-    seconds = int(ms // 1000)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    if h:
-        return f"{h}h {m:02d}m {s:02d}s"
-    return f"{m}m {s:02d}s" if m else f"{ms / 1000:.1f} s"
-
-
 def _run_duration(run: dict[str, Any]) -> str:
-    return "running" if run["status"] == "running" else _ms(run["duration_ms"])
+    return "running" if run["status"] == "running" else duration_ms(run["duration_ms"])
 
 
 # -- show --------------------------------------------------------------------------
@@ -276,7 +263,7 @@ def _units_table(units: list[dict[str, Any]]) -> Table:
             f"{u['done']}/{u['tasks']}",
             str(u["starts"]),
             _local(u["started_at"]),
-            _ms(u["duration_ms"]),
+            duration_ms(u["duration_ms"]),
             note,
         )
     return table
@@ -493,8 +480,7 @@ def prune_cmd(
 
 def _retention_days() -> int:
     config = load_config(repo_root_of(Path.cwd()))
-    for warning in config.warnings:
-        err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+    warn(err, *config.warnings)
     days = int(config["history.retention_days"])
     if days < 1:
         source = config.sources["history.retention_days"]

@@ -22,7 +22,7 @@ from typing import Any
 import trio
 from rich.console import Console
 
-from choo import daemonctl
+from choo import daemonctl, term
 from choo.client import (
     DaemonClient,
     DaemonError,
@@ -236,10 +236,10 @@ def _check_port(console: Console, wanted: int | None, web_url: str | None) -> No
     """Say so when --port asks for a port the running daemon does not serve."""
     served = daemonctl.port_conflict({"web": web_url}, wanted)
     if served is not None:
-        console.print(
-            f"[yellow]warning:[/] --port {wanted} ignored: the daemon already runs with its "
-            f"web UI on port {served}; to move it: `choo daemon restart --port {wanted}`",
-            soft_wrap=True,
+        term.warn(
+            console,
+            f"--port {wanted} ignored: the daemon already runs with its web UI on port "
+            f"{served}; to move it: `choo daemon restart --port {wanted}`",
         )
 
 
@@ -259,7 +259,7 @@ async def _history(
         return
 
     def warn(message: str) -> None:
-        console.print(f"[yellow]warning:[/] {message}")
+        term.warn(console, message)
 
     async def restart_daemon() -> None:
         if request.config["daemon.auto_start"]:

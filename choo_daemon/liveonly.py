@@ -32,10 +32,10 @@ from choo_daemon.hub import LiveHub
 from choo_daemon.reader import Reader
 from choo_daemon.rows import EventRow, add_rows, may_hold_secrets
 from choo_daemon.session import Sender
-from protocol.times import is_iso_utc, parse_iso_utc
 from choo_web.errors import NotFound, from_code
 from protocol import Message, ProtocolError, payload_json
 from protocol.redact import redact
+from protocol.times import is_iso_utc, parse_iso_utc
 
 log = logging.getLogger("choo.daemon")
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from choo.client import open_daemon_client
 from choo.orchestrator.events import EVENT_TYPES, Event, EventBus
-from protocol.times import utc_now
 from choo.orchestrator.recorder import ALLOWED, HistoryRecorder, allowed_payload
 from choo_daemon.daemon import Daemon
 from protocol.home import Home
+from protocol.times import utc_now
 from tests.choo.support import History
 
 RUN = "run_20260120_143052_a1b2"

@@ -402,7 +402,7 @@ def test_run_complete_with_a_final_status_is_accepted(status: str) -> None:
 
 
 def test_a_stored_run_is_running_or_has_a_final_status() -> None:
-    assert RUN_STATUSES == ("running", *FINAL_STATUSES)
+    assert ("running", *FINAL_STATUSES) == RUN_STATUSES
 
 
 # -- random maps ---------------------------------------------------------------------
