@@ -11,14 +11,15 @@ from typing import Any
 import httpx
 
 from choo import daemonctl
+from choo.errors import ChooError
 from protocol.home import Home
 
 
-class HistoryUnavailable(Exception):
+class HistoryUnavailable(ChooError):
     """No daemon runs, so history cannot be read; the message says how to start it."""
 
 
-class HistoryError(Exception):
+class HistoryError(ChooError):
     """The API answered with an error (unknown run, bad parameter)."""
 
     def __init__(self, status: int, code: str, message: str) -> None:

@@ -37,6 +37,7 @@ from typing import Any
 import trio
 
 import protocol
+from choo.errors import ChooError
 from protocol import Message
 from protocol.home import Home
 
@@ -48,7 +49,7 @@ BUSY_FIRST, BUSY_MAX = 0.1, 2.0
 READ_SIZE = 256 * 1024
 
 
-class DaemonError(Exception):
+class DaemonError(ChooError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
@@ -59,7 +60,7 @@ class DaemonRefused(DaemonError):
     """The daemon closed the connection with a fatal error; retrying won't help."""
 
 
-class DaemonUnavailable(Exception):
+class DaemonUnavailable(ChooError):
     """No daemon answered on the socket."""
 
 
@@ -71,7 +72,7 @@ class DaemonBusy(DaemonUnavailable):
         self.message = message  # the daemon's own words, e.g. "all 256 connections are in use"
 
 
-class SpoolFailed(Exception):
+class SpoolFailed(ChooError):
     """Events that could not be written to the spool; they are lost with this process."""
 
     def __init__(self, folder: Path, events: int, reason: str) -> None:

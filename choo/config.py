@@ -21,10 +21,12 @@ from typing import Any
 import platformdirs
 import yaml
 
+from choo.errors import ChooError
+
 PROVIDERS = ("claude", "codex", "command")
 
 
-class ConfigError(Exception):
+class ConfigError(ChooError):
     """A configuration value that cannot be used; nothing should start."""
 
 

@@ -27,6 +27,7 @@ import trio
 
 from choo.api import HistoryAPI, HistoryError
 from choo.client import DaemonError
+from choo.errors import ChooError
 from choo.history import get_graph, get_run, iter_events, open_daemon
 from choo.term import plural
 from protocol.home import Home
@@ -55,11 +56,11 @@ EVENT_FIELDS: Final = ("seq", "time", "type", "unit", "task", "pr", "payload", "
 IMPORT_WINDOW = 2000  # events in flight during an import: bounds the client's journal
 
 
-class ExportFileError(Exception):
+class ExportFileError(ChooError):
     """A file that is not a choo export; the message names the file and line."""
 
 
-class RunConflict(Exception):
+class RunConflict(ChooError):
     """The run ID of an import is in the history already, with other content."""
 
 

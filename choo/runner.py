@@ -31,6 +31,7 @@ from choo.client import (
     open_daemon_client,
 )
 from choo.config import Config
+from choo.errors import ChooError
 from choo.orchestrator.console import ConsoleReporter
 from choo.orchestrator.discovery import Plan, PlanInvalid, discover
 from choo.orchestrator.events import EventBus
@@ -49,7 +50,7 @@ COMPLETE_TIMEOUT = 15.0
 START_ATTEMPTS = 5  # run IDs tried when another run holds the one picked
 
 
-class RunError(Exception):
+class RunError(ChooError):
     """The run cannot start; the message says why and what to do."""
 
     def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
