@@ -35,7 +35,7 @@ _BOM = "\ufeff"
 _DELIMITER = re.compile(r"---[ \t]*(?:\r\n|\n|\Z)")
 
 
-class FrontmatterError(ChooError):
+class FrontmatterError(ChooError, ValueError):
     """The frontmatter cannot be used; ``line`` is the 1-based file line, if known."""
 
     def __init__(self, message: str, *, line: int | None = None) -> None:
