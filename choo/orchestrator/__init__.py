@@ -7,7 +7,7 @@
 Errors (each a ``choo.errors.ChooError``)::
 
     PlanInvalid               a tasks directory cannot be run; ``problems`` lists every reason
-    FrontmatterError          a task file's frontmatter cannot be used
+    FrontmatterError          (ValueError) a task file's frontmatter cannot be used
     ├── UnclosedFrontmatter
     ├── InvalidYaml
     └── NotAMapping
