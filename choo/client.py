@@ -623,6 +623,7 @@ async def open_daemon_client(
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # Only the caller's block can fail here: hand its exception back as is.
+        # (Not except*: whatever an except* clause raises comes out in a group.)
         if len(group.exceptions) == 1:
             raise group.exceptions[0] from None
         raise
