@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import orjson
 
 from choo import daemonctl
 from choo.errors import ChooError
@@ -26,6 +27,15 @@ class HistoryError(ChooError):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+def api_error(response: httpx.Response) -> HistoryError:
+    """The HistoryError an error response stands for (its JSON, or its first bytes)."""
+    try:
+        error = orjson.loads(response.content)["error"]
+        return HistoryError(response.status_code, error["code"], error["message"])
+    except (ValueError, KeyError, TypeError):
+        return HistoryError(response.status_code, "http_error", response.text[:200])
 
 
 class HistoryAPI:
@@ -60,14 +70,8 @@ class HistoryAPI:
                 f"the daemon's web API at {self.base_url} failed: {exc}"
             ) from None
         if response.status_code >= 400:
-            try:
-                err = response.json()["error"]
-                raise HistoryError(response.status_code, err["code"], err["message"])
-            except (ValueError, KeyError, TypeError):
-                raise HistoryError(
-                    response.status_code, "http_error", response.text[:200]
-                ) from None
-        return response.json()
+            raise api_error(response)
+        return orjson.loads(response.content)
 
     def list_runs(self, **params: Any) -> dict[str, Any]:
         result: dict[str, Any] = self.get("/api/history/runs", **params)

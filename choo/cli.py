@@ -4,7 +4,6 @@ library function, and formats the result (``--json`` where scripts want it)."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -28,7 +27,7 @@ from choo.orchestrator.discovery import PlanInvalid, discover
 from choo.orchestrator.graph import build_graph
 from choo.orchestrator.status import plan_status, status_table
 from choo.runner import RunError, RunRequest, execute, repo_root_of
-from choo.term import duration, make_console, plural, size, warn
+from choo.term import duration, make_console, plural, print_json, size, to_json, warn
 from choo_daemon.homedir import HomeError, check_home, prepare_home
 from choo_daemon.spool import spool_status
 from protocol.home import Home
@@ -197,7 +196,7 @@ def daemon_status(
     status = probe.status
     if status is None:
         if as_json:
-            print(json.dumps({"running": False, "home": str(home.root)}))
+            print(to_json({"running": False, "home": str(home.root)}))
         else:
             out.print(f"[red]●[/] no daemon is running for {home.root}")
             waiting = spool_status(home.spool)["files"]
@@ -209,7 +208,7 @@ def daemon_status(
             out.print("  start one with: [bold]choo daemon start[/]")
         raise typer.Exit(1)
     if as_json:
-        print(json.dumps({"running": True, **status}, indent=2))
+        print_json({"running": True, **status})
         return
     out.print(_status_table(status))
 
@@ -218,7 +217,7 @@ def _print_busy(home: Home, probe: daemonctl.Probe, as_json: bool) -> None:
     """A daemon that runs but has no connection free to answer us."""
     if as_json:
         shown = {"running": True, "busy": True, "pid": probe.pid, "home": str(home.root)}
-        print(json.dumps({**shown, "socket": str(home.socket), "message": probe.busy}))
+        print(to_json({**shown, "socket": str(home.socket), "message": probe.busy}))
         return
     pid = f"pid {probe.pid}" if probe.pid is not None else "pid unknown"
     out.print(f"[yellow]●[/] choo daemon running ({pid}) but busy: {escape(probe.busy or '')}")
@@ -490,7 +489,7 @@ def status_cmd(
         raise _fail(f"the plan in {tasks_dir} has problems:\n{exc}", 2) from None
     graph = build_graph(plan)
     if as_json:
-        print(json.dumps(plan_status(plan, graph), indent=2))
+        print_json(plan_status(plan, graph))
         return
     out.print(status_table(plan, graph))
 
@@ -506,7 +505,7 @@ def config_show(
     config = _load_config(repo_root_of(Path.cwd()), {})
     if as_json:
         files = [{"path": str(path), "found": found} for path, found in config.files]
-        print(json.dumps({"files": files, "keys": config.explain()}, indent=2))
+        print_json({"files": files, "keys": config.explain()})
         return
     out.print(_config_table(config))
     for path, found in config.files:
@@ -521,7 +520,7 @@ def _config_table(config: Config) -> Table:
         table.add_column(name)
     for row in config.explain():
         value = row["value"]
-        shown = "-" if value is None else json.dumps(value) if not isinstance(value, str) else value
+        shown = "-" if value is None else to_json(value) if not isinstance(value, str) else value
         source = row["source"]
         table.add_row(
             row["key"],

@@ -6,7 +6,6 @@ formats what it returns: a rich table for people, ``--json`` for scripts.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +23,7 @@ from choo.api import HistoryAPI, HistoryError, HistoryUnavailable
 from choo.config import ConfigError
 from choo.config import load as load_config
 from choo.runner import repo_root_of
-from choo.term import duration_ms, make_console, plural, warn
+from choo.term import duration_ms, make_console, plural, print_json, to_json, warn
 from protocol.home import Home
 from protocol.messages import RUN_STATUSES
 
@@ -72,10 +71,6 @@ def _api() -> Iterator[HistoryAPI]:
         yield api
 
 
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, ensure_ascii=False))
-
-
 # -- list --------------------------------------------------------------------------
 
 
@@ -103,7 +98,7 @@ def list_cmd(
     with _api() as api:
         found = history.list_runs(api, repo=repo_path, status=status, limit=limit)
     if as_json:
-        _print_json(found.to_dict())
+        print_json(found.to_dict())
         return
     if not found.runs:
         where = f" of {found.repo}" if found.repo else ""
@@ -195,7 +190,7 @@ def show_cmd(run_id: RunIdArg, as_json: JsonOption = False) -> None:
         report = history.run_report(api, run_id)
         web = api.base_url
     if as_json:
-        _print_json(report)
+        print_json(report)
         return
     run = report["run"]
     out.print(_summary(run))
@@ -301,7 +296,7 @@ def events_cmd(
             for event in events:
                 count += 1
                 if as_json:
-                    sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
+                    sys.stdout.write(to_json(event) + "\n")
                     if follow:
                         sys.stdout.flush()
                 else:
@@ -350,12 +345,12 @@ def _event_line(event: dict[str, Any]) -> Text:
 
 def _payload_summary(payload: Any) -> str:
     if not isinstance(payload, dict):
-        return "" if payload is None else _clip(json.dumps(payload), 160)
+        return "" if payload is None else _clip(to_json(payload), 160)
     parts = []
     for key, value in payload.items():
         if key == "resume_id":
             continue  # the resume request's retry token, no use to a reader
-        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        shown = value if isinstance(value, str) else to_json(value)
         parts.append(f"{key}={_clip(shown.replace(chr(10), ' '), 60)}")
     return _clip(" ".join(parts), 200)
 
@@ -421,7 +416,7 @@ def import_cmd(
     with _reading():
         result = export.import_export(Home.from_env(), file)
     if as_json:
-        _print_json(result.to_dict())
+        print_json(result.to_dict())
         return
     run = result.run
     if result.already:
@@ -465,7 +460,7 @@ def prune_cmd(
         days = older_than or _retention_days()
         result = history.prune(Home.from_env(), older_than_days=days, dry_run=dry_run)
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     runs = result["runs"]
     verb = "would delete" if dry_run else "deleted"

@@ -1,4 +1,5 @@
-"""The consoles the CLI prints to, and how counts, durations, sizes and warnings read there.
+"""The consoles the CLI prints to, how counts, durations, sizes and warnings read there,
+and ``--json`` output.
 
 On a terminal rich fits tables to its width. Into a pipe or a file there is
 no width to fit, and rich's fallback of 80 columns squeezes the run tables
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
+import orjson
 from rich.console import Console
 from rich.markup import escape
 
@@ -60,3 +63,14 @@ def warn(console: Console, *messages: str) -> None:
     """Print each message as a warning; the text is shown as it is, never as markup."""
     for message in messages:
         console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+
+def to_json(data: Any) -> str:
+    """``data`` as one line of JSON: compact, with non-ASCII text as it is."""
+    return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def print_json(data: Any) -> None:
+    """``data`` as JSON on standard output for scripts, indented by two spaces."""
+    text = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
+    sys.stdout.write(text + "\n")

@@ -19,13 +19,14 @@ never include them.
 
 from __future__ import annotations
 
-import json
 import logging
 from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+import orjson
 
 from choo_daemon import store
 from choo_daemon.hub import LiveHub
@@ -109,7 +110,7 @@ class LiveRun:
         return True
 
     def _marker(self, row: EventRow) -> None:
-        payload = json.loads(row[7]) if row[7] is not None else None
+        payload = orjson.loads(row[7]) if row[7] is not None else None
         reason = payload.get("reason") if isinstance(payload, dict) else None
         self.markers.append({"seq": row[1], "time": row[2], "type": row[3], "reason": reason})
         self.markers.sort(key=lambda m: m["seq"])

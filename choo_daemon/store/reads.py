@@ -12,12 +12,12 @@ from __future__ import annotations
 import base64
 import binascii
 import heapq
-import json
 from itertools import islice
 from operator import itemgetter
 from typing import Any, Final
 
 import apsw
+import orjson
 
 from choo_daemon.store.errors import AmbiguousRun, BadCursor, BadParameter, UnknownRun
 from choo_daemon.store.records import (
@@ -86,7 +86,7 @@ def _run(row: Row) -> RunSummary:
 
 
 def encode_cursor(started_at: str, run_id: str) -> str:
-    raw = json.dumps([started_at, run_id], separators=(",", ":")).encode()
+    raw = orjson.dumps([started_at, run_id])
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
@@ -94,7 +94,7 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     """The (started_at, id) a cursor stands for; BadCursor if it is not one of ours."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value = json.loads(raw)
+        value = orjson.loads(raw)
     except (binascii.Error, ValueError):
         raise BadCursor(cursor) from None
     if (
@@ -154,7 +154,7 @@ def _markers(conn: apsw.Connection, run_id: str) -> list[Marker]:
         " WHERE run_id = ? AND type IN (?, ?) ORDER BY seq",
         (run_id, RUN_STOPPED, RUN_RESUMED),
     ):
-        parsed = json.loads(payload) if payload is not None else None
+        parsed = orjson.loads(payload) if payload is not None else None
         reason = parsed.get("reason") if isinstance(parsed, dict) else None
         markers.append({"seq": seq, "time": time, "type": kind, "reason": reason})
     return markers
@@ -222,7 +222,11 @@ def get_graph(conn: apsw.Connection, run_id: str) -> Graph | None:
         ).fetchone()
     if row is None:
         return None
-    return {"nodes": json.loads(row[0]), "edges": json.loads(row[1]), "levels": json.loads(row[2])}
+    return {
+        "nodes": orjson.loads(row[0]),
+        "edges": orjson.loads(row[1]),
+        "levels": orjson.loads(row[2]),
+    }
 
 
 # --- events ---------------------------------------------------------------
@@ -321,7 +325,7 @@ def _event(row: Row) -> Event:
         "unit": unit,
         "task": task,
         "pr": pr,
-        "payload": json.loads(payload) if payload is not None else None,
+        "payload": orjson.loads(payload) if payload is not None else None,
         "error": error,
     }
 

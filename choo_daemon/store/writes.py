@@ -9,11 +9,11 @@ RuntimeError, because each statement would then commit (and fsync) alone.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import apsw
+import orjson
 
 from choo_daemon.store.errors import BadParameter, RunExists, UnknownRun
 from protocol.messages import FINAL_STATUSES
@@ -32,7 +32,7 @@ _INSERT_EVENT = (
 
 
 def _compact(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return orjson.dumps(value).decode()
 
 
 def _require_transaction(conn: apsw.Connection) -> None:
@@ -204,7 +204,7 @@ def append_resume_marker(
         (run_id,),
     ).fetchone()
     if row is not None and row[1] == RUN_RESUMED and row[2] is not None:
-        stored = json.loads(row[2])
+        stored = orjson.loads(row[2])
         if isinstance(stored, dict) and stored.get("resume_id") == token:
             seq: int = row[0]
             return seq
