@@ -2,6 +2,7 @@
 
 Sans-IO: nothing here touches a socket, a file or an event loop. See
 ``PROTOCOL.md`` beside this file for the normative description.
+``protocol.times`` holds the time format that events carry and the store keeps.
 """
 
 from protocol.errors import (
