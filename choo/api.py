@@ -9,22 +9,33 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import orjson
 
 from choo import daemonctl
+from choo.errors import ChooError
 from protocol.home import Home
 
 
-class HistoryUnavailable(Exception):
+class HistoryUnavailable(ChooError):
     """No daemon runs, so history cannot be read; the message says how to start it."""
 
 
-class HistoryError(Exception):
+class HistoryError(ChooError):
     """The API answered with an error (unknown run, bad parameter)."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+def api_error(response: httpx.Response) -> HistoryError:
+    """The HistoryError an error response stands for (its JSON, or its first bytes)."""
+    try:
+        error = orjson.loads(response.content)["error"]
+        return HistoryError(response.status_code, error["code"], error["message"])
+    except (ValueError, KeyError, TypeError):
+        return HistoryError(response.status_code, "http_error", response.text[:200])
 
 
 class HistoryAPI:
@@ -59,14 +70,8 @@ class HistoryAPI:
                 f"the daemon's web API at {self.base_url} failed: {exc}"
             ) from None
         if response.status_code >= 400:
-            try:
-                err = response.json()["error"]
-                raise HistoryError(response.status_code, err["code"], err["message"])
-            except (ValueError, KeyError, TypeError):
-                raise HistoryError(
-                    response.status_code, "http_error", response.text[:200]
-                ) from None
-        return response.json()
+            raise api_error(response)
+        return orjson.loads(response.content)
 
     def list_runs(self, **params: Any) -> dict[str, Any]:
         result: dict[str, Any] = self.get("/api/history/runs", **params)

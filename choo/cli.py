@@ -4,7 +4,6 @@ library function, and formats the result (``--json`` where scripts want it)."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -28,7 +27,7 @@ from choo.orchestrator.discovery import PlanInvalid, discover
 from choo.orchestrator.graph import build_graph
 from choo.orchestrator.status import plan_status, status_table
 from choo.runner import RunError, RunRequest, execute, repo_root_of
-from choo.term import make_console, plural
+from choo.term import duration, make_console, plural, print_json, size, to_json, warn
 from protocol.home import Home, HomeError, check_home, prepare_home, spool_status
 from protocol.settings import default
 
@@ -139,10 +138,10 @@ def daemon_start(
     verb = "already running" if result.already_running else "started"
     out.print(f"[green]●[/] daemon {verb}: pid {s['pid']}, web UI {s['web']}")
     if s.get("set_aside") and not result.already_running:
-        err.print(
-            f"[yellow]warning:[/] {s['database']} was not a valid SQLite database: it was "
-            f"moved to {s['set_aside']} (with its -wal and -shm, if any); a new history starts",
-            soft_wrap=True,
+        warn(
+            err,
+            f"{s['database']} was not a valid SQLite database: it was moved to "
+            f"{s['set_aside']} (with its -wal and -shm, if any); a new history starts",
         )
 
 
@@ -199,7 +198,7 @@ def daemon_status(
     status = probe.status
     if status is None:
         if as_json:
-            print(json.dumps({"running": False, "home": str(home.root)}))
+            print(to_json({"running": False, "home": str(home.root)}))
         else:
             out.print(f"[red]●[/] no daemon is running for {home.root}")
             waiting = spool_status(home.spool)["files"]
@@ -211,7 +210,7 @@ def daemon_status(
             out.print("  start one with: [bold]choo daemon start[/]")
         raise typer.Exit(1)
     if as_json:
-        print(json.dumps({"running": True, **status}, indent=2))
+        print_json({"running": True, **status})
         return
     out.print(_status_table(status))
 
@@ -220,7 +219,7 @@ def _print_busy(home: Home, probe: daemonctl.Probe, as_json: bool) -> None:
     """A daemon that runs but has no connection free to answer us."""
     if as_json:
         shown = {"running": True, "busy": True, "pid": probe.pid, "home": str(home.root)}
-        print(json.dumps({**shown, "socket": str(home.socket), "message": probe.busy}))
+        print(to_json({**shown, "socket": str(home.socket), "message": probe.busy}))
         return
     pid = f"pid {probe.pid}" if probe.pid is not None else "pid unknown"
     out.print(f"[yellow]●[/] choo daemon running ({pid}) but busy: {escape(probe.busy or '')}")
@@ -236,10 +235,10 @@ def _status_table(s: dict[str, Any]) -> Table:
     rows = [
         ("pid", str(s["pid"])),
         ("version", s["version"]),
-        ("uptime", _duration(s["uptime_s"])),
+        ("uptime", duration(int(s["uptime_s"]))),
         ("web UI", s["web"] or "-"),
         ("socket", s["socket"]),
-        ("database", f"{s['database']} ({_size(s['database_bytes'])})"),
+        ("database", f"{s['database']} ({size(s['database_bytes'])})"),
         ("clients", str(s["clients"])),
         ("runs stored", f"{s['runs_stored']:,}"),
         ("events stored", f"{s['events_stored']:,}"),
@@ -249,7 +248,7 @@ def _status_table(s: dict[str, Any]) -> Table:
         rows.append(
             (
                 "[yellow]spool[/]",
-                f"{plural(spool['files'], 'file')} pending import ({_size(spool['bytes'])})",
+                f"{plural(spool['files'], 'file')} pending import ({size(spool['bytes'])})",
             )
         )
     if s.get("write_error"):
@@ -257,22 +256,6 @@ def _status_table(s: dict[str, Any]) -> Table:
     for key, value in rows:
         table.add_row(key, value)
     return table
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s" if m else f"{s}s"
-
-
-def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 @daemon_app.command("logs")
@@ -321,8 +304,7 @@ def _load_config(repo_root: Path | None, flags: dict[str, Any]) -> Config:
         config = load_config(repo_root).apply_flags(flags)
     except ConfigError as exc:
         raise _fail(f"configuration: {exc}", 2) from None
-    for warning in config.warnings:
-        err.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+    warn(err, *config.warnings)
     return config
 
 
@@ -509,7 +491,7 @@ def status_cmd(
         raise _fail(f"the plan in {tasks_dir} has problems:\n{exc}", 2) from None
     graph = build_graph(plan)
     if as_json:
-        print(json.dumps(plan_status(plan, graph), indent=2))
+        print_json(plan_status(plan, graph))
         return
     out.print(status_table(plan, graph))
 
@@ -525,7 +507,7 @@ def config_show(
     config = _load_config(repo_root_of(Path.cwd()), {})
     if as_json:
         files = [{"path": str(path), "found": found} for path, found in config.files]
-        print(json.dumps({"files": files, "keys": config.explain()}, indent=2))
+        print_json({"files": files, "keys": config.explain()})
         return
     out.print(_config_table(config))
     for path, found in config.files:
@@ -540,7 +522,7 @@ def _config_table(config: Config) -> Table:
         table.add_column(name)
     for row in config.explain():
         value = row["value"]
-        shown = "-" if value is None else json.dumps(value) if not isinstance(value, str) else value
+        shown = "-" if value is None else to_json(value) if not isinstance(value, str) else value
         source = row["source"]
         table.add_row(
             row["key"],

@@ -41,6 +41,7 @@ from typing import Any
 import trio
 
 import protocol
+from choo.errors import ChooError
 from protocol import Message
 from protocol.backoff import delay, delays
 from protocol.connection import Ack, ClientConnection, ClientEvent, Refused, Reply
@@ -54,7 +55,7 @@ BUSY_FIRST, BUSY_MAX = 0.1, 2.0
 READ_SIZE = 256 * 1024
 
 
-class DaemonError(Exception):
+class DaemonError(ChooError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
@@ -65,7 +66,7 @@ class DaemonRefused(DaemonError):
     """The daemon closed the connection with a fatal error; retrying won't help."""
 
 
-class DaemonUnavailable(Exception):
+class DaemonUnavailable(ChooError):
     """No daemon answered on the socket."""
 
 
@@ -77,7 +78,7 @@ class DaemonBusy(DaemonUnavailable):
         self.message = message  # the daemon's own words, e.g. "all 256 connections are in use"
 
 
-class SpoolFailed(Exception):
+class SpoolFailed(ChooError):
     """Events that could not be written to the spool; they are lost with this process."""
 
     def __init__(self, folder: Path, events: int, reason: str) -> None:
@@ -627,6 +628,7 @@ async def open_daemon_client(
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # Only the caller's block can fail here: hand its exception back as is.
+        # (Not except*: whatever an except* clause raises comes out in a group.)
         if len(group.exceptions) == 1:
             raise group.exceptions[0] from None
         raise

@@ -22,10 +22,11 @@ from typing import Any
 import platformdirs
 import yaml
 
+from choo.errors import ChooError
 from protocol.settings import KEYS, KINDS, Key
 
 
-class ConfigError(Exception):
+class ConfigError(ChooError):
     """A configuration value that cannot be used; nothing should start."""
 
 

@@ -22,6 +22,7 @@ import trio
 
 from choo.client import DaemonBusy, DaemonError, DaemonUnavailable, open_daemon_client
 from choo.config import Config
+from choo.errors import ChooError
 from protocol.backoff import delays
 from protocol.home import Home, HomeError, is_locked, prepare_home, read_pid
 
@@ -33,7 +34,7 @@ POLL_FIRST, POLL_MAX = 0.02, 0.1  # seconds between polls of a starting daemon
 EXIT_ALREADY_RUNNING = 3
 
 
-class DaemonControlError(Exception):
+class DaemonControlError(ChooError):
     """A start or stop that did not happen; the message says why and what to do."""
 
 

@@ -17,19 +17,21 @@ The export format (NDJSON, one JSON object a line, UTF-8):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
+import orjson
 import trio
 
 from choo.api import HistoryAPI, HistoryError
 from choo.client import DaemonError
-from choo.history import RUN_ID, RUN_STATUSES, get_graph, get_run, iter_events, open_daemon
+from choo.errors import ChooError
+from choo.history import get_graph, get_run, iter_events, open_daemon
 from choo.term import plural
 from protocol.home import Home
+from protocol.messages import RUN_ID, RUN_STATUSES
 
 EXPORT_FORMAT: Final = 1
 RUN_FIELDS: Final = (
@@ -54,11 +56,11 @@ EVENT_FIELDS: Final = ("seq", "time", "type", "unit", "task", "pr", "payload", "
 IMPORT_WINDOW = 2000  # events in flight during an import: bounds the client's journal
 
 
-class ExportFileError(Exception):
+class ExportFileError(ChooError):
     """A file that is not a choo export; the message names the file and line."""
 
 
-class RunConflict(Exception):
+class RunConflict(ChooError):
     """The run ID of an import is in the history already, with other content."""
 
 
@@ -89,7 +91,7 @@ def export_records(api: HistoryAPI, run_id: str) -> Iterator[dict[str, Any]]:
 
 
 def record_line(record: dict[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+    return orjson.dumps(record).decode() + "\n"
 
 
 @dataclass
@@ -175,7 +177,7 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 if not line.strip():
                     continue
                 try:
-                    record = json.loads(line)
+                    record = orjson.loads(line)
                 except ValueError as exc:
                     raise ExportFileError(f"{path}, line {number}: not JSON ({exc})") from None
                 if not isinstance(record, dict):
@@ -183,6 +185,10 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 yield number, record
     except (OSError, UnicodeDecodeError) as exc:
         raise ExportFileError(f"cannot read {path}: {exc}") from None
+
+
+def _quote(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def _check_fields(
@@ -196,7 +202,7 @@ def _check_fields(
         if not ok:
             names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
             raise ExportFileError(
-                f'{path}, line {number}: "{key}" must be {names}, found {json.dumps(value)[:60]}'
+                f'{path}, line {number}: "{key}" must be {names}, found {_quote(value)[:60]}'
             )
 
 
@@ -227,7 +233,7 @@ def read_export(path: Path) -> Export:
             count, last = count + 1, record["seq"]
         else:
             raise ExportFileError(
-                f"{path}, line {number}: unexpected {json.dumps(kind)} line (an export has "
+                f"{path}, line {number}: unexpected {_quote(kind)} line (an export has "
                 'one "run" line, then at most one "graph" line, then "event" lines)'
             )
     if run is None:

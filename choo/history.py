@@ -13,27 +13,25 @@ Exports and imports are in ``choo.export``.
 
 from __future__ import annotations
 
-import json
-import re
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 from urllib.parse import quote
 
 import httpx
+import orjson
 import trio
 
-from choo.api import HistoryAPI, HistoryError, HistoryUnavailable
+from choo.api import HistoryAPI, HistoryError, HistoryUnavailable, api_error
 from choo.client import DaemonClient, DaemonError, DaemonUnavailable, open_daemon_client
 from protocol.home import Home
+from protocol.messages import RUN_ID
 
-RUN_STATUSES: Final = ("running", "completed", "failed", "stopped")
 API_RUNS_PAGE, API_EVENTS_PAGE = 500, 1000
 FOLLOW_READ_TIMEOUT = 60.0  # the daemon sends a heartbeat every 15 s
 FOLLOW_RETRIES = 5
-RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 def check_run_id(run_id: str) -> str:
@@ -187,14 +185,14 @@ def follow_events(
             with httpx.stream("GET", url, params={"after": last}, timeout=timeout) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise _api_error(response)
+                    raise api_error(response)
                 for name, data in _sse_messages(response.iter_lines()):
                     if name == "end":
-                        follow.run = json.loads(data)
+                        follow.run = orjson.loads(data)
                         return
                     if name != "event":
                         continue
-                    event = json.loads(data)
+                    event = orjson.loads(data)
                     last = max(last, event["seq"])
                     if matches(event, type, unit):
                         follow.events += 1
@@ -210,14 +208,6 @@ def follow_events(
                 f"`choo history events {run_id} --follow` again"
             )
         time.sleep(min(0.1 * 2**failures, 2.0))
-
-
-def _api_error(response: httpx.Response) -> HistoryError:
-    try:
-        error = response.json()["error"]
-        return HistoryError(response.status_code, error["code"], error["message"])
-    except (ValueError, KeyError, TypeError):
-        return HistoryError(response.status_code, "http_error", response.text[:200])
 
 
 def _sse_messages(lines: Iterable[str]) -> Iterator[tuple[str, str]]:

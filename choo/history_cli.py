@@ -6,7 +6,6 @@ formats what it returns: a rich table for people, ``--json`` for scripts.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,8 +23,9 @@ from choo.api import HistoryAPI, HistoryError, HistoryUnavailable
 from choo.config import ConfigError
 from choo.config import load as load_config
 from choo.runner import repo_root_of
-from choo.term import make_console, plural
+from choo.term import duration_ms, make_console, plural, print_json, to_json, warn
 from protocol.home import Home
+from protocol.messages import RUN_STATUSES
 
 history_app = typer.Typer(
     help="Read the history of runs from the terminal (the daemon must be running).",
@@ -71,10 +71,6 @@ def _api() -> Iterator[HistoryAPI]:
         yield api
 
 
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, ensure_ascii=False))
-
-
 # -- list --------------------------------------------------------------------------
 
 
@@ -96,13 +92,13 @@ def list_cmd(
     """List runs, newest first: by default those of the current repository."""
     if repo is not None and all_repos:
         raise _fail("give --repo PATH or --all, not both", 2)
-    if status is not None and status not in history.RUN_STATUSES:
-        raise _fail(f"--status {status}: must be one of {', '.join(history.RUN_STATUSES)}", 2)
+    if status is not None and status not in RUN_STATUSES:
+        raise _fail(f"--status {status}: must be one of {', '.join(RUN_STATUSES)}", 2)
     repo_path = None if all_repos else str(repo_root_of(repo or Path.cwd()))
     with _api() as api:
         found = history.list_runs(api, repo=repo_path, status=status, limit=limit)
     if as_json:
-        _print_json(found.to_dict())
+        print_json(found.to_dict())
         return
     if not found.runs:
         where = f" of {found.repo}" if found.repo else ""
@@ -180,21 +176,8 @@ def _local(iso: str | None, *, millis: bool = False) -> str:
     return text + f".{moment.microsecond // 1000:03d}" if millis else text
 
 
-def _ms(ms: int | float | None) -> str:
-    if ms is None:
-        return "-"
-    if ms < 1000:
-        return f"{int(ms)} ms"
-    seconds = int(ms // 1000)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    if h:
-        return f"{h}h {m:02d}m {s:02d}s"
-    return f"{m}m {s:02d}s" if m else f"{ms / 1000:.1f} s"
-
-
 def _run_duration(run: dict[str, Any]) -> str:
-    return "running" if run["status"] == "running" else _ms(run["duration_ms"])
+    return "running" if run["status"] == "running" else duration_ms(run["duration_ms"])
 
 
 # -- show --------------------------------------------------------------------------
@@ -207,7 +190,7 @@ def show_cmd(run_id: RunIdArg, as_json: JsonOption = False) -> None:
         report = history.run_report(api, run_id)
         web = api.base_url
     if as_json:
-        _print_json(report)
+        print_json(report)
         return
     run = report["run"]
     out.print(_summary(run))
@@ -275,7 +258,7 @@ def _units_table(units: list[dict[str, Any]]) -> Table:
             f"{u['done']}/{u['tasks']}",
             str(u["starts"]),
             _local(u["started_at"]),
-            _ms(u["duration_ms"]),
+            duration_ms(u["duration_ms"]),
             note,
         )
     return table
@@ -313,7 +296,7 @@ def events_cmd(
             for event in events:
                 count += 1
                 if as_json:
-                    sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
+                    sys.stdout.write(to_json(event) + "\n")
                     if follow:
                         sys.stdout.flush()
                 else:
@@ -362,12 +345,12 @@ def _event_line(event: dict[str, Any]) -> Text:
 
 def _payload_summary(payload: Any) -> str:
     if not isinstance(payload, dict):
-        return "" if payload is None else _clip(json.dumps(payload), 160)
+        return "" if payload is None else _clip(to_json(payload), 160)
     parts = []
     for key, value in payload.items():
         if key == "resume_id":
             continue  # the resume request's retry token, no use to a reader
-        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        shown = value if isinstance(value, str) else to_json(value)
         parts.append(f"{key}={_clip(shown.replace(chr(10), ' '), 60)}")
     return _clip(" ".join(parts), 200)
 
@@ -433,7 +416,7 @@ def import_cmd(
     with _reading():
         result = export.import_export(Home.from_env(), file)
     if as_json:
-        _print_json(result.to_dict())
+        print_json(result.to_dict())
         return
     run = result.run
     if result.already:
@@ -477,7 +460,7 @@ def prune_cmd(
         days = older_than or _retention_days()
         result = history.prune(Home.from_env(), older_than_days=days, dry_run=dry_run)
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     runs = result["runs"]
     verb = "would delete" if dry_run else "deleted"
@@ -492,8 +475,7 @@ def prune_cmd(
 
 def _retention_days() -> int:
     config = load_config(repo_root_of(Path.cwd()))
-    for warning in config.warnings:
-        err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+    warn(err, *config.warnings)
     days = int(config["history.retention_days"])
     if days < 1:
         source = config.sources["history.retention_days"]

@@ -22,7 +22,7 @@ from typing import Any
 import trio
 from rich.console import Console
 
-from choo import daemonctl
+from choo import daemonctl, term
 from choo.client import (
     DaemonClient,
     DaemonError,
@@ -31,9 +31,10 @@ from choo.client import (
     open_daemon_client,
 )
 from choo.config import Config
+from choo.errors import ChooError
 from choo.orchestrator.console import ConsoleReporter
 from choo.orchestrator.discovery import Plan, PlanInvalid, discover
-from choo.orchestrator.events import EventBus, utc_now
+from choo.orchestrator.events import EventBus
 from choo.orchestrator.graph import Graph, build_graph
 from choo.orchestrator.providers import Provider, make_provider
 from choo.orchestrator.recorder import HistoryRecorder
@@ -41,6 +42,7 @@ from choo.orchestrator.scheduler import Tally, schedule
 from choo.orchestrator.worker import Worker, WorkerSettings
 from choo.term import plural
 from protocol.home import Home
+from protocol.times import utc_now
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -48,7 +50,7 @@ COMPLETE_TIMEOUT = 15.0
 START_ATTEMPTS = 5  # run IDs tried when another run holds the one picked
 
 
-class RunError(Exception):
+class RunError(ChooError):
     """The run cannot start; the message says why and what to do."""
 
     def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
@@ -235,10 +237,10 @@ def _check_port(console: Console, wanted: int | None, web_url: str | None) -> No
     """Say so when --port asks for a port the running daemon does not serve."""
     served = daemonctl.port_conflict({"web": web_url}, wanted)
     if served is not None:
-        console.print(
-            f"[yellow]warning:[/] --port {wanted} ignored: the daemon already runs with its "
-            f"web UI on port {served}; to move it: `choo daemon restart --port {wanted}`",
-            soft_wrap=True,
+        term.warn(
+            console,
+            f"--port {wanted} ignored: the daemon already runs with its web UI on port "
+            f"{served}; to move it: `choo daemon restart --port {wanted}`",
         )
 
 
@@ -258,7 +260,7 @@ async def _history(
         return
 
     def warn(message: str) -> None:
-        console.print(f"[yellow]warning:[/] {message}")
+        term.warn(console, message)
 
     async def restart_daemon() -> None:
         if request.config["daemon.auto_start"]:

@@ -79,11 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     # two, not their sum. Until asked to, it opens nothing; if we turn out
     # not to be the daemon, it ends as we do.
     started = start_process(home.database)
-    import trio
-
     from choo_daemon.daemon import DaemonOptions
-    from choo_daemon.dblink import DbProcessGone
-    from choo_daemon.store import StoreError
 
     try:
         with hold_pidfile(home.pidfile):
@@ -95,31 +91,40 @@ def main(argv: list[str] | None = None) -> int:
                 grace_seconds=args.grace_seconds,
                 set_aside_corrupt=args.set_aside_corrupt,
             )
-            trio.run(_run, options, started)
+            return _serve(options, started)
     except AlreadyRunning as exc:
         log.error("%s", exc)
         return EXIT_ALREADY_RUNNING
-    except Exception as exc:
-        # trio's nurseries wrap a failure to start in (nested) exception groups.
-        cause = _sole_exception(exc)
-        if isinstance(cause, StoreError):
-            log.error("cannot open the history database: %s", cause)
-            return 1
-        if isinstance(cause, OSError):
-            log.error("cannot start: %s", cause)
-            return 1
-        if isinstance(cause, DbProcessGone):
-            log.error("stopping: %s; nothing acked is lost, start the daemon again", cause)
-            return 1
-        raise
-    return 0
 
 
-def _sole_exception(exc: BaseException) -> BaseException:
-    """The one exception inside nested single-member exception groups, else ``exc``."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
+def _serve(options: DaemonOptions, started: Started) -> int:
+    """Run the daemon: 0 after a graceful stop, 1 (logged) when it could not go on."""
+    import trio
+
+    from choo_daemon.dblink import DbProcessGone
+    from choo_daemon.store import StoreError
+
+    failed = False
+    # trio's nurseries wrap a failure in (nested) exception groups.
+    try:
+        trio.run(_run, options, started)
+    except* StoreError as group:
+        failed = _log_each(group, "cannot open the history database: %s")
+    except* OSError as group:
+        failed = _log_each(group, "cannot start: %s")
+    except* DbProcessGone as group:
+        failed = _log_each(group, "stopping: %s; nothing acked is lost, start the daemon again")
+    return 1 if failed else 0
+
+
+def _log_each(group: BaseExceptionGroup[BaseException], message: str) -> bool:
+    """Log each exception of ``group``, however deep, with ``message``; True."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            _log_each(exc, message)
+        else:
+            log.error(message, exc)
+    return True
 
 
 async def _run(options: DaemonOptions, started: Started) -> None:

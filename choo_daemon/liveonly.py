@@ -19,7 +19,6 @@ never include them.
 
 from __future__ import annotations
 
-import json
 import logging
 from bisect import bisect_left, bisect_right
 from collections import deque
@@ -27,15 +26,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import orjson
+
 from choo_daemon import store
 from choo_daemon.hub import LiveHub
 from choo_daemon.reader import Reader
 from choo_daemon.rows import EventRow, add_rows, may_hold_secrets
 from choo_daemon.session import Sender
-from choo_daemon.store.times import is_iso_utc, parse_iso_utc
 from choo_web.eventdict import event_from_row
 from protocol import Message, ProtocolError, payload_json
 from protocol.redact import redact
+from protocol.times import is_iso_utc, parse_iso_utc
 
 log = logging.getLogger("choo.daemon")
 
@@ -109,7 +110,7 @@ class LiveRun:
         return True
 
     def _marker(self, row: EventRow) -> None:
-        payload = json.loads(row[7]) if row[7] is not None else None
+        payload = orjson.loads(row[7]) if row[7] is not None else None
         reason = payload.get("reason") if isinstance(payload, dict) else None
         self.markers.append({"seq": row[1], "time": row[2], "type": row[3], "reason": reason})
         self.markers.sort(key=lambda m: m["seq"])

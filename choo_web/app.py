@@ -34,7 +34,7 @@ from choo_web.errors import (
 )
 from choo_web.jsonio import json_response
 from choo_web.sources import HistoryReader, LiveSource
-from choo_web.static import STATIC_DIR, read_static
+from choo_web.static import STATIC_DIR, StaticResponse, send_static
 from choo_web.streams import LiveStream, RunStream
 from choo_web.units import unit_outcomes
 from protocol.errors import Refusal
@@ -67,6 +67,8 @@ def create_app(
 ) -> QuartTrio:
     """The app; ``allowed_hosts`` adds to the local names (any port)."""
     app = QuartTrio("choo_web", static_folder=None)
+    app.response_class = StaticResponse
+    app.config["SEND_FILE_MAX_AGE_DEFAULT"] = None  # static files are no-cache (static.py)
     # "//x" must reach the static view (and be refused there), not redirect.
     app.url_map.merge_slashes = False
     hosts = LOCAL_HOSTS | {_host_name(h) for h in allowed_hosts}
@@ -142,11 +144,11 @@ def create_app(
 
     @get("/")
     async def index() -> Response:
-        return await _static(static_dir, "index.html")
+        return await send_static(static_dir, "index.html")
 
     @get("/static/<path:path>")
     async def static(path: str) -> Response:
-        return await _static(static_dir, path)
+        return await send_static(static_dir, path)
 
     return app
 
@@ -216,16 +218,6 @@ def _host_name(host: str) -> str:
     if host.count(":") > 1:  # a bare IPv6 address, as given to --host
         return f"[{host}]"
     return host.partition(":")[0].rstrip(".")
-
-
-async def _static(root: Path, path: str) -> Response:
-    found = await read_static(root, path)
-    if found is None:
-        raise NotFound("not_found", f"no file {path!r} in the web UI's static folder")
-    content, kind = found
-    response = Response(content, content_type=kind)
-    response.headers["Cache-Control"] = "no-cache"
-    return response
 
 
 def _event_stream(stream: AsyncIterable[bytes]) -> Response:

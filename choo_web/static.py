@@ -1,54 +1,75 @@
-"""The UI's files, served from one folder and never from outside it."""
+"""The UI's files: sent by Quart's ``send_from_directory``, never from outside their folder.
+
+Quart joins the path safely (no ``..``, no absolute path), sends only files,
+reads them off the event loop (quart-trio's file body), and answers
+conditional requests: with ``Cache-Control: no-cache`` a reload revalidates
+each file and gets a 304 while it has not changed. What it does not check is
+added here: empty or ``.`` parts (``/static/./x``) are refused, and so is a
+link inside the folder that leads out of it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import trio
+from quart import Response, send_from_directory
+from quart_trio.wrappers.response import TrioFileBody, TrioResponse
+from werkzeug.exceptions import NotFound as NoFile
+
+from choo_web.errors import NotFound
 
 STATIC_DIR = Path(__file__).with_name("static")
 
-CONTENT_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".mjs": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".json": "application/json",
-    ".map": "application/json",
-    ".svg": "image/svg+xml",
-    ".png": "image/png",
-    ".ico": "image/x-icon",
-    ".txt": "text/plain; charset=utf-8",
-    ".woff2": "font/woff2",
-}
+# Python 3.11's own table, which Quart asks, says application/javascript
+# unless the system's mime.types says otherwise: name the standard type.
+_JAVASCRIPT = "text/javascript"
 
 
-def find_static(root: Path, path: str) -> Path | None:
-    """The file ``path`` names inside ``root``, or None (missing, or outside root)."""
+def _inside(root: Path, path: str) -> bool:
+    """Whether ``path`` names a place inside ``root``, with every link followed."""
     parts = path.split("/")
     if any(part in ("", ".", "..") or "\\" in part or "\0" in part for part in parts):
-        return None
+        return False
     base = root.resolve()
-    candidate = base.joinpath(*parts).resolve()  # follows links, so check after
-    if not candidate.is_relative_to(base) or not candidate.is_file():
-        return None
-    return candidate
+    return base.joinpath(*parts).resolve().is_relative_to(base)
 
 
-def content_type(path: Path) -> str:
-    return CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
+async def send_static(root: Path, path: str) -> Response:
+    """The file ``path`` inside ``root``, to be revalidated on each use; else NotFound."""
+    try:
+        if not _inside(root, path):
+            raise NoFile()
+        javascript = path.endswith((".js", ".mjs"))
+        response = await send_from_directory(
+            root, path, mimetype=_JAVASCRIPT if javascript else None
+        )
+    except NoFile:
+        raise NotFound("not_found", f"no file {path!r} in the web UI's static folder") from None
+    response.headers["Cache-Control"] = "no-cache"
+    return response
 
 
-async def read_static(root: Path, path: str) -> tuple[bytes, str] | None:
-    """(content, content type) of a static file, read off the loop; None if not servable."""
+class _FileBody(TrioFileBody):
+    """quart-trio's file body, closing its file when cancelled while it opens it.
 
-    def read() -> tuple[bytes, str] | None:
-        found = find_static(root, path)
-        if found is None:
-            return None
+    Hypercorn cancels a HEAD request's handler once the headers are out,
+    which can be between opening the file and entering the body: quart-trio
+    would then leave the file open until the garbage collector finds it.
+    """
+
+    async def __aenter__(self) -> _FileBody:
         try:
-            return found.read_bytes(), content_type(found)
-        except OSError:
-            return None
+            await super().__aenter__()
+        except BaseException:
+            if self.file is not None:
+                with trio.CancelScope(shield=True):
+                    await self.file.aclose()
+            raise
+        return self
 
-    return await trio.to_thread.run_sync(read)
+
+class StaticResponse(TrioResponse):
+    """The app's response class, so that ``send_from_directory`` uses ``_FileBody``."""
+
+    file_body_class = _FileBody

@@ -7,6 +7,7 @@ Sans-IO: nothing here touches a socket, a file or an event loop, except
 file probe, spool file names), which the daemon and its clients share as
 they share the wire format. See ``PROTOCOL.md`` beside this file for the
 normative description.
+``protocol.times`` holds the time format that events carry and the store keeps.
 """
 
 from protocol.errors import (
@@ -34,8 +35,10 @@ from protocol.frames import (
     unpack_body,
 )
 from protocol.messages import (
+    FINAL_STATUSES,
     PROTOCOL_VERSION,
     REQUESTS,
+    RUN_ID,
     RUN_STATUSES,
     SCHEMAS,
     Message,
@@ -45,10 +48,12 @@ from protocol.messages import (
 
 __all__ = [
     "BODY",
+    "FINAL_STATUSES",
     "MAX_EVENT_ITEM",
     "MAX_FRAME",
     "PROTOCOL_VERSION",
     "REQUESTS",
+    "RUN_ID",
     "RUN_STATUSES",
     "SCHEMAS",
     "BadField",

@@ -28,8 +28,11 @@ LIST = "list"
 
 MAX_SEQ = 2**63 - 1
 MAX_STORED_INT = 2**63 - 1  # SQLite's INTEGER is signed 64-bit
+# What a run ID may be: the daemon, the history's CLI and an import all check it.
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-RUN_STATUSES: Final = ("completed", "failed", "stopped")
+# What run.complete may say, and every status a stored run may have.
+FINAL_STATUSES: Final = ("completed", "failed", "stopped")
+RUN_STATUSES: Final = ("running", *FINAL_STATUSES)
 
 # (field, kind, required, nullable)
 Field = tuple[str, str, bool, bool]
@@ -181,9 +184,9 @@ def validate(msg: dict[Any, Any]) -> Message:
         _check_items(msg["items"])
     elif kind in _WITH_RUN:
         _check_run_id(kind, msg["run"], req)
-        if kind == "run.complete" and msg["status"] not in RUN_STATUSES:
+        if kind == "run.complete" and msg["status"] not in FINAL_STATUSES:
             raise BadField(
-                f'run.complete: field "status" must be one of {", ".join(RUN_STATUSES)}, '
+                f'run.complete: field "status" must be one of {", ".join(FINAL_STATUSES)}, '
                 f"got {_clip(msg['status'])}",
                 req=req,
             )

@@ -4,7 +4,7 @@
 ``build_graph`` turns it into the unit graph recorded with a run;
 ``set_status`` writes a task's new status back into its file.
 
-Errors::
+Errors (each a ``choo.errors.ChooError``)::
 
     PlanInvalid               a tasks directory cannot be run; ``problems`` lists every reason
     FrontmatterError          (ValueError) a task file's frontmatter cannot be used

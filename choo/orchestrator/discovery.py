@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from choo.errors import ChooError
 from choo.orchestrator.frontmatter import STATUSES, FrontmatterError, describe, split
 from choo.orchestrator.ordering import find_cycles, topological_order
 
@@ -46,7 +47,7 @@ class Problem:
         return f"{self.file}: {self.field}: {self.message}"
 
 
-class PlanInvalid(Exception):
+class PlanInvalid(ChooError):
     """The tasks directory cannot be run; ``problems`` lists every reason."""
 
     def __init__(self, problems: Sequence[Problem]) -> None:

@@ -9,15 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from protocol.events import BY_NAME
-
-
-def utc_now() -> str:
-    """UTC ISO 8601 with milliseconds and a Z, the history's time format."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+from protocol.times import utc_now
 
 
 @dataclass(frozen=True, slots=True)

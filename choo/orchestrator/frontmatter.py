@@ -6,7 +6,7 @@ optional UTF-8 BOM), YAML, then a closing ``---`` line. ``split`` parses it;
 the file as it was, so that a user's comments, quoting, key order and line
 endings survive the orchestrator marking a task complete.
 
-Errors::
+Errors (each a ``choo.errors.ChooError``)::
 
     FrontmatterError          the frontmatter cannot be used (``line``: 1-based, or None)
     ├── UnclosedFrontmatter   an opening ``---`` without a closing one
@@ -26,6 +26,8 @@ from typing import Any, NamedTuple
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
 
+from choo.errors import ChooError
+
 STATUSES: tuple[str, ...] = ("pending", "in_progress", "complete", "failed")
 """Every value a task's ``status:`` may take."""
 
@@ -33,7 +35,7 @@ _BOM = "\ufeff"
 _DELIMITER = re.compile(r"---[ \t]*(?:\r\n|\n|\Z)")
 
 
-class FrontmatterError(ValueError):
+class FrontmatterError(ChooError, ValueError):
     """The frontmatter cannot be used; ``line`` is the 1-based file line, if known."""
 
     def __init__(self, message: str, *, line: int | None = None) -> None:

@@ -12,13 +12,15 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from choo.errors import ChooError
+
 TEMPLATES: dict[str, list[str]] = {
     "claude": ["claude", "--dangerously-skip-permissions", "-p", "{prompt}"],
     "codex": ["codex", "exec", "{prompt}"],
 }
 
 
-class ProviderError(Exception):
+class ProviderError(ChooError):
     """A provider that cannot be used; raised before any work starts."""
 
 

@@ -50,10 +50,7 @@ from choo_daemon.store.schema import (
     open_write_connection,
     schema_version,
 )
-from choo_daemon.store.times import iso_utc, utc_now
 from choo_daemon.store.writes import (
-    FINAL_STATUSES,
-    RUN_STATUSES,
     EventRow,
     append_events,
     append_resume_marker,
@@ -69,6 +66,8 @@ from choo_daemon.store.writes import (
     store_graph,
 )
 from protocol.events import RUN_RESUMED, RUN_STOPPED
+from protocol.messages import FINAL_STATUSES, RUN_STATUSES
+from protocol.times import iso_utc, utc_now
 
 __all__ = [
     "FINAL_STATUSES",

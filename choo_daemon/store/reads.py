@@ -18,13 +18,13 @@ from __future__ import annotations
 import base64
 import binascii
 import heapq
-import json
 from collections.abc import Callable
 from itertools import islice
 from operator import itemgetter
 from typing import Any, Final, TypeVar, cast
 
 import apsw
+import orjson
 
 from choo_daemon.store.errors import AmbiguousRun, BadCursor, BadParameter, NoGraph, UnknownRun
 from choo_daemon.store.records import (
@@ -38,10 +38,10 @@ from choo_daemon.store.records import (
     RunPage,
     RunSummary,
 )
-from choo_daemon.store.times import parse_iso_utc
-from choo_daemon.store.writes import RUN_STATUSES
 from choo_web.eventdict import event_from_row
 from protocol.events import RUN_RESUMED, RUN_STOPPED
+from protocol.messages import RUN_STATUSES
+from protocol.times import parse_iso_utc
 
 MAX_RUNS_PAGE: Final = 500
 MAX_EVENTS_PAGE: Final = 1000
@@ -105,7 +105,7 @@ def _run(row: Row) -> RunSummary:
 
 
 def encode_cursor(started_at: str, run_id: str) -> str:
-    raw = json.dumps([started_at, run_id], separators=(",", ":")).encode()
+    raw = orjson.dumps([started_at, run_id])
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
@@ -113,7 +113,7 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     """The (started_at, id) a cursor stands for; BadCursor if it is not one of ours."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value = json.loads(raw)
+        value = orjson.loads(raw)
     except (binascii.Error, ValueError):
         raise BadCursor(cursor) from None
     if (
@@ -174,7 +174,7 @@ def _markers(conn: apsw.Connection, run_id: str) -> list[Marker]:
         " WHERE run_id = ? AND type IN (?, ?) ORDER BY seq",
         (run_id, RUN_STOPPED, RUN_RESUMED),
     ):
-        parsed = json.loads(payload) if payload is not None else None
+        parsed = orjson.loads(payload) if payload is not None else None
         reason = parsed.get("reason") if isinstance(parsed, dict) else None
         markers.append({"seq": seq, "time": time, "type": kind, "reason": reason})
     return markers
@@ -244,7 +244,11 @@ def get_graph(conn: apsw.Connection, run_id: str) -> Graph | None:
         ).fetchone()
     if row is None:
         return None
-    return {"nodes": json.loads(row[0]), "edges": json.loads(row[1]), "levels": json.loads(row[2])}
+    return {
+        "nodes": orjson.loads(row[0]),
+        "edges": orjson.loads(row[1]),
+        "levels": orjson.loads(row[2]),
+    }
 
 
 @served
@@ -358,7 +362,7 @@ def _select_events(
 
 
 def _event(row: Row) -> Event:
-    return cast(Event, event_from_row(row, json.loads))
+    return cast(Event, event_from_row(row, orjson.loads))
 
 
 def events_page(

@@ -9,21 +9,20 @@ RuntimeError, because each statement would then commit (and fsync) alone.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any
 
 import apsw
+import orjson
 
 from choo_daemon.store.errors import BadParameter, RunExists, UnknownRun
-from choo_daemon.store.times import is_iso_utc
 from protocol.events import RUN_RESUMED, RUN_STOPPED
+from protocol.messages import FINAL_STATUSES
+from protocol.times import is_iso_utc
 
 # (run_id, seq, time, type, unit, task, pr, payload JSON text or None, error)
 EventRow = tuple[str, int, str, str, str | None, int | None, int | None, str | None, str | None]
 
-RUN_STATUSES: Final = ("running", "completed", "failed", "stopped")
-FINAL_STATUSES: Final = ("completed", "failed", "stopped")
 
 _INSERT_EVENT = (
     "INSERT OR IGNORE INTO events(run_id, seq, time, type, unit, task, pr, payload, error) "
@@ -32,7 +31,7 @@ _INSERT_EVENT = (
 
 
 def _compact(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return orjson.dumps(value).decode()
 
 
 def _require_transaction(conn: apsw.Connection) -> None:
@@ -204,7 +203,7 @@ def append_resume_marker(
         (run_id,),
     ).fetchone()
     if row is not None and row[1] == RUN_RESUMED and row[2] is not None:
-        stored = json.loads(row[2])
+        stored = orjson.loads(row[2])
         if isinstance(stored, dict) and stored.get("resume_id") == token:
             seq: int = row[0]
             return seq

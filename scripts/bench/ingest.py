@@ -15,7 +15,6 @@ Usage: .venv/bin/python scripts/bench/ingest.py [--clients 8] [--events 50000]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -25,6 +24,8 @@ import tempfile
 import time
 from collections import deque
 from pathlib import Path
+
+import orjson
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -90,7 +91,7 @@ def worker(index: int, events: int, rate: float, go_at: float) -> None:
             finished = time.time()
         return {"finished": finished, "latencies": latencies}
 
-    print(json.dumps(trio.run(main)))
+    print(orjson.dumps(trio.run(main)).decode())
 
 
 def run_clients(clients: int, events: int, rate: float) -> tuple[float, list[float]]:
@@ -116,7 +117,7 @@ def run_clients(clients: int, events: int, rate: float) -> tuple[float, list[flo
         out, _ = proc.communicate()
         if proc.returncode:
             raise SystemExit(f"a client failed with code {proc.returncode}")
-        results.append(json.loads(out))
+        results.append(orjson.loads(out))
     if min(r["finished"] for r in results) < go_at:
         raise SystemExit("clients started late; raise the start delay")
     wall = max(r["finished"] for r in results) - go_at

@@ -14,7 +14,7 @@ import typer.main
 from typer.testing import CliRunner
 
 from choo.cli import app
-from choo.term import plural
+from choo.term import duration, duration_ms, plural, size
 from protocol.home import Home
 from tests.choo.support import History, Repo, plan_md, run_choo, task_md
 
@@ -52,6 +52,27 @@ def test_no_help_text_shows_a_type_after_a_flag() -> None:
 def test_plural(count: int, word: str, shown: str) -> None:
     assert plural(count, word) == shown
     assert plural(1234, "event") == "1,234 events"
+
+
+@pytest.mark.parametrize(
+    ("ms", "shown"),
+    [(None, "-"), (0, "0 ms"), (999.9, "999 ms"), (1000, "1.0 s"), (59_949, "59.9 s"),
+     (60_000, "1m 00s"), (3_599_999, "59m 59s"), (3_723_000, "1h 02m 03s")],
+)  # fmt: skip
+def test_durations_read_the_same_everywhere(ms: float | None, shown: str) -> None:
+    assert duration_ms(ms) == shown
+    if ms is not None and ms >= 60_000:
+        assert duration(int(ms // 1000)) == shown  # the daemon's uptime
+    assert duration(5) == "5s"
+
+
+@pytest.mark.parametrize(
+    ("n", "shown"),
+    [(0, "0 B"), (1023, "1023 B"), (1024, "1.0 KiB"), (1536, "1.5 KiB"),
+     (5 * 2**20, "5.0 MiB"), (3 * 2**30, "3.0 GiB"), (2**42, "4096.0 GiB")],
+)  # fmt: skip
+def test_sizes(n: int, shown: str) -> None:
+    assert size(n) == shown
 
 
 def test_counts_of_one_are_in_the_singular(

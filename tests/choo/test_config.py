@@ -167,3 +167,10 @@ def test_cli_prints_unknown_key_warnings_and_goes_on(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "unknown key 'paralelism' (did you mean 'parallelism'?)" in result.stderr
     assert repo.status_of("u/01-task.md") == "complete"
+
+
+def test_a_warning_shows_its_text_as_it_is_not_as_markup(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", PLAN, config={"[bold]x[/bold]": 2})
+    result = run_choo("run", "--no-daemon", "specs/tasks", cwd=repo.root)
+    assert result.returncode == 0, result.stderr
+    assert "warning:" in result.stderr and "unknown key '[bold]x[/bold]'" in result.stderr

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from choo.client import open_daemon_client
-from choo.orchestrator.events import Event, EventBus, utc_now
+from choo.orchestrator.events import Event, EventBus
 from choo.orchestrator.recorder import HistoryRecorder, allowed_payload
 from choo_daemon.daemon import Daemon
 from protocol.events import BY_NAME, EVENT_TYPES
 from protocol.home import Home
+from protocol.times import utc_now
 from tests.choo.support import History
 
 RUN = "run_20260120_143052_a1b2"

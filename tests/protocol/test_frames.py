@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 import protocol
 from protocol import (
+    FINAL_STATUSES,
     MAX_FRAME,
-    RUN_STATUSES,
     SCHEMAS,
     BadField,
     EmptyFrame,
@@ -69,7 +69,7 @@ SPECIAL: dict[tuple[str, str], st.SearchStrategy[Any]] = {
     **{key: st.integers(min_value=low, max_value=high) for key, (low, high) in INT_RANGES.items()},
     ("events", "items"): EVENT_ITEMS,
     ("event", "type"): st.text(min_size=1, max_size=128),
-    ("run.complete", "status"): st.sampled_from(RUN_STATUSES),
+    ("run.complete", "status"): st.sampled_from(FINAL_STATUSES),
 }
 KINDS: dict[str, st.SearchStrategy[Any]] = {
     "int": MSGPACK_INTS,

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol import (
+    FINAL_STATUSES,
     REQUESTS,
     RUN_STATUSES,
     SCHEMAS,
@@ -395,9 +396,13 @@ def test_run_complete_with_a_bad_status_is_rejected(status: str) -> None:
     assert len(info.value.message) < 250
 
 
-@pytest.mark.parametrize("status", RUN_STATUSES)
+@pytest.mark.parametrize("status", FINAL_STATUSES)
 def test_run_complete_with_a_final_status_is_accepted(status: str) -> None:
     assert validate(_with("run.complete", status=status))["status"] == status
+
+
+def test_a_stored_run_is_running_or_has_a_final_status() -> None:
+    assert ("running", *FINAL_STATUSES) == RUN_STATUSES
 
 
 # -- random maps ---------------------------------------------------------------------

@@ -137,6 +137,26 @@ async def test_static_files_and_their_types(serve_app: Any, site: Path) -> None:
         assert css.headers["x-content-type-options"] == "nosniff"
 
 
+async def test_static_files_are_revalidated_and_unchanged_ones_not_sent_again(
+    serve_app: Any, site: Path
+) -> None:
+    url = await serve_app(static_dir=site)
+    async with httpx.AsyncClient(base_url=url) as client:
+        first = await client.get("/static/js/app.js")
+        assert first.headers["cache-control"] == "no-cache" and "expires" not in first.headers
+        etag = first.headers["etag"]
+        again = await client.get("/static/js/app.js", headers={"If-None-Match": etag})
+        assert again.status_code == 304 and again.content == b""
+        assert again.headers["cache-control"] == "no-cache"
+        assert again.headers["x-content-type-options"] == "nosniff"
+        (site / "js" / "app.js").write_text("export const x = 2;\n")
+        changed = await client.get("/static/js/app.js", headers={"If-None-Match": etag})
+        assert changed.status_code == 200 and changed.text == "export const x = 2;\n"
+        head = await client.head("/static/style.css")
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-type"] == "text/css; charset=utf-8"
+
+
 @pytest.mark.parametrize(
     "target",
     [

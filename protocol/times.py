@@ -1,7 +1,8 @@
-"""Timestamps as the history stores them: UTC ISO 8601, milliseconds, ``Z``.
+"""Timestamps as events carry them and the history stores them: UTC ISO 8601, ms, ``Z``.
 
 One fixed shape (``2026-01-20T14:30:52.123Z``) so that stored times sort as
-text in time order, which the run indexes rely on.
+text in time order, which the run indexes rely on. The orchestrator stamps
+its events and runs with ``utc_now``; the daemon checks and parses them here.
 """
 
 from __future__ import annotations
