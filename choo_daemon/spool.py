@@ -18,7 +18,7 @@ from typing import Any
 import trio
 
 import protocol
-from choo_daemon.session import Events, Inbound, Work
+from choo_daemon.work import Events, Inbound, Work
 from protocol import Message
 
 log = logging.getLogger("choo.daemon")
