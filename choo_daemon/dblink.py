@@ -125,7 +125,7 @@ class DbProcess:
         """The value the process answered, or raise DbProcessError."""
         await pending.done.wait()
         answer = pending.answer
-        if type(answer) is Failed:
+        if isinstance(answer, Failed):
             if answer.kind == "passing":
                 raise Passing(answer.why)
             if answer.kind == "gone":

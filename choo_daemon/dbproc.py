@@ -126,7 +126,7 @@ class Applier:
         for index, op in enumerate(ops):
             if op.sender in out.fatal:
                 out.skipped.add(index)
-            elif type(op) is RequestOp:
+            elif isinstance(op, RequestOp):
                 self._insert(pending)
                 pending.clear()
                 out.replies.append((op.sender, self._request(op.message, out)))
@@ -147,7 +147,7 @@ class Applier:
             return
         try:
             with self.conn:  # a savepoint inside the batch's transaction
-                if type(op) is RequestOp:
+                if isinstance(op, RequestOp):
                     out.replies.append((op.sender, self._request(op.message, out)))
                 elif self._check_runs(op, out) and (rows := self._rows(op, out)):
                     self._insert(rows)
@@ -242,7 +242,8 @@ class Applier:
         if kind == "run.graph":
             store.store_graph(conn, run, msg["nodes"], msg["edges"], msg["levels"])
             return {}
-        store.complete_run(conn, run, **{name: msg.get(name) for name in RUN_END_FIELDS})
+        end: dict[str, Any] = {name: msg.get(name) for name in RUN_END_FIELDS}
+        store.complete_run(conn, run, **end)
         return {}
 
 

@@ -148,7 +148,7 @@ class Writer:
                 continue  # already told why; its queued work is dropped quietly
             sid = senders.setdefault(inbound.session, len(senders))
             for item in inbound.items:
-                if type(item) is Events:
+                if isinstance(item, Events):
                     ops.append(EventsOp(sid, item.bodies, item.top, item.clean))
                 else:
                     ops.append(RequestOp(sid, item))

@@ -61,7 +61,7 @@ def new_run(
 
 def ev(run_id: str, seq: int, kind: str = "unit.started", unit: str | None = "u1") -> EventRow:
     payload = json.dumps({"n": seq})
-    return (run_id, seq, "2026-01-20T14:31:00.000Z", kind, unit, 2, 7, payload, None)
+    return EventRow(run_id, seq, "2026-01-20T14:31:00.000Z", kind, unit, 2, 7, payload, None)
 
 
 def run_row(conn: apsw.Connection, run_id: str = "run_1") -> dict[str, object]:
