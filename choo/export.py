@@ -31,7 +31,7 @@ from choo.errors import ChooError
 from choo.history import get_graph, get_run, iter_events, open_daemon
 from choo.term import plural
 from protocol.home import Home
-from protocol.messages import RUN_ID, RUN_STATUSES
+from protocol.messages import RUN_END_FIELDS, RUN_ID, RUN_STATUSES
 
 EXPORT_FORMAT: Final = 1
 RUN_FIELDS: Final = (
@@ -381,12 +381,4 @@ async def _send(home: Home, export: Export) -> None:
         if run["status"] == "running":
             await client.wait_acked(run_id)
             return
-        await client.complete_run(
-            run_id,
-            status=run["status"],
-            completed_at=run["completed_at"],
-            completed_units=run["completed_units"],
-            failed_units=run["failed_units"],
-            blocked_units=run["blocked_units"],
-            error=run["error"],
-        )
+        await client.complete_run(run_id, **{name: run[name] for name in RUN_END_FIELDS})

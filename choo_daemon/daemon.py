@@ -30,9 +30,10 @@ from choo_daemon.liveonly import LiveOnly, LiveOnlyReader
 from choo_daemon.orphans import GRACE_SECONDS, Orphans
 from choo_daemon.reader import Reader
 from choo_daemon.retention import prune, serve_retention
-from choo_daemon.session import Inbound, Session
+from choo_daemon.session import Session
 from choo_daemon.spool import import_spool
 from choo_daemon.store import utc_now
+from choo_daemon.work import Inbound
 from choo_daemon.writer import Writer
 from protocol.home import Home, spool_status
 from protocol.settings import default

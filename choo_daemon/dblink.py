@@ -11,13 +11,16 @@ import logging
 import pickle
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import trio
 
+from choo_daemon.dbmsg import Answer, Close, Failed, Request
 from choo_daemon.dbwire import ANSWER_HEADER, REQUEST_HEADER, SLOTS, Started, start_process
 
 log = logging.getLogger("choo.daemon")
+
+R = TypeVar("R")
 
 
 class DbProcessError(Exception):
@@ -35,16 +38,16 @@ class DbProcessGone(DbProcessError):
     """The database process has ended (or its socket broke)."""
 
 
-class Pending:
+class Pending(Generic[R]):
     """A request sent; its answer comes in the order requests were sent."""
 
     __slots__ = ("answer", "done")
 
     def __init__(self) -> None:
         self.done = trio.Event()
-        self.answer: tuple[Any, ...] = ()
+        self.answer: Answer | None = None
 
-    def resolve(self, answer: tuple[Any, ...]) -> None:
+    def resolve(self, answer: Answer) -> None:
         self.answer = answer
         self.done.set()
 
@@ -66,7 +69,7 @@ class DbProcess:
         self._stream: trio.SocketStream | None = None
         self._buffer = bytearray()
         self._send_lock = trio.Lock()
-        self._waiting: deque[Pending] = deque()
+        self._waiting: deque[Pending[Any]] = deque()
         self._broken: str | None = None
         self._closing = False
 
@@ -96,9 +99,9 @@ class DbProcess:
                 self._lost(exc)
                 raise DbProcessGone(self._gone_why(exc)) from None
 
-    async def submit(self, *request: Any, slot: int | None = None) -> Pending:
+    async def submit(self, request: Request[R], *, slot: int | None = None) -> Pending[R]:
         """Send a request (through memory file ``slot``, or the socket); don't wait."""
-        pending = Pending()
+        pending: Pending[R] = Pending()
         async with self._send_lock:
             if self._broken is not None:
                 raise DbProcessGone(self._broken)
@@ -118,27 +121,29 @@ class DbProcess:
         return pending
 
     @staticmethod
-    async def result(pending: Pending) -> Any:
+    async def result(pending: Pending[R]) -> R:
         """The value the process answered, or raise DbProcessError."""
         await pending.done.wait()
         answer = pending.answer
-        if answer[0] == "ok":
-            return answer[1]
-        if answer[0] == "passing":
-            raise Passing(answer[1])
-        if answer[0] == "gone":
-            raise DbProcessGone(answer[1])
-        raise DbProcessError(*answer[1:])
+        if isinstance(answer, Failed):
+            if answer.kind == "passing":
+                raise Passing(answer.why)
+            if answer.kind == "gone":
+                raise DbProcessGone(answer.why)
+            raise DbProcessError(answer.why, answer.detail)
+        assert answer is not None
+        value: R = answer.value
+        return value
 
-    async def request(self, *request: Any) -> Any:
+    async def request(self, request: Request[R]) -> R:
         """Send one request (through the socket) and return its value."""
-        return await self.result(await self.submit(*request))
+        return await self.result(await self.submit(request))
 
     def _lost(self, exc: BaseException | None) -> None:
         why = self._gone_why(exc) if exc is not None else "the database process was closed"
         self._broken = why
         while self._waiting:
-            self._waiting.popleft().resolve(("gone", why))
+            self._waiting.popleft().resolve(Failed("gone", why))
 
     async def aclose(self, timeout: float = 10.0) -> None:
         """Ask the process to checkpoint and exit; kill it if it does not.
@@ -150,7 +155,7 @@ class DbProcess:
                 with trio.move_on_after(timeout):
                     try:
                         self._closing = True
-                        await self.request("close")
+                        await self.request(Close())
                     except DbProcessError as exc:
                         log.warning("closing the database: %s", exc.why)
             if not await self._wait_exit(timeout):
@@ -169,7 +174,7 @@ class DbProcess:
             self._stream = trio.SocketStream(trio.socket.from_stdlib_socket(self._sock))
         return self._stream
 
-    async def _receive(self, stream: trio.SocketStream) -> tuple[Any, ...]:
+    async def _receive(self, stream: trio.SocketStream) -> Answer:
         buffer = self._buffer
         while True:
             if len(buffer) >= ANSWER_HEADER.size:

@@ -1,5 +1,6 @@
 """What the daemon and its database process share: how the process is
-started, the memory files, the headers (see ``choo_daemon.dbproc``).
+started, the memory files, the headers (see ``choo_daemon.dbproc``). What
+they say to each other is in ``choo_daemon.dbmsg``.
 
 Only the standard library: the daemon starts the process with this before
 it imports anything else, so that the two load side by side.

@@ -29,7 +29,7 @@ import trio
 from choo_daemon.store import EventRow
 
 if TYPE_CHECKING:
-    from choo_daemon.writer import Outcome
+    from choo_daemon.writer import Committed
 
 log = logging.getLogger("choo.daemon")
 
@@ -129,12 +129,12 @@ class LiveHub:
 
     # -- the writer's side ----------------------------------------------------
 
-    def publish(self, outcome: Outcome) -> None:
+    def publish(self, committed: Committed) -> None:
         """Hand one commit to every interested subscriber (a writer listener)."""
         self._published += 1
         if not self._subscribers:
             return  # not even the rows are made
-        self._fan_out(outcome.rows, outcome.runs_changed, {})
+        self._fan_out(committed.rows, committed.runs_changed, {})
 
     def publish_unrecorded(
         self, rows: Sequence[EventRow], changes: Sequence[Change], details: Mapping[str, Any]
@@ -241,9 +241,9 @@ def _group(
     """Rows and changes by run, each run's in commit order."""
     by_run: dict[str, tuple[list[EventRow], list[Change]]] = {}
     for row in rows:
-        entry = by_run.get(row[0])
+        entry = by_run.get(row.run_id)
         if entry is None:
-            by_run[row[0]] = entry = ([], [])
+            by_run[row.run_id] = entry = ([], [])
         entry[0].append(row)
     for change in changes:
         entry = by_run.get(change[0])

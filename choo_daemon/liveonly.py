@@ -32,7 +32,7 @@ from choo_daemon import store
 from choo_daemon.hub import LiveHub
 from choo_daemon.reader import Reader
 from choo_daemon.rows import EventRow, add_rows, may_hold_secrets
-from choo_daemon.session import Sender
+from choo_daemon.work import Sender
 from choo_web.eventdict import event_from_row
 from protocol import Message, ProtocolError, payload_json
 from protocol.redact import redact
@@ -58,7 +58,7 @@ class Refused(Exception):
 
 
 def _seq(row: EventRow) -> int:
-    return row[1]
+    return row.seq
 
 
 @dataclass(eq=False)
@@ -89,12 +89,12 @@ class LiveRun:
 
     def add(self, row: EventRow) -> bool:
         """Keep ``row`` in seq order; False if that seq is already here (or too old to keep)."""
-        rows, seq = self.rows, row[1]
-        if not rows or seq > rows[-1][1]:
+        rows, seq = self.rows, row.seq
+        if not rows or seq > rows[-1].seq:
             rows.append(row)  # the deque lets go of the oldest
         else:
             at = bisect_left(rows, seq, key=_seq)
-            if at < len(rows) and rows[at][1] == seq:
+            if at < len(rows) and rows[at].seq == seq:
                 return False
             if len(rows) == rows.maxlen:
                 if at == 0:
@@ -105,16 +105,16 @@ class LiveRun:
         summary = self.summary
         summary["event_count"] += 1
         summary["last_seq"] = max(summary["last_seq"], seq)
-        if row[3] in _MARKERS:
+        if row.type in _MARKERS:
             self._marker(row)
         return True
 
     def _marker(self, row: EventRow) -> None:
-        payload = orjson.loads(row[7]) if row[7] is not None else None
+        payload = orjson.loads(row.payload) if row.payload is not None else None
         reason = payload.get("reason") if isinstance(payload, dict) else None
-        self.markers.append({"seq": row[1], "time": row[2], "type": row[3], "reason": reason})
+        self.markers.append({"seq": row.seq, "time": row.time, "type": row.type, "reason": reason})
         self.markers.sort(key=lambda m: m["seq"])
-        if row[3] == store.RUN_RESUMED:
+        if row.type == store.RUN_RESUMED:
             self.summary["resume_count"] += 1
 
     def events_page(
@@ -133,10 +133,10 @@ class LiveRun:
         rows = self.rows
         for index in range(bisect_right(rows, after, key=_seq), len(rows)):
             row = rows[index]
-            if unit is not None and row[4] != unit:
+            if unit is not None and row.unit != unit:
                 continue
             if type is not None and not (
-                row[3].startswith(type) if type.endswith(".") else row[3] == type
+                row.type.startswith(type) if type.endswith(".") else row.type == type
             ):
                 continue
             found.append(row)

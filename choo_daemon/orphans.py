@@ -24,10 +24,10 @@ import apsw
 import trio
 
 from choo_daemon import store
-from choo_daemon.dbproc import REOPENED
+from choo_daemon.dbmsg import REOPENED
 
 if TYPE_CHECKING:
-    from choo_daemon.writer import Outcome, Writer
+    from choo_daemon.writer import Committed, Writer
 
 log = logging.getLogger("choo.daemon")
 
@@ -69,9 +69,9 @@ class Orphans:
             for run, owner in self._owner.items()
         }
 
-    def committed(self, outcome: Outcome) -> None:
+    def committed(self, commit: Committed) -> None:
         """A writer listener: runs that ended, and runs the daemon had stopped that came back."""
-        for run, kind in outcome.runs_changed:
+        for run, kind in commit.runs_changed:
             if kind == "run.complete":
                 self.finished(run)
             elif kind == REOPENED and run not in self._owner:

@@ -17,21 +17,21 @@ the session's sender task writes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import trio
 
-import protocol
-from choo_daemon.dbproc import TAKE_OVER
-from choo_daemon.rows import EventRow, add_rows, may_hold_secrets
+from choo_daemon.dbmsg import TAKE_OVER
+from choo_daemon.work import Events, Inbound
 from protocol import Message, ProtocolError
 from protocol.connection import HALF_FRAME_TIMEOUT, HANDSHAKE_TIMEOUT, ServerConnection, State
 from protocol.redact import redact
 
 if TYPE_CHECKING:
-    from choo_daemon.daemon import Daemon
+    from choo_daemon.liveonly import LiveOnly
+    from choo_daemon.orphans import Orphans
+    from choo_daemon.writer import Writer
 
 log = logging.getLogger("choo.daemon")
 
@@ -43,70 +43,25 @@ READ_SIZE = 64 * 1024
 MAX_PRUNE_DAYS = 36500
 
 
-@dataclass(eq=False, slots=True)
-class Events:
-    """Consecutive event messages of one read, checked, with the top seq per run.
+class Host(Protocol):
+    """What a session needs of the daemon (``daemon.Daemon``)."""
 
-    Only their frame bodies are kept, as they came: the database process
-    turns them into rows itself (``add_rows``), and here they are decoded
-    again only if someone watches live (``rows``).
-    """
+    version: str
+    web_url: str | None
+    orphans: Orphans
+    liveonly: LiveOnly
+    writer: Writer
 
-    bodies: list[bytes] = field(default_factory=list)
-    clean: list[bool] = field(default_factory=list)  # no secret shape in the body's events
-    top: dict[str, int] = field(default_factory=dict)
-    count: int = 0
-
-    def add(self, msg: Message) -> None:
-        """Take an event message; raises BadField for a payload JSON cannot hold."""
-        clean = not may_hold_secrets(msg)
-        run = msg["run"]
-        if msg["t"] == "events":
-            items = msg["items"]
-            seq = max(item[0] for item in items)
-            self.count += len(items)
-        else:
-            seq = msg["seq"]
-            self.count += 1
-        if seq > self.top.get(run, 0):
-            self.top[run] = seq
-        self.bodies.append(msg[protocol.BODY])
-        self.clean.append(clean)
-
-    def rows(self) -> list[EventRow]:
-        rows: list[EventRow] = []
-        for body, clean in zip(self.bodies, self.clean, strict=True):
-            add_rows(rows, protocol.unpack_body(body), clean=clean)
-        return rows
-
-
-Work = Events | Message
-
-
-class Sender(Protocol):
-    """Whoever the writer answers: a connection, or a spool file being imported."""
-
-    def send_nowait(self, message: Message) -> None: ...
-    def fail(self, code: str, message: str) -> None: ...
-    def done(self, count: int = 1) -> None: ...
-
-
-@dataclass(eq=False, slots=True)
-class Inbound:
-    """What one read of a session hands to the writer, in arrival order."""
-
-    session: Sender
-    items: list[Work] = field(default_factory=list)
-
-    @property
-    def size(self) -> int:
-        return sum(i.count if type(i) is Events else 1 for i in self.items)
+    def status(self) -> dict[str, Any]: ...
+    def request_shutdown(self) -> None: ...
+    def start_job(self, fn: Callable[..., Awaitable[object]], *args: object) -> None: ...
+    async def prune(self, *, older_than_days: int, dry_run: bool) -> list[dict[str, Any]]: ...
 
 
 class Session:
     """The loop around one ``ServerConnection``: socket bytes in, frames out, work to the writer."""
 
-    def __init__(self, stream: trio.SocketStream, daemon: Daemon, number: int) -> None:
+    def __init__(self, stream: trio.SocketStream, daemon: Host, number: int) -> None:
         self.stream = stream
         self.daemon = daemon
         self.conn = ServerConnection(daemon.version, lambda: daemon.web_url)

@@ -18,7 +18,7 @@ from pathlib import Path
 import trio
 
 import protocol
-from choo_daemon.session import Events, Inbound, Work
+from choo_daemon.work import Events, Inbound, Work
 from protocol import Message
 from protocol.home import spool_files
 

@@ -17,20 +17,18 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
 from choo_daemon.dblink import DbProcess, DbProcessError, Passing, Pending
-from choo_daemon.dbproc import Op
+from choo_daemon.dbmsg import Apply, Call, EventsOp, Op, Open, Outcome, RequestOp
 from choo_daemon.rows import EventRow
-from choo_daemon.session import Events, Inbound, Sender, Work
 from choo_daemon.store import StoreError
-from protocol import Message
+from choo_daemon.work import Events, Inbound, Sender, Work
 from protocol.backoff import delays
 
 log = logging.getLogger("choo.daemon")
@@ -38,21 +36,21 @@ log = logging.getLogger("choo.daemon")
 MAX_BATCH_EVENTS = 3_000
 RETRY_FIRST, RETRY_MAX = 0.05, 5.0
 
+R = TypeVar("R")
 
-@dataclass
-class Outcome:
-    """What a committed batch owes to the sessions that sent it."""
 
-    acks: dict[Sender, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
-    replies: list[tuple[Sender, Message]] = field(default_factory=list)
-    fatal: dict[Sender, tuple[str, str]] = field(default_factory=dict)
-    inserted: int = 0
-    runs_created: int = 0
-    # For live listeners: the events applied and every run whose state
-    # changed, as (run_id, request type).
-    events: list[Events] = field(default_factory=list)
-    runs_changed: list[tuple[str, str]] = field(default_factory=list)
+@dataclass(eq=False)
+class Committed:
+    """A committed batch as the writer's listeners see it (the live hub, orphans)."""
+
+    outcome: Outcome
+    events: list[Events]  # the events it applied, duplicates included, in order
     _rows: list[EventRow] | None = None
+
+    @property
+    def runs_changed(self) -> list[tuple[str, str]]:
+        """Every run whose state changed, as (run_id, request type)."""
+        return self.outcome.runs_changed
 
     @property
     def rows(self) -> list[EventRow]:
@@ -77,7 +75,7 @@ class Writer:
         self._stopping = trio.Event()  # shutdown: a failing batch is not retried forever
         self._refused: weakref.WeakSet[Sender] = weakref.WeakSet()
         # Called after each commit, in the trio thread; must not block.
-        self.listeners: list[Callable[[Outcome], None]] = []
+        self.listeners: list[Callable[[Committed], None]] = []
 
     async def serve(
         self,
@@ -90,7 +88,7 @@ class Writer:
             nursery.start_soon(db.serve_answers)
             try:
                 try:
-                    opened = await db.request("open", self.set_aside_corrupt)
+                    opened = await db.request(Open(self.set_aside_corrupt))
                 except DbProcessError as exc:
                     raise StoreError(exc.why) from None
                 self.events_stored, self.runs_stored = opened.events, opened.runs
@@ -115,12 +113,12 @@ class Writer:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._collect, db, collect, window)
             async with to_collect, receive:
-                slot = 0
+                number = 0
                 async for first in receive:
-                    flight = self._prepare(_take_ready(first, receive))
+                    flight = self._prepare(number, _take_ready(first, receive))
                     await window.acquire()
-                    flight.pending = await db.submit("apply", flight.ops, False, slot=slot)
-                    slot = (slot + 1) % DbProcess.SLOTS
+                    flight.pending = await db.submit(flight.request, slot=number % DbProcess.SLOTS)
+                    number += 1
                     await to_collect.send(flight)
 
     def stop_retrying(self) -> None:
@@ -128,7 +126,7 @@ class Writer:
         given up without an ack (so the daemon can stop; nothing acked is lost)."""
         self._stopping.set()
 
-    async def run_in_writer(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def run_in_writer(self, fn: Callable[..., R], *args: Any) -> R:
         """Return ``fn(conn, *args)`` run on the write connection, between two batches.
 
         For maintenance (retention, orphans): keep each call short, one small
@@ -140,21 +138,23 @@ class Writer:
         """
         await self.ready.wait()
         assert self._db is not None
-        return await self._db.request("call", fn, args)
+        return await self._db.request(Call(fn, args))
 
-    def _prepare(self, batch: list[Inbound]) -> _Flight:
-        flight = _Flight(batch)
+    def _prepare(self, number: int, batch: list[Inbound]) -> _Flight:
+        senders: dict[Sender, int] = {}
+        ops: list[Op] = []
+        items: list[Work] = []
         for inbound in batch:
             if inbound.session in self._refused:
                 continue  # already told why; its queued work is dropped quietly
-            sid = flight.senders.setdefault(inbound.session, len(flight.senders))
+            sid = senders.setdefault(inbound.session, len(senders))
             for item in inbound.items:
-                if type(item) is Events:
-                    flight.ops.append((sid, ("events", item.bodies, item.top, item.clean)))
+                if isinstance(item, Events):
+                    ops.append(EventsOp(sid, item.bodies, item.top, item.clean))
                 else:
-                    flight.ops.append((sid, ("request", item)))
-                flight.items.append(item)
-        return flight
+                    ops.append(RequestOp(sid, item))
+                items.append(item)
+        return _Flight(batch, list(senders), Apply(number, ops), items)
 
     async def _collect(
         self,
@@ -162,37 +162,22 @@ class Writer:
         collect: trio.MemoryReceiveChannel[_Flight],
         window: trio.Semaphore,
     ) -> None:
-        """Take the answers in order, ack and reply; recover a batch that failed.
-
-        Once a batch had to be sent again, the ones behind it were refused
-        and must be too, in order, before anything new goes out: so their
-        places in the window are kept until a batch passes at once, or none
-        is left in flight.
-        """
-        held = 0
+        """Take the answers in order, ack and reply; send again a batch not applied."""
         async with collect:
-            while True:
-                if not collect.statistics().current_buffer_used:
-                    for _ in range(held):  # nothing left in flight behind them
-                        window.release()
-                    held = 0
-                try:
-                    flight = await collect.receive()
-                except trio.EndOfChannel:
-                    return
-                outcome, again = await self._outcome_of(db, flight)
-                self._answer(flight.batch, outcome)
-                if again:
-                    held += 1
-                else:
-                    for _ in range(held + 1):
-                        window.release()
-                    held = 0
+            async for flight in collect:
+                self._answer(flight, await self._outcome_of(db, flight))
+                window.release()
 
-    async def _outcome_of(self, db: DbProcess, flight: _Flight) -> tuple[Outcome, bool]:
-        """The batch's outcome, and whether it had to be sent again."""
+    async def _outcome_of(self, db: DbProcess, flight: _Flight) -> Outcome:
+        """The batch's outcome, once it is applied (or given up).
+
+        A batch the database process did not apply (it failed, or was not
+        its turn: see ``dbproc._Server.apply``) is sent again as it is, after
+        a pause while commits fail; batches come here in the order they were
+        sent, so they are sent again in that order.
+        """
         assert flight.pending is not None
-        pending, pauses, again = flight.pending, delays(RETRY_FIRST, RETRY_MAX), False
+        pending, pauses, tries = flight.pending, delays(RETRY_FIRST, RETRY_MAX), 1
         while True:
             try:
                 applied = await db.result(pending)
@@ -207,78 +192,76 @@ class Writer:
                 # Not the disk: something in this batch the store refuses. Drop
                 # the connections that sent it, never the daemon.
                 log.error("a batch could not be written; dropping its senders\n%s", exc.detail)
-                outcome = Outcome()
-                for sender in flight.senders:
-                    outcome.fatal[sender] = ("internal", f"could not store: {exc.why}")
-                return outcome, again
+                why = ("internal", f"could not store: {exc.why}")
+                return flight.nothing_applied(dict.fromkeys(range(len(flight.senders)), why))
             if applied is not None:
                 if self.failing is not None:
                     log.info("writing %s again; ingest resumed", self.path)
                     self.failing = None
-                return _outcome(applied, flight), again
-            # Failed, or refused behind one that failed: send it again, after a pause.
+                return applied
             if self.failing is not None:
-                if self._stopping.is_set() and again:
+                if self._stopping.is_set() and tries > 1:
                     log.warning(
                         "stopping with a batch of %d item(s) not written (%s); not acked, "
                         "so its senders keep it for the next daemon",
                         len(flight.items),
                         self.failing,
                     )
-                    return Outcome(), again
+                    return flight.nothing_applied({})
                 with trio.move_on_after(next(pauses)):
                     await self._stopping.wait()  # then one last try
-            again = True
-            pending = await db.submit("apply", flight.ops, True)
+            tries += 1
+            pending = await db.submit(flight.request)
 
-    def _answer(self, batch: list[Inbound], out: Outcome) -> None:
+    def _answer(self, flight: _Flight, out: Outcome) -> None:
+        """Ack, reply and refuse, by sender; then tell the listeners."""
+        senders = flight.senders
+        for problem in out.problems:
+            log.error(
+                "the store refused a sender's work; the rest of its batch is kept\n%s", problem
+            )
         self.events_stored += out.inserted
         self.runs_stored += out.runs_created
-        for listener in self.listeners:
-            try:
-                listener(out)
-            except Exception:
-                log.exception("a commit listener failed; ingest goes on")
-        for session, runs in out.acks.items():
+        if self.listeners:
+            committed = Committed(out, flight.events_applied(out.skipped))
+            for listener in self.listeners:
+                try:
+                    listener(committed)
+                except Exception:
+                    log.exception("a commit listener failed; ingest goes on")
+        for sid, runs in out.acks.items():
+            session = senders[sid]
             for run, seq in runs.items():
                 session.send_nowait({"t": "ack", "run": run, "seq": seq})
-        for session, reply in out.replies:
-            session.send_nowait(reply)
-        for session, (code, message) in out.fatal.items():
-            self._refused.add(session)
-            session.fail(code, message)
-        for inbound in batch:
+        for sid, reply in out.replies:
+            senders[sid].send_nowait(reply)
+        for sid, (code, message) in out.fatal.items():
+            self._refused.add(senders[sid])
+            senders[sid].fail(code, message)
+        for inbound in flight.batch:
             inbound.session.done()
 
 
 @dataclass(eq=False)
 class _Flight:
-    """A batch on its way to the database process, by sender number."""
+    """A batch on its way to the database process."""
 
     batch: list[Inbound]
-    senders: dict[Sender, int] = field(default_factory=dict)
-    ops: list[Op] = field(default_factory=list)
-    items: list[Work] = field(default_factory=list)  # what each op was made from
-    pending: Pending | None = None
+    senders: list[Sender]  # by their number in the batch
+    request: Apply
+    items: list[Work]  # what each op was made from
+    pending: Pending[Outcome | None] | None = None
 
+    def nothing_applied(self, fatal: dict[int, tuple[str, str]]) -> Outcome:
+        """The outcome of a batch given up: none of its ops applied."""
+        return Outcome(fatal=fatal, skipped=set(range(len(self.items))))
 
-def _outcome(applied: Any, flight: _Flight) -> Outcome:
-    """The database process's answer, by sender again, with the events it applied."""
-    senders = list(flight.senders)
-    for problem in applied.problems:
-        log.error("the store refused a sender's work; the rest of its batch is kept\n%s", problem)
-    out = Outcome(inserted=applied.inserted, runs_created=applied.runs_created)
-    out.runs_changed = applied.runs_changed
-    for sid, runs in applied.acks.items():
-        out.acks[senders[sid]] = runs
-    out.replies = [(senders[sid], reply) for sid, reply in applied.replies]
-    out.fatal = {senders[sid]: why for sid, why in applied.fatal.items()}
-    out.events = [
-        item
-        for index, item in enumerate(flight.items)
-        if type(item) is Events and index not in applied.skipped
-    ]
-    return out
+    def events_applied(self, skipped: set[int]) -> list[Events]:
+        return [
+            item
+            for index, item in enumerate(self.items)
+            if type(item) is Events and index not in skipped
+        ]
 
 
 def _take_ready(first: Inbound, receive: trio.MemoryReceiveChannel[Inbound]) -> list[Inbound]:

@@ -106,6 +106,10 @@ SCHEMAS: Final[dict[str, tuple[Field, ...]]] = {
     "shutdown": (_REQ,),
 }
 
+# What run.complete says of a run's end (all its fields but "req" and "run"):
+# the store records them, an export carries them, an import sends them back.
+RUN_END_FIELDS: Final = tuple(f[0] for f in SCHEMAS["run.complete"] if f[0] not in ("req", "run"))
+
 # Integer fields the store keeps, and the values each may take (inclusive).
 # msgpack carries up to 2**64-1, SQLite only up to 2**63-1; counts and
 # numbers are never negative. Other int fields (req, pid, v) are not stored.

@@ -10,7 +10,7 @@ RuntimeError, because each statement would then commit (and fsync) alone.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import apsw
 import orjson
@@ -20,8 +20,20 @@ from protocol.events import RUN_RESUMED, RUN_STOPPED
 from protocol.messages import FINAL_STATUSES
 from protocol.times import is_iso_utc
 
-# (run_id, seq, time, type, unit, task, pr, payload JSON text or None, error)
-EventRow = tuple[str, int, str, str, str | None, int | None, int | None, str | None, str | None]
+
+class EventRow(NamedTuple):
+    """An event as the store takes it (``add_rows`` makes them), in the events
+    table's column order: it is bound to the INSERT as it is."""
+
+    run_id: str
+    seq: int
+    time: str
+    type: str
+    unit: str | None
+    task: int | None
+    pr: int | None
+    payload: str | None  # JSON text, scrubbed of secrets
+    error: str | None
 
 
 _INSERT_EVENT = (
@@ -115,12 +127,12 @@ def append_events(conn: apsw.Connection, rows: Sequence[EventRow]) -> int:
     by_run: dict[str, list[EventRow]] = {}
     resumed: set[str] = set()  # runs with run.resumed rows in this call (rare)
     for row in rows:
-        group = by_run.get(row[0])
+        group = by_run.get(row.run_id)
         if group is None:
-            by_run[row[0]] = group = []
+            by_run[row.run_id] = group = []
         group.append(row)
-        if row[3] == RUN_RESUMED:
-            resumed.add(row[0])
+        if row.type == RUN_RESUMED:
+            resumed.add(row.run_id)
     for run_id in by_run:
         _last_seq(conn, run_id)
     inserted = 0
@@ -133,7 +145,7 @@ def append_events(conn: apsw.Connection, rows: Sequence[EventRow]) -> int:
             conn.execute(
                 "UPDATE runs SET last_seq = max(last_seq, ?), event_count = event_count + ?,"
                 " resume_count = resume_count + ? WHERE id = ?",
-                (max(r[1] for r in group), added, resumes, run_id),
+                (max(r.seq for r in group), added, resumes, run_id),
             )
         inserted += added
     return inserted
@@ -147,7 +159,7 @@ def _insert_resumes(conn: apsw.Connection, group: Sequence[EventRow]) -> int:
     """
     new = 0
     for row in group:
-        if row[3] == RUN_RESUMED:
+        if row.type == RUN_RESUMED:
             conn.execute(_INSERT_EVENT, row)
             new += conn.changes()
     return new

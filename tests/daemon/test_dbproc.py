@@ -10,6 +10,7 @@ import trio
 
 from choo_daemon.daemon import Daemon
 from choo_daemon.dblink import DbProcess
+from choo_daemon.dbmsg import Open
 from choo_daemon.dbwire import SharedFile
 from protocol.home import Home
 from tests.daemon import dbhooks
@@ -110,7 +111,7 @@ async def test_a_database_process_that_does_not_close_is_killed(tmp_path: Path) 
     db = DbProcess.spawn(tmp_path / "history.db")
     async with trio.open_nursery() as nursery:
         nursery.start_soon(db.serve_answers)
-        await db.request("open")
+        await db.request(Open())
         os.kill(db.proc.pid, signal.SIGSTOP)  # it will answer nothing, "close" included
         with trio.fail_after(10):
             await db.aclose(timeout=0.5)

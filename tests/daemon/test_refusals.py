@@ -10,7 +10,6 @@ connection.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
@@ -19,6 +18,7 @@ import trio.lowlevel
 from choo.client import open_daemon_client
 from choo_daemon import store
 from choo_daemon.daemon import Daemon
+from choo_daemon.dbmsg import EventsOp
 from choo_daemon.dbproc import Applier
 from choo_daemon.rows import may_hold_secrets
 from protocol import FrameDecoder, encode_events, pack_event_item
@@ -75,12 +75,12 @@ async def test_run_complete_counts_the_store_cannot_hold_are_a_bad_field_reply(
     assert stored(home, "select status from runs where id = 'run_c'") == [("running",)]
 
 
-def _events_op(sid: int, run: str, seqs: range) -> tuple[int, tuple[Any, ...]]:
+def _events_op(sid: int, run: str, seqs: range) -> EventsOp:
     items = [pack_event_item(s, NOW, "unit.started", "u", None, None, {"n": s}, None) for s in seqs]
     [msg] = FrameDecoder(keep_event_bodies=True).feed(encode_events(run, items))
     from protocol import BODY
 
-    return sid, ("events", [msg[BODY]], {run: seqs[-1]}, [not may_hold_secrets(msg)])
+    return EventsOp(sid, [msg[BODY]], {run: seqs[-1]}, [not may_hold_secrets(msg)])
 
 
 def test_a_refused_sender_in_a_batch_leaves_the_others_whole(tmp_path: Path) -> None:

@@ -50,7 +50,9 @@ def write_runs(
                 store.append_events(
                     conn,
                     [
-                        (run_id, seq, started_at, "task.claude.done", "u", 1, None, PAYLOAD, None)
+                        store.EventRow(
+                            run_id, seq, started_at, "task.claude.done", "u", 1, None, PAYLOAD, None
+                        )
                         for seq in range(1, events + 1)
                     ],
                 )

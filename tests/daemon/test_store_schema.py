@@ -12,6 +12,7 @@ import pytest
 from choo_daemon.store import (
     MIGRATIONS,
     SCHEMA_VERSION,
+    EventRow,
     MigrationFailed,
     SchemaTooNew,
     StoreError,
@@ -59,7 +60,17 @@ def _add_run(conn: apsw.Connection, run_id: str = "run_1", events: int = 3) -> N
             total_units=4,
         )
         rows = [
-            (run_id, seq, "2026-01-20T14:30:53.000Z", "unit.started", "u1", None, None, None, None)
+            EventRow(
+                run_id,
+                seq,
+                "2026-01-20T14:30:53.000Z",
+                "unit.started",
+                "u1",
+                None,
+                None,
+                None,
+                None,
+            )
             for seq in range(1, events + 1)
         ]
         append_events(conn, rows)
@@ -237,7 +248,8 @@ def test_reader_never_sees_an_uncommitted_batch(
             total_units=1,
         )
         append_events(
-            writer, [("run_1", 1, "2026-01-20T14:30:53.000Z", "x", None, None, None, None, None)]
+            writer,
+            [EventRow("run_1", 1, "2026-01-20T14:30:53.000Z", "x", None, None, None, None, None)],
         )
         assert counts(reader) == {"runs": 0, "events": 0}
         assert get_run(reader, "run_1") is None

@@ -5,18 +5,19 @@ from __future__ import annotations
 import trio
 
 from choo_daemon import hub as hub_module
+from choo_daemon.dbmsg import Outcome
 from choo_daemon.hub import LiveHub
 from choo_daemon.store import EventRow
-from choo_daemon.writer import Outcome
+from choo_daemon.writer import Committed
 
 
 def rows(run: str, *seqs: int) -> list[EventRow]:
-    return [(run, s, "2026-01-01T00:00:00.000Z", "task.started", None, None, None, None, None)
-            for s in seqs]  # fmt: skip
+    time = "2026-01-01T00:00:00.000Z"
+    return [EventRow(run, s, time, "task.started", None, None, None, None, None) for s in seqs]
 
 
-def outcome(rows: list[EventRow], changes: list[tuple[str, str]] | None = None) -> Outcome:
-    out = Outcome(runs_changed=changes or [])
+def outcome(rows: list[EventRow], changes: list[tuple[str, str]] | None = None) -> Committed:
+    out = Committed(Outcome(runs_changed=changes or []), [])
     out._rows = rows  # as if made from the events of a batch
     return out
 
