@@ -120,7 +120,7 @@ class LiveRun:
     def events_page(
         self, *, type: str | None, unit: str | None, after: int, limit: int
     ) -> dict[str, Any]:
-        """Like store.events_page, over the events kept in memory."""
+        """Like store.run_events, over the events kept in memory."""
         if not 1 <= limit <= store.MAX_EVENTS_PAGE:
             raise store.BadParameter("limit", limit, f"1 to {store.MAX_EVENTS_PAGE}")
         if after < 0:

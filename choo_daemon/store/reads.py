@@ -21,7 +21,7 @@ import heapq
 from collections.abc import Callable
 from itertools import islice
 from operator import itemgetter
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar
 
 import apsw
 import orjson
@@ -362,38 +362,7 @@ def _select_events(
 
 
 def _event(row: Row) -> Event:
-    return cast(Event, event_from_row(row, orjson.loads))
-
-
-def events_page(
-    conn: apsw.Connection,
-    run_id: str,
-    *,
-    type: str | None = None,
-    unit: str | None = None,
-    after: int = 0,
-    limit: int = 100,
-) -> EventPage:
-    """A page of a run's events in seq order, those with seq above ``after``.
-
-    ``type`` matches exactly, or as a prefix when it ends with "." ("task."
-    matches every task.* type). ``next_after`` is the seq to pass as
-    ``after`` for the next page, or None when this page is the last.
-    Raises UnknownRun if the run does not exist.
-    """
-    if not 1 <= limit <= MAX_EVENTS_PAGE:
-        raise BadParameter("limit", limit, f"1 to {MAX_EVENTS_PAGE}")
-    if after < 0:
-        raise BadParameter("after", after, "a seq, 0 or more")
-    if type in ("", "."):
-        raise BadParameter("type", type, 'an event type, or a prefix ending in "." like "task."')
-    with conn:
-        if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
-            raise UnknownRun(run_id)
-        rows = _select_events(conn, run_id, type, unit, after, limit + 1)
-    events = [_event(row) for row in rows[:limit]]
-    next_after = events[-1]["seq"] if len(rows) > limit else None
-    return {"events": events, "next_after": next_after}
+    return event_from_row(row, orjson.loads)
 
 
 @served
@@ -406,8 +375,23 @@ def run_events(
     after: int = 0,
     limit: int = 100,
 ) -> EventPage:
-    """events_page of the run ``run`` names."""
+    """A page of the events of the run ``run`` names (an id or its start),
+    in seq order, those with seq above ``after``.
+
+    ``type`` matches exactly, or as a prefix when it ends with "." ("task."
+    matches every task.* type). ``next_after`` is the seq to pass as
+    ``after`` for the next page, or None when this page is the last.
+    Raises UnknownRun or AmbiguousRun if ``run`` names no one run.
+    """
+    if not 1 <= limit <= MAX_EVENTS_PAGE:
+        raise BadParameter("limit", limit, f"1 to {MAX_EVENTS_PAGE}")
+    if after < 0:
+        raise BadParameter("after", after, "a seq, 0 or more")
+    if type in ("", "."):
+        raise BadParameter("type", type, 'an event type, or a prefix ending in "." like "task."')
     with conn:
         run_id = resolve_run_id(conn, run)
-        page = events_page(conn, run_id, type=type, unit=unit, after=after, limit=limit)
-    return page
+        rows = _select_events(conn, run_id, type, unit, after, limit + 1)
+    events = [_event(row) for row in rows[:limit]]
+    next_after = events[-1]["seq"] if len(rows) > limit else None
+    return {"events": events, "next_after": next_after}

@@ -47,15 +47,9 @@ class RunPage(TypedDict):
     total: int
 
 
-class Event(TypedDict):
-    seq: int
-    time: str
-    type: str
-    unit: str | None
-    task: int | None
-    pr: int | None
-    payload: Any
-    error: str | None
+# An event as the API serves it (docs/API.md, "Event"): the one place that
+# builds it from a row, and so names its fields, is choo_web.eventdict.
+Event = dict[str, Any]
 
 
 class EventPage(TypedDict):

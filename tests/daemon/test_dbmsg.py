@@ -12,19 +12,7 @@ from pathlib import Path
 import apsw
 import pytest
 
-from choo_daemon.dbmsg import (
-    Answer,
-    Apply,
-    Call,
-    Close,
-    EventsOp,
-    Failed,
-    Ok,
-    Open,
-    Opened,
-    Outcome,
-    RequestOp,
-)
+from choo_daemon import dbmsg
 from choo_daemon.dbproc import _frame, _Server
 from choo_daemon.dbwire import ANSWER_HEADER, SharedFile
 from choo_daemon.rows import may_hold_secrets
@@ -44,23 +32,25 @@ START = {
 }
 
 
-def events_op(sender: int, seqs: range) -> EventsOp:
+def events_op(sender: int, seqs: range) -> dbmsg.EventsOp:
     payload = {"text": "x" * 1000}
     items = [pack_event_item(s, NOW, "unit.started", "u", None, None, payload, None) for s in seqs]
     [msg] = FrameDecoder(keep_event_bodies=True).feed(encode_events(RUN, items))
-    return EventsOp(sender, [msg[BODY]], {RUN: seqs[-1]}, [not may_hold_secrets(msg)])
+    return dbmsg.EventsOp(sender, [msg[BODY]], {RUN: seqs[-1]}, [not may_hold_secrets(msg)])
 
 
 REQUESTS = [
-    Open(set_aside=True),
-    Apply(7, [events_op(0, range(1, 3)), RequestOp(1, START), events_op(1, range(3, 4))]),
-    Call(dbhooks.limit_pages, (None,)),
-    Close(),
+    dbmsg.Open(set_aside=True),
+    dbmsg.Apply(
+        7, [events_op(0, range(1, 3)), dbmsg.RequestOp(1, START), events_op(1, range(3, 4))]
+    ),
+    dbmsg.Call(dbhooks.limit_pages, (None,)),
+    dbmsg.Close(),
 ]
 ANSWERS = [
-    Ok(Opened(events=3, runs=1, set_aside="/h/history.db.corrupt")),
-    Ok(
-        Outcome(
+    dbmsg.Ok(dbmsg.Opened(events=3, runs=1, set_aside="/h/history.db.corrupt")),
+    dbmsg.Ok(
+        dbmsg.Outcome(
             acks={0: {RUN: 2}},
             replies=[(1, {"t": "ok", "req": 1, "data": {}})],
             fatal={2: ("unknown_run", "never started")},
@@ -71,9 +61,9 @@ ANSWERS = [
             problems=["Traceback ..."],
         )
     ),
-    Ok(None),
-    Failed("passing", "FullError: database or disk is full"),
-    Failed("failed", "ValueError: no", "Traceback ..."),
+    dbmsg.Ok(None),
+    dbmsg.Failed("passing", "FullError: database or disk is full"),
+    dbmsg.Failed("failed", "ValueError: no", "Traceback ..."),
 ]
 
 
@@ -95,7 +85,7 @@ def test_a_request_crosses_the_memory_file_whole(
 
 
 @pytest.mark.parametrize("answer", ANSWERS, ids=lambda a: repr(a)[:20])
-def test_an_answer_crosses_the_socket_whole(answer: Answer) -> None:
+def test_an_answer_crosses_the_socket_whole(answer: dbmsg.Answer) -> None:
     frame = _frame(answer)
     (size,) = ANSWER_HEADER.unpack_from(frame)
     assert size == len(frame) - ANSWER_HEADER.size
@@ -112,18 +102,18 @@ def test_a_batch_behind_one_that_failed_waits_for_its_turn(tmp_path: Path) -> No
     ours, theirs = socket.socketpair()
     server = _Server(theirs, [], tmp_path / "history.db")
     try:
-        server.open(Open())
-        started = server.apply(Apply(0, [RequestOp(0, START)]))
+        server.open(dbmsg.Open())
+        started = server.apply(dbmsg.Apply(0, [dbmsg.RequestOp(0, START)]))
         assert started is not None and started.runs_created == 1
-        server.call(Call(dbhooks.limit_pages, (0,)))  # the disk is full
+        server.call(dbmsg.Call(dbhooks.limit_pages, (0,)))  # the disk is full
         first, second = (
-            Apply(1, [events_op(0, range(1, 301))]),
-            Apply(2, [events_op(0, range(301, 303))]),
+            dbmsg.Apply(1, [events_op(0, range(1, 301))]),
+            dbmsg.Apply(2, [events_op(0, range(301, 303))]),
         )
         with pytest.raises(apsw.FullError):
             server.apply(first)
         assert server.apply(second) is None  # sent behind it: not applied
-        server.call(Call(dbhooks.limit_pages, (None,)))  # room again
+        server.call(dbmsg.Call(dbhooks.limit_pages, (None,)))  # room again
         assert server.apply(second) is None  # still not its turn
         assert stored(server) == 0
         applied = server.apply(first)

@@ -23,7 +23,6 @@ from choo_daemon.store import (
     complete_run,
     counts,
     create_run,
-    events_page,
     get_graph,
     get_run,
     iso_utc,
@@ -33,6 +32,7 @@ from choo_daemon.store import (
     open_read_connection,
     open_write_connection,
     resolve_run_id,
+    run_events,
     store_graph,
 )
 
@@ -363,7 +363,7 @@ def _walk(conn: apsw.Connection, limit: int, **filters: Any) -> list[int]:
     seqs: list[int] = []
     after = filters.pop("after", 0)
     while True:
-        page = events_page(conn, "run_1", after=after, limit=limit, **filters)
+        page = run_events(conn, "run_1", after=after, limit=limit, **filters)
         assert len(page["events"]) <= limit
         seqs.extend(event["seq"] for event in page["events"])
         if page["next_after"] is None:
@@ -404,7 +404,7 @@ def test_event_pages_filter_and_cover_every_match_once(
 def test_an_event_has_every_field_with_payload_parsed(
     reader: apsw.Connection, events_run: list[EventRow]
 ) -> None:
-    events = events_page(reader, "run_1", after=20, limit=3)["events"]
+    events = run_events(reader, "run_1", after=20, limit=3)["events"]
     assert events[0] == {
         "seq": 21,
         "time": iso_utc(BASE + timedelta(seconds=21)),
@@ -422,10 +422,10 @@ def test_an_event_has_every_field_with_payload_parsed(
 def test_next_after_is_none_only_when_nothing_follows(
     reader: apsw.Connection, events_run: list[EventRow]
 ) -> None:
-    page = events_page(reader, "run_1", after=N_EVENTS - 10, limit=10)
+    page = run_events(reader, "run_1", after=N_EVENTS - 10, limit=10)
     assert [e["seq"] for e in page["events"]] == list(range(N_EVENTS - 9, N_EVENTS + 1))
     assert page["next_after"] is None
-    page = events_page(reader, "run_1", after=N_EVENTS - 10, limit=9)
+    page = run_events(reader, "run_1", after=N_EVENTS - 10, limit=9)
     assert page["next_after"] == N_EVENTS - 1
 
 
@@ -434,13 +434,13 @@ def test_event_page_parameters_are_checked(
 ) -> None:
     for limit in (0, MAX_EVENTS_PAGE + 1):
         with pytest.raises(BadParameter, match="limit"):
-            events_page(reader, "run_1", limit=limit)
+            run_events(reader, "run_1", limit=limit)
     with pytest.raises(BadParameter, match="after"):
-        events_page(reader, "run_1", after=-1)
+        run_events(reader, "run_1", after=-1)
     with pytest.raises(BadParameter, match="type"):
-        events_page(reader, "run_1", type="")
+        run_events(reader, "run_1", type="")
     with pytest.raises(UnknownRun):
-        events_page(reader, "ghost")
+        run_events(reader, "ghost")
 
 
 # --- query plans ----------------------------------------------------------------
@@ -481,7 +481,7 @@ def _plans_of(conn: apsw.Connection, call: Any) -> list[tuple[str, list[str]]]:
 def test_event_pages_seek_on_an_index_without_sorting(
     reader: apsw.Connection, events_run: list[EventRow], filters: dict[str, Any], index: str
 ) -> None:
-    plans = _plans_of(reader, lambda: events_page(reader, "run_1", after=200, **filters))
+    plans = _plans_of(reader, lambda: run_events(reader, "run_1", after=200, **filters))
     event_plans = [plan for sql, plan in plans if "FROM events" in sql]
     assert event_plans
     for plan in event_plans:
