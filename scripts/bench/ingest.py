@@ -224,6 +224,12 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -262,11 +268,17 @@ def main() -> None:
         total = args.clients * args.events
         print(f"ingest: {args.clients} clients x {args.events:,} events = {total:,} events")
 
+        cpu_before = [cpu_seconds(p) for p in (pid, *helpers)]
         wall, lat = run_clients(args.clients, args.events, rate=0)
+        cpu = [cpu_seconds(p) - before for p, before in zip((pid, *helpers), cpu_before)]
         rate = total / wall
         print(
             f"  daemon, full speed   : {rate:12,.0f} events/s acked "
             f"({wall:.2f} s); ack latency p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms"
+        )
+        print(
+            f"  CPU per event        : {cpu[0] / total * 1e6:9.1f} µs trio process, "
+            f"{sum(cpu[1:]) / total * 1e6:.1f} µs database process (full-speed phase)"
         )
         if args.latency_rate:
             per_client = args.latency_rate / args.clients
