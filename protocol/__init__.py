@@ -1,13 +1,15 @@
-"""The choo wire protocol: frames, message types, validation, errors, and
-both ends of a connection (``protocol.connection``) and backoff pauses
-(``protocol.backoff``).
+"""What the daemon and its clients share: the wire protocol and its facts.
 
-Sans-IO: nothing here touches a socket, a file or an event loop, except
-``home.py``: the on-disk contract in CHOO_HOME (layout, folder checks, pid
-file probe, spool file names), which the daemon and its clients share as
-they share the wire format. See ``PROTOCOL.md`` beside this file for the
-normative description.
-``protocol.times`` holds the time format that events carry and the store keeps.
+Frames, message types and their validation, errors; both ends of a
+connection (``protocol.connection``) and backoff pauses
+(``protocol.backoff``); the event catalogue (``protocol.events``), the
+config keys (``protocol.settings``) and the time format (``protocol.times``).
+
+Sans-IO: nothing here touches a socket or an event loop, and nothing a
+file, except ``home.py``: the on-disk contract in CHOO_HOME (layout, folder
+checks, pid file probe, spool file names), which the daemon and its clients
+share as they share the wire format. See ``PROTOCOL.md`` beside this file
+for the normative description.
 """
 
 from protocol.errors import (

@@ -268,9 +268,10 @@ def main() -> None:
         total = args.clients * args.events
         print(f"ingest: {args.clients} clients x {args.events:,} events = {total:,} events")
 
-        cpu_before = [cpu_seconds(p) for p in (pid, *helpers)]
+        procs = [pid, *helpers]
+        cpu_before = [cpu_seconds(p) for p in procs]
         wall, lat = run_clients(args.clients, args.events, rate=0)
-        cpu = [cpu_seconds(p) - before for p, before in zip((pid, *helpers), cpu_before)]
+        cpu = [cpu_seconds(p) - before for p, before in zip(procs, cpu_before, strict=True)]
         rate = total / wall
         print(
             f"  daemon, full speed   : {rate:12,.0f} events/s acked "
