@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from choo_daemon.store import EventRow
+from choo_daemon.store import Col, EventRow
 
 if TYPE_CHECKING:
     from choo_daemon.writer import Committed
@@ -241,9 +241,9 @@ def _group(
     """Rows and changes by run, each run's in commit order."""
     by_run: dict[str, tuple[list[EventRow], list[Change]]] = {}
     for row in rows:
-        entry = by_run.get(row.run_id)
+        entry = by_run.get(row[Col.RUN])
         if entry is None:
-            by_run[row.run_id] = entry = ([], [])
+            by_run[row[Col.RUN]] = entry = ([], [])
         entry[0].append(row)
     for change in changes:
         entry = by_run.get(change[0])

@@ -32,6 +32,7 @@ from choo_daemon import store
 from choo_daemon.hub import LiveHub
 from choo_daemon.reader import Reader
 from choo_daemon.rows import EventRow, add_rows, may_hold_secrets
+from choo_daemon.store import Col
 from choo_daemon.work import Sender
 from choo_web.eventdict import event_from_row
 from protocol import Message, ProtocolError, payload_json
@@ -58,7 +59,7 @@ class Refused(Exception):
 
 
 def _seq(row: EventRow) -> int:
-    return row.seq
+    return row[Col.SEQ]
 
 
 @dataclass(eq=False)
@@ -89,12 +90,12 @@ class LiveRun:
 
     def add(self, row: EventRow) -> bool:
         """Keep ``row`` in seq order; False if that seq is already here (or too old to keep)."""
-        rows, seq = self.rows, row.seq
-        if not rows or seq > rows[-1].seq:
+        rows, seq = self.rows, row[Col.SEQ]
+        if not rows or seq > rows[-1][Col.SEQ]:
             rows.append(row)  # the deque lets go of the oldest
         else:
             at = bisect_left(rows, seq, key=_seq)
-            if at < len(rows) and rows[at].seq == seq:
+            if at < len(rows) and rows[at][Col.SEQ] == seq:
                 return False
             if len(rows) == rows.maxlen:
                 if at == 0:
@@ -105,16 +106,19 @@ class LiveRun:
         summary = self.summary
         summary["event_count"] += 1
         summary["last_seq"] = max(summary["last_seq"], seq)
-        if row.type in _MARKERS:
+        if row[Col.TYPE] in _MARKERS:
             self._marker(row)
         return True
 
     def _marker(self, row: EventRow) -> None:
-        payload = orjson.loads(row.payload) if row.payload is not None else None
+        text = row[Col.PAYLOAD]
+        payload = orjson.loads(text) if text is not None else None
         reason = payload.get("reason") if isinstance(payload, dict) else None
-        self.markers.append({"seq": row.seq, "time": row.time, "type": row.type, "reason": reason})
+        self.markers.append(
+            {"seq": row[Col.SEQ], "time": row[Col.TIME], "type": row[Col.TYPE], "reason": reason}
+        )
         self.markers.sort(key=lambda m: m["seq"])
-        if row.type == store.RUN_RESUMED:
+        if row[Col.TYPE] == store.RUN_RESUMED:
             self.summary["resume_count"] += 1
 
     def events_page(
@@ -133,10 +137,10 @@ class LiveRun:
         rows = self.rows
         for index in range(bisect_right(rows, after, key=_seq), len(rows)):
             row = rows[index]
-            if unit is not None and row.unit != unit:
+            if unit is not None and row[Col.UNIT] != unit:
                 continue
             if type is not None and not (
-                row.type.startswith(type) if type.endswith(".") else row.type == type
+                row[Col.TYPE].startswith(type) if type.endswith(".") else row[Col.TYPE] == type
             ):
                 continue
             found.append(row)

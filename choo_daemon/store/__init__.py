@@ -51,6 +51,7 @@ from choo_daemon.store.schema import (
     schema_version,
 )
 from choo_daemon.store.writes import (
+    Col,
     EventRow,
     append_events,
     append_resume_marker,
@@ -82,6 +83,7 @@ __all__ = [
     "AmbiguousRun",
     "BadCursor",
     "BadParameter",
+    "Col",
     "CorruptDatabase",
     "Counts",
     "Event",

@@ -78,7 +78,7 @@ def event_rows(run: str, count: int, start: datetime) -> Iterator[store.EventRow
         time_ = store.iso_utc(start + timedelta(milliseconds=seq))
         kind = CYCLE[seq % len(CYCLE)]
         unit = UNITS[(seq // len(CYCLE)) % len(UNITS)]
-        yield store.EventRow(run, seq, time_, kind, unit, seq % 5, None, PAYLOAD, None)
+        yield (run, seq, time_, kind, unit, seq % 5, None, PAYLOAD, None)
 
 
 def build(path: Path, runs: int, events: int, big_share: float) -> None:

@@ -31,7 +31,7 @@ def conn(tmp_path: Path) -> Iterator[apsw.Connection]:
 
 
 def row(seq: int, kind: str, payload: str | None = None) -> store.EventRow:
-    return store.EventRow("run_1", seq, T, kind, None, None, None, payload, None)
+    return ("run_1", seq, T, kind, None, None, None, payload, None)
 
 
 def resumes(conn: apsw.Connection) -> tuple[int, int]:

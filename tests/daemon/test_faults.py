@@ -96,7 +96,7 @@ async def test_runs_left_running_by_a_previous_daemon_are_reconciled(
             conn, run_id="run_left", repo_path="/r", started_at=NOW, parallelism=1, total_units=1
         )
         store.append_events(
-            conn, [store.EventRow("run_left", 1, NOW, "unit.started", "u", None, None, None, None)]
+            conn, [("run_left", 1, NOW, "unit.started", "u", None, None, None, None)]
         )
     conn.close()
     daemon = await start_daemon(nursery, home, grace_seconds=0.3)

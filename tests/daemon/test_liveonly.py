@@ -15,7 +15,7 @@ def run(keep: int) -> LiveRun:
 
 
 def row(seq: int, type: str = "task.started", payload: str | None = None) -> EventRow:
-    return EventRow(
+    return (
         "run_x",
         seq,
         f"2026-01-01T00:00:{seq % 60:02d}.000Z",

@@ -50,9 +50,7 @@ def write_runs(
                 store.append_events(
                     conn,
                     [
-                        store.EventRow(
-                            run_id, seq, started_at, "task.claude.done", "u", 1, None, PAYLOAD, None
-                        )
+                        (run_id, seq, started_at, "task.claude.done", "u", 1, None, PAYLOAD, None)
                         for seq in range(1, events + 1)
                     ],
                 )

@@ -61,7 +61,7 @@ def new_run(
 
 def ev(run_id: str, seq: int, kind: str = "unit.started", unit: str | None = "u1") -> EventRow:
     payload = json.dumps({"n": seq})
-    return EventRow(run_id, seq, "2026-01-20T14:31:00.000Z", kind, unit, 2, 7, payload, None)
+    return (run_id, seq, "2026-01-20T14:31:00.000Z", kind, unit, 2, 7, payload, None)
 
 
 def run_row(conn: apsw.Connection, run_id: str = "run_1") -> dict[str, object]:
@@ -184,9 +184,7 @@ def test_writes_outside_a_transaction_are_refused(conn: apsw.Connection) -> None
 def test_append_events_stores_every_field_and_counts(conn: apsw.Connection) -> None:
     new_run(conn)
     rows = [ev("run_1", seq) for seq in range(1, 6)]
-    rows[2] = EventRow(
-        "run_1", 3, "2026-01-20T14:31:00.000Z", "task.failed", None, None, None, None, "x"
-    )
+    rows[2] = ("run_1", 3, "2026-01-20T14:31:00.000Z", "task.failed", None, None, None, None, "x")
     with conn:
         assert append_events(conn, rows) == 5
     assert stored_events(conn) == rows

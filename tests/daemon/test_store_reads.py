@@ -331,7 +331,7 @@ def _event_row(run_id: str, seq: int) -> EventRow:
     unit = None if seq % 7 == 0 else UNITS[seq % len(UNITS)]
     payload = None if seq % 11 == 0 else json.dumps({"seq": seq, "nested": [1, {"a": None}]})
     error = "oops" if kind == "task.retry" else None
-    return EventRow(
+    return (
         run_id,
         seq,
         iso_utc(BASE + timedelta(seconds=seq)),

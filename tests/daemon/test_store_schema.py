@@ -12,7 +12,6 @@ import pytest
 from choo_daemon.store import (
     MIGRATIONS,
     SCHEMA_VERSION,
-    EventRow,
     MigrationFailed,
     SchemaTooNew,
     StoreError,
@@ -60,7 +59,7 @@ def _add_run(conn: apsw.Connection, run_id: str = "run_1", events: int = 3) -> N
             total_units=4,
         )
         rows = [
-            EventRow(
+            (
                 run_id,
                 seq,
                 "2026-01-20T14:30:53.000Z",
@@ -249,7 +248,7 @@ def test_reader_never_sees_an_uncommitted_batch(
         )
         append_events(
             writer,
-            [EventRow("run_1", 1, "2026-01-20T14:30:53.000Z", "x", None, None, None, None, None)],
+            [("run_1", 1, "2026-01-20T14:30:53.000Z", "x", None, None, None, None, None)],
         )
         assert counts(reader) == {"runs": 0, "events": 0}
         assert get_run(reader, "run_1") is None

@@ -13,7 +13,7 @@ from choo_daemon.writer import Committed
 
 def rows(run: str, *seqs: int) -> list[EventRow]:
     time = "2026-01-01T00:00:00.000Z"
-    return [EventRow(run, s, time, "task.started", None, None, None, None, None) for s in seqs]
+    return [(run, s, time, "task.started", None, None, None, None, None) for s in seqs]
 
 
 def outcome(rows: list[EventRow], changes: list[tuple[str, str]] | None = None) -> Committed:
