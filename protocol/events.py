@@ -77,6 +77,28 @@ def _keys(*names: str) -> frozenset[str]:
 _OUTCOME = _keys("attempt", "exit_code", "duration_ms", "timed_out", "output_tail")
 _ORCH_END = _keys("completed", "failed", "blocked", "duration_ms")
 
+# Why a task attempt ended: task.completed, task.retry and task.failed carry
+# one as ``stop_reason`` (README, "Why an attempt ended").
+STOP_REASONS: Final[tuple[str, ...]] = (
+    "passed",  # its validation passed on the first attempt
+    "passed_after_retry",  # it passed on a later attempt
+    "agent_failed",  # the agent exited non-zero or reported an error
+    "agent_timeout",  # the agent ran past provider.timeout and was stopped
+    "agent_max_turns",  # the agent stopped at its turn limit
+    "validation_failed",  # the validation command exited non-zero
+    "validation_timeout",  # the validation command ran past backpressure.timeout
+    "cancelled",  # the run was stopped (SIGINT/SIGTERM) during the attempt
+    "agent_not_started",  # the agent could not be started (missing program, argv, ...)
+)
+# What a task attempt's agent reported, summed by the daemon into roll-ups.
+AGENT_USAGE: Final[tuple[str, ...]] = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+)
+
 RUN_STOPPED: Final = "run.stopped"
 RUN_RESUMED: Final = "run.resumed"
 
@@ -104,9 +126,38 @@ CATALOGUE: Final[tuple[EventType, ...]] = (
     EventType("task.backpressure", _keys("command", "attempt", "timeout_s")),
     EventType("task.validation.ok", _keys("command") | _OUTCOME),
     EventType("task.validation.fail", _keys("command") | _OUTCOME),
-    EventType("task.completed", _keys("title", "attempts", "duration_ms"), task_done=True),
-    EventType("task.retry", _keys("attempt", "next_attempt", "reason")),
-    EventType("task.failed", _keys("title", "attempts", "reason", "duration_ms")),
+    # One per tool call of an attempt's agent, when its outcome is known (or
+    # at the end of the stream for a call that got none).
+    EventType(
+        "task.agent.tool",
+        _keys("attempt", "tool", "target", "call_id", "exit_code", "is_error"),
+    ),
+    # The close of an attempt's agent stream: who it was, what it did, what it cost.
+    EventType(
+        "task.agent.result",
+        _keys(
+            "provider",
+            "attempt",
+            "session_id",
+            "model",
+            "status",
+            "is_error",
+            "turns",
+            "duration_ms",
+            "api_duration_ms",
+            *AGENT_USAGE,
+            "cost_estimated",
+            "tool_calls",
+            "unparsed_lines",
+        ),
+    ),
+    EventType(
+        "task.completed",
+        _keys("title", "attempts", "duration_ms", "stop_reason", "flaky"),
+        task_done=True,
+    ),
+    EventType("task.retry", _keys("attempt", "next_attempt", "reason", "stop_reason")),
+    EventType("task.failed", _keys("title", "attempts", "reason", "duration_ms", "stop_reason")),
     EventType(RUN_STOPPED, _keys("reason", "signal"), marker="stop"),
     EventType(RUN_RESUMED, _keys("reason"), marker="resume"),
 )
