@@ -126,7 +126,12 @@ def _coerce(key: Key, raw: Any, source: str) -> Any:
         raise ConfigError(f"{source}: {key.name} must be {KINDS[key.kind]}, found {_name(raw)}")
     problem = key.check(value) if value is not None else None
     if problem:
-        raise ConfigError(f"{source}: {key.name} {problem}, found {raw!r}")
+        found = (
+            "" if key.kind == "table" else f", found {raw!r}"
+        )  # a table's problem names its entry
+        raise ConfigError(f"{source}: {key.name} {problem}{found}")
+    if key.kind == "table" and value is not None:
+        value = {**key.default, **value}  # the user's entries over the defaults
     return value
 
 
@@ -142,6 +147,13 @@ def _convert(kind: str, raw: Any, *, from_text: bool) -> Any:
         if isinstance(raw, list) and raw and all(isinstance(x, str) for x in raw):
             return list(raw)
         return _BAD
+    if kind == "table":
+        if from_text and isinstance(raw, str):
+            try:
+                raw = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                return _BAD
+        return dict(raw) if isinstance(raw, dict) else _BAD
     if from_text and isinstance(raw, str):
         return _from_text(kind, raw)
     if kind == "bool":

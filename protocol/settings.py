@@ -5,7 +5,8 @@ Pure data, no disk and no environment: ``choo.config`` loads the files,
 (``python -m choo_daemon``) takes the defaults of its options from it
 (``daemon.host``, ``daemon.port``, ``history.retention_days``), and the
 orchestrator's workers theirs (``attempts``, ``provider.timeout``,
-``backpressure.timeout``). A new key is one entry here.
+``backpressure.timeout``, ``provider.output``, ``prices``: the price table
+of ``protocol.prices``). A new key is one entry here.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from protocol.prices import DEFAULT_PRICES, check_table
 
 PROVIDERS = ("claude", "codex", "command")
 
@@ -33,7 +36,13 @@ KINDS = {
     "bool": "true or false",
     "str": "a string",
     "argv": "a list of strings (or one string, split like a shell)",
+    # A mapping whose entries merge over the default's (a user's entry replaces
+    # the default entry of the same name; the others stay).
+    "table": "a mapping (in an environment variable: YAML or JSON text)",
 }
+
+# How the `command` provider's output is read (choo.orchestrator.agentstream).
+OUTPUT_FORMATS = ("claude-stream", "codex-json", "text")
 
 
 def _at_least(n: int) -> Callable[[Any], str | None]:
@@ -46,6 +55,10 @@ def _more_than_zero(v: float) -> str | None:
 
 def _port(v: int) -> str | None:
     return None if 0 <= v <= 65535 else "must be a port number from 0 to 65535"
+
+
+def _output(v: str) -> str | None:
+    return None if v in OUTPUT_FORMATS else f"must be one of {', '.join(OUTPUT_FORMATS)}"
 
 
 def _provider(v: str) -> str | None:
@@ -76,6 +89,13 @@ KEYS: dict[str, Key] = {
             "argv template of the `command` provider ({prompt}, {prompt_file})",
         ),
         Key(
+            "provider.output",
+            "str",
+            "text",
+            "how the `command` provider's output is read: claude-stream, codex-json or text",
+            _output,
+        ),
+        Key(
             "provider.timeout",
             "number",
             1800.0,
@@ -88,6 +108,14 @@ KEYS: dict[str, Key] = {
             600.0,
             "seconds a validation command may take",
             _more_than_zero,
+        ),
+        Key(
+            "prices",
+            "table",
+            DEFAULT_PRICES,
+            "USD per million tokens per model {input, output, cache_read, cache_write}, "
+            "to estimate a cost the agent does not report",
+            check_table,
         ),
     )
 }
