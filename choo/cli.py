@@ -523,6 +523,8 @@ def _config_table(config: Config) -> Table:
     for row in config.explain():
         value = row["value"]
         shown = "-" if value is None else to_json(value) if not isinstance(value, str) else value
+        if isinstance(value, dict):  # a table (prices): too wide here; --json lists it
+            shown = f"{len(value)} entries (--json lists them)"
         source = row["source"]
         table.add_row(
             row["key"],

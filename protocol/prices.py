@@ -133,4 +133,4 @@ def estimate_cost(
         + (cache_read_tokens or 0) * price["cache_read"]
         + (cache_write_tokens or 0) * price["cache_write"]
     )
-    return round(total / 1_000_000, 6)
+    return total / 1_000_000

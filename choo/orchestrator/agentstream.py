@@ -316,7 +316,7 @@ class ClaudeStreamParser:
             return []
         event = _load(line)
         kind = event.get("type") if event is not None else None
-        if event is None or kind not in self.KNOWN:
+        if not isinstance(kind, str) or kind not in self.KNOWN:
             self._result.unparsed_lines += 1
             return []
         try:
@@ -544,7 +544,7 @@ class CodexJsonParser:
             self._result.model = self._result.model or _str(event.get("model"))
             self._result.session_id = self._result.session_id or _str(event.get("session_id"))
             return []
-        if kind not in self.KNOWN:
+        if not isinstance(kind, str) or kind not in self.KNOWN:
             return None
         r = self._result
         if kind in ("thread.started", "session.created", "session.resumed"):
@@ -612,6 +612,8 @@ class CodexJsonParser:
 
     def _legacy(self, msg: dict[str, Any]) -> list[ToolCall] | None:
         kind = msg.get("type")
+        if not isinstance(kind, str):
+            return None
         r = self._result
         if kind == "session_configured":
             r.session_id = _str(msg.get("session_id")) or r.session_id
