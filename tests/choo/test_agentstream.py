@@ -275,14 +275,49 @@ JSON_VALUES = st.recursive(
     max_leaves=12,
 )
 KEYS = st.sampled_from(
-    ["type", "subtype", "message", "content", "usage", "id", "item", "msg", "is_error", "modelUsage",
-     "tool_use_id", "input", "name", "result", "thread_id", "item_type", "exit_code", "changes"]
-)  # fmt: skip
+    [
+        "type",
+        "subtype",
+        "message",
+        "content",
+        "usage",
+        "id",
+        "item",
+        "msg",
+        "is_error",
+        "modelUsage",
+        "tool_use_id",
+        "input",
+        "name",
+        "result",
+        "thread_id",
+        "item_type",
+        "exit_code",
+        "changes",
+    ]
+)
 TYPES = st.sampled_from(
-    ["system", "assistant", "user", "result", "thread.started", "turn.completed", "turn.failed",
-     "item.started", "item.completed", "tool_use", "tool_result", "text", "command_execution",
-     "file_change", "mcp_tool_call", "exec_command_end", "token_count", "session_configured"]
-)  # fmt: skip
+    [
+        "system",
+        "assistant",
+        "user",
+        "result",
+        "thread.started",
+        "turn.completed",
+        "turn.failed",
+        "item.started",
+        "item.completed",
+        "tool_use",
+        "tool_result",
+        "text",
+        "command_execution",
+        "file_change",
+        "mcp_tool_call",
+        "exec_command_end",
+        "token_count",
+        "session_configured",
+    ]
+)
 SHAPED = st.recursive(
     TYPES | JSON_VALUES,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=5),

@@ -92,5 +92,5 @@ def test_provider_output_takes_the_three_formats(tmp_path: Path) -> None:
         load(tmp_path, env={"CHOO_PROVIDER_OUTPUT": "codex-json"})["provider.output"]
         == "codex-json"
     )
-    with pytest.raises(ConfigError, match="provider.output must be one of claude-stream"):
+    with pytest.raises(ConfigError, match=r"provider\.output must be one of claude-stream"):
         load(tmp_path, env={"CHOO_PROVIDER_OUTPUT": "xml"})
