@@ -20,6 +20,7 @@ Pure: no IO, no trio. The worker feeds it the agent's stdout line by line.
 from __future__ import annotations
 
 import json
+import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -135,9 +136,12 @@ def _load(line: str) -> dict[str, Any] | None:
 
 
 def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return int(value)
+    kind = type(value)  # not isinstance: a bool is no count
+    if kind is int:
+        return value  # type: ignore[no-any-return]
+    if kind is float and math.isfinite(value):
+        return int(value)
+    return None
 
 
 def _str(value: Any) -> str | None:
@@ -351,12 +355,14 @@ class ClaudeStreamParser:
         self._result.session_id = self._result.session_id or _str(event.get("session_id"))
         self._result.model = self._result.model or _str(message.get("model"))
         msg_id = _str(message.get("id"))
-        usage = _claude_usage(message.get("usage"))
-        if usage is not None and msg_id is not None:
+        raw = message.get("usage")
+        if msg_id is not None and isinstance(raw, dict) and raw:
             seen = self._messages.get(msg_id)
-            if seen is None or usage.output >= seen.output:
-                self._messages[msg_id] = usage
-        elif usage is not None:
+            # A repeat of a message counts only if it says more (its output grows).
+            if seen is None or (_int(raw.get("output_tokens")) or 0) > seen.output:
+                self._messages[msg_id] = _claude_usage(raw) or _Usage()
+        elif isinstance(raw, dict) and raw:
+            usage = _claude_usage(raw) or _Usage()
             self._loose_seen = True
             self._loose.input += usage.input
             self._loose.output += usage.output
