@@ -29,9 +29,9 @@ from typing import Any, Literal, Protocol
 import orjson
 
 from protocol.prices import PriceTable, estimate_cost
+from protocol.settings import OUTPUT_FORMATS as OUTPUT_FORMATS  # the one list, re-exported
 
-OutputFormat = Literal["claude-stream", "codex-json", "text"]
-OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("claude-stream", "codex-json", "text")
+OutputFormat = Literal["claude-stream", "codex-json", "text"]  # OUTPUT_FORMATS, in the settings
 TARGET_CHARS = 200  # a tool call's target (path, command line, pattern) is cut to this
 
 
