@@ -5,7 +5,7 @@ Pure data, no disk and no environment: ``choo.config`` loads the files,
 (``python -m choo_daemon``) takes the defaults of its options from it
 (``daemon.host``, ``daemon.port``, ``history.retention_days``), and the
 orchestrator's workers theirs (``attempts``, ``provider.timeout``,
-``backpressure.timeout``). A new key is one entry here.
+``backpressure.timeout``, ``provider.output``, ``provider.model``). A new key is one entry here.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 PROVIDERS = ("claude", "codex", "command")
+# How the `command` provider's agent writes its stdout (the parsers are in
+# choo.orchestrator.agentstream); claude and codex always use their own.
+OUTPUTS = ("claude-stream", "codex-json", "text")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,10 @@ def _provider(v: str) -> str | None:
     return None if v in PROVIDERS else f"must be one of {', '.join(PROVIDERS)}"
 
 
+def _output(v: str) -> str | None:
+    return None if v in OUTPUTS else f"must be one of {', '.join(OUTPUTS)}"
+
+
 KEYS: dict[str, Key] = {
     k.name: k
     for k in (
@@ -74,6 +81,19 @@ KEYS: dict[str, Key] = {
             "argv",
             None,
             "argv template of the `command` provider ({prompt}, {prompt_file})",
+        ),
+        Key(
+            "provider.output",
+            "str",
+            "text",
+            "what the `command` provider's agent writes: claude-stream, codex-json or text",
+            _output,
+        ),
+        Key(
+            "provider.model",
+            "str",
+            None,
+            "model the agent uses (--model), also to price codex; default: the CLI's own",
         ),
         Key(
             "provider.timeout",
