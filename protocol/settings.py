@@ -5,7 +5,7 @@ Pure data, no disk and no environment: ``choo.config`` loads the files,
 (``python -m choo_daemon``) takes the defaults of its options from it
 (``daemon.host``, ``daemon.port``, ``history.retention_days``), and the
 orchestrator's workers theirs (``attempts``, ``provider.timeout``,
-``backpressure.timeout``, ``provider.output``, ``provider.model``). A new key is one entry here.
+``backpressure.timeout``). A new key is one entry here.
 """
 
 from __future__ import annotations
@@ -15,9 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 PROVIDERS = ("claude", "codex", "command")
-# How the `command` provider's agent writes its stdout (the parsers are in
-# choo.orchestrator.agentstream); claude and codex always use their own.
-OUTPUTS = ("claude-stream", "codex-json", "text")
 
 
 @dataclass(frozen=True)
@@ -38,6 +35,9 @@ KINDS = {
     "argv": "a list of strings (or one string, split like a shell)",
 }
 
+# How the `command` provider's output is read (choo.orchestrator.agentstream).
+OUTPUT_FORMATS = ("claude-stream", "codex-json", "text")
+
 
 def _at_least(n: int) -> Callable[[Any], str | None]:
     return lambda v: None if v >= n else f"must be at least {n}"
@@ -51,12 +51,12 @@ def _port(v: int) -> str | None:
     return None if 0 <= v <= 65535 else "must be a port number from 0 to 65535"
 
 
+def _output(v: str) -> str | None:
+    return None if v in OUTPUT_FORMATS else f"must be one of {', '.join(OUTPUT_FORMATS)}"
+
+
 def _provider(v: str) -> str | None:
     return None if v in PROVIDERS else f"must be one of {', '.join(PROVIDERS)}"
-
-
-def _output(v: str) -> str | None:
-    return None if v in OUTPUTS else f"must be one of {', '.join(OUTPUTS)}"
 
 
 KEYS: dict[str, Key] = {
@@ -76,6 +76,9 @@ KEYS: dict[str, Key] = {
         Key("parallelism", "int", 4, "units run at once", _at_least(1)),
         Key("attempts", "int", 3, "tries per task before it fails", _at_least(1)),
         Key("provider.name", "str", "claude", "agent that does each task", _provider),
+        # The run's provider's model: claude and codex get it as --model, and
+        # codex's cost is priced with it (its stream names no model).
+        Key("provider.model", "str", None, "model the agent uses (default: the CLI's own)"),
         Key(
             "provider.command",
             "argv",
@@ -86,14 +89,8 @@ KEYS: dict[str, Key] = {
             "provider.output",
             "str",
             "text",
-            "what the `command` provider's agent writes: claude-stream, codex-json or text",
+            "how the `command` provider's output is read: claude-stream, codex-json or text",
             _output,
-        ),
-        Key(
-            "provider.model",
-            "str",
-            None,
-            "model the agent uses (--model), also to price codex; default: the CLI's own",
         ),
         Key(
             "provider.timeout",
