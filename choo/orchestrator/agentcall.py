@@ -29,6 +29,7 @@ import contextlib
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,7 @@ async def call_agent(bus: EventBus, provider: Provider, prompt: str, ctx: CallCo
         )
         done: Completed | None = None
         failed: StartFailed | None = None
+        started = time.monotonic()
         try:
             done = await run_process(
                 argv,
@@ -119,11 +121,12 @@ async def call_agent(bus: EventBus, provider: Provider, prompt: str, ctx: CallCo
         finally:
             if done is None and failed is None:
                 # Cancelled (the run stops): say what is known before it goes on.
-                _close(bus, ids, provider, ctx, parser, emitted, broken, None)
+                cut = int((time.monotonic() - started) * 1000)
+                _close(bus, ids, provider, ctx, parser, emitted, broken, None, cut)
     if failed is not None:
         return _not_started(bus, ids, provider, ctx, prompt, failed.reason)
     assert done is not None
-    result = _close(bus, ids, provider, ctx, parser, emitted, broken, done)
+    result = _close(bus, ids, provider, ctx, parser, emitted, broken, done, done.duration_ms)
     return _judge(done, result, ctx, _said(parser, done, FEEDBACK_CHARS))
 
 
@@ -195,6 +198,7 @@ def _close(
     emitted: int,
     broken: int,
     done: Completed | None,
+    duration_ms: int,
 ) -> AgentResult:
     """The stream ended (or was cut): open calls, the result, task.claude.done."""
     try:
@@ -233,7 +237,7 @@ def _close(
         provider=provider.name,
         attempt=ctx.attempt,
         exit_code=done.exit_code if done else None,
-        duration_ms=done.duration_ms if done else None,
+        duration_ms=duration_ms,
         timed_out=done.timed_out if done else False,
         output_tail=_said(parser, done, TAIL_CHARS),
     )
@@ -278,7 +282,7 @@ def _not_started(
 def _judge(done: Completed, result: AgentResult, ctx: CallContext, said: str) -> AgentCall:
     if done.timed_out:
         return AgentCall("agent_timeout", f"agent timed out after {ctx.timeout:g} s", said, result)
-    status = f" ({result.status})" if result.status else ""
+    status = f" ({result.status})" if result.status and result.status != "success" else ""
     if result.max_turns:
         return AgentCall(
             "agent_max_turns", f"agent stopped at its turn limit{status}", said, result

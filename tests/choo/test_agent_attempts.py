@@ -186,7 +186,7 @@ async def test_tool_calls_are_emitted_while_the_agent_runs(
             'RESULT {"is_error": true, "status": "success", "errors": ["API 529"]}',
             0,
             "agent_failed",
-            "agent reported an error (success): API 529",
+            "agent reported an error: API 529",
         ),
         (
             'RESULT {"max_turns": true, "status": "error_max_turns", "is_error": false}',
