@@ -40,7 +40,7 @@ from choo.orchestrator import agentstream
 from choo.orchestrator.agentstream import AgentResult, StreamParser, ToolCall
 from choo.orchestrator.events import EventBus
 from choo.orchestrator.process import MAX_ARG_BYTES, Completed, StartFailed, run_process
-from choo.orchestrator.promptdir import PromptDir
+from choo.orchestrator.promptdir import PromptDir, PromptFileError
 from choo.orchestrator.providers import Provider
 
 log = logging.getLogger("choo.agentcall")
@@ -76,6 +76,21 @@ class CallContext:
 
 async def call_agent(bus: EventBus, provider: Provider, prompt: str, ctx: CallContext) -> AgentCall:
     ids: dict[str, Any] = {"unit": ctx.unit, "task": ctx.task}
+    try:
+        with _prompt_file(ctx, prompt) as prompt_file:
+            return await _call(bus, ids, provider, prompt, prompt_file, ctx)
+    except PromptFileError as exc:
+        return _not_started(bus, ids, provider, ctx, prompt, str(exc))
+
+
+async def _call(
+    bus: EventBus,
+    ids: dict[str, Any],
+    provider: Provider,
+    prompt: str,
+    prompt_file: Path,
+    ctx: CallContext,
+) -> AgentCall:
     parser = make_parser(provider, ctx.prices)
     emitted = 0
     broken = 0  # lines the parser choked on (it should not)
@@ -92,37 +107,36 @@ async def call_agent(bus: EventBus, provider: Provider, prompt: str, ctx: CallCo
             _emit_tool(bus, ids, ctx.attempt, call)
         emitted += len(calls)
 
-    with _prompt_file(ctx, prompt) as prompt_file:
-        argv = provider.argv(prompt, prompt_file)
-        bus.emit(
-            "task.claude.invoke",
-            **ids,
-            provider=provider.name,
-            attempt=ctx.attempt,
-            program=argv[0],
-            prompt_chars=len(prompt),
-            timeout_s=ctx.timeout,
+    argv = provider.argv(prompt, prompt_file)
+    bus.emit(
+        "task.claude.invoke",
+        **ids,
+        provider=provider.name,
+        attempt=ctx.attempt,
+        program=argv[0],
+        prompt_chars=len(prompt),
+        timeout_s=ctx.timeout,
+    )
+    done: Completed | None = None
+    failed: StartFailed | None = None
+    started = time.monotonic()
+    try:
+        done = await run_process(
+            argv,
+            cwd=ctx.repo_root,
+            timeout=ctx.timeout,
+            stdin=prompt.encode() if provider.stdin else None,
+            env=agent_env(os.environ, otel_attributes(ctx)),
+            on_line=on_line,
+            merge_stderr=provider.output == "text",
         )
-        done: Completed | None = None
-        failed: StartFailed | None = None
-        started = time.monotonic()
-        try:
-            done = await run_process(
-                argv,
-                cwd=ctx.repo_root,
-                timeout=ctx.timeout,
-                stdin=prompt.encode() if provider.stdin else None,
-                env=agent_env(os.environ, otel_attributes(ctx)),
-                on_line=on_line,
-                merge_stderr=provider.output == "text",
-            )
-        except StartFailed as exc:
-            failed = exc
-        finally:
-            if done is None and failed is None:
-                # Cancelled (the run stops): say what is known before it goes on.
-                cut = int((time.monotonic() - started) * 1000)
-                _close(bus, ids, provider, ctx, parser, emitted, broken, None, cut)
+    except StartFailed as exc:
+        failed = exc
+    finally:
+        if done is None and failed is None:
+            # Cancelled (the run stops): say what is known before it goes on.
+            cut = int((time.monotonic() - started) * 1000)
+            _close(bus, ids, provider, ctx, parser, emitted, broken, None, cut)
     if failed is not None:
         return _not_started(bus, ids, provider, ctx, prompt, failed.reason)
     assert done is not None
@@ -169,10 +183,11 @@ def _prompt_file(ctx: CallContext, prompt: str) -> Iterator[Path]:
         with ctx.prompts.prompt_file(name, prompt) as path:
             yield path
         return
-    with (
-        tempfile.TemporaryDirectory(prefix="choo-prompt-") as folder,  # mode 0700
-        PromptDir(Path(folder)).prompt_file(name, prompt) as path,
-    ):
+    try:
+        folder = tempfile.TemporaryDirectory(prefix="choo-prompt-")  # mode 0700
+    except OSError as exc:
+        raise PromptFileError(f"could not make a prompt folder: {exc.strerror or exc}") from None
+    with folder, PromptDir(Path(folder.name)).prompt_file(name, prompt) as path:
         yield path
 
 

@@ -24,6 +24,10 @@ PREFIX = "choo-prompts-"
 _NAME = re.compile(re.escape(PREFIX) + r"[A-Za-z0-9_]+-(?P<pid>\d+)-[a-z0-9_]+")
 
 
+class PromptFileError(Exception):
+    """A prompt file could not be written (a full disk, a folder gone)."""
+
+
 class PromptDir:
     """One run's prompt folder: a file per attempt, removed after it."""
 
@@ -34,13 +38,18 @@ class PromptDir:
     def prompt_file(self, name: str, text: str) -> Iterator[Path]:
         """``text`` in a file of the folder (mode 0600) while the block runs."""
         path = self.path / (re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".md")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            with open(fd, "w", encoding="utf-8") as f:
-                f.write(text)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with open(fd, "w", encoding="utf-8") as f:
+                    f.write(text)
+            except OSError as exc:
+                raise PromptFileError(
+                    f"could not write the prompt file {path}: {exc.strerror or exc}"
+                ) from None
             yield path
         finally:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 path.unlink()
 
 

@@ -399,3 +399,15 @@ def test_remove_stale_keeps_what_is_not_a_prompt_folder(tmp_path: Path) -> None:
     removed = remove_stale(tmp_path)
     assert [p.name for p in removed] == [f"{PREFIX}run_a-{dead.pid}-xyz"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{PREFIX}not-a-match", "other"]
+
+
+async def test_a_prompt_file_that_cannot_be_written_fails_the_attempt(tmp_path: Path) -> None:
+    repo = one_unit(tmp_path, task_md(1, "No folder"))
+    with open_prompt_dir("run_x", base=tmp_path) as prompts:
+        prompts.path.rmdir()  # gone under the run (a cleaner, a full disk)
+        run = Run(repo, prompts=prompts, attempts=1)
+        assert not await run()
+    (failed,) = payloads(run, "task.failed")
+    assert failed["stop_reason"] == "agent_not_started"
+    assert failed["reason"].startswith("agent not started: could not write the prompt file")
+    assert repo.agent_starts() == []
