@@ -36,6 +36,7 @@ from choo.orchestrator.console import ConsoleReporter
 from choo.orchestrator.discovery import Plan, PlanInvalid, discover
 from choo.orchestrator.events import EventBus
 from choo.orchestrator.graph import Graph, build_graph
+from choo.orchestrator.promptdir import open_prompt_dir
 from choo.orchestrator.providers import Provider, make_provider
 from choo.orchestrator.recorder import HistoryRecorder
 from choo.orchestrator.scheduler import Tally, schedule
@@ -136,10 +137,21 @@ def providers_for(
     """Check every provider the plan needs, before any work starts."""
     from choo.orchestrator.providers import ProviderError
 
+    output = config["provider.output"]
     try:
-        default = make_provider(config["provider.name"], config["provider.command"], cwd=repo_root)
+        # provider.model names a model of the run's provider: a unit that
+        # asks for another provider gets that CLI's default model.
+        default = make_provider(
+            config["provider.name"],
+            config["provider.command"],
+            cwd=repo_root,
+            model=config["provider.model"],
+            output=output,
+        )
         per_unit = {
-            u.id: make_provider(u.provider, config["provider.command"], cwd=repo_root)
+            u.id: make_provider(
+                u.provider, config["provider.command"], cwd=repo_root, output=output
+            )
             for u in plan.units.values()
             if u.provider and u.provider != default.name
         }
@@ -174,15 +186,19 @@ async def execute(request: RunRequest, console: Console) -> RunOutcome:
             status, code = "completed", EXIT_OK
         else:
             assert provider is not None
-            settings = WorkerSettings(
-                provider=provider,
-                repo_root=repo_root,
-                unit_providers=per_unit,
-                attempts=config["attempts"],
-                provider_timeout=config["provider.timeout"],
-                backpressure_timeout=config["backpressure.timeout"],
-            )
-            status, code, tally = await _orchestrate(bus, plan, graph, settings, config)
+            with open_prompt_dir(run_id) as prompts:
+                settings = WorkerSettings(
+                    provider=provider,
+                    repo_root=repo_root,
+                    unit_providers=per_unit,
+                    attempts=config["attempts"],
+                    provider_timeout=config["provider.timeout"],
+                    backpressure_timeout=config["backpressure.timeout"],
+                    run_id=run_id,
+                    prompts=prompts,
+                    prices=config.values.get("prices"),
+                )
+                status, code, tally = await _orchestrate(bus, plan, graph, settings, config)
         if recorder is not None:
             await _finish(recorder, console, status, tally)
         recorded = recorder is not None and recorder.failed is None and request.record

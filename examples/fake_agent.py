@@ -44,7 +44,16 @@ def emit(event: dict[str, object]) -> None:
     print(json.dumps(event, separators=(",", ":")), flush=True)
 
 
-def claude_stream(title: str, said: str, files: list[str], model: str, started: float) -> None:
+def claude_stream(
+    title: str,
+    said: str,
+    files: list[str],
+    model: str,
+    started: float,
+    *,
+    shell_calls: int = 0,
+    api_error: bool = False,
+) -> None:
     session = str(uuid.uuid4())
     emit(
         {
@@ -62,11 +71,23 @@ def claude_stream(title: str, said: str, files: list[str], model: str, started: 
         "cache_creation_input_tokens": 1800,
         "cache_read_input_tokens": 9000,
     }
-    turns = [("text", f"Working on: {title}")] + [("write", f) for f in files] + [("text", said)]
+    turns = (
+        [("text", f"Working on: {title}")]
+        + [("bash", f"echo step {n}") for n in range(shell_calls)]
+        + [("write", f) for f in files]
+        + [("text", "API Error: 500 Internal server error" if api_error else said)]
+    )
     for n, (kind, what) in enumerate(turns):
         message_id = f"msg_{session[:8]}_{n}"
         if kind == "text":
             block: dict[str, object] = {"type": "text", "text": what}
+        elif kind == "bash":
+            block = {
+                "type": "tool_use",
+                "id": f"toolu_{n}",
+                "name": "Bash",
+                "input": {"command": what, "description": "one step"},
+            }
         else:
             block = {
                 "type": "tool_use",
@@ -90,11 +111,11 @@ def claude_stream(title: str, said: str, files: list[str], model: str, started: 
                 "session_id": session,
             }
         )
-        if kind == "write":
+        if kind != "text":
             result = {
                 "type": "tool_result",
                 "tool_use_id": f"toolu_{n}",
-                "content": f"File created successfully at: {what}",
+                "content": f"File created successfully at: {what}" if kind == "write" else what[5:],
             }
             emit(
                 {
@@ -120,8 +141,8 @@ def claude_stream(title: str, said: str, files: list[str], model: str, started: 
     emit(
         {
             "type": "result",
-            "subtype": "success",
-            "is_error": False,
+            "subtype": "success",  # also for an API error: is_error tells (a known trap)
+            "is_error": api_error,
             "duration_ms": ms,
             "duration_api_ms": ms,
             "num_turns": len(turns),
@@ -135,7 +156,7 @@ def claude_stream(title: str, said: str, files: list[str], model: str, started: 
     )
 
 
-def codex_json(title: str, said: str, files: list[str]) -> None:
+def codex_json(title: str, said: str, files: list[str], *, shell_calls: int = 0) -> None:
     emit({"type": "thread.started", "thread_id": str(uuid.uuid4())})
     emit({"type": "turn.started"})
     emit(
@@ -144,6 +165,18 @@ def codex_json(title: str, said: str, files: list[str]) -> None:
             "item": {"id": "item_0", "type": "reasoning", "text": f"**{title}**"},
         }
     )
+    for n in range(shell_calls):
+        item = {
+            "id": f"cmd_{n}",
+            "type": "command_execution",
+            "command": f"bash -lc 'echo step {n}'",
+            "aggregated_output": "",
+            "exit_code": None,
+            "status": "in_progress",
+        }
+        emit({"type": "item.started", "item": item})
+        done = {**item, "aggregated_output": f"step {n}\n", "exit_code": 0, "status": "completed"}
+        emit({"type": "item.completed", "item": done})
     for n, path in enumerate(files, start=1):
         change = {"path": path, "kind": "add"}
         emit(
@@ -171,8 +204,20 @@ def codex_json(title: str, said: str, files: list[str]) -> None:
     emit({"type": "turn.completed", "usage": usage})
 
 
-def run(prompt: str, fmt: str = "text", model: str | None = None) -> int:
-    """Do the task in ``prompt`` and report it in format ``fmt``; the exit code."""
+def run(
+    prompt: str,
+    fmt: str = "text",
+    model: str | None = None,
+    *,
+    shell_calls: int = 0,
+    api_error: bool = False,
+) -> int:
+    """Do the task in ``prompt`` and report it in format ``fmt``; the exit code.
+
+    ``shell_calls``: that many shell commands reported as tool calls first;
+    ``api_error``: the work is done but the agent ends on an API error (as
+    Claude Code reports one: ``subtype: success`` with ``is_error: true``).
+    """
     started = time.monotonic()
     title = prompt.splitlines()[0] if prompt.strip() else "(no prompt)"
     if fmt == "text":
@@ -180,9 +225,18 @@ def run(prompt: str, fmt: str = "text", model: str | None = None) -> int:
     time.sleep(0.3)  # agents take a while; this lets the live view show progress
     said, files = work(prompt)
     if fmt == "claude-stream":
-        claude_stream(title, said, files, model or MODEL[fmt], started)
-    elif fmt == "codex-json":
-        codex_json(title, said, files)
+        claude_stream(
+            title,
+            said,
+            files,
+            model or MODEL[fmt],
+            started,
+            shell_calls=shell_calls,
+            api_error=api_error,
+        )
+        return 1 if api_error else 0
+    if fmt == "codex-json":
+        codex_json(title, said, files, shell_calls=shell_calls)
     else:
         print(f"fake agent: {said}")
     return 0
@@ -193,8 +247,10 @@ def main() -> int:
     parser.add_argument("prompt_file", type=Path)
     parser.add_argument("--format", choices=["claude-stream", "codex-json", "text"], default="text")
     parser.add_argument("--model", default=None)
+    parser.add_argument("--tools", type=int, default=0, help="shell tool calls to report first")
     args = parser.parse_args()
-    return run(args.prompt_file.read_text(encoding="utf-8"), args.format, args.model)
+    prompt = args.prompt_file.read_text(encoding="utf-8")
+    return run(prompt, args.format, args.model, shell_calls=args.tools)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,9 @@ KEYS: dict[str, Key] = {
         Key("parallelism", "int", 4, "units run at once", _at_least(1)),
         Key("attempts", "int", 3, "tries per task before it fails", _at_least(1)),
         Key("provider.name", "str", "claude", "agent that does each task", _provider),
+        # The run's provider's model: claude and codex get it as --model, and
+        # codex's cost is priced with it (its stream names no model).
+        Key("provider.model", "str", None, "model the agent uses (default: the CLI's own)"),
         Key(
             "provider.command",
             "argv",

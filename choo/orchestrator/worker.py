@@ -1,28 +1,38 @@
 """A worker does one unit: its tasks in order, each with retries.
 
-Per task: run the provider with a prompt built from the task file, then the
-task's backpressure command (a shell command in the repository root). A
-failure is retried, with its output in the next prompt; success writes
-``status: complete`` into the task file.
+Per task: run the provider with a prompt built from the task file
+(``agentcall``), then the task's backpressure command (a shell command in
+the repository root). A failure is retried, with its output in the next
+prompt; success writes ``status: complete`` into the task file.
+
+Every attempt ends with a ``stop_reason`` (``protocol.events.STOP_REASONS``)
+on ``task.completed``, ``task.retry`` or ``task.failed``. A task that passed
+only after one of its validations failed in this run is ``flaky``. An
+attempt cut short by the run stopping ends with ``task.failed`` and
+``cancelled``; its task file keeps its status, so a resume does it again.
 """
 
 from __future__ import annotations
 
 import contextlib
-import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import trio
+
+from choo.orchestrator.agentcall import FEEDBACK_CHARS, CallContext, call_agent
 from choo.orchestrator.discovery import Task, Unit
 from choo.orchestrator.events import EventBus
 from choo.orchestrator.frontmatter import set_status, split
-from choo.orchestrator.process import Completed, run_process
+from choo.orchestrator.process import Completed, StartFailed, run_process
+from choo.orchestrator.promptdir import PromptDir
 from choo.orchestrator.providers import Provider
 from protocol.settings import default
 
-FEEDBACK_CHARS = 8000
+VALIDATION_FAILURES = frozenset({"validation_failed", "validation_timeout"})
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,18 @@ class WorkerSettings:
     attempts: int = default("attempts")
     provider_timeout: float = default("provider.timeout")
     backpressure_timeout: float = default("backpressure.timeout")
+    run_id: str | None = None  # for the agents' OTEL_RESOURCE_ATTRIBUTES
+    prompts: PromptDir | None = None  # the run's private prompt folder (else one per call)
+    prices: Mapping[str, Any] | None = None  # the price table, to estimate a cost
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """How one attempt ended: ``stop_reason`` None when it passed."""
+
+    stop_reason: str | None
+    reason: str = ""
+    feedback: str = ""
 
 
 class Worker:
@@ -77,10 +99,27 @@ class Worker:
         ids: dict[str, Any] = {"unit": unit.id, "task": task.number}
         self.bus.emit("task.started", **ids, title=task.title, max_attempts=s.attempts)
         feedback: str | None = None
-        reason = "not attempted"
+        ended: list[str] = []  # each failed attempt's stop reason
+        last = Attempt("agent_not_started", "not attempted")
         for attempt in range(1, s.attempts + 1):
-            reason_or_none = await self._attempt(unit, task, provider, attempt, feedback)
-            if reason_or_none is None:
+            try:
+                last = await self._attempt(unit, task, provider, attempt, feedback)
+            except BaseException as exc:
+                if not _cancelled(exc):
+                    raise
+                # The run stops: the attempt ends here, and says so.
+                self.bus.emit(
+                    "task.failed",
+                    **ids,
+                    error="the run was stopped during this attempt",
+                    title=task.title,
+                    attempts=attempt,
+                    reason=f"the run was stopped during attempt {attempt}",
+                    duration_ms=_ms(started),
+                    stop_reason="cancelled",
+                )
+                raise
+            if last.stop_reason is None:
                 set_status(task.path, "complete")
                 self.bus.emit(
                     "task.completed",
@@ -88,65 +127,60 @@ class Worker:
                     title=task.title,
                     attempts=attempt,
                     duration_ms=_ms(started),
+                    stop_reason="passed" if attempt == 1 else "passed_after_retry",
+                    flaky=any(r in VALIDATION_FAILURES for r in ended),
                 )
                 return None
-            reason, feedback = reason_or_none
+            ended.append(last.stop_reason)
+            feedback = last.feedback
             if attempt < s.attempts:
                 self.bus.emit(
-                    "task.retry", **ids, attempt=attempt, next_attempt=attempt + 1, reason=reason
+                    "task.retry",
+                    **ids,
+                    attempt=attempt,
+                    next_attempt=attempt + 1,
+                    reason=last.reason,
+                    stop_reason=last.stop_reason,
                 )
         set_status(task.path, "failed")
         self.bus.emit(
             "task.failed",
             **ids,
-            error=reason,
+            error=last.reason,
             title=task.title,
             attempts=s.attempts,
-            reason=reason,
+            reason=last.reason,
             duration_ms=_ms(started),
+            stop_reason=last.stop_reason,
         )
-        return f"task {task.number} ({task.title}): {reason}"
+        return f"task {task.number} ({task.title}): {last.reason}"
 
     async def _attempt(
         self, unit: Unit, task: Task, provider: Provider, attempt: int, feedback: str | None
-    ) -> tuple[str, str] | None:
-        """One try; None on success, else (reason, output for the next prompt)."""
+    ) -> Attempt:
         s = self.settings
-        ids: dict[str, Any] = {"unit": unit.id, "task": task.number}
-        prompt = build_prompt(unit, task, attempt, feedback)
-        with tempfile.NamedTemporaryFile(
-            "w", prefix="choo-prompt-", suffix=".md", encoding="utf-8"
-        ) as prompt_file:
-            prompt_file.write(prompt)
-            prompt_file.flush()
-            argv = provider.argv(prompt, Path(prompt_file.name))
-            self.bus.emit(
-                "task.claude.invoke",
-                **ids,
-                provider=provider.name,
-                attempt=attempt,
-                program=argv[0],
-                prompt_chars=len(prompt),
-                timeout_s=s.provider_timeout,
-            )
-            agent = await run_process(
-                argv,
-                cwd=s.repo_root,
-                timeout=s.provider_timeout,
-                stdin=prompt.encode() if provider.stdin else None,
-            )
-        self.bus.emit(
-            "task.claude.done", **ids, provider=provider.name, attempt=attempt, **_outcome(agent)
+        ctx = CallContext(
+            unit=unit.id,
+            task=task.number,
+            attempt=attempt,
+            run_id=s.run_id,
+            repo_root=s.repo_root,
+            timeout=s.provider_timeout,
+            prompts=s.prompts,
+            prices=s.prices,
         )
-        if not agent.ok:
-            why = (
-                f"agent timed out after {s.provider_timeout:g} s"
-                if agent.timed_out
-                else f"agent exited with code {agent.exit_code}"
-            )
-            return why, agent.tail(FEEDBACK_CHARS)
+        prompt = build_prompt(unit, task, attempt, feedback)
+        agent = await call_agent(self.bus, provider, prompt, ctx)
+        if agent.stop_reason is not None:
+            return Attempt(agent.stop_reason, agent.reason or agent.stop_reason, agent.feedback)
         if not task.backpressure:
-            return None
+            return Attempt(None)
+        return await self._validate(unit, task, attempt)
+
+    async def _validate(self, unit: Unit, task: Task, attempt: int) -> Attempt:
+        s = self.settings
+        assert task.backpressure is not None
+        ids: dict[str, Any] = {"unit": unit.id, "task": task.number}
         self.bus.emit(
             "task.backpressure",
             **ids,
@@ -154,9 +188,12 @@ class Worker:
             attempt=attempt,
             timeout_s=s.backpressure_timeout,
         )
-        check = await run_process(
-            task.backpressure, cwd=s.repo_root, shell=True, timeout=s.backpressure_timeout
-        )
+        try:
+            check = await run_process(
+                task.backpressure, cwd=s.repo_root, shell=True, timeout=s.backpressure_timeout
+            )
+        except StartFailed as exc:  # no shell, or a command over the argument limit
+            check = Completed(None, exc.reason, 0, False)
         if check.ok:
             self.bus.emit(
                 "task.validation.ok",
@@ -165,12 +202,17 @@ class Worker:
                 attempt=attempt,
                 **_outcome(check),
             )
-            return None
-        why = (
-            f"validation timed out after {s.backpressure_timeout:g} s"
-            if check.timed_out
-            else f"validation `{task.backpressure}` exited with code {check.exit_code}"
-        )
+            return Attempt(None)
+        if check.timed_out:
+            stop, why = (
+                "validation_timeout",
+                f"validation timed out after {s.backpressure_timeout:g} s",
+            )
+        elif check.exit_code is None:
+            stop, why = "validation_failed", f"validation `{task.backpressure}` could not start"
+        else:
+            stop = "validation_failed"
+            why = f"validation `{task.backpressure}` exited with code {check.exit_code}"
         self.bus.emit(
             "task.validation.fail",
             **ids,
@@ -179,7 +221,7 @@ class Worker:
             attempt=attempt,
             **_outcome(check),
         )
-        return why, check.tail(FEEDBACK_CHARS)
+        return Attempt(stop, why, check.tail(FEEDBACK_CHARS))
 
 
 def build_prompt(unit: Unit, task: Task, attempt: int, feedback: str | None) -> str:
@@ -216,6 +258,12 @@ def _outcome(result: Completed) -> dict[str, Any]:
         "timed_out": result.timed_out,
         "output_tail": result.tail(),
     }
+
+
+def _cancelled(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_cancelled(e) for e in exc.exceptions)
+    return isinstance(exc, trio.Cancelled)
 
 
 def _ms(since: float) -> int:

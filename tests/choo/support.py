@@ -15,6 +15,8 @@ repository root) and obeys ``AGENT:...`` directives written in a task's body:
     AGENT:wait-for=FILE       wait until FILE exists
     AGENT:pidfile=FILE        write its pid to FILE first
     AGENT:secrets             print secret-looking strings amid ordinary text
+    AGENT:tool                print one tool call in Claude's stream-json (a Bash call and
+                              its result), for a provider whose output is claude-stream
     AGENT:kill-daemon         SIGKILL the daemon whose pid is in $CHOO_HOME/daemon.pid
     AGENT:freeze-daemon       SIGSTOP that daemon (the test sends SIGCONT)
     AGENT:stop-run-unless=FILE  unless FILE exists, SIGTERM its parent (an in-process
@@ -85,6 +87,11 @@ if "secrets" in directives:
     print("before AKIAIOSFODNN7EXAMPLE after")
     print("curl -H 'Authorization: Bearer abcdef123456789' https://example.invalid")
     print("closing words stay")
+if "tool" in directives:
+    use = {"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": "make"}}
+    done = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}
+    print(json.dumps({"type": "assistant", "message": {"id": "msg_1", "content": [use]}}))
+    print(json.dumps({"type": "user", "message": {"content": [done]}}), flush=True)
 if "write" in directives:
     Path(directives["write"]).write_text("done\n")
 if "write-second" in directives and attempt >= 2:

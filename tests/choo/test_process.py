@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from choo.orchestrator.process import run_process
+from choo.orchestrator.process import StartFailed, argv_problem, run_process
 from tests.choo.support import kill_quietly, pid_gone
 
 
@@ -84,3 +84,44 @@ async def test_output_keeps_the_tail(tmp_path: Path) -> None:
     assert len(result.output) <= 64 * 1024
     assert result.output.endswith("x\nTHE-END\n")
     assert result.tail(8) == "THE-END\n"
+
+
+async def test_lines_are_handed_over_while_the_child_runs(tmp_path: Path) -> None:
+    got: list[tuple[str, bool]] = []
+
+    def on_line(line: str) -> None:
+        got.append((line, (tmp_path / "exited").exists()))
+        if line == "two":
+            (tmp_path / "go").touch()
+
+    script = (
+        "printf 'one\\ntwo\\n'; while [ ! -e go ]; do sleep 0.02; done; "
+        "echo oops >&2; printf 'three\\r\\nlast-without-newline'; touch exited"
+    )
+    result = await run_process(
+        ["sh", "-c", script], cwd=tmp_path, timeout=10, on_line=on_line, merge_stderr=False
+    )
+    assert result.ok
+    assert [line for line, _ in got] == ["one", "two", "three", "last-without-newline"]
+    assert not got[0][1] and not got[1][1], "the first lines came before the child went on"
+    assert result.errors == "oops\n"  # stderr apart, not among the lines
+    assert "oops" not in result.output
+
+
+async def test_a_child_that_cannot_start_raises_start_failed(tmp_path: Path) -> None:
+    with pytest.raises(StartFailed, match=r"could not start `./nope`: no such program"):
+        await run_process(["./nope"], cwd=tmp_path, timeout=10)
+    (tmp_path / "not-executable").write_text("true\n")
+    with pytest.raises(StartFailed, match="permission denied"):
+        await run_process([str(tmp_path / "not-executable")], cwd=tmp_path, timeout=10)
+    big = "x" * (128 * 1024)
+    with pytest.raises(StartFailed, match="argument 1 of the command is 128 KiB, over the 128 KiB"):
+        await run_process(["echo", big], cwd=tmp_path, timeout=10)
+    assert argv_problem(["echo", big[:-1]]) is None
+
+
+async def test_the_child_gets_the_environment_given(tmp_path: Path) -> None:
+    result = await run_process(
+        ["sh", "-c", 'echo "$ONLY_HERE"'], cwd=tmp_path, timeout=10, env={"ONLY_HERE": "yes"}
+    )
+    assert result.output == "yes\n"

@@ -34,8 +34,9 @@ async def execute_in(repo: Repo, home: Home, **options: Any) -> tuple[RunOutcome
 PLAN = {
     # Validation fails once, then passes: validation.fail, retry, validation.ok.
     "good/IMPLEMENTATION_PLAN.md": plan_md(),
+    # Its agent makes a tool call (task.agent.tool).
     "good/01-check.md": task_md(
-        1, "Checked", "AGENT:write-second=good.txt", backpressure="test -f good.txt"
+        1, "Checked", "AGENT:write-second=good.txt AGENT:tool", backpressure="test -f good.txt"
     ),
     # Fails until fixed.txt exists: task.failed, unit.failed, and `child` blocked.
     "bad/IMPLEMENTATION_PLAN.md": plan_md(),
@@ -60,7 +61,9 @@ def segments(events: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 async def test_fail_resume_stop_resume_records_every_event_type_once(
     home: Home, daemon: Daemon, tmp_path: Path
 ) -> None:
-    repo = make_repo(tmp_path / "repo", PLAN, config={"attempts": 2})
+    # The agent's plain text amid its stream-json is counted unparsed, not failed.
+    config = {"attempts": 2, "provider.output": "claude-stream"}
+    repo = make_repo(tmp_path / "repo", PLAN, config=config)
     history = History(home)
 
     first, output = await execute_in(repo, home)
@@ -135,6 +138,18 @@ async def test_fail_resume_stop_resume_records_every_event_type_once(
     counts = only("orch.failed", 0)["payload"]
     assert (counts["completed"], counts["failed"], counts["blocked"]) == (1, 1, 1)
     assert only("task.failed", 0)["payload"]["reason"] == "agent exited with code 1"
+    assert only("task.failed", 0)["payload"]["stop_reason"] == "agent_failed"
+    # The stop cut the stopper's attempt short: it says so, and is done again on resume.
+    assert only("task.failed", 1)["unit"] == "child"
+    assert only("task.failed", 1)["payload"]["stop_reason"] == "cancelled"
+    assert {e["payload"]["stop_reason"] for e in parts[2] if e["type"] == "task.completed"} == {
+        "passed"
+    }
+    good = [e for e in parts[0] if e["type"] == "task.completed" and e["unit"] == "good"]
+    assert (good[0]["payload"]["stop_reason"], good[0]["payload"]["flaky"]) == (
+        "passed_after_retry",
+        True,
+    )
     assert only("task.validation.fail", 0)["unit"] == "good"
     retries = [e for e in parts[0] if e["type"] == "task.retry"]
     assert sorted(e["unit"] for e in retries) == ["bad", "good"]

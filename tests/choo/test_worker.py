@@ -64,9 +64,11 @@ async def test_a_failed_attempt_is_retried_with_its_output_in_the_next_prompt(
         "attempt": 1,
         "next_attempt": 2,
         "reason": "agent exited with code 1",
+        "stop_reason": "agent_failed",
     }
     (done,) = run.of("task.completed")
     assert done.payload["attempts"] == 2
+    assert (done.payload["stop_reason"], done.payload["flaky"]) == ("passed_after_retry", False)
     assert repo.status_of("u/01-task.md") == "complete"
 
 
@@ -210,14 +212,40 @@ print("fake {name} did it")
 
 
 @pytest.mark.parametrize(
-    ("name", "expected"),
+    ("name", "model", "expected"),
     [
-        ("claude", ["--dangerously-skip-permissions", "-p", "{prompt}"]),
-        ("codex", ["exec", "{prompt}"]),
+        (
+            "claude",
+            None,
+            ["-p", "--output-format", "stream-json", "--verbose", "--dangerously-skip-permissions"],
+        ),
+        (
+            "claude",
+            "claude-sonnet-4-5",
+            [
+                "-p",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--dangerously-skip-permissions",
+                "--model",
+                "claude-sonnet-4-5",
+            ],
+        ),
+        ("codex", None, ["exec", "--json", "--sandbox", "workspace-write", "-"]),
+        (
+            "codex",
+            "gpt-5-codex",
+            ["exec", "--json", "--sandbox", "workspace-write", "--model", "gpt-5-codex", "-"],
+        ),
     ],
 )
-async def test_claude_and_codex_get_the_prompt_as_an_argument(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, expected: list[str]
+async def test_claude_and_codex_get_the_prompt_on_stdin_even_past_the_argument_limit(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    model: str | None,
+    expected: list[str],
 ) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -225,17 +253,19 @@ async def test_claude_and_codex_get_the_prompt_as_an_argument(
     program.write_text(FAKE_CLI.format(python=sys.executable, name=name))
     program.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    repo = one_unit(tmp_path, task_md(1, "Via a CLI", "Use the real CLI."))
-    run = Run(repo, provider=make_provider(name, None, cwd=repo.root))
+    big = "word " * 40_000  # 200 KB: over the 128 KiB one argument may hold
+    repo = one_unit(tmp_path, task_md(1, "Via a CLI", "Use the real CLI.\n" + big))
+    run = Run(repo, provider=make_provider(name, None, cwd=repo.root, model=model))
     assert await run()
     (call,) = [json.loads(line) for line in (repo.root / "cli-log.jsonl").read_text().splitlines()]
-    prompt = call["argv"][-1]
-    assert prompt.startswith("You are working on unit `u`, task 1: Via a CLI")
-    assert call["argv"][1:] == [prompt if part == "{prompt}" else part for part in expected]
-    assert call["stdin"] == ""
+    assert call["argv"][1:] == expected
+    assert call["stdin"].startswith("You are working on unit `u`, task 1: Via a CLI")
+    assert len(call["stdin"]) > 128 * 1024
     (done,) = run.of("task.claude.done")
     assert done.payload["provider"] == name
-    assert done.payload["output_tail"] == f"fake {name} did it\n"
+    (result,) = run.of("task.agent.result")
+    assert result.payload["provider"] == name
+    assert result.payload["model"] == model
     assert repo.status_of("u/01-task.md") == "complete"
 
 
