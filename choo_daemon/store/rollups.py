@@ -258,7 +258,9 @@ def _end_task(
     a = _latest(t, try_, seq) or _latest(t, None, seq)
     if a is None:
         return  # an end with no attempt begun (nothing ran): the task's row says it
-    a.sets.update(stop_reason=reason, finished_at=time)
+    a.sets["finished_at"] = time
+    if reason is not None:  # an older orchestrator's end says none: keep what was known
+        a.sets["stop_reason"] = reason
     if kind == "task.completed" and payload.get("flaky") is True:
         a.sets["flaky"] = 1
 
