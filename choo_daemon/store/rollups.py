@@ -84,7 +84,7 @@ class _Fold:
         key = (unit, task)
         found = self.tasks.get(key)
         if found is None:
-            rows = self.conn.execute(
+            rows: list[Row] = self.conn.execute(
                 "SELECT attempt, try, start_seq FROM task_attempts"
                 " WHERE run_id = ? AND unit = ? AND task = ? ORDER BY attempt",
                 (self.run_id, unit, task),
@@ -149,8 +149,7 @@ class _Fold:
         values["cost_estimated"] = int(a.estimated)
         names = ["run_id", "unit", "task", "attempt", "try", "start_seq", *values]
         self.conn.execute(
-            f"INSERT INTO task_attempts({', '.join(names)})"
-            f" VALUES ({', '.join('?' * len(names))})",
+            f"INSERT INTO task_attempts({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
             [self.run_id, unit, task, a.attempt, a.try_, a.start_seq, *values.values()],
         )
 
@@ -190,9 +189,12 @@ def _latest(t: _Task, try_: int | None, seq: int) -> _Attempt | None:
     """The attempt with try ``try_`` (any, if None) begun last before ``seq``."""
     best: _Attempt | None = None
     for a in t.attempts:
-        if a.start_seq < seq and (try_ is None or a.try_ == try_):
-            if best is None or a.start_seq > best.start_seq:
-                best = a
+        if (
+            a.start_seq < seq
+            and (try_ is None or a.try_ == try_)
+            and (best is None or a.start_seq > best.start_seq)
+        ):
+            best = a
     return best
 
 
@@ -273,13 +275,20 @@ def _tool(a: _Attempt, payload: dict[str, Any]) -> None:
     a.adds["tool_calls"] = a.adds.get("tool_calls", 0) + 1
 
 
+_RESULT_TEXT = (("session_id", "session_id"), ("model", "model"), ("agent_status", "status"))
+
+
 def _result(a: _Attempt, payload: dict[str, Any]) -> None:
     for name in USAGE:
         _add(a, name, _int(payload.get(name)))
     _add(a, "cost_usd", _num(payload.get("cost_usd")))
     if payload.get("cost_estimated") is True:
         a.estimated = True
-    for column, key in (("session_id", "session_id"), ("model", "model"), ("agent_status", "status")):
+    for column, key in (
+        ("session_id", "session_id"),
+        ("model", "model"),
+        ("agent_status", "status"),
+    ):
         value = _text(payload.get(key))
         if value is not None:
             a.sets[column] = value
@@ -366,7 +375,7 @@ def backfill(conn: apsw.Connection) -> None:
     for done, run_id in enumerate(runs, 1):
         after = 0
         while True:
-            rows = conn.execute(
+            rows: list[Row] = conn.execute(
                 "SELECT run_id, seq, time, type, unit, task, pr, payload, error FROM events"
                 " WHERE run_id = ? AND seq > ? AND type >= 'task.' AND type < 'task/'"
                 " ORDER BY seq LIMIT ?",

@@ -71,9 +71,7 @@ class Script:
             cost_estimated=estimated,
             tool_calls=tools,
         )
-        self.add(
-            "task.claude.done", unit, task, attempt=attempt, exit_code=0, duration_ms=agent_ms
-        )
+        self.add("task.claude.done", unit, task, attempt=attempt, exit_code=0, duration_ms=agent_ms)
         if validation is None:
             return
         self.add("task.backpressure", unit, task, command=validation, attempt=attempt)

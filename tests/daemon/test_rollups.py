@@ -15,9 +15,9 @@ from choo_daemon.store import (
     MIGRATIONS,
     EventRow,
     append_events,
+    complete_run,
     create_run,
     delete_runs_older_than,
-    complete_run,
     get_run,
     list_runs,
     migrate,
@@ -400,8 +400,7 @@ def test_a_v2_database_is_upgraded_and_its_events_added_up(
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     *rows(f"run_{n}", retried_task()),
-                    (f"run_{n}", 999, "2026-01-01T00:09:00.000Z", "unit.completed", "u1",
-                     None, None, None, None),  # fmt: skip
+                    (f"run_{n}", 999, "2026-01-01T00:09:00.000Z", "unit.completed") + (None,) * 5,
                 ],
             )
     raw.close()
