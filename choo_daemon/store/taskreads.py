@@ -93,8 +93,6 @@ def run_tasks(
     whose attempts then list their tool calls (``tools``, at most MAX_TOOLS,
     ``tools_more`` counting the rest).
     """
-    if task is not None and unit is None:
-        raise BadParameter("task", task, "given with unit (?unit=U&task=N)")
     where = "run_id = ?"
     params: list[apsw.SQLiteValue] = []
     if unit is not None:
@@ -105,6 +103,8 @@ def run_tasks(
         params.append(task)
     with conn:
         run_id = resolve_run_id(conn, run)
+        if task is not None and unit is None:
+            raise BadParameter("task", task, "given with unit (?unit=U&task=N)")
         tasks: list[Row] = conn.execute(
             "SELECT unit, task, title, status, stop_reason, flaky FROM tasks"
             f" WHERE {where} ORDER BY unit, task",

@@ -87,7 +87,7 @@ async def test_tasks_and_attempts_with_tool_calls(web: httpx.AsyncClient, histor
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_parameter"
     bad = await web.get(f"/api/history/runs/{run}/tasks", params={"unit": "u1", "task": "x"})
     assert bad.status_code == 400
-    missing = await web.get("/api/history/runs/run_nowhere/tasks")
+    missing = await web.get("/api/history/runs/run_nowhere/tasks", params={"task": "1"})
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "unknown_run"
 
 
