@@ -109,6 +109,7 @@ def test_without_a_daemon_each_command_says_how_to_start_one(repo_a: Path, tmp_p
     for args in (
         ["list"],
         ["show", "run_x"],
+        ["tasks"],
         ["events", "run_x"],
         ["events", "run_x", "--follow"],
         ["export", "run_x"],
