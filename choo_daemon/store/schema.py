@@ -15,6 +15,7 @@ from pathlib import Path
 import apsw
 
 from choo_daemon.store.errors import CorruptDatabase, MigrationFailed, SchemaTooNew, StoreError
+from choo_daemon.store.rollups import backfill
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -169,10 +170,6 @@ def _v3_rollups(conn: apsw.Connection) -> None:
         ) WITHOUT ROWID;
         """
     )
-    # Imported here: rollups imports nothing of the schema, and this keeps
-    # the migration list readable at the top of the module.
-    from choo_daemon.store.rollups import backfill
-
     backfill(conn)
 
 
