@@ -313,17 +313,20 @@ def _agent_done(a: _Attempt, payload: dict[str, Any]) -> None:
 
 
 def _backpressure(a: _Attempt, payload: dict[str, Any]) -> None:
-    command = _text(payload.get("command"))
-    if command is not None:
+    command = payload.get("command")
+    if type(command) is str:
         a.sets["validation_command"] = command
 
 
 def _validated(a: _Attempt, payload: dict[str, Any]) -> None:
-    _backpressure(a, payload)
-    ms = _int(payload.get("duration_ms"))
-    if ms is not None:
-        a.sets["validation_ms"] = ms
-    a.sets["validation_output"] = _text(payload.get("output_tail"), OUTPUT_TAIL)
+    sets = a.sets
+    get = payload.get
+    command, ms, tail = get("command"), get("duration_ms"), get("output_tail")
+    if type(command) is str:
+        sets["validation_command"] = command
+    if type(ms) is int:
+        sets["validation_ms"] = ms
+    sets["validation_output"] = tail[-OUTPUT_TAIL:] if type(tail) is str else None
 
 
 _ATTEMPT_EVENTS = {
