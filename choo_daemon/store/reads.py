@@ -37,6 +37,7 @@ from choo_daemon.store.records import (
     RunDetail,
     RunPage,
     RunSummary,
+    Totals,
 )
 from choo_web.eventdict import event_from_row
 from protocol.events import RUN_RESUMED, RUN_STOPPED
@@ -66,7 +67,7 @@ def served(fn: F) -> F:
 _RUN_COLUMNS = (
     "id, repo_path, status, started_at, completed_at, parallelism, total_units,"
     " completed_units, failed_units, blocked_units, resume_count, dry_run, tasks_dir,"
-    " error, event_count, last_seq"
+    " error, event_count, last_seq, cost_usd, cost_estimated"
 )
 
 
@@ -82,7 +83,7 @@ def _duration_ms(started_at: str, completed_at: str | None) -> int | None:
 
 def _run(row: Row) -> RunSummary:
     (run_id, repo, status, started, completed, par, total, done, failed, blocked,
-     resumes, dry, tasks_dir, error, event_count, last_seq) = row  # fmt: skip
+     resumes, dry, tasks_dir, error, event_count, last_seq, cost, estimated) = row  # fmt: skip
     return {
         "id": run_id,
         "repo_path": repo,
@@ -101,6 +102,8 @@ def _run(row: Row) -> RunSummary:
         "error": error,
         "event_count": event_count,
         "last_seq": last_seq,
+        "cost_usd": cost,
+        "cost_estimated": bool(estimated),
     }
 
 
@@ -191,7 +194,28 @@ def get_run(conn: apsw.Connection, run_id: str) -> RunDetail | None:
         has_graph = (
             conn.execute("SELECT 1 FROM graphs WHERE run_id = ?", (run_id,)).fetchone() is not None
         )
-    return RunDetail(**summary, markers=markers, has_graph=has_graph)
+        totals = _totals(conn, run_id)
+    return RunDetail(**summary, markers=markers, has_graph=has_graph, totals=totals)
+
+
+def _totals(conn: apsw.Connection, run_id: str) -> Totals:
+    """The run's sums over its task attempts (kept by rollups.py as events are written)."""
+    row: Row = conn.execute(
+        "SELECT input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd,"
+        " cost_estimated, agent_ms, attempts, tool_calls FROM runs WHERE id = ?",
+        (run_id,),
+    ).fetchall()[0]
+    return {
+        "input_tokens": row[0],
+        "output_tokens": row[1],
+        "cache_read_tokens": row[2],
+        "cache_write_tokens": row[3],
+        "cost_usd": row[4],
+        "cost_estimated": bool(row[5]),
+        "agent_ms": row[6],
+        "attempts": row[7],
+        "tool_calls": row[8],
+    }
 
 
 @served

@@ -9,7 +9,12 @@ Prints, for one run on this machine:
   - the rate of a bare apsw batched insert of the same rows into the same schema,
     and the ratio daemon / bare (target >= 0.5, DESIGN.md section 9).
 
+Every event is a --type event (default task.validation.ok): a task.* type
+goes through the roll-ups the database process keeps (store/rollups.py),
+other types (unit.started, say) do not.
+
 Usage: .venv/bin/python scripts/bench/ingest.py [--clients 8] [--events 50000]
+       [--type task.validation.ok]
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ NOW = "2026-01-20T14:30:52.123Z"
 SAMPLE_EVERY = 20  # time one event in this many for the latency figures
 
 
-def worker(index: int, events: int, rate: float, go_at: float) -> None:
+def worker(index: int, events: int, rate: float, go_at: float, kind: str) -> None:
     """One client process: start a run, stream, wait for every ack, print JSON."""
     import trio
 
@@ -75,7 +80,7 @@ def worker(index: int, events: int, rate: float, go_at: float) -> None:
                 client.send_event(
                     run,
                     seq,
-                    "task.validation.ok",
+                    kind,
                     time=NOW,
                     unit="unit-a",
                     task=seq % 7,
@@ -94,7 +99,7 @@ def worker(index: int, events: int, rate: float, go_at: float) -> None:
     print(orjson.dumps(trio.run(main)).decode())
 
 
-def run_clients(clients: int, events: int, rate: float) -> tuple[float, list[float]]:
+def run_clients(clients: int, events: int, rate: float, kind: str) -> tuple[float, list[float]]:
     """Wall time from the common start to the last ack, and the ack latencies."""
     go_at = time.time() + 1.5 + 0.25 * clients  # after every client has started up
     argv = [
@@ -107,6 +112,8 @@ def run_clients(clients: int, events: int, rate: float) -> tuple[float, list[flo
         str(rate),
         "--go-at",
         str(go_at),
+        "--type",
+        kind,
     ]
     procs = [
         subprocess.Popen([*argv, "--index", str(i)], stdout=subprocess.PIPE, text=True)
@@ -125,7 +132,7 @@ def run_clients(clients: int, events: int, rate: float) -> tuple[float, list[flo
     return wall, latencies
 
 
-def bare_insert(path: Path, clients: int, events: int, batch: int = 5000) -> float:
+def bare_insert(path: Path, clients: int, events: int, kind: str, batch: int = 5000) -> float:
     """The same rows, inserted with apsw in batched transactions, same schema and sync."""
     from choo_daemon import store
     from protocol import payload_json
@@ -138,7 +145,7 @@ def bare_insert(path: Path, clients: int, events: int, batch: int = 5000) -> flo
                 f"run_bare_{c}",
                 seq,
                 NOW,
-                "task.validation.ok",
+                kind,
                 "unit-a",
                 seq % 7,
                 None,
@@ -246,13 +253,14 @@ def main() -> None:
         default=50_000,
         help="total offered events/s for the latency phase (0: skip it)",
     )
+    parser.add_argument("--type", default="task.validation.ok", help="the events' type")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--go-at", type=float, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.index, args.events, args.rate, args.go_at)
+        worker(args.index, args.events, args.rate, args.go_at, args.type)
         return
 
     home = Path(tempfile.mkdtemp(prefix="chb", dir="/tmp"))
@@ -266,11 +274,14 @@ def main() -> None:
         helpers = children(pid)  # the database process
         sampler = PeakPss([pid, *helpers])
         total = args.clients * args.events
-        print(f"ingest: {args.clients} clients x {args.events:,} events = {total:,} events")
+        print(
+            f"ingest: {args.clients} clients x {args.events:,} {args.type} events"
+            f" = {total:,} events"
+        )
 
         procs = [pid, *helpers]
         cpu_before = [cpu_seconds(p) for p in procs]
-        wall, lat = run_clients(args.clients, args.events, rate=0)
+        wall, lat = run_clients(args.clients, args.events, rate=0, kind=args.type)
         cpu = [cpu_seconds(p) - before for p, before in zip(procs, cpu_before, strict=True)]
         rate = total / wall
         print(
@@ -284,7 +295,7 @@ def main() -> None:
         if args.latency_rate:
             per_client = args.latency_rate / args.clients
             n = max(1000, min(args.events, int(per_client * 3)))
-            wall2, lat2 = run_clients(args.clients, n, rate=per_client)
+            wall2, lat2 = run_clients(args.clients, n, rate=per_client, kind=args.type)
             print(
                 f"  daemon at {args.latency_rate:,.0f}/s offered: "
                 f"{args.clients * n / wall2:,.0f} events/s; ack latency "
@@ -299,7 +310,7 @@ def main() -> None:
         )
         subprocess.run([*choo, "daemon", "stop"], check=True, stdout=subprocess.DEVNULL)
 
-        bare = bare_insert(home / "bare.db", args.clients, args.events)
+        bare = bare_insert(home / "bare.db", args.clients, args.events, args.type)
         print(f"  bare apsw batched    : {bare:12,.0f} events/s")
         print(f"  ratio daemon / bare  : {rate / bare:12.2f}   (target >= 0.5)")
     finally:
