@@ -31,7 +31,12 @@ def plan(*, flaky: bool = True) -> dict[str, dict[int, tuple[str, list[Attempt]]
     """config: two tasks (the second passes on its second attempt); api: one passes, one fails."""
     second = (
         [
-            Attempt(passed=False, tools=[READ, TEST_FAIL], cost_usd=0.31, validation_output=FAILED_OUTPUT),
+            Attempt(
+                passed=False,
+                tools=[READ, TEST_FAIL],
+                cost_usd=0.31,
+                validation_output=FAILED_OUTPUT,
+            ),
             Attempt(tools=[EDIT, TEST_OK], cost_usd=0.42, cost_estimated=True, session_id="sess-2"),
         ]
         if flaky
@@ -55,15 +60,20 @@ def plan(*, flaky: bool = True) -> dict[str, dict[int, tuple[str, list[Attempt]]
     }
 
 
-def agent_run(writer: Writer, run_id: str, repo: str, started: datetime | None = None, **kw: Any) -> FakeRun:
-    run = FakeRun(writer, run_id, repo, units=dict(UNITS), **({"started": started} if started else {}))
+def agent_run(
+    writer: Writer, run_id: str, repo: str, started: datetime | None = None, **kw: Any
+) -> FakeRun:
+    run = FakeRun(writer, run_id, repo, units=dict(UNITS))
+    if started:
+        run.started = run.clock = started
     run.start()
     failed = 0
     for unit, tasks in plan(**kw).items():
         events = unit_events(run, unit, tasks)
         failed += events[-1]["type"] == "unit.failed"
         run.send(events)
-    run.complete("failed" if failed else "completed", completed_units=2 - failed, failed_units=failed)
+    status = "failed" if failed else "completed"
+    run.complete(status, completed_units=2 - failed, failed_units=failed)
     return run
 
 
@@ -195,7 +205,8 @@ def check_dialog(page: Page, site: Site, run_id: str, unit: str, task: int) -> N
     (t,) = data["tasks"]
     dialog = page.locator("dialog.task-dialog")
     expect(dialog).to_be_visible()
-    expect(dialog.locator(".task-dialog-head")).to_contain_text(f"{unit} · task {task} — {t['title']}")
+    head = dialog.locator(".task-dialog-head")
+    expect(head).to_contain_text(f"{unit} · task {task} — {t['title']}")
     columns = dialog.locator("section.attempt")
     expect(columns).to_have_count(len(t["attempts"]))
     # Side by side: the second column is to the right of the first, at the same height.
@@ -204,7 +215,10 @@ def check_dialog(page: Page, site: Site, run_id: str, unit: str, task: int) -> N
         assert first and second and second["x"] > first["x"] and abs(second["y"] - first["y"]) < 2
     for n, a in enumerate(t["attempts"]):
         col = columns.nth(n)
-        field = lambda name: col.locator(f"dd[data-field='{name}']")  # noqa: E731
+
+        def field(name: str, col: Locator = col) -> Locator:
+            return col.locator(f"dd[data-field='{name}']")
+
         expect(col.locator("h3")).to_have_text(f"Attempt {a['attempt']}")
         expect(col.locator(".badge.stop")).to_have_attribute("data-stop", a["stop_reason"])
         expect(field("duration")).to_have_text(duration(a["agent_ms"] + a["validation_ms"]))
@@ -238,7 +252,8 @@ def check_dialog(page: Page, site: Site, run_id: str, unit: str, task: int) -> N
 def test_the_history_list_has_a_cost_column(page: Page, writer: Writer, site: Site) -> None:
     repo = "/srv/usage-list"
     run = agent_run(writer, "run_20260401_120000_use3", repo)
-    bare = FakeRun(writer, "run_20260401_110000_use4", repo, started=datetime(2026, 4, 1, 11, tzinfo=UTC))
+    older = datetime.now(UTC) - timedelta(days=1)
+    bare = FakeRun(writer, "run_20260401_110000_use4", repo, started=older)
     bare.start()
     bare.complete("completed", completed_units=6)
     listed = {r["id"]: r for r in api(site.url, "/api/history/runs", repo=repo)["runs"]}
@@ -280,7 +295,8 @@ def test_the_tasks_tab_compares_a_repositorys_tasks_across_runs(
         expect(row.locator("td.title")).to_have_text(t["title"])
         expect(row.locator("td.runs")).to_have_text(str(t["runs"]))
         rate = t["first_try_pass_rate"]
-        expect(row.locator("td.pass-rate")).to_have_text("—" if rate is None else f"{round(rate * 100)}%")
+        shown = "—" if rate is None else f"{round(rate * 100)}%"
+        expect(row.locator("td.pass-rate")).to_have_text(shown)
         expect(row.locator("td.duration")).to_have_text(duration(t["median_duration_ms"]))
         expect(row.locator("td.tokens")).to_have_text(tokens(t["median_tokens"]))
         expect(row.locator("td.cost")).to_have_text(usd(t["median_cost_usd"]))
