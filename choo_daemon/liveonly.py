@@ -14,7 +14,9 @@ A live-only run is forgotten when it completes (after its end is
 published), or when its connection ends without ``run.complete``: then it
 is published as ``stopped``. ``LiveOnlyReader`` serves these runs to the
 web API, by their full id and only while they run; the history's lists
-never include them.
+never include them. Roll-ups (totals, per-unit and per-task sums) are the
+history's, kept by its writer: a run not recorded shows them empty (zero
+totals, no tasks).
 """
 
 from __future__ import annotations
@@ -47,6 +49,18 @@ MAX_RUNS = 64  # live-only runs at once; each may hold MAX_EVENTS events
 # The messages that name a run: handled here when they name a live-only run.
 _ABOUT_A_RUN = frozenset({"event", "events", "run.graph", "run.complete", "run.resume"})
 _MARKERS = (store.RUN_STOPPED, store.RUN_RESUMED)
+# A run not recorded has no roll-ups (the writer keeps them): all zero.
+EMPTY_TOTALS: dict[str, Any] = {
+    "input_tokens": 0,
+    "output_tokens": 0,
+    "cache_read_tokens": 0,
+    "cache_write_tokens": 0,
+    "cost_usd": 0.0,
+    "cost_estimated": False,
+    "agent_ms": 0,
+    "attempts": 0,
+    "tool_calls": 0,
+}
 
 
 class Refused(Exception):
@@ -85,6 +99,7 @@ class LiveRun:
             **self.summary,
             "markers": list(self.markers),
             "has_graph": self.graph is not None,
+            "totals": dict(EMPTY_TOTALS),
             "history": False,
         }
 
@@ -233,6 +248,8 @@ class LiveOnly:
                 "error": None,
                 "event_count": 0,
                 "last_seq": 0,
+                "cost_usd": 0.0,
+                "cost_estimated": False,
             },
             session,
         )
@@ -370,6 +387,18 @@ class LiveOnlyReader:
         if live.graph is None:
             raise store.NoGraph(run, "yet (it is not recorded, and has not sent one)")
         return live.graph
+
+    async def run_unit_rollups(self, run: str) -> Any:
+        if self.runs.get(run) is not None:
+            return {}  # not recorded: no roll-ups (the module docstring)
+        return await self.history.run_unit_rollups(run)
+
+    async def run_tasks(self, run: str, *, unit: str | None, task: int | None) -> Any:
+        if self.runs.get(run) is None:
+            return await self.history.run_tasks(run, unit=unit, task=task)
+        if task is not None and unit is None:
+            raise store.BadParameter("task", task, "given with unit (?unit=U&task=N)")
+        return {"run_id": run, "tasks": []}
 
     async def live_only_runs(self, *, repo: str | None) -> list[Any]:
         """The runs shown live but not recorded (``choo run --no-history``), running now."""

@@ -54,6 +54,7 @@ SECURITY_HEADERS = {
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 RUNS_LIMIT, EVENTS_LIMIT = 50, 100
+TASKS_LIMIT, TASKS_LAST = 50, 10
 EVENT_CATALOGUE = catalogue_dict()
 
 
@@ -119,6 +120,30 @@ def create_app(
     @get("/api/history/runs/<run>/units")
     async def units(run: str) -> Response:
         return json_response(await unit_outcomes(reader, run))
+
+    @get("/api/history/runs/<run>/tasks")
+    async def tasks(run: str) -> Response:
+        args = request.args
+        task = params.text(args, "task")
+        page = await reader.run_tasks(
+            run,
+            unit=params.text(args, "unit"),
+            task=None if task is None else params.integer(task, "task", 0, "a task number"),
+        )
+        return json_response(page)
+
+    @get("/api/history/tasks")
+    async def task_table() -> Response:
+        args = request.args
+        repo = params.text(args, "repo")
+        if repo is None:
+            raise bad_parameter("repo", "", "a repository path (?repo=/path/to/repo)")
+        table = await reader.task_table(
+            repo,
+            limit=params.integer(args.get("limit"), "limit", TASKS_LIMIT, "an integer, 1 to 1000"),
+            last=params.integer(args.get("last"), "last", TASKS_LAST, "an integer, 1 to 100"),
+        )
+        return json_response(table)
 
     @get("/api/event-types")
     async def event_types() -> Response:

@@ -4,7 +4,9 @@ The outcome is folded from the run's unit events by ``protocol.events.
 fold_units``, here on the server, so that neither the browser nor
 ``choo history show`` works it out again. It is read through the same
 ``HistoryReader`` calls as the other routes, so a run that is not recorded
-(served from memory while it runs) has its units too.
+(served from memory while it runs) has its units too. Each unit then gets
+its roll-up (attempts, tokens, cost, tool calls) from the store's
+``run_unit_rollups``, which were added up as the events were written.
 """
 
 from __future__ import annotations
@@ -18,6 +20,18 @@ from protocol.errors import NOT_FOUND, Refusal
 from protocol.events import UNIT_EVENT_TYPES, fold_units
 
 PAGE = 1000
+# A unit's roll-up when it ran no attempt (store.empty_unit_rollup: the web
+# package does not import the daemon).
+ZERO: dict[str, Any] = {
+    "attempts": 0,
+    "input_tokens": 0,
+    "output_tokens": 0,
+    "cache_read_tokens": 0,
+    "cache_write_tokens": 0,
+    "cost_usd": 0.0,
+    "cost_estimated": False,
+    "tool_calls": 0,
+}
 
 
 async def unit_outcomes(reader: HistoryReader, run: str) -> dict[str, Any]:
@@ -41,7 +55,13 @@ async def unit_outcomes(reader: HistoryReader, run: str) -> dict[str, Any]:
     for kind in UNIT_EVENT_TYPES:
         events += await _events_upto(reader, run_id, kind, upto)
     units = fold_units(nodes if isinstance(nodes, list) else [], events, detail["status"])
-    return {"run_id": run_id, "run_status": detail["status"], "seq": upto, "units": units}
+    sums = await reader.run_unit_rollups(run_id)
+    return {
+        "run_id": run_id,
+        "run_status": detail["status"],
+        "seq": upto,
+        "units": [{**unit, **sums.get(unit["unit"], ZERO)} for unit in units],
+    }
 
 
 async def _events_upto(reader: HistoryReader, run_id: str, kind: str, upto: int) -> list[Any]:

@@ -4,7 +4,9 @@ Plain blocking functions over an ``apsw.Connection``; the daemon runs them
 in worker threads. One write connection (open_write_connection), used only
 by the writer, with every batch of write calls inside ``with conn:``; any
 number of read connections (open_read_connection), each used by one thread
-at a time. ``SERVED`` names the reads the web API may ask for (see reads.py).
+at a time. ``SERVED`` names the reads the web API may ask for (see reads.py; the
+roll-ups of tasks and attempts, kept at write time by rollups.py, are read
+by taskreads.py).
 """
 
 from choo_daemon.store.errors import (
@@ -41,6 +43,8 @@ from choo_daemon.store.records import (
     RunDetail,
     RunPage,
     RunSummary,
+    TaskRollup,
+    Totals,
 )
 from choo_daemon.store.schema import (
     MIGRATIONS,
@@ -49,6 +53,12 @@ from choo_daemon.store.schema import (
     open_read_connection,
     open_write_connection,
     schema_version,
+)
+from choo_daemon.store.taskreads import (
+    empty_unit_rollup,
+    run_tasks,
+    run_unit_rollups,
+    task_table,
 )
 from choo_daemon.store.writes import (
     Col,
@@ -100,6 +110,8 @@ __all__ = [
     "RunSummary",
     "SchemaTooNew",
     "StoreError",
+    "TaskRollup",
+    "Totals",
     "UnknownRun",
     "append_events",
     "append_resume_marker",
@@ -107,6 +119,7 @@ __all__ = [
     "counts",
     "create_run",
     "delete_runs_older_than",
+    "empty_unit_rollup",
     "get_graph",
     "get_run",
     "held_runs",
@@ -122,8 +135,11 @@ __all__ = [
     "retract_held_marker",
     "run_events",
     "run_exists",
+    "run_tasks",
+    "run_unit_rollups",
     "running_runs",
     "schema_version",
     "store_graph",
+    "task_table",
     "utc_now",
 ]

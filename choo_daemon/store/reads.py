@@ -66,7 +66,18 @@ def served(fn: F) -> F:
 _RUN_COLUMNS = (
     "id, repo_path, status, started_at, completed_at, parallelism, total_units,"
     " completed_units, failed_units, blocked_units, resume_count, dry_run, tasks_dir,"
-    " error, event_count, last_seq"
+    " error, event_count, last_seq, cost_usd, cost_estimated"
+)
+_TOTALS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+    "cost_estimated",
+    "agent_ms",
+    "attempts",
+    "tool_calls",
 )
 
 
@@ -82,7 +93,7 @@ def _duration_ms(started_at: str, completed_at: str | None) -> int | None:
 
 def _run(row: Row) -> RunSummary:
     (run_id, repo, status, started, completed, par, total, done, failed, blocked,
-     resumes, dry, tasks_dir, error, event_count, last_seq) = row  # fmt: skip
+     resumes, dry, tasks_dir, error, event_count, last_seq, cost, estimated) = row  # fmt: skip
     return {
         "id": run_id,
         "repo_path": repo,
@@ -101,6 +112,8 @@ def _run(row: Row) -> RunSummary:
         "error": error,
         "event_count": event_count,
         "last_seq": last_seq,
+        "cost_usd": cost,
+        "cost_estimated": bool(estimated),
     }
 
 
@@ -191,7 +204,12 @@ def get_run(conn: apsw.Connection, run_id: str) -> RunDetail | None:
         has_graph = (
             conn.execute("SELECT 1 FROM graphs WHERE run_id = ?", (run_id,)).fetchone() is not None
         )
-    return RunDetail(**summary, markers=markers, has_graph=has_graph)
+        sums = conn.execute(
+            f"SELECT {', '.join(_TOTALS)} FROM runs WHERE id = ?", (run_id,)
+        ).fetchall()[0]
+    totals = dict(zip(_TOTALS, sums, strict=True))
+    totals["cost_estimated"] = bool(totals["cost_estimated"])
+    return RunDetail(**summary, markers=markers, has_graph=has_graph, totals=totals)  # type: ignore[typeddict-item]
 
 
 @served

@@ -27,6 +27,20 @@ class RunSummary(TypedDict):
     error: str | None
     event_count: int
     last_seq: int
+    cost_usd: float
+    cost_estimated: bool
+
+
+class Totals(TypedDict):
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float
+    cost_estimated: bool
+    agent_ms: int
+    attempts: int
+    tool_calls: int
 
 
 class Marker(TypedDict):
@@ -39,6 +53,7 @@ class Marker(TypedDict):
 class RunDetail(RunSummary):
     markers: list[Marker]
     has_graph: bool
+    totals: Totals
 
 
 class RunPage(TypedDict):
@@ -67,6 +82,11 @@ class Repo(TypedDict):
     repo_path: str
     run_count: int
     last_started_at: str
+
+
+# The roll-ups of tasks and attempts (rollups.py): their fields are listed
+# in docs/API.md; plain dicts, built in taskreads.py.
+TaskRollup = dict[str, Any]
 
 
 class Counts(TypedDict):

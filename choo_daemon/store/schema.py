@@ -93,7 +93,90 @@ def _v2_provisional_markers(conn: apsw.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_provisional_markers)
+def _v3_rollups(conn: apsw.Connection) -> None:
+    # What each task and attempt did and cost, kept at write time from the
+    # task.* events (rollups.py); the run row keeps the sums. Existing
+    # events are folded in here, once.
+    conn.execute(
+        """
+        ALTER TABLE runs ADD COLUMN input_tokens INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN output_tokens INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN cache_read_tokens INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN cost_usd REAL NOT NULL DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN cost_estimated INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN agent_ms INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN tool_calls INTEGER NOT NULL DEFAULT 0;
+
+        -- One row per task a run started; its sums are over its attempts.
+        CREATE TABLE tasks (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            unit TEXT NOT NULL,
+            task INTEGER NOT NULL,
+            title TEXT,
+            status TEXT NOT NULL DEFAULT 'running',
+            stop_reason TEXT,
+            flaky INTEGER NOT NULL DEFAULT 0,
+            started_at TEXT,
+            finished_at TEXT,
+            duration_ms INTEGER,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            cost_estimated INTEGER NOT NULL DEFAULT 0,
+            agent_ms INTEGER NOT NULL DEFAULT 0,
+            tool_calls INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (run_id, unit, task)
+        ) WITHOUT ROWID;
+        -- The cross-run table: one task's rows across runs.
+        CREATE INDEX tasks_unit_task ON tasks(unit, task);
+
+        -- attempt numbers the run's attempts of a task 1, 2, ... across
+        -- orchestrators (a resumed run starts its tries at 1 again); try is
+        -- the orchestrator's own number, start_seq the seq that began it.
+        CREATE TABLE task_attempts (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            unit TEXT NOT NULL,
+            task INTEGER NOT NULL,
+            attempt INTEGER NOT NULL,
+            try INTEGER,
+            start_seq INTEGER NOT NULL,
+            started_at TEXT,
+            finished_at TEXT,
+            stop_reason TEXT,
+            flaky INTEGER NOT NULL DEFAULT 0,
+            agent_ms INTEGER,
+            validation_ms INTEGER,
+            exit_code INTEGER,
+            session_id TEXT,
+            model TEXT,
+            agent_status TEXT,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            cache_read_tokens INTEGER,
+            cache_write_tokens INTEGER,
+            cost_usd REAL,
+            cost_estimated INTEGER NOT NULL DEFAULT 0,
+            tool_calls INTEGER NOT NULL DEFAULT 0,
+            validation_command TEXT,
+            validation_output TEXT,
+            title TEXT,
+            PRIMARY KEY (run_id, unit, task, attempt)
+        ) WITHOUT ROWID;
+        """
+    )
+    # Imported here: rollups imports nothing of the schema, and this keeps
+    # the migration list readable at the top of the module.
+    from choo_daemon.store.rollups import backfill
+
+    backfill(conn)
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_provisional_markers, _v3_rollups)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

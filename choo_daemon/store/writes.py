@@ -16,6 +16,7 @@ import apsw
 import orjson
 
 from choo_daemon.store.errors import BadParameter, RunExists, UnknownRun
+from choo_daemon.store.rollups import apply_task_rows, new_task_rows
 from protocol.events import RUN_RESUMED, RUN_STOPPED
 from protocol.messages import FINAL_STATUSES
 from protocol.times import is_iso_utc
@@ -130,6 +131,8 @@ def append_events(conn: apsw.Connection, rows: Sequence[EventRow]) -> int:
     Keeps runs.last_seq, runs.event_count and runs.resume_count up to date
     with one UPDATE per run: a ``run.resumed`` row stored here (an imported
     run's marker) counts as a resume, as one written by append_resume_marker does.
+    The task.* rows really stored are folded into the run's roll-ups
+    (rollups.py): a re-sent one is not counted again.
     """
     _require_transaction(conn)
     by_run: dict[str, list[EventRow]] = {}
@@ -141,14 +144,16 @@ def append_events(conn: apsw.Connection, rows: Sequence[EventRow]) -> int:
         group.append(row)
         if row[Col.TYPE] == RUN_RESUMED:
             resumed.add(row[Col.RUN])
-    for run_id in by_run:
-        _last_seq(conn, run_id)
+    last = {run_id: _last_seq(conn, run_id) for run_id in by_run}
     inserted = 0
     for run_id, group in by_run.items():
+        tasks = new_task_rows(conn, group, last[run_id])
         before = conn.total_changes()
         resumes = _insert_resumes(conn, group) if run_id in resumed else 0
         conn.executemany(_INSERT_EVENT, group)
         added = conn.total_changes() - before
+        if tasks:
+            apply_task_rows(conn, run_id, tasks)
         if added:
             conn.execute(
                 "UPDATE runs SET last_seq = max(last_seq, ?), event_count = event_count + ?,"
@@ -349,6 +354,8 @@ def delete_runs_older_than(conn: apsw.Connection, cutoff_iso: str, *, limit: int
         # Explicit deletes, so retention does not depend on foreign_keys=ON.
         conn.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
         conn.execute("DELETE FROM graphs WHERE run_id = ?", (run_id,))
+        conn.execute("DELETE FROM task_attempts WHERE run_id = ?", (run_id,))
+        conn.execute("DELETE FROM tasks WHERE run_id = ?", (run_id,))
         conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
     return ids
 

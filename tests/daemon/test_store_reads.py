@@ -232,9 +232,27 @@ def test_a_run_has_every_field(writer: apsw.Connection, reader: apsw.Connection)
         "error": "unit u2 failed",
         "event_count": 2,
         "last_seq": 2,
+        "cost_usd": 0.0,
+        "cost_estimated": False,
     }
     assert list_runs(reader)["runs"] == [expected]
-    assert get_run(reader, "run_1") == {**expected, "markers": [], "has_graph": False}
+    totals = {
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cache_read_tokens": 0,
+        "cache_write_tokens": 0,
+        "cost_usd": 0.0,
+        "cost_estimated": False,
+        "agent_ms": 0,
+        "attempts": 0,
+        "tool_calls": 0,
+    }
+    assert get_run(reader, "run_1") == {
+        **expected,
+        "markers": [],
+        "has_graph": False,
+        "totals": totals,
+    }
 
 
 def test_a_running_run_has_no_duration(writer: apsw.Connection, reader: apsw.Connection) -> None:

@@ -80,6 +80,14 @@ async def test_unit_outcomes_are_folded_by_the_server(
                 "duration_ms": None,
                 "blocked_by": None,
                 "reason": None,
+                "attempts": 0,
+                "input_tokens": 0,
+                "output_tokens": 0,
+                "cache_read_tokens": 0,
+                "cache_write_tokens": 0,
+                "cost_usd": 0.0,
+                "cost_estimated": False,
+                "tool_calls": 0,
             }
             for u in ("u1", "u2", "u3")
         ],

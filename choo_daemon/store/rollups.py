@@ -1,0 +1,378 @@
+"""Roll-ups kept at write time: what each task and attempt of a run did and cost.
+
+``apply_task_rows`` folds a batch of newly stored ``task.*`` events of one
+run into the ``tasks`` and ``task_attempts`` tables and the run's totals
+(schema v3). The writer calls it from ``append_events`` with only the rows
+that were really inserted, so a re-sent event is never counted twice; the
+v3 migration calls it (``backfill``) over the events already stored.
+
+Work per batch, not per row: the rows are folded in memory (a tool call
+only adds one to a counter), then each touched attempt, task and the run
+get one statement each.
+
+An attempt's number (``attempt``) counts the run's attempts of a task
+across orchestrators: a resumed run starts its tries at 1 again, so an
+event's payload ``attempt`` (the orchestrator's ``try``) is matched to the
+latest attempt with that try begun before the event.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import apsw
+import orjson
+
+log = logging.getLogger("choo.daemon")
+
+# What the agent reported, summed from attempts to tasks to the run.
+USAGE = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+# Summed from attempts to tasks and the run, besides USAGE.
+SUMS = (*USAGE, "cost_usd", "agent_ms", "tool_calls")
+TOTALS = (*SUMS, "cost_estimated", "attempts")
+OUTPUT_TAIL = 2000  # characters of validation output kept per attempt
+
+# An event row as append_events gets it: (run_id, seq, time, type, unit,
+# task, pr, payload JSON text, error).
+Row = tuple[Any, ...]
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _text(value: Any, limit: int | None = None) -> str | None:
+    if not isinstance(value, str):
+        return None
+    return value[-limit:] if limit is not None else value
+
+
+@dataclass
+class _Attempt:
+    attempt: int
+    try_: int | None
+    start_seq: int
+    new: bool = False
+    sets: dict[str, Any] = field(default_factory=dict)  # columns set to a value
+    adds: dict[str, float] = field(default_factory=dict)  # columns added to (sums)
+    estimated: bool = False
+
+
+@dataclass
+class _Task:
+    attempts: list[_Attempt]
+    new: bool = False
+    sets: dict[str, Any] = field(default_factory=dict)
+
+
+class _Fold:
+    """The batch's changes to one run, folded in memory, then written once."""
+
+    def __init__(self, conn: apsw.Connection, run_id: str) -> None:
+        self.conn = conn
+        self.run_id = run_id
+        self.tasks: dict[tuple[str, int], _Task] = {}
+
+    def task(self, unit: str, task: int) -> _Task:
+        key = (unit, task)
+        found = self.tasks.get(key)
+        if found is None:
+            rows = self.conn.execute(
+                "SELECT attempt, try, start_seq FROM task_attempts"
+                " WHERE run_id = ? AND unit = ? AND task = ? ORDER BY attempt",
+                (self.run_id, unit, task),
+            ).fetchall()
+            exists = (
+                self.conn.execute(
+                    "SELECT 1 FROM tasks WHERE run_id = ? AND unit = ? AND task = ?",
+                    (self.run_id, unit, task),
+                ).fetchone()
+                is not None
+            )
+            found = _Task([_Attempt(a, t, s) for a, t, s in rows], new=not exists)
+            self.tasks[key] = found
+        return found
+
+    def attempt(self, t: _Task, try_: int | None, seq: int, time: str, *, begin: bool) -> _Attempt:
+        """The attempt an event of try ``try_`` at ``seq`` belongs to (begun by it if ``begin``)."""
+        found = None if begin else _latest(t, try_, seq)
+        if found is not None:
+            return found
+        made = _Attempt(len(t.attempts) + 1, try_, seq, new=True)
+        made.sets["started_at"] = time
+        t.attempts.append(made)
+        return made
+
+    def write(self) -> None:
+        run_adds = dict.fromkeys(TOTALS, 0.0)
+        for (unit, task), t in self.tasks.items():
+            task_adds = dict.fromkeys(TOTALS, 0.0)
+            for a in t.attempts:
+                if a.new:
+                    task_adds["attempts"] += 1
+                    self._insert_attempt(unit, task, a)
+                elif a.sets or a.adds or a.estimated:
+                    self._update_attempt(unit, task, a)
+                for name in SUMS:
+                    task_adds[name] += a.adds.get(name, 0)
+                if a.estimated:
+                    task_adds["cost_estimated"] = 1
+            self._write_task(unit, task, t, task_adds)
+            if task_adds["attempts"]:
+                self.conn.execute(
+                    "UPDATE task_attempts SET title = (SELECT title FROM tasks"
+                    " WHERE run_id = ?1 AND unit = ?2 AND task = ?3)"
+                    " WHERE run_id = ?1 AND unit = ?2 AND task = ?3 AND title IS NULL",
+                    (self.run_id, unit, task),
+                )
+            for name in TOTALS:
+                run_adds[name] = (
+                    max(run_adds[name], task_adds[name])
+                    if name == "cost_estimated"
+                    else run_adds[name] + task_adds[name]
+                )
+        if any(run_adds.values()):
+            self.conn.execute(
+                "UPDATE runs SET " + ", ".join(_sum_sql(n) for n in TOTALS) + " WHERE id = ?",
+                [*(_sum_value(n, run_adds[n]) for n in TOTALS), self.run_id],
+            )
+
+    def _insert_attempt(self, unit: str, task: int, a: _Attempt) -> None:
+        values: dict[str, Any] = {**a.sets, **{k: _sum_value(k, v) for k, v in a.adds.items()}}
+        values["cost_estimated"] = int(a.estimated)
+        names = ["run_id", "unit", "task", "attempt", "try", "start_seq", *values]
+        self.conn.execute(
+            f"INSERT INTO task_attempts({', '.join(names)})"
+            f" VALUES ({', '.join('?' * len(names))})",
+            [self.run_id, unit, task, a.attempt, a.try_, a.start_seq, *values.values()],
+        )
+
+    def _update_attempt(self, unit: str, task: int, a: _Attempt) -> None:
+        parts = [f"{name} = ?" for name in a.sets]
+        params: list[Any] = list(a.sets.values())
+        for name, value in a.adds.items():
+            parts.append(f"{name} = coalesce({name}, 0) + ?")
+            params.append(_sum_value(name, value))
+        if a.estimated:
+            parts.append("cost_estimated = 1")
+        self.conn.execute(
+            f"UPDATE task_attempts SET {', '.join(parts)}"
+            " WHERE run_id = ? AND unit = ? AND task = ? AND attempt = ?",
+            [*params, self.run_id, unit, task, a.attempt],
+        )
+
+    def _write_task(self, unit: str, task: int, t: _Task, adds: dict[str, float]) -> None:
+        if t.new:
+            self.conn.execute(
+                "INSERT INTO tasks(run_id, unit, task) VALUES (?, ?, ?)", (self.run_id, unit, task)
+            )
+        parts = [f"{name} = ?" for name in t.sets]
+        params: list[Any] = list(t.sets.values())
+        for name in TOTALS:
+            if adds[name]:
+                parts.append(_sum_sql(name))
+                params.append(_sum_value(name, adds[name]))
+        if parts:
+            self.conn.execute(
+                f"UPDATE tasks SET {', '.join(parts)} WHERE run_id = ? AND unit = ? AND task = ?",
+                [*params, self.run_id, unit, task],
+            )
+
+
+def _latest(t: _Task, try_: int | None, seq: int) -> _Attempt | None:
+    """The attempt with try ``try_`` (any, if None) begun last before ``seq``."""
+    best: _Attempt | None = None
+    for a in t.attempts:
+        if a.start_seq < seq and (try_ is None or a.try_ == try_):
+            if best is None or a.start_seq > best.start_seq:
+                best = a
+    return best
+
+
+def _sum_sql(name: str) -> str:
+    if name == "cost_estimated":
+        return "cost_estimated = max(cost_estimated, ?)"
+    return f"{name} = {name} + ?"
+
+
+def _sum_value(name: str, value: float) -> float | int:
+    return value if name == "cost_usd" else int(value)
+
+
+def _add(a: _Attempt, name: str, value: float | None) -> None:
+    if value is not None:
+        a.adds[name] = a.adds.get(name, 0) + value
+
+
+def _fold_row(fold: _Fold, row: Row) -> None:
+    _run, seq, time, kind, unit, task, _pr, text, _error = row
+    if unit is None or _int(task) is None:
+        return
+    t = fold.task(unit, task)
+    payload = orjson.loads(text) if text is not None else None
+    if not isinstance(payload, dict):
+        payload = {}
+    if kind == "task.started":
+        t.sets.update(status="running", started_at=time, finished_at=None, stop_reason=None)
+        if isinstance(payload.get("title"), str):
+            t.sets["title"] = payload["title"]
+        return
+    if kind in _TASK_ENDS:
+        _end_task(fold, t, seq, time, kind, payload)
+        return
+    handler = _ATTEMPT_EVENTS.get(kind)
+    if handler is None:
+        return
+    begin = kind == "task.claude.invoke"
+    handler(fold.attempt(t, _int(payload.get("attempt")), seq, time, begin=begin), payload)
+
+
+def _end_task(
+    fold: _Fold, t: _Task, seq: int, time: str, kind: str, payload: dict[str, Any]
+) -> None:
+    reason = _text(payload.get("stop_reason"))
+    if kind == "task.retry":
+        try_ = _int(payload.get("attempt"))
+    else:
+        try_ = _int(payload.get("attempts"))
+        tries = try_ or 0
+        if kind == "task.completed" and reason is None:
+            reason = "passed" if tries <= 1 else "passed_after_retry"
+        flaky = kind == "task.completed" and payload.get("flaky") is True
+        t.sets.update(
+            status="completed" if kind == "task.completed" else "failed",
+            stop_reason=reason,
+            flaky=int(flaky),
+            finished_at=time,
+            duration_ms=_int(payload.get("duration_ms")),
+        )
+        if isinstance(payload.get("title"), str):
+            t.sets["title"] = payload["title"]
+    a = _latest(t, try_, seq) or _latest(t, None, seq)
+    if a is None:
+        return  # an end with no attempt begun (nothing ran): the task's row says it
+    a.sets.update(stop_reason=reason, finished_at=time)
+    if kind == "task.completed" and payload.get("flaky") is True:
+        a.sets["flaky"] = 1
+
+
+def _invoke(a: _Attempt, payload: dict[str, Any]) -> None:
+    pass  # fold.attempt began it; its start time is the event's
+
+
+def _tool(a: _Attempt, payload: dict[str, Any]) -> None:
+    a.adds["tool_calls"] = a.adds.get("tool_calls", 0) + 1
+
+
+def _result(a: _Attempt, payload: dict[str, Any]) -> None:
+    for name in USAGE:
+        _add(a, name, _int(payload.get(name)))
+    _add(a, "cost_usd", _num(payload.get("cost_usd")))
+    if payload.get("cost_estimated") is True:
+        a.estimated = True
+    for column, key in (("session_id", "session_id"), ("model", "model"), ("agent_status", "status")):
+        value = _text(payload.get(key))
+        if value is not None:
+            a.sets[column] = value
+
+
+def _agent_done(a: _Attempt, payload: dict[str, Any]) -> None:
+    _add(a, "agent_ms", _int(payload.get("duration_ms")))
+    a.sets["exit_code"] = _int(payload.get("exit_code"))
+
+
+def _backpressure(a: _Attempt, payload: dict[str, Any]) -> None:
+    command = _text(payload.get("command"))
+    if command is not None:
+        a.sets["validation_command"] = command
+
+
+def _validated(a: _Attempt, payload: dict[str, Any]) -> None:
+    _backpressure(a, payload)
+    ms = _int(payload.get("duration_ms"))
+    if ms is not None:
+        a.sets["validation_ms"] = ms
+    a.sets["validation_output"] = _text(payload.get("output_tail"), OUTPUT_TAIL)
+
+
+_ATTEMPT_EVENTS = {
+    "task.claude.invoke": _invoke,
+    "task.agent.tool": _tool,
+    "task.agent.result": _result,
+    "task.claude.done": _agent_done,
+    "task.backpressure": _backpressure,
+    "task.validation.ok": _validated,
+    "task.validation.fail": _validated,
+}
+_TASK_ENDS = frozenset({"task.completed", "task.retry", "task.failed"})
+
+
+def apply_task_rows(conn: apsw.Connection, run_id: str, rows: Iterable[Row]) -> None:
+    """Fold newly stored task.* rows of ``run_id`` (seq order) into the roll-ups."""
+    fold = _Fold(conn, run_id)
+    for row in rows:
+        _fold_row(fold, row)
+    fold.write()
+
+
+def new_task_rows(conn: apsw.Connection, group: Sequence[Row], last_seq: int) -> list[Row]:
+    """The task.* rows of one run's ``group`` that INSERT OR IGNORE will store.
+
+    Call before the insert. A seq above the run's ``last_seq`` is new
+    (unless the batch holds it twice: the first wins, as in the insert);
+    one at or below it is new only if no event holds it yet (a replay
+    sends old seqs again, which the insert ignores).
+    """
+    found: list[Row] = []
+    seen: set[int] = set()
+    for row in group:
+        seq = row[1]
+        if seq in seen:
+            continue
+        seen.add(seq)
+        if not row[3].startswith("task."):
+            continue
+        if seq <= last_seq and (
+            conn.execute(
+                "SELECT 1 FROM events WHERE run_id = ? AND seq = ?", (row[0], seq)
+            ).fetchone()
+            is not None
+        ):
+            continue
+        found.append(row)
+    found.sort(key=lambda r: r[1])
+    return found
+
+
+BACKFILL_CHUNK = 5000
+
+
+def backfill(conn: apsw.Connection) -> None:
+    """Fold every stored task.* event into the (empty) roll-ups, run by run."""
+    runs = [row[0] for row in conn.execute("SELECT id FROM runs ORDER BY started_at, id")]
+    if not runs:
+        return
+    log.info("history upgrade (schema v3): adding up the tasks of %d runs", len(runs))
+    step = max(1, len(runs) // 10)
+    for done, run_id in enumerate(runs, 1):
+        after = 0
+        while True:
+            rows = conn.execute(
+                "SELECT run_id, seq, time, type, unit, task, pr, payload, error FROM events"
+                " WHERE run_id = ? AND seq > ? AND type >= 'task.' AND type < 'task/'"
+                " ORDER BY seq LIMIT ?",
+                (run_id, after, BACKFILL_CHUNK),
+            ).fetchall()
+            if not rows:
+                break
+            apply_task_rows(conn, run_id, rows)
+            after = rows[-1][1]
+        if done % step == 0 or done == len(runs):
+            log.info("history upgrade (schema v3): %d of %d runs done", done, len(runs))

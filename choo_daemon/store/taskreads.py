@@ -1,0 +1,247 @@
+"""Reads of the roll-ups (rollups.py): per unit, per task and attempt, across runs.
+
+Served to the web API like the other reads (``@served``, reads.py):
+``run_unit_rollups`` (the sums that ``/units`` adds to each unit's outcome),
+``run_tasks`` (``/runs/{id}/tasks``) and ``task_table`` (``/tasks``, one
+repository's tasks across its runs). Every number here was added up when
+the events were written; these only read and arrange it.
+"""
+
+from __future__ import annotations
+
+from statistics import median
+from typing import Any, Final
+
+import apsw
+import orjson
+
+from choo_daemon.store.errors import BadParameter
+from choo_daemon.store.reads import resolve_run_id, served
+from choo_daemon.store.records import TaskRollup
+
+MAX_TOOLS: Final = 500  # tool calls listed per attempt; tools_more counts the rest
+MAX_TASKS: Final = 1000  # rows of the cross-run table
+MAX_LAST: Final = 100  # outcomes listed per task in the cross-run table
+
+_SUMS = (
+    "attempts",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+    "cost_estimated",
+    "tool_calls",
+)
+_ATTEMPT = (
+    "attempt",
+    "started_at",
+    "finished_at",
+    "stop_reason",
+    "agent_ms",
+    "validation_ms",
+    "exit_code",
+    "session_id",
+    "model",
+    "agent_status",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+    "cost_estimated",
+    "tool_calls",
+    "validation_command",
+    "validation_output",
+)
+
+
+def empty_unit_rollup() -> TaskRollup:
+    """A unit's roll-up fields when it ran no attempt (or its run is not recorded)."""
+    zero: TaskRollup = dict.fromkeys(_SUMS, 0)
+    zero["cost_usd"] = 0.0
+    zero["cost_estimated"] = False
+    return zero
+
+
+@served
+def run_unit_rollups(conn: apsw.Connection, run: str) -> dict[str, TaskRollup]:
+    """Each unit's sums over its tasks' attempts in the run ``run`` names: unit -> sums."""
+    with conn:
+        run_id = resolve_run_id(conn, run)
+        rows = conn.execute(
+            "SELECT unit, sum(attempts), sum(input_tokens), sum(output_tokens),"
+            " sum(cache_read_tokens), sum(cache_write_tokens), sum(cost_usd),"
+            " max(cost_estimated), sum(tool_calls) FROM tasks WHERE run_id = ? GROUP BY unit",
+            (run_id,),
+        ).fetchall()
+    found: dict[str, TaskRollup] = {}
+    for unit, *sums in rows:
+        sums_ = dict(zip(_SUMS, sums, strict=True))
+        sums_["cost_estimated"] = bool(sums_["cost_estimated"])
+        found[unit] = sums_
+    return found
+
+
+@served
+def run_tasks(
+    conn: apsw.Connection, run: str, *, unit: str | None = None, task: int | None = None
+) -> dict[str, Any]:
+    """The tasks of the run ``run`` names, each with its attempts (unit, then task order).
+
+    ``unit`` narrows to one unit's tasks, ``unit`` and ``task`` to one task,
+    whose attempts then list their tool calls (``tools``, at most MAX_TOOLS,
+    ``tools_more`` counting the rest).
+    """
+    if task is not None and unit is None:
+        raise BadParameter("task", task, "given with unit (?unit=U&task=N)")
+    where, params = "run_id = ?", []
+    if unit is not None:
+        where += " AND unit = ?"
+        params.append(unit)
+    if task is not None:
+        where += " AND task = ?"
+        params.append(task)
+    with conn:
+        run_id = resolve_run_id(conn, run)
+        tasks = conn.execute(
+            "SELECT unit, task, title, status, stop_reason, flaky FROM tasks"
+            f" WHERE {where} ORDER BY unit, task",
+            [run_id, *params],
+        ).fetchall()
+        attempts = conn.execute(
+            f"SELECT unit, task, try, start_seq, {', '.join(_ATTEMPT)} FROM task_attempts"
+            f" WHERE {where} ORDER BY unit, task, attempt",
+            [run_id, *params],
+        ).fetchall()
+        tools = _tools(conn, run_id, unit, task) if task is not None and unit is not None else None
+    by_task: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    starts: list[tuple[int, int | None, dict[str, Any]]] = []  # (start_seq, try, attempt)
+    for u, t, try_, start_seq, *values in attempts:
+        one = dict(zip(_ATTEMPT, values, strict=True))
+        one["cost_estimated"] = bool(one["cost_estimated"])
+        by_task.setdefault((u, t), []).append(one)
+        starts.append((start_seq, try_, one))
+    if tools is not None:
+        _give_tools(tools, starts)
+    return {
+        "run_id": run_id,
+        "tasks": [
+            {
+                "unit": u,
+                "task": t,
+                "title": title,
+                "status": status,
+                "stop_reason": reason,
+                "flaky": bool(flaky),
+                "attempts": by_task.get((u, t), []),
+            }
+            for u, t, title, status, reason, flaky in tasks
+        ],
+    }
+
+
+# (seq, try, tool dict) of a task's tool calls, seq order.
+_Tool = tuple[int, int | None, dict[str, Any]]
+
+
+def _tools(conn: apsw.Connection, run_id: str, unit: str, task: int) -> list[_Tool]:
+    found: list[_Tool] = []
+    for seq, text in conn.execute(
+        "SELECT seq, payload FROM events INDEXED BY events_run_unit_seq"
+        " WHERE run_id = ? AND unit = ? AND type = 'task.agent.tool' AND task = ? ORDER BY seq",
+        (run_id, unit, task),
+    ):
+        payload = orjson.loads(text) if text is not None else None
+        payload = payload if isinstance(payload, dict) else {}
+        attempt = payload.get("attempt")
+        found.append(
+            (
+                seq,
+                attempt if isinstance(attempt, int) else None,
+                {
+                    "seq": seq,
+                    "tool": payload.get("tool"),
+                    "target": payload.get("target"),
+                    "exit_code": payload.get("exit_code"),
+                    "is_error": payload.get("is_error"),
+                },
+            )
+        )
+    return found
+
+
+def _give_tools(tools: list[_Tool], starts: list[tuple[int, int | None, dict[str, Any]]]) -> None:
+    """List each tool call under its attempt: the one of its try begun last before it.
+
+    The same rule as the write side's (rollups._latest), so ``tools`` and
+    ``tool_calls`` agree.
+    """
+    for _, _, one in starts:
+        one["tools"], one["tools_more"] = [], 0
+    for seq, try_, tool in tools:
+        best: tuple[int, int | None, dict[str, Any]] | None = None
+        for start in starts:
+            if start[0] < seq and (try_ is None or start[1] == try_):
+                if best is None or start[0] > best[0]:
+                    best = start
+        if best is None:
+            continue
+        one = best[2]
+        if len(one["tools"]) < MAX_TOOLS:
+            one["tools"].append(tool)
+        else:
+            one["tools_more"] += 1
+
+
+@served
+def task_table(
+    conn: apsw.Connection, repo: str, *, limit: int = 50, last: int = 10
+) -> dict[str, Any]:
+    """One repository's tasks across its runs, keyed by (unit, task): flaky first.
+
+    ``last`` outcomes per task, newest first; ``limit`` tasks.
+    """
+    if not 1 <= limit <= MAX_TASKS:
+        raise BadParameter("limit", limit, f"1 to {MAX_TASKS}")
+    if not 1 <= last <= MAX_LAST:
+        raise BadParameter("last", last, f"1 to {MAX_LAST}")
+    with conn:
+        rows = conn.execute(
+            "SELECT t.unit, t.task, t.title, t.status, t.stop_reason, t.flaky, t.attempts,"
+            " t.duration_ms, t.input_tokens + t.output_tokens + t.cache_read_tokens"
+            " + t.cache_write_tokens, t.cost_usd, r.id, r.started_at"
+            " FROM runs AS r INDEXED BY runs_repo_started JOIN tasks AS t ON t.run_id = r.id"
+            " WHERE r.repo_path = ? ORDER BY r.started_at DESC, r.id DESC",
+            (repo,),
+        ).fetchall()
+    groups: dict[tuple[str, int], list[Any]] = {}
+    for row in rows:
+        groups.setdefault((row[0], row[1]), []).append(row)
+    table = [_task_row(key, found, last) for key, found in groups.items()]
+    table.sort(key=lambda r: (-r["flaky_runs"], r["unit"], r["task"]))
+    return {"repo": repo, "tasks": table[:limit], "total": len(table)}
+
+
+def _task_row(key: tuple[str, int], rows: list[Any], last: int) -> dict[str, Any]:
+    """One task's line of the cross-run table from its rows, newest run first."""
+    ended = [r for r in rows if r[3] in ("completed", "failed")]
+    durations = [r[7] for r in ended if r[7] is not None]
+    title = next((r[2] for r in rows if r[2] is not None), None)
+    return {
+        "unit": key[0],
+        "task": key[1],
+        "title": title,
+        "runs": len(rows),
+        "first_try_pass_rate": (
+            sum(1 for r in ended if r[4] == "passed") / len(ended) if ended else None
+        ),
+        "median_duration_ms": round(median(durations)) if durations else None,
+        "median_tokens": round(median(r[8] for r in ended)) if ended else None,
+        "median_cost_usd": median(r[9] for r in ended) if ended else None,
+        "flaky_runs": sum(1 for r in rows if r[5]),
+        "last": [
+            {"run_id": r[10], "started_at": r[11], "stop_reason": r[4], "attempts": r[6]}
+            for r in rows[:last]
+        ],
+    }
