@@ -61,7 +61,11 @@ export function tokens(n) {
   return `${(n / 1_000_000).toFixed(n < 100_000_000 ? 2 : 0)}M`;
 }
 
-/** "$1.23", or "~$1.23" when any of it is estimated (from the price table); "—" if unknown. */
+/**
+ * "$1.23", or "~$1.23" when any of it is estimated (from the price table);
+ * "—" if unknown. (Sums over a run count a run whose agents reported no cost
+ * as 0: callers pass `cost || null` where 0 means "none reported".)
+ */
 export function usd(cost, estimated = false) {
   if (cost === null || cost === undefined || Number.isNaN(cost)) return "—";
   const text = cost > 0 && cost < 0.01 ? cost.toFixed(3) : cost.toFixed(2);

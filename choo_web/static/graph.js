@@ -24,7 +24,7 @@ function edgePath(from, to) {
 /** "; 3 attempts, cost ~$0.12, 12.3k tokens in, 4.5k out, 40 tool calls" for a node's title. */
 function usageLine(u) {
   return (
-    `; ${plural(u.attempts, "attempt")}, cost ${usd(u.cost_usd, u.cost_estimated)}` +
+    `; ${plural(u.attempts, "attempt")}, cost ${usd(u.cost_usd || null, u.cost_estimated)}` +
     `, ${tokens(u.input_tokens)} tokens in, ${tokens(u.output_tokens)} out` +
     `, ${count(u.tool_calls ?? 0)} tool calls`
   );
@@ -167,7 +167,8 @@ export class GraphView {
       node.meta.textContent = status;
       node.progress.textContent = tasks ? `${done}/${tasks}` : "";
       node.bar.setAttribute("width", tasks ? ((NODE_W - 24) * done) / tasks : 0);
-      node.cost.textContent = used ? `${usd(used.cost_usd, used.cost_estimated)} · ${used.attempts} att` : "";
+      const spent = used && used.cost_usd ? `${usd(used.cost_usd, used.cost_estimated)} · ` : "";
+      node.cost.textContent = used ? `${spent}${used.attempts} att` : "";
       node.group.dataset.attempts = used ? String(used.attempts) : "";
       node.group.dataset.cost = used && used.cost_usd !== null ? String(used.cost_usd) : "";
       node.title.textContent = `${id}: ${status}, ${done} of ${tasks} tasks done${used ? usageLine(used) : ""}`;

@@ -48,9 +48,9 @@ export class RunHeader {
   /** The agents' usage over the run: cost, tokens in/out, cache read/write, tool calls. */
   renderTotals(t) {
     const { cost, tokensIn, cache, tools } = this.stats;
-    const has = (key) => t && t[key] !== null && t[key] !== undefined;
-    cost.textContent = has("cost_usd") ? usd(t.cost_usd, t.cost_estimated) : "—";
-    cost.title = has("cost_usd") ? usdTitle(t.cost_usd, t.cost_estimated) : "no cost reported";
+    const spent = t && t.cost_usd ? t.cost_usd : null; // 0: no agent reported a cost
+    cost.textContent = usd(spent, t && t.cost_estimated);
+    cost.title = usdTitle(spent, t && t.cost_estimated);
     cost.dataset.estimated = String(Boolean(t && t.cost_estimated));
     tokensIn.textContent = t ? `${tokens(t.input_tokens)} / ${tokens(t.output_tokens)}` : "—";
     tokensIn.title = t ? `${count(t.input_tokens ?? 0)} in, ${count(t.output_tokens ?? 0)} out` : "";

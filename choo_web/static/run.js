@@ -310,12 +310,6 @@ export class RunView {
     this.graphRetries = (this.graphRetries || 0) + 1;
     if (!this.graph && !this.destroyed && this.run.status === "running" && this.graphRetries <= 20) {
       clearTimeout(this.graphTimer);
-    clearTimeout(this.usageTimer);
-    this.usageTimer = 0;
-    this.tasks?.destroy();
-    this.tasks = null;
-    this.panel?.destroy();
-    this.panel = null;
       this.graphTimer = setTimeout(() => this.graph || this.loadGraph(), 1500);
     }
   }
@@ -492,6 +486,12 @@ export class RunView {
     this.stream?.close();
     clearInterval(this.ticker);
     clearTimeout(this.graphTimer);
+    clearTimeout(this.usageTimer);
+    this.usageTimer = 0;
+    this.tasks?.destroy();
+    this.tasks = null;
+    this.panel?.destroy();
+    this.panel = null;
     cancelAnimationFrame(this.frame);
     this.frame = 0;
     this.timeline?.destroy();

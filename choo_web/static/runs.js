@@ -147,8 +147,8 @@ export class RunsView {
         h("td", { class: "num", text: run.status === "running" ? "running" : duration(run.duration_ms) }),
         h("td", {
           class: "num cost",
-          title: usdTitle(run.cost_usd ?? null, run.cost_estimated),
-          text: usd(run.cost_usd ?? null, run.cost_estimated),
+          title: usdTitle(run.cost_usd || null, run.cost_estimated),
+          text: usd(run.cost_usd || null, run.cost_estimated),
         }),
         h("td", { class: "num", text: run.resume_count ? String(run.resume_count) : "—" }),
         h("td", {}, run.dry_run ? h("span", { class: "tag", text: "dry run" }) : null),

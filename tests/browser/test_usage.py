@@ -264,8 +264,9 @@ def test_the_history_list_has_a_cost_column(page: Page, writer: Writer, site: Si
     for run_id in (run.run_id, bare.run_id):
         r = listed[run_id]
         expect(page.locator(f"tr[data-run='{run_id}'] td.cost")).to_have_text(
-            usd(r["cost_usd"], r["cost_estimated"])
+            usd(r["cost_usd"] or None, r["cost_estimated"])
         )
+    assert listed[bare.run_id]["cost_usd"] == 0  # no agent reported a cost: shown as none
     expect(page.locator(f"tr[data-run='{bare.run_id}'] td.cost")).to_have_text("—")
 
 
