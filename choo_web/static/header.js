@@ -54,11 +54,12 @@ export class RunHeader {
     cost.dataset.estimated = String(Boolean(t && t.cost_estimated));
     tokensIn.textContent = t ? `${tokens(t.input_tokens)} / ${tokens(t.output_tokens)}` : "—";
     tokensIn.title = t ? `${count(t.input_tokens ?? 0)} in, ${count(t.output_tokens ?? 0)} out` : "";
-    cache.textContent = t ? `${tokens(t.cache_read_tokens)} / ${tokens(t.cache_write_tokens)}` : "—";
+    const cached = t ? (t.cache_read_tokens ?? 0) + (t.cache_write_tokens ?? 0) : 0;
+    cache.textContent = t ? tokens(cached) : "—";
     cache.title = t
       ? `${count(t.cache_read_tokens ?? 0)} read from the cache, ${count(t.cache_write_tokens ?? 0)} written to it`
       : "";
-    tools.textContent = t ? `${count(t.tool_calls ?? 0)} in ${count(t.attempts ?? 0)}` : "—";
+    tools.textContent = t ? `${count(t.tool_calls ?? 0)} / ${count(t.attempts ?? 0)}` : "—";
     tools.title = t ? `${count(t.tool_calls ?? 0)} tool calls in ${count(t.attempts ?? 0)} attempts` : "";
   }
 
@@ -75,8 +76,8 @@ export class RunHeader {
     const [resumesBox, resumes] = stat("resumes");
     const [costBox, cost] = stat("cost");
     const [tokensBox, tokensIn] = stat("tokens in / out");
-    const [cacheBox, cache] = stat("cache read / write");
-    const [toolsBox, tools] = stat("tool calls / attempts");
+    const [cacheBox, cache] = stat("cache");
+    const [toolsBox, tools] = stat("tools / attempts");
     units.classList.add("units");
     for (const [el, name] of [
       [costBox, "cost"],

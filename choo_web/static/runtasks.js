@@ -89,7 +89,7 @@ export class RunTasks {
         h("td", { class: "title", title: t.title ?? "", text: t.title ?? "" }),
         h("td", {}, t.status ? statusBadge(t.status) : null),
         h("td", {}, stopBadge(t.stop_reason), t.flaky ? [" ", flakyTag()] : null),
-        h("td", { class: "num attempts", text: count((t.attempts || []).length) }),
+        h("td", { class: "num n-attempts", text: count((t.attempts || []).length) }),
         h("td", { class: "num", text: duration(sum.ms) }),
         h("td", {
           class: "num tokens",
@@ -97,7 +97,7 @@ export class RunTasks {
           text: `${tokens(sum.tokensIn)} / ${tokens(sum.tokensOut)}`,
         }),
         h("td", { class: "num cost", title: usdTitle(sum.cost, sum.estimated), text: usd(sum.cost, sum.estimated) }),
-        h("td", { class: "num tools", text: count(sum.tools) }),
+        h("td", { class: "num n-tools", text: count(sum.tools) }),
       );
     });
     const more =

@@ -130,11 +130,14 @@ def test_the_run_header_and_the_graph_show_cost_tokens_and_attempts(
     expect(value(page.locator(".stat[data-stat='tokens']"))).to_have_text(
         f"{tokens(t['input_tokens'])} / {tokens(t['output_tokens'])}"
     )
-    expect(value(page.locator(".stat[data-stat='cache']"))).to_have_text(
-        f"{tokens(t['cache_read_tokens'])} / {tokens(t['cache_write_tokens'])}"
+    cache = value(page.locator(".stat[data-stat='cache']"))
+    expect(cache).to_have_text(tokens(t["cache_read_tokens"] + t["cache_write_tokens"]))
+    expect(cache).to_have_attribute(
+        "title",
+        f"{t['cache_read_tokens']:,} read from the cache, {t['cache_write_tokens']:,} written to it",
     )
     expect(value(page.locator(".stat[data-stat='tools']"))).to_have_text(
-        f"{t['tool_calls']} in {t['attempts']}"
+        f"{t['tool_calls']} / {t['attempts']}"
     )
 
     units = api(site.url, f"/api/history/runs/{run.run_id}/units")["units"]
@@ -169,7 +172,7 @@ def test_a_tasks_attempts_open_side_by_side_from_the_runs_task_list(
     flaky = page.locator("tr[data-task='config:2']")
     expect(flaky.locator(".badge.stop")).to_have_attribute("data-stop", "passed_after_retry")
     expect(flaky.locator(".tag-flaky")).to_be_visible()
-    expect(flaky.locator("td.attempts")).to_have_text("2")
+    expect(flaky.locator("td.n-attempts")).to_have_text("2")
     expect(page.locator("tr[data-task='api:2'] .badge.stop")).to_have_attribute(
         "data-stop", "validation_failed"
     )
