@@ -195,6 +195,15 @@ def test_a_tasks_attempts_open_side_by_side_from_the_runs_task_list(
     expect(page.locator("dialog.task-dialog")).to_be_hidden()
     expect(page).not_to_have_url(re.compile(r"task="))
 
+    # An event of a task links to its attempts too.
+    page.goto(f"/#/history?run={run.run_id}&type=task.completed")
+    row = page.locator(".ev[data-seq]").first
+    row.click()
+    row.locator("a.ev-open-task").click()
+    expect(page).to_have_url(re.compile(r"task=config%3A1"))
+    check_dialog(page, site, run.run_id, "config", 1)
+    page.keyboard.press("Escape")
+
     # A link to an open task opens it on load (here: the failed one).
     page.goto(f"/#/history?run={run.run_id}&task=api%3A2")
     check_dialog(page, site, run.run_id, "api", 2)
