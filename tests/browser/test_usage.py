@@ -332,3 +332,25 @@ def test_the_tasks_tab_compares_a_repositorys_tasks_across_runs(
     expect(page.locator(".notice h2")).to_have_text("Pick a repository")
     page.locator(".repo-list a", has_text="usage-across").click()
     expect(rows).to_have_count(len(data))
+
+
+def test_a_running_runs_usage_follows_its_events(page: Page, writer: Writer, site: Site) -> None:
+    run = FakeRun(writer, "run_20260401_150000_use7", "/srv/usage-live", units=dict(UNITS))
+    run.start()
+    page.goto(f"/#/history?run={run.run_id}")
+    cost = page.locator(".stat[data-stat='cost'] .stat-value")
+    expect(cost).to_have_text("—")
+    expect(page.locator("g.node[data-unit='config'] .node-cost")).to_have_text("")
+
+    run.send(unit_events(run, "config", plan()["config"]))
+    t = api(site.url, f"/api/history/runs/{run.run_id}")["totals"]
+    (config,) = [
+        u
+        for u in api(site.url, f"/api/history/runs/{run.run_id}/units")["units"]
+        if u["unit"] == "config"
+    ]
+    expect(cost).to_have_text(usd(t["cost_usd"], t["cost_estimated"]))
+    expect(page.locator("g.node[data-unit='config'] .node-cost")).to_have_text(
+        f"{usd(config['cost_usd'], config['cost_estimated'])} · {config['attempts']} att"
+    )
+    run.complete("stopped")
