@@ -15,8 +15,9 @@ const known = (v) => v !== null && v !== undefined;
 
 /** "✓", "✗ exit 2", "✗ error", or "—" (no outcome in the stream). */
 export function toolOutcome(call) {
-  if (call.is_error) return { tone: "bad", text: known(call.exit_code) ? `✗ exit ${call.exit_code}` : "✗ error" };
-  if (known(call.exit_code)) return call.exit_code === 0 ? { tone: "good", text: "✓" } : { tone: "bad", text: `✗ exit ${call.exit_code}` };
+  const failed = { tone: "bad", text: `✗ exit ${call.exit_code}` };
+  if (call.is_error) return known(call.exit_code) ? failed : { tone: "bad", text: "✗ error" };
+  if (known(call.exit_code)) return call.exit_code === 0 ? { tone: "good", text: "✓" } : failed;
   if (call.is_error === false) return { tone: "good", text: "✓" };
   return { tone: "none", text: "—" };
 }
@@ -33,7 +34,17 @@ function tokenLine(a) {
   return `${tokens(a.input_tokens)} in / ${tokens(a.output_tokens)} out`;
 }
 
+function exactTokens(a) {
+  return known(a.input_tokens) ? `${count(a.input_tokens)} in, ${count(a.output_tokens ?? 0)} out` : null;
+}
+
+function cacheLine(a) {
+  if (!known(a.cache_read_tokens)) return "—";
+  return `${tokens(a.cache_read_tokens)} read / ${tokens(a.cache_write_tokens)} written`;
+}
+
 function attemptColumn(a) {
+  const cost = a.cost_usd ?? null;
   const agentMs = a.agent_ms ?? null;
   const validationMs = a.validation_ms ?? null;
   const total = known(agentMs) || known(validationMs) ? (agentMs || 0) + (validationMs || 0) : null;
@@ -52,7 +63,9 @@ function attemptColumn(a) {
             h("span", { class: `tool-outcome tone-${outcome.tone}`, text: outcome.text }),
           );
         }),
-        a.tools_more ? h("li", { class: "tools-more muted", text: `… and ${count(a.tools_more)} more` }) : null,
+        a.tools_more
+          ? h("li", { class: "tools-more muted", text: `… and ${count(a.tools_more)} more` })
+          : null,
       )
     : h("p", { class: "muted none", text: "No tool calls recorded." });
   return h(
@@ -65,14 +78,9 @@ function attemptColumn(a) {
       field("duration", duration(total), `agent + validation`, "duration"),
       field("agent", duration(agentMs), null, "agent"),
       field("validation", duration(validationMs), null, "validation"),
-      field("tokens", tokenLine(a), known(a.input_tokens) ? `${count(a.input_tokens)} in, ${count(a.output_tokens ?? 0)} out` : null, "tokens"),
-      field(
-        "cache",
-        known(a.cache_read_tokens) ? `${tokens(a.cache_read_tokens)} read / ${tokens(a.cache_write_tokens)} written` : "—",
-        null,
-        "cache",
-      ),
-      field("cost", usd(a.cost_usd ?? null, a.cost_estimated), usdTitle(a.cost_usd ?? null, a.cost_estimated), "cost"),
+      field("tokens", tokenLine(a), exactTokens(a), "tokens"),
+      field("cache", cacheLine(a), null, "cache"),
+      field("cost", usd(cost, a.cost_estimated), usdTitle(cost, a.cost_estimated), "cost"),
       field("tool calls", known(a.tool_calls) ? count(a.tool_calls) : "—", null, "tool_calls"),
       field("agent status", a.agent_status ?? "—", null, "agent_status"),
       field("exit code", known(a.exit_code) ? String(a.exit_code) : "—", null, "exit_code"),

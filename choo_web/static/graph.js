@@ -158,7 +158,8 @@ export class GraphView {
       const { status, done, tasks, usage } = units.view(id, runStatus);
       counts[status] += 1;
       const used = usage && usage.attempts ? usage : null;
-      const key = `${status}|${done}|${tasks}|${used ? `${used.attempts}|${used.cost_usd}|${used.tool_calls}` : ""}`;
+      const spend = used ? `${used.attempts}|${used.cost_usd}|${used.tool_calls}` : "";
+      const key = `${status}|${done}|${tasks}|${spend}`;
       if (key === node.key) continue;
       node.key = key;
       node.group.setAttribute("class", `node status-${status}${id === this.selected ? " selected" : ""}`);

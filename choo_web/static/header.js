@@ -56,9 +56,8 @@ export class RunHeader {
     tokensIn.title = t ? `${count(t.input_tokens ?? 0)} in, ${count(t.output_tokens ?? 0)} out` : "";
     const cached = t ? (t.cache_read_tokens ?? 0) + (t.cache_write_tokens ?? 0) : 0;
     cache.textContent = t ? tokens(cached) : "—";
-    cache.title = t
-      ? `${count(t.cache_read_tokens ?? 0)} read from the cache, ${count(t.cache_write_tokens ?? 0)} written to it`
-      : "";
+    const [read, written] = t ? [count(t.cache_read_tokens ?? 0), count(t.cache_write_tokens ?? 0)] : [];
+    cache.title = t ? `${read} read from the cache, ${written} written to it` : "";
     tools.textContent = t ? `${count(t.tool_calls ?? 0)} / ${count(t.attempts ?? 0)}` : "—";
     tools.title = t ? `${count(t.tool_calls ?? 0)} tool calls in ${count(t.attempts ?? 0)} attempts` : "";
   }

@@ -125,7 +125,7 @@ export class RunView {
     this.filters = new FilterBar({ onLatest: () => this.timeline.scrollToEnd() });
     this.controls = this.filters.element;
     const paneLink = (pane, text) =>
-      h("a", { class: "pane-link", href: link({ pane: pane === "tasks" ? "tasks" : null, event: null }), text });
+      h("a", { class: "pane-link", href: link({ pane: pane === "tasks" ? pane : null, event: null }), text });
     this.tasksBody = h("div", { class: "tasks-body" });
     this.eventsCard = h(
       "div",

@@ -11,6 +11,10 @@ import { flakyTag, stopBadge } from "./stops.js";
 import { statusBadge } from "./widgets.js";
 
 const SHOWN = 300; // rows drawn before "Show all"
+const COLUMNS = [
+  ...["Unit", "Task", "Title", "Status", "Ended"],
+  ...["Attempts", "Time", "Tokens in / out", "Cost", "Tool calls"],
+];
 
 /** A task's sums over its attempts: {ms, tokensIn, tokensOut, cost, estimated, tools}. */
 export function taskSums(t) {
@@ -46,7 +50,8 @@ export class RunTasks {
       this.data = await getJSON(runPath(this.runId, "/tasks"), {}, { signal: controller.signal });
     } catch (error) {
       if (error.name === "AbortError") return;
-      if (!this.data) put(this.root, h("p", { class: "muted empty-graph", text: `Could not load the tasks: ${error.message}` }));
+      const text = `Could not load the tasks: ${error.message}`;
+      if (!this.data) put(this.root, h("p", { class: "muted empty-graph", text }));
       return;
     }
     this.render();
@@ -70,9 +75,7 @@ export class RunTasks {
     const head = h(
       "tr",
       {},
-      ["Unit", "Task", "Title", "Status", "Ended", "Attempts", "Time", "Tokens in / out", "Cost", "Tool calls"].map((t) =>
-        h("th", { text: t }),
-      ),
+      COLUMNS.map((t) => h("th", { text: t })),
     );
     const rows = shown.map((t) => {
       const key = taskKey(t.unit, t.task);
@@ -85,7 +88,11 @@ export class RunTasks {
           on: { click: (e) => e.target.closest("a") || open() },
         },
         h("td", { class: "unit", text: t.unit }),
-        h("td", { class: "num" }, h("a", { href: link({ task: key }), text: `#${t.task}`, title: "show its attempts" })),
+        h(
+          "td",
+          { class: "num" },
+          h("a", { href: link({ task: key }), text: `#${t.task}`, title: "its attempts" }),
+        ),
         h("td", { class: "title", title: t.title ?? "", text: t.title ?? "" }),
         h("td", {}, t.status ? statusBadge(t.status) : null),
         h("td", {}, stopBadge(t.stop_reason), t.flaky ? [" ", flakyTag()] : null),
@@ -96,7 +103,11 @@ export class RunTasks {
           title: `${count(sum.tokensIn)} in, ${count(sum.tokensOut)} out`,
           text: `${tokens(sum.tokensIn)} / ${tokens(sum.tokensOut)}`,
         }),
-        h("td", { class: "num cost", title: usdTitle(sum.cost, sum.estimated), text: usd(sum.cost, sum.estimated) }),
+        h("td", {
+          class: "num cost",
+          title: usdTitle(sum.cost, sum.estimated),
+          text: usd(sum.cost, sum.estimated),
+        }),
         h("td", { class: "num n-tools", text: count(sum.tools) }),
       );
     });

@@ -10,7 +10,10 @@
 //   task    "unit:N", the task whose attempts are open (see taskKey)
 
 export const TABS = ["live", "history", "tasks"];
-export const KEYS = ["repo", "status", "limit", "cursor", "prev", "run", "type", "unit", "event", "pane", "task"];
+export const KEYS = [
+  ...["repo", "status", "limit", "cursor", "prev"],
+  ...["run", "type", "unit", "event", "pane", "task"],
+];
 
 export function parse(hash = location.hash) {
   const raw = hash.replace(/^#\/?/, "");

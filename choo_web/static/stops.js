@@ -8,9 +8,17 @@ const REASONS = {
   passed: { tone: "good", label: "passed", text: "its validation passed on the first attempt" },
   passed_after_retry: { tone: "good", label: "passed after retry", text: "it passed on a later attempt" },
   agent_failed: { tone: "bad", label: "agent failed", text: "the agent exited non-zero or reported an error" },
-  agent_timeout: { tone: "bad", label: "agent timed out", text: "the agent ran past provider.timeout and was stopped" },
+  agent_timeout: {
+    tone: "bad",
+    label: "agent timed out",
+    text: "the agent ran past provider.timeout and was stopped",
+  },
   agent_max_turns: { tone: "warn", label: "max turns", text: "the agent stopped at its turn limit" },
-  validation_failed: { tone: "bad", label: "validation failed", text: "the validation command exited non-zero" },
+  validation_failed: {
+    tone: "bad",
+    label: "validation failed",
+    text: "the validation command exited non-zero",
+  },
   validation_timeout: {
     tone: "bad",
     label: "validation timed out",

@@ -18,7 +18,8 @@ const GLYPHS = { good: "✓", bad: "✗", warn: "!", neutral: "■" };
 function outcomeChip(t, last) {
   const reason = last.stop_reason ? stopReason(last.stop_reason) : { tone: "neutral", label: "not ended" };
   const retried = last.attempts > 1;
-  const text = `${last.run_id} · ${localDateTime(last.started_at)} · ${reason.label} · ${plural(last.attempts ?? 0, "attempt")}`;
+  const when = localDateTime(last.started_at);
+  const text = `${last.run_id} · ${when} · ${reason.label} · ${plural(last.attempts ?? 0, "attempt")}`;
   return h("a", {
     class: `outcome stop-${reason.tone}${retried ? " retried" : ""}`,
     href: link(
@@ -65,7 +66,7 @@ export class TasksView {
       put(this.root, message("Could not load tasks", error.message, h("p", {}, retry)));
       return;
     }
-    this.render(data.tasks || []);
+    this.render(data.tasks || [], data.total ?? 0);
   }
 
   /** No repository picked: the tasks are per repository, so offer them. */
@@ -81,7 +82,10 @@ export class TasksView {
       h(
         "li",
         {},
-        h("a", { href: link({ tab: "tasks", repo: r.repo_path }, { tab: "tasks" }), text: basename(r.repo_path) }),
+        h("a", {
+          href: link({ tab: "tasks", repo: r.repo_path }, { tab: "tasks" }),
+          text: basename(r.repo_path),
+        }),
         h("span", { class: "muted", text: ` — ${r.repo_path}` }),
       ),
     );
@@ -90,22 +94,28 @@ export class TasksView {
       message(
         "Pick a repository",
         repos.length
-          ? "The tasks table compares a repository's tasks across its runs. Pick one here or in the picker above."
+          ? "The Tasks table compares a repository's tasks across its runs: pick one here or above."
           : "No runs recorded yet: the tasks of a repository show here once it has runs.",
         links.length ? h("ul", { class: "repo-list" }, links) : null,
       ),
     );
   }
 
-  render(tasks) {
+  render(tasks, total) {
     const state = this.state;
+    const shown =
+      total > tasks.length ? `${count(tasks.length)} of ${count(total)} tasks` : plural(tasks.length, "task");
     const toolbar = h(
       "div",
       { class: "runs-toolbar" },
       h("h1", { text: `Tasks · ${basename(state.repo)}` }),
       h("span", { class: "muted repo-path", text: state.repo }),
       h("span", { class: "spacer" }),
-      h("a", { class: "button", href: link({ tab: "history", repo: state.repo }, { tab: "history" }), text: "Runs" }),
+      h("a", {
+        class: "button",
+        href: link({ tab: "history", repo: state.repo }, { tab: "history" }),
+        text: "Runs",
+      }),
     );
     if (tasks.length === 0) {
       put(
@@ -157,7 +167,9 @@ export class TasksView {
         h(
           "td",
           { class: "num flaky-runs" },
-          t.flaky_runs ? [flakyTag(`flaky in ${plural(t.flaky_runs, "run")}`), ` ${count(t.flaky_runs)}`] : "—",
+          t.flaky_runs
+            ? [flakyTag(`flaky in ${plural(t.flaky_runs, "run")}`), ` ${count(t.flaky_runs)}`]
+            : "—",
         ),
         h("td", { class: "num duration", text: duration(t.median_duration_ms) }),
         h("td", {
@@ -178,7 +190,8 @@ export class TasksView {
         h(
           "p",
           { class: "muted tasks-note" },
-          `${plural(tasks.length, "task")}; flaky ones first (passed only after a failed validation, in some run). Last outcomes: newest first, each opens its run with the task's attempts.`,
+          `${shown}; flaky ones first (passed only after a failed validation, in some run).` +
+            " Last outcomes: newest first, each opens its run with the task's attempts.",
         ),
         h(
           "div",
