@@ -80,3 +80,7 @@ class HistoryAPI:
     def get_run(self, run_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self.get(f"/api/history/runs/{run_id}")
         return result
+
+    def task_table(self, *, repo: str, limit: int, last: int) -> dict[str, Any]:
+        result: dict[str, Any] = self.get("/api/history/tasks", repo=repo, limit=limit, last=last)
+        return result

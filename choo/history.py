@@ -110,11 +110,20 @@ def run_report(api: HistoryAPI, run_id: str) -> dict[str, Any]:
     """The run and the outcome of each of its units: ``{"run": ..., "units": [...]}``.
 
     The daemon folds the units' outcomes from their events (``protocol.events.
-    fold_units``), for the web UI and for this alike.
+    fold_units``), for the web UI and for this alike, and adds each unit's
+    roll-up (attempts, tokens, cost, tool calls); the run carries its totals.
     """
     run = get_run(api, run_id)
     units = api.get(_run_path(run["id"], "/units"))["units"]
     return {"run": run, "units": units}
+
+
+# -- tasks -----------------------------------------------------------------------
+
+
+def task_table(api: HistoryAPI, *, repo: str, limit: int, last: int = 10) -> dict[str, Any]:
+    """One repository's tasks across its runs, flaky first (``GET /api/history/tasks``)."""
+    return api.task_table(repo=repo, limit=limit, last=last)
 
 
 # -- events ----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``choo history``: read, follow, export, import and prune the history.
+"""``choo history``: read, follow, export, import and prune the history; what tasks cost.
 
 Each command parses its options, calls one function of ``choo.history`` and
 formats what it returns: a rich table for people, ``--json`` for scripts.
@@ -24,6 +24,7 @@ from choo.config import ConfigError
 from choo.config import load as load_config
 from choo.runner import repo_root_of
 from choo.term import duration_ms, make_console, plural, print_json, to_json, warn
+from choo.usage_view import tasks_table, tokens_count, totals_rows, unit_tokens, usd
 from protocol.home import Home
 from protocol.messages import RUN_STATUSES
 
@@ -223,6 +224,7 @@ def _summary(run: dict[str, Any]) -> Table:
         ("parallelism", str(run["parallelism"])),
         ("resumes", str(run["resume_count"])),
         ("events", f"{run['event_count']:,}"),
+        *totals_rows(run.get("totals")),
     ]
     if run["error"]:
         rows.append(("[red]error[/]", escape(run["error"])))
@@ -243,8 +245,10 @@ def _markers(markers: list[dict[str, Any]]) -> Table:
 
 def _units_table(units: list[dict[str, Any]]) -> Table:
     table = Table(header_style="bold", title="Units", title_justify="left")
-    for name in ("Unit", "Outcome", "Tasks done", "Starts", "Started", "Duration", "Note"):
-        table.add_column(name, justify="right" if name in ("Tasks done", "Starts") else "left")
+    right = ("Tasks done", "Starts", "Attempts", "Tokens", "Cost", "Tools")
+    for name in ("Unit", "Outcome", "Tasks done", "Starts", "Started", "Duration", *right[2:]):
+        table.add_column(name, justify="right" if name in right else "left")
+    table.add_column("Note")
     for u in units:
         note = ""
         if u["blocked_by"]:
@@ -259,9 +263,46 @@ def _units_table(units: list[dict[str, Any]]) -> Table:
             str(u["starts"]),
             _local(u["started_at"]),
             duration_ms(u["duration_ms"]),
+            str(u.get("attempts", 0)),
+            tokens_count(unit_tokens(u)),
+            usd(u.get("cost_usd"), bool(u.get("cost_estimated"))),
+            str(u.get("tool_calls", 0)),
             note,
         )
     return table
+
+
+# -- tasks -------------------------------------------------------------------------
+
+
+@history_app.command("tasks")
+def tasks_cmd(
+    repo: Annotated[
+        Path | None,
+        typer.Option("--repo", help="Tasks of this repository (default: the current one)."),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=1000, help="How many tasks.")
+    ] = (50),
+    as_json: JsonOption = False,
+) -> None:
+    """Each task of this repository across its runs: first-try pass rate, time, tokens, cost,
+    latest outcomes; tasks that were flaky come first."""
+    repo_path = str(repo_root_of(repo or Path.cwd()))
+    with _api() as api:
+        found = history.task_table(api, repo=repo_path, limit=limit)
+    if as_json:
+        print_json(found)
+        return
+    if not found["tasks"]:
+        out.print(f"no tasks of {escape(repo_path)} in the history")
+        return
+    out.print(tasks_table(found))
+    shown = len(found["tasks"])
+    line = f"{shown} of {plural(found['total'], 'task')}"
+    if shown < found["total"]:
+        line += f" · more: [bold]choo history tasks --limit {found['total']}[/]"
+    out.print(f"[dim]{line} · outcomes newest first[/]")
 
 
 # -- events ------------------------------------------------------------------------

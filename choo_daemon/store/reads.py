@@ -37,6 +37,7 @@ from choo_daemon.store.records import (
     RunDetail,
     RunPage,
     RunSummary,
+    Totals,
 )
 from choo_web.eventdict import event_from_row
 from protocol.events import RUN_RESUMED, RUN_STOPPED
@@ -67,17 +68,6 @@ _RUN_COLUMNS = (
     "id, repo_path, status, started_at, completed_at, parallelism, total_units,"
     " completed_units, failed_units, blocked_units, resume_count, dry_run, tasks_dir,"
     " error, event_count, last_seq, cost_usd, cost_estimated"
-)
-_TOTALS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cost_usd",
-    "cost_estimated",
-    "agent_ms",
-    "attempts",
-    "tool_calls",
 )
 
 
@@ -204,12 +194,28 @@ def get_run(conn: apsw.Connection, run_id: str) -> RunDetail | None:
         has_graph = (
             conn.execute("SELECT 1 FROM graphs WHERE run_id = ?", (run_id,)).fetchone() is not None
         )
-        sums = conn.execute(
-            f"SELECT {', '.join(_TOTALS)} FROM runs WHERE id = ?", (run_id,)
-        ).fetchall()[0]
-    totals = dict(zip(_TOTALS, sums, strict=True))
-    totals["cost_estimated"] = bool(totals["cost_estimated"])
-    return RunDetail(**summary, markers=markers, has_graph=has_graph, totals=totals)  # type: ignore[typeddict-item]
+        totals = _totals(conn, run_id)
+    return RunDetail(**summary, markers=markers, has_graph=has_graph, totals=totals)
+
+
+def _totals(conn: apsw.Connection, run_id: str) -> Totals:
+    """The run's sums over its task attempts (kept by rollups.py as events are written)."""
+    row: Row = conn.execute(
+        "SELECT input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd,"
+        " cost_estimated, agent_ms, attempts, tool_calls FROM runs WHERE id = ?",
+        (run_id,),
+    ).fetchall()[0]
+    return {
+        "input_tokens": row[0],
+        "output_tokens": row[1],
+        "cache_read_tokens": row[2],
+        "cache_write_tokens": row[3],
+        "cost_usd": row[4],
+        "cost_estimated": bool(row[5]),
+        "agent_ms": row[6],
+        "attempts": row[7],
+        "tool_calls": row[8],
+    }
 
 
 @served

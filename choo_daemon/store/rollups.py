@@ -63,6 +63,7 @@ class _Attempt:
     sets: dict[str, Any] = field(default_factory=dict)  # columns set to a value
     adds: dict[str, float] = field(default_factory=dict)  # columns added to (sums)
     estimated: bool = False
+    tools: int = 0  # tool calls (task.agent.tool events) in this batch
 
 
 @dataclass
@@ -79,28 +80,35 @@ class _Fold:
         self.conn = conn
         self.run_id = run_id
         self.tasks: dict[tuple[str, int], _Task] = {}
+        # (unit, task, try) -> the attempt its events go to now; cleared when
+        # an attempt begins (rows come in seq order).
+        self.cache: dict[tuple[str, int, Any], _Attempt] = {}
+
+    def current(self, unit: str, task: int, try_: Any, seq: int, time: str) -> _Attempt:
+        """The attempt an event of ``try_`` at ``seq`` belongs to (attempt, cached)."""
+        key = (unit, task, try_)
+        found = self.cache.get(key)
+        if found is None:
+            found = self.attempt(self.task(unit, task), _int(try_), seq, time, False)
+            self.cache[key] = found
+        return found
 
     def task(self, unit: str, task: int) -> _Task:
         key = (unit, task)
         found = self.tasks.get(key)
         if found is None:
-            rows = self.conn.execute(
-                "SELECT attempt, try, start_seq FROM task_attempts"
-                " WHERE run_id = ? AND unit = ? AND task = ? ORDER BY attempt",
+            # One query: no row, no task yet; a row of nulls, a task with no attempt.
+            rows: list[Row] = self.conn.execute(
+                "SELECT a.attempt, a.try, a.start_seq FROM tasks AS t LEFT JOIN task_attempts"
+                " AS a ON a.run_id = t.run_id AND a.unit = t.unit AND a.task = t.task"
+                " WHERE t.run_id = ? AND t.unit = ? AND t.task = ? ORDER BY a.attempt",
                 (self.run_id, unit, task),
             ).fetchall()
-            exists = (
-                self.conn.execute(
-                    "SELECT 1 FROM tasks WHERE run_id = ? AND unit = ? AND task = ?",
-                    (self.run_id, unit, task),
-                ).fetchone()
-                is not None
-            )
-            found = _Task([_Attempt(a, t, s) for a, t, s in rows], new=not exists)
+            found = _Task([_Attempt(a, t, s) for a, t, s in rows if a is not None], new=not rows)
             self.tasks[key] = found
         return found
 
-    def attempt(self, t: _Task, try_: int | None, seq: int, time: str, *, begin: bool) -> _Attempt:
+    def attempt(self, t: _Task, try_: int | None, seq: int, time: str, begin: bool) -> _Attempt:
         """The attempt an event of try ``try_`` at ``seq`` belongs to (begun by it if ``begin``)."""
         found = None if begin else _latest(t, try_, seq)
         if found is not None:
@@ -115,6 +123,8 @@ class _Fold:
         for (unit, task), t in self.tasks.items():
             task_adds = dict.fromkeys(TOTALS, 0.0)
             for a in t.attempts:
+                if a.tools:
+                    a.adds["tool_calls"] = a.adds.get("tool_calls", 0) + a.tools
                 if a.new:
                     task_adds["attempts"] += 1
                     self._insert_attempt(unit, task, a)
@@ -149,8 +159,7 @@ class _Fold:
         values["cost_estimated"] = int(a.estimated)
         names = ["run_id", "unit", "task", "attempt", "try", "start_seq", *values]
         self.conn.execute(
-            f"INSERT INTO task_attempts({', '.join(names)})"
-            f" VALUES ({', '.join('?' * len(names))})",
+            f"INSERT INTO task_attempts({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
             [self.run_id, unit, task, a.attempt, a.try_, a.start_seq, *values.values()],
         )
 
@@ -190,9 +199,12 @@ def _latest(t: _Task, try_: int | None, seq: int) -> _Attempt | None:
     """The attempt with try ``try_`` (any, if None) begun last before ``seq``."""
     best: _Attempt | None = None
     for a in t.attempts:
-        if a.start_seq < seq and (try_ is None or a.try_ == try_):
-            if best is None or a.start_seq > best.start_seq:
-                best = a
+        if (
+            a.start_seq < seq
+            and (try_ is None or a.try_ == try_)
+            and (best is None or a.start_seq > best.start_seq)
+        ):
+            best = a
     return best
 
 
@@ -213,25 +225,30 @@ def _add(a: _Attempt, name: str, value: float | None) -> None:
 
 def _fold_row(fold: _Fold, row: Row) -> None:
     _run, seq, time, kind, unit, task, _pr, text, _error = row
-    if unit is None or _int(task) is None:
+    if unit is None or type(task) is not int:
+        return
+    payload = orjson.loads(text) if text is not None else None
+    if type(payload) is not dict:
+        payload = {}
+    if kind == TOOL:  # most task events by far: one lookup, one count
+        fold.current(unit, task, payload.get("attempt"), seq, time).tools += 1
+        return
+    handler = _ATTEMPT_EVENTS.get(kind)
+    if handler is not None:
+        if kind == INVOKE:
+            fold.cache.clear()  # a new attempt: later events of its try are its own
+            a = fold.attempt(fold.task(unit, task), _int(payload.get("attempt")), seq, time, True)
+        else:
+            a = fold.current(unit, task, payload.get("attempt"), seq, time)
+        handler(a, payload)
         return
     t = fold.task(unit, task)
-    payload = orjson.loads(text) if text is not None else None
-    if not isinstance(payload, dict):
-        payload = {}
     if kind == "task.started":
         t.sets.update(status="running", started_at=time, finished_at=None, stop_reason=None)
         if isinstance(payload.get("title"), str):
             t.sets["title"] = payload["title"]
-        return
-    if kind in _TASK_ENDS:
+    elif kind in _TASK_ENDS:
         _end_task(fold, t, seq, time, kind, payload)
-        return
-    handler = _ATTEMPT_EVENTS.get(kind)
-    if handler is None:
-        return
-    begin = kind == "task.claude.invoke"
-    handler(fold.attempt(t, _int(payload.get("attempt")), seq, time, begin=begin), payload)
 
 
 def _end_task(
@@ -258,7 +275,9 @@ def _end_task(
     a = _latest(t, try_, seq) or _latest(t, None, seq)
     if a is None:
         return  # an end with no attempt begun (nothing ran): the task's row says it
-    a.sets.update(stop_reason=reason, finished_at=time)
+    a.sets["finished_at"] = time
+    if reason is not None:  # an older orchestrator's end says none: keep what was known
+        a.sets["stop_reason"] = reason
     if kind == "task.completed" and payload.get("flaky") is True:
         a.sets["flaky"] = 1
 
@@ -267,8 +286,7 @@ def _invoke(a: _Attempt, payload: dict[str, Any]) -> None:
     pass  # fold.attempt began it; its start time is the event's
 
 
-def _tool(a: _Attempt, payload: dict[str, Any]) -> None:
-    a.adds["tool_calls"] = a.adds.get("tool_calls", 0) + 1
+_RESULT_TEXT = (("session_id", "session_id"), ("model", "model"), ("agent_status", "status"))
 
 
 def _result(a: _Attempt, payload: dict[str, Any]) -> None:
@@ -277,7 +295,11 @@ def _result(a: _Attempt, payload: dict[str, Any]) -> None:
     _add(a, "cost_usd", _num(payload.get("cost_usd")))
     if payload.get("cost_estimated") is True:
         a.estimated = True
-    for column, key in (("session_id", "session_id"), ("model", "model"), ("agent_status", "status")):
+    for column, key in (
+        ("session_id", "session_id"),
+        ("model", "model"),
+        ("agent_status", "status"),
+    ):
         value = _text(payload.get(key))
         if value is not None:
             a.sets[column] = value
@@ -304,7 +326,6 @@ def _validated(a: _Attempt, payload: dict[str, Any]) -> None:
 
 _ATTEMPT_EVENTS = {
     "task.claude.invoke": _invoke,
-    "task.agent.tool": _tool,
     "task.agent.result": _result,
     "task.claude.done": _agent_done,
     "task.backpressure": _backpressure,
@@ -312,6 +333,8 @@ _ATTEMPT_EVENTS = {
     "task.validation.fail": _validated,
 }
 _TASK_ENDS = frozenset({"task.completed", "task.retry", "task.failed"})
+TOOL = "task.agent.tool"
+INVOKE = "task.claude.invoke"
 
 
 def apply_task_rows(conn: apsw.Connection, run_id: str, rows: Iterable[Row]) -> None:
@@ -331,12 +354,13 @@ def new_task_rows(conn: apsw.Connection, group: Sequence[Row], last_seq: int) ->
     sends old seqs again, which the insert ignores).
     """
     found: list[Row] = []
-    seen: set[int] = set()
-    for row in group:
+    top = 0  # seqs rising through the batch (the usual case) are each seen once
+    for index, row in enumerate(group):
         seq = row[1]
-        if seq in seen:
-            continue
-        seen.add(seq)
+        if seq > top:
+            top = seq
+        elif any(earlier[1] == seq for earlier in group[:index]):
+            continue  # the same seq earlier in the batch: that one is stored
         if not row[3].startswith("task."):
             continue
         if seq <= last_seq and (
@@ -347,8 +371,13 @@ def new_task_rows(conn: apsw.Connection, group: Sequence[Row], last_seq: int) ->
         ):
             continue
         found.append(row)
-    found.sort(key=lambda r: r[1])
+    found.sort(key=_seq)
     return found
+
+
+def _seq(row: Row) -> int:
+    seq: int = row[1]
+    return seq
 
 
 BACKFILL_CHUNK = 5000
@@ -364,7 +393,7 @@ def backfill(conn: apsw.Connection) -> None:
     for done, run_id in enumerate(runs, 1):
         after = 0
         while True:
-            rows = conn.execute(
+            rows: list[Row] = conn.execute(
                 "SELECT run_id, seq, time, type, unit, task, pr, payload, error FROM events"
                 " WHERE run_id = ? AND seq > ? AND type >= 'task.' AND type < 'task/'"
                 " ORDER BY seq LIMIT ?",

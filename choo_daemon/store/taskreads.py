@@ -16,7 +16,7 @@ import apsw
 import orjson
 
 from choo_daemon.store.errors import BadParameter
-from choo_daemon.store.reads import resolve_run_id, served
+from choo_daemon.store.reads import Row, resolve_run_id, served
 from choo_daemon.store.records import TaskRollup
 
 MAX_TOOLS: Final = 500  # tool calls listed per attempt; tools_more counts the rest
@@ -69,7 +69,7 @@ def run_unit_rollups(conn: apsw.Connection, run: str) -> dict[str, TaskRollup]:
     """Each unit's sums over its tasks' attempts in the run ``run`` names: unit -> sums."""
     with conn:
         run_id = resolve_run_id(conn, run)
-        rows = conn.execute(
+        rows: list[Row] = conn.execute(
             "SELECT unit, sum(attempts), sum(input_tokens), sum(output_tokens),"
             " sum(cache_read_tokens), sum(cache_write_tokens), sum(cost_usd),"
             " max(cost_estimated), sum(tool_calls) FROM tasks WHERE run_id = ? GROUP BY unit",
@@ -93,9 +93,8 @@ def run_tasks(
     whose attempts then list their tool calls (``tools``, at most MAX_TOOLS,
     ``tools_more`` counting the rest).
     """
-    if task is not None and unit is None:
-        raise BadParameter("task", task, "given with unit (?unit=U&task=N)")
-    where, params = "run_id = ?", []
+    where = "run_id = ?"
+    params: list[apsw.SQLiteValue] = []
     if unit is not None:
         where += " AND unit = ?"
         params.append(unit)
@@ -104,12 +103,14 @@ def run_tasks(
         params.append(task)
     with conn:
         run_id = resolve_run_id(conn, run)
-        tasks = conn.execute(
+        if task is not None and unit is None:
+            raise BadParameter("task", task, "given with unit (?unit=U&task=N)")
+        tasks: list[Row] = conn.execute(
             "SELECT unit, task, title, status, stop_reason, flaky FROM tasks"
             f" WHERE {where} ORDER BY unit, task",
             [run_id, *params],
         ).fetchall()
-        attempts = conn.execute(
+        attempts: list[Row] = conn.execute(
             f"SELECT unit, task, try, start_seq, {', '.join(_ATTEMPT)} FROM task_attempts"
             f" WHERE {where} ORDER BY unit, task, attempt",
             [run_id, *params],
@@ -182,9 +183,12 @@ def _give_tools(tools: list[_Tool], starts: list[tuple[int, int | None, dict[str
     for seq, try_, tool in tools:
         best: tuple[int, int | None, dict[str, Any]] | None = None
         for start in starts:
-            if start[0] < seq and (try_ is None or start[1] == try_):
-                if best is None or start[0] > best[0]:
-                    best = start
+            if (
+                start[0] < seq
+                and (try_ is None or start[1] == try_)
+                and (best is None or start[0] > best[0])
+            ):
+                best = start
         if best is None:
             continue
         one = best[2]
@@ -207,7 +211,7 @@ def task_table(
     if not 1 <= last <= MAX_LAST:
         raise BadParameter("last", last, f"1 to {MAX_LAST}")
     with conn:
-        rows = conn.execute(
+        rows: list[Row] = conn.execute(
             "SELECT t.unit, t.task, t.title, t.status, t.stop_reason, t.flaky, t.attempts,"
             " t.duration_ms, t.input_tokens + t.output_tokens + t.cache_read_tokens"
             " + t.cache_write_tokens, t.cost_usd, r.id, r.started_at"

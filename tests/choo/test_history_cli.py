@@ -28,6 +28,7 @@ from tests.choo.support import (
     task_md,
     wait_until,
 )
+from tests.daemon.attempts import Script
 
 
 def git_repo(path: Path) -> Path:
@@ -108,6 +109,7 @@ def test_without_a_daemon_each_command_says_how_to_start_one(repo_a: Path, tmp_p
     for args in (
         ["list"],
         ["show", "run_x"],
+        ["tasks"],
         ["events", "run_x"],
         ["events", "run_x", "--follow"],
         ["export", "run_x"],
@@ -456,3 +458,75 @@ def test_prune_removes_old_finished_runs_on_demand(
 
     bad = run_choo("history", "prune", "--older-than", "0", cwd=repo_a)
     assert bad.returncode == 2
+
+
+# -- roll-ups ------------------------------------------------------------------------
+
+
+def costly_run(run_id: str, repo: str, *, started_at: str, flaky: bool) -> SeedRun:
+    """Unit "api": task 1 passes (after a failed validation when ``flaky``); unit "docs"."""
+    script = Script()
+    script.started("api", 1, "Add the endpoint")
+    if flaky:
+        script.attempt("api", 1, 1, tools=3, passed=False)
+        script.retry("api", 1, 1, "validation_failed")
+        script.attempt("api", 1, 2, tools=1, cost=0.25, estimated=True)
+        script.completed("api", 1, 2, flaky=True)
+    else:
+        script.attempt("api", 1, 1, tools=1)
+        script.completed("api", 1, 1)
+    script.started("docs", 1, "Write it down")
+    script.attempt("docs", 1, 1, tools=0, tokens=(1500, 0, 0, 0), cost=None, validation=None)
+    script.completed("docs", 1, 1)
+    events: list[Ev] = [
+        (kind, unit, task, payload, None) for kind, unit, task, payload in script.steps
+    ]
+    phase = Phase([*events, *unit_events("api")[-1:]], status="completed", units=(2, 0, 0))
+    return SeedRun(run_id, repo, started_at=started_at, phases=[phase], units=["api", "docs"])
+
+
+@pytest.fixture
+def costly(daemon_process: Home, repo_a: Path) -> Home:
+    seed(
+        daemon_process,
+        costly_run("run_c1", str(repo_a), started_at=ago(seconds=300), flaky=False),
+        costly_run("run_c2", str(repo_a), started_at=ago(seconds=200), flaky=True),
+    )
+    return daemon_process
+
+
+def test_show_prints_totals_and_each_units_roll_up(costly: Home, repo_a: Path) -> None:
+    text = ok(run_choo("history", "show", "run_c2", cwd=repo_a))
+    assert re.search(r"cost\s+~\$0\.75 \(estimated\)", text), text
+    assert re.search(r"tokens\s+1\.7k in, 40 out, 2\.0k cache read, 20 cache write", text), text
+    assert re.search(r"agent time\s+3\.0 s", text)
+    assert re.search(r"attempts\s+3\b", text) and re.search(r"tool calls\s+4\b", text)
+    header = next(line for line in text.splitlines() if "Attempts" in line)
+    assert all(word in header for word in ("Tokens", "Cost", "Tools"))
+    units = {line.split()[1]: line.split("│") for line in text.splitlines() if line.startswith("│")}
+    api = [cell.strip() for cell in units["api"]]
+    assert api[7:11] == ["2", "2.3k", "~$0.75", "4"], api
+    docs = [cell.strip() for cell in units["docs"]]
+    assert docs[7:11] == ["1", "1.5k", "$0.00", "0"], docs
+    data = json.loads(ok(run_choo("history", "show", "run_c2", "--json", cwd=repo_a)))
+    assert data["run"]["totals"]["attempts"] == 3
+    assert data["run"]["totals"]["cost_estimated"] is True
+    assert {u["unit"]: u["tool_calls"] for u in data["units"]} == {"api": 4, "docs": 0}
+
+
+def test_tasks_prints_the_cross_run_table_flaky_first(
+    costly: Home, repo_a: Path, repo_b: Path
+) -> None:
+    text = ok(run_choo("history", "tasks", cwd=repo_a))
+    assert f"Tasks of {repo_a} across runs" in text
+    rows = [line for line in text.splitlines() if line.startswith("│")]
+    assert [row.split("│")[1].strip() for row in rows] == ["api", "docs"], "flaky first"
+    api = [cell.strip() for cell in rows[0].split("│")]
+    assert api[3:7] == ["Add the endpoint", "2", "50%", "1"], api
+    assert "2 of 2 tasks" in text
+    data = json.loads(ok(run_choo("history", "tasks", "--limit", "1", "--json", cwd=repo_a)))
+    assert data["total"] == 2 and [t["unit"] for t in data["tasks"]] == ["api"]
+    assert [o["run_id"] for o in data["tasks"][0]["last"]] == ["run_c2", "run_c1"]
+    assert data["tasks"][0]["flaky_runs"] == 1
+    other = ok(run_choo("history", "tasks", "--repo", str(repo_b), cwd=repo_a))
+    assert f"no tasks of {repo_b} in the history" in other
