@@ -92,7 +92,7 @@ export class RunHeader {
       this.backLink
         ? h("a", {
             class: "back",
-            href: link({ run: null, type: null, unit: null, event: null }),
+            href: link({ run: null, type: null, unit: null, event: null, pane: null, task: null }),
             text: "← Runs",
           })
         : null,

@@ -83,7 +83,10 @@ export class RunView {
 
   failed(error) {
     const back = this.backLink
-      ? h("a", { href: link({ run: null, type: null, unit: null, event: null }), text: "← Back to runs" })
+      ? h("a", {
+          href: link({ run: null, type: null, unit: null, event: null, pane: null, task: null }),
+          text: "← Back to runs",
+        })
       : null;
     if (error instanceof ApiError && error.status === 404) {
       put(

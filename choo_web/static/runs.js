@@ -137,7 +137,7 @@ export class RunsView {
     );
     if (showRepo) head.insertBefore(h("th", { text: "Repository" }), head.children[1]);
     const rows = page.runs.map((run) => {
-      const href = link({ run: run.id, type: null, unit: null, event: null });
+      const href = link({ run: run.id, type: null, unit: null, event: null, pane: null, task: null });
       const cells = [
         h("td", { class: "run-id" }, h("a", { href, text: run.id })),
         showRepo ? h("td", { class: "repo", title: run.repo_path, text: basename(run.repo_path) }) : null,
@@ -155,7 +155,10 @@ export class RunsView {
       ];
       return h(
         "tr",
-        { "data-run": run.id, on: { click: (e) => e.target.closest("a") || navigate({ run: run.id }) } },
+        {
+          "data-run": run.id,
+          on: { click: (e) => e.target.closest("a") || navigate({ run: run.id, pane: null, task: null }) },
+        },
         cells,
       );
     });
