@@ -52,10 +52,11 @@ export class RunHeader {
     cost.textContent = usd(spent, t && t.cost_estimated);
     cost.title = usdTitle(spent, t && t.cost_estimated);
     cost.dataset.estimated = String(Boolean(t && t.cost_estimated));
-    tokensIn.textContent = t ? `${tokens(t.input_tokens)} / ${tokens(t.output_tokens)}` : "—";
+    const reported = t && (t.input_tokens || t.output_tokens); // 0: the agents reported none (text output)
+    tokensIn.textContent = reported ? `${tokens(t.input_tokens)} / ${tokens(t.output_tokens)}` : "—";
     tokensIn.title = t ? `${count(t.input_tokens ?? 0)} in, ${count(t.output_tokens ?? 0)} out` : "";
     const cached = t ? (t.cache_read_tokens ?? 0) + (t.cache_write_tokens ?? 0) : 0;
-    cache.textContent = t ? tokens(cached) : "—";
+    cache.textContent = cached ? tokens(cached) : "—";
     const [read, written] = t ? [count(t.cache_read_tokens ?? 0), count(t.cache_write_tokens ?? 0)] : [];
     cache.title = t ? `${read} read from the cache, ${written} written to it` : "";
     tools.textContent = t ? `${count(t.tool_calls ?? 0)} / ${count(t.attempts ?? 0)}` : "—";

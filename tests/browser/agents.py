@@ -130,7 +130,7 @@ def task_events(
                         attempts=n,
                         reason="validation failed",
                         stop_reason=reason,
-                        duration_ms=5000,
+                        duration_ms=sum(a.agent_ms + a.validation_ms for a in attempts),
                     )
                 )
     if attempts and attempts[-1].passed:
@@ -142,7 +142,7 @@ def task_events(
                 task,
                 title=title,
                 attempts=n,
-                duration_ms=5000 * n,
+                duration_ms=sum(a.agent_ms + a.validation_ms for a in attempts),
                 stop_reason="passed" if n == 1 else "passed_after_retry",
                 flaky=flaky,
             )

@@ -132,9 +132,9 @@ def test_the_run_header_and_the_graph_show_cost_tokens_and_attempts(
     )
     cache = value(page.locator(".stat[data-stat='cache']"))
     expect(cache).to_have_text(tokens(t["cache_read_tokens"] + t["cache_write_tokens"]))
+    read, written = t["cache_read_tokens"], t["cache_write_tokens"]
     expect(cache).to_have_attribute(
-        "title",
-        f"{t['cache_read_tokens']:,} read from the cache, {t['cache_write_tokens']:,} written to it",
+        "title", f"{read:,} read from the cache, {written:,} written to it"
     )
     expect(value(page.locator(".stat[data-stat='tools']"))).to_have_text(
         f"{t['tool_calls']} / {t['attempts']}"
