@@ -19,6 +19,7 @@ latest attempt with that try begun before the event.
 from __future__ import annotations
 
 import logging
+from bisect import insort
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,7 +102,7 @@ class _Fold:
             rows: list[Row] = self.conn.execute(
                 "SELECT a.attempt, a.try, a.start_seq FROM tasks AS t LEFT JOIN task_attempts"
                 " AS a ON a.run_id = t.run_id AND a.unit = t.unit AND a.task = t.task"
-                " WHERE t.run_id = ? AND t.unit = ? AND t.task = ? ORDER BY a.attempt",
+                " WHERE t.run_id = ? AND t.unit = ? AND t.task = ? ORDER BY a.start_seq",
                 (self.run_id, unit, task),
             ).fetchall()
             found = _Task([_Attempt(a, t, s) for a, t, s in rows if a is not None], new=not rows)
@@ -115,7 +116,8 @@ class _Fold:
             return found
         made = _Attempt(len(t.attempts) + 1, try_, seq, new=True)
         made.sets["started_at"] = time
-        t.attempts.append(made)
+        # Kept in start order (a late, re-sent event may begin an earlier one).
+        insort(t.attempts, made, key=_start)
         return made
 
     def write(self) -> None:
@@ -195,17 +197,17 @@ class _Fold:
             )
 
 
+def _start(a: _Attempt) -> int:
+    return a.start_seq
+
+
 def _latest(t: _Task, try_: int | None, seq: int) -> _Attempt | None:
     """The attempt with try ``try_`` (any, if None) begun last before ``seq``."""
-    best: _Attempt | None = None
-    for a in t.attempts:
-        if (
-            a.start_seq < seq
-            and (try_ is None or a.try_ == try_)
-            and (best is None or a.start_seq > best.start_seq)
-        ):
-            best = a
-    return best
+    # Attempts are kept in the order they began, so the last match is the one.
+    for a in reversed(t.attempts):
+        if a.start_seq < seq and (try_ is None or a.try_ == try_):
+            return a
+    return None
 
 
 def _sum_sql(name: str) -> str:

@@ -219,12 +219,21 @@ def task_table(
             " WHERE r.repo_path = ? ORDER BY r.started_at DESC, r.id DESC",
             (repo,),
         ).fetchall()
-    groups: dict[tuple[str, int], list[Any]] = {}
+    groups: dict[tuple[str, int], list[Row]] = {}
+    flaky: dict[tuple[str, int], int] = {}
     for row in rows:
-        groups.setdefault((row[0], row[1]), []).append(row)
-    table = [_task_row(key, found, last) for key, found in groups.items()]
-    table.sort(key=lambda r: (-r["flaky_runs"], r["unit"], r["task"]))
-    return {"repo": repo, "tasks": table[:limit], "total": len(table)}
+        key = (row[0], row[1])
+        found = groups.get(key)
+        if found is None:
+            groups[key] = found = []
+            flaky[key] = 0
+        found.append(row)
+        if row[5]:
+            flaky[key] += 1
+    # Only the rows shown are worked out: a repository may hold thousands of tasks.
+    keys = sorted(groups, key=lambda k: (-flaky[k], k[0], k[1]))[:limit]
+    table = [_task_row(key, groups[key], last) for key in keys]
+    return {"repo": repo, "tasks": table, "total": len(groups)}
 
 
 def _task_row(key: tuple[str, int], rows: list[Any], last: int) -> dict[str, Any]:
