@@ -7,6 +7,7 @@ import { basename, count } from "./format.js";
 import { LiveView } from "./live.js";
 import { RunView } from "./run.js";
 import { RunsView } from "./runs.js";
+import { TasksView } from "./tasks.js";
 import { link, navigate, parse } from "./state.js";
 
 const main = document.getElementById("main");
@@ -16,12 +17,14 @@ let current = null; // {key, view}
 
 function viewKey(state) {
   if (state.tab === "live") return `live|${state.repo || ""}`;
+  if (state.tab === "tasks") return "tasks";
   if (state.run) return `run|${state.run}`;
   return "runs";
 }
 
 function createView(state) {
   if (state.tab === "live") return new LiveView(main, state, { onNewRepo: noteRepo });
+  if (state.tab === "tasks") return new TasksView(main, state);
   if (state.run) return new RunView(main, state);
   return new RunsView(main, state);
 }
@@ -40,7 +43,7 @@ function route() {
 }
 
 function renderChrome(state) {
-  for (const tab of ["live", "history"]) {
+  for (const tab of ["live", "history", "tasks"]) {
     const el = document.getElementById(`tab-${tab}`);
     el.setAttribute("aria-current", String(state.tab === tab));
     // A tab keeps the repository, nothing else.
@@ -100,6 +103,8 @@ picker.addEventListener("change", () => {
     type: null,
     unit: null,
     event: null,
+    pane: null,
+    task: null,
   });
 });
 

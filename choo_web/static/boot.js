@@ -3,7 +3,7 @@
 // in the URL will begin with; getJSON (api.js) takes their responses over.
 // The URLs are built here and nowhere else, so that they match.
 
-import { parse } from "./state.js";
+import { parse, parseTaskKey } from "./state.js";
 
 export const FIRST_PAGE = 250; // events a run view shows before it knows its list's shape
 export const RUNS_LIMIT = 25;
@@ -31,6 +31,16 @@ export function runRequests(id, { type = null, unit = null } = {}, live = false)
     graph: live ? null : runPath(id, "/graph"),
     units: runPath(id, "/units"),
   };
+}
+
+/** One task's attempts, with their tool calls (the run view's open task). */
+export function taskRequest(id, unit, task) {
+  return url(runPath(id, "/tasks"), { unit, task });
+}
+
+/** A repository's tasks across its runs, as the Tasks tab shows them. */
+export function repoTasksRequest(state) {
+  return url("/api/history/tasks", { repo: state.repo });
 }
 
 /** A page of the run list, as the History tab shows it. */
@@ -64,6 +74,11 @@ if (state.run) {
   for (const target of Object.values(runRequests(state.run, state, state.tab === "live"))) {
     if (target) start(target);
   }
+  if (state.pane === "tasks") start(runPath(state.run, "/tasks"));
+  const open = parseTaskKey(state.task);
+  if (open) start(taskRequest(state.run, open.unit, open.task));
 } else if (state.tab === "history") {
   start(runsRequest(state));
+} else if (state.tab === "tasks" && state.repo) {
+  start(repoTasksRequest(state));
 }

@@ -1,4 +1,4 @@
-// Formatting times, durations and counts for display.
+// Formatting times, durations, counts, tokens and costs for display.
 
 const pad = (n, width = 2) => String(n).padStart(width, "0");
 
@@ -51,4 +51,37 @@ export function plural(n, word, many = `${word}s`) {
 export function basename(path) {
   const parts = String(path).split("/").filter(Boolean);
   return parts.length ? parts[parts.length - 1] : String(path);
+}
+
+/** 12,345 tokens as "12.3k"; 1,234,567 as "1.23M" (the exact count goes in a title). */
+export function tokens(n) {
+  if (n === null || n === undefined || Number.isNaN(n)) return "—";
+  if (n < 1000) return String(n);
+  if (n < 1_000_000) return `${(n / 1000).toFixed(n < 100_000 ? 1 : 0)}k`;
+  return `${(n / 1_000_000).toFixed(n < 100_000_000 ? 2 : 0)}M`;
+}
+
+/**
+ * "$1.23", or "~$1.23" when any of it is estimated (from the price table);
+ * "—" if unknown. (Sums over a run count a run whose agents reported no cost
+ * as 0: callers pass `cost || null` where 0 means "none reported".)
+ */
+export function usd(cost, estimated = false) {
+  if (cost === null || cost === undefined || Number.isNaN(cost)) return "—";
+  const text = cost > 0 && cost < 0.01 ? cost.toFixed(3) : cost.toFixed(2);
+  return `${estimated ? "~" : ""}$${text}`;
+}
+
+/** What usd() means, for a title. */
+export function usdTitle(cost, estimated = false) {
+  if (cost === null || cost === undefined) return "no cost reported";
+  return estimated
+    ? `$${cost} (estimated, at least in part, from the price table: prices)`
+    : `$${cost} as the agent reported it`;
+}
+
+/** A 0..1 rate as "75%". */
+export function percent(rate) {
+  if (rate === null || rate === undefined || Number.isNaN(rate)) return "—";
+  return `${Math.round(rate * 100)}%`;
 }

@@ -1,8 +1,10 @@
 // The dependency graph as SVG: a node per unit, colored by its status, with
-// its task progress; clicking a node selects its unit.
+// its task progress and what its agents cost (and in how many attempts);
+// clicking a node selects its unit.
 
 import { h, put, s } from "./dom.js";
 import { layout, NODE_H, NODE_W } from "./layout.js";
+import { count, plural, tokens, usd } from "./format.js";
 import { UNIT_STATUSES } from "./units.js";
 
 const NAME_CHARS = 20;
@@ -17,6 +19,15 @@ function edgePath(from, to) {
   const y2 = to.y + NODE_H / 2;
   const bend = Math.max(24, (x2 - x1) / 2);
   return `M${x1},${y1} C${x1 + bend},${y1} ${x2 - bend},${y2} ${x2},${y2}`;
+}
+
+/** "; 3 attempts, cost ~$0.12, 12.3k tokens in, 4.5k out, 40 tool calls" for a node's title. */
+function usageLine(u) {
+  return (
+    `; ${plural(u.attempts, "attempt")}, cost ${usd(u.cost_usd || null, u.cost_estimated)}` +
+    `, ${tokens(u.input_tokens)} tokens in, ${tokens(u.output_tokens)} out` +
+    `, ${count(u.tool_calls ?? 0)} tool calls`
+  );
 }
 
 export class GraphView {
@@ -80,6 +91,12 @@ export class GraphView {
     const title = s("title", { text: id });
     const label = s("text", { x: at.x + 12, y: at.y + 20, class: "node-name", text: clip(id, NAME_CHARS) });
     const meta = s("text", { x: at.x + 12, y: at.y + 37, class: "node-meta", text: "pending" });
+    const cost = s("text", {
+      x: at.x + NODE_W - 12,
+      y: at.y + 37,
+      class: "node-cost",
+      "text-anchor": "end",
+    });
     const progress = s("text", {
       x: at.x + NODE_W - 12,
       y: at.y + 20,
@@ -126,10 +143,11 @@ export class GraphView {
       label,
       progress,
       meta,
+      cost,
       track,
       bar,
     );
-    this.nodes.set(id, { group, title, meta, progress, bar, key: "" });
+    this.nodes.set(id, { group, title, meta, cost, progress, bar, key: "" });
     return group;
   }
 
@@ -137,9 +155,11 @@ export class GraphView {
   update(units, runStatus) {
     const counts = Object.fromEntries(UNIT_STATUSES.map((st) => [st, 0]));
     for (const [id, node] of this.nodes) {
-      const { status, done, tasks } = units.view(id, runStatus);
+      const { status, done, tasks, usage } = units.view(id, runStatus);
       counts[status] += 1;
-      const key = `${status}|${done}|${tasks}`;
+      const used = usage && usage.attempts ? usage : null;
+      const spend = used ? `${used.attempts}|${used.cost_usd}|${used.tool_calls}` : "";
+      const key = `${status}|${done}|${tasks}|${spend}`;
       if (key === node.key) continue;
       node.key = key;
       node.group.setAttribute("class", `node status-${status}${id === this.selected ? " selected" : ""}`);
@@ -148,7 +168,11 @@ export class GraphView {
       node.meta.textContent = status;
       node.progress.textContent = tasks ? `${done}/${tasks}` : "";
       node.bar.setAttribute("width", tasks ? ((NODE_W - 24) * done) / tasks : 0);
-      node.title.textContent = `${id}: ${status}, ${done} of ${tasks} tasks done`;
+      const spent = used && used.cost_usd ? `${usd(used.cost_usd, used.cost_estimated)} · ` : "";
+      node.cost.textContent = used ? `${spent}${used.attempts} att` : "";
+      node.group.dataset.attempts = used ? String(used.attempts) : "";
+      node.group.dataset.cost = used && used.cost_usd !== null ? String(used.cost_usd) : "";
+      node.title.textContent = `${id}: ${status}, ${done} of ${tasks} tasks done${used ? usageLine(used) : ""}`;
     }
     this.drawLegend(counts);
   }

@@ -1,8 +1,10 @@
-// A run's header: id, status, its numbers, and its stop/resume markers.
+// A run's header: id, status, its numbers (with what its agents used:
+// cost, tokens, tool calls, from the run's `totals`), and its stop/resume
+// markers.
 
 import { h, put } from "./dom.js";
 import { markerOf } from "./eventtypes.js";
-import { count, duration, localClock, localDateTime, millis } from "./format.js";
+import { count, duration, localClock, localDateTime, millis, tokens, usd, usdTitle } from "./format.js";
 import { link } from "./state.js";
 import { notRecordedTag, statusBadge } from "./widgets.js";
 
@@ -40,6 +42,25 @@ export class RunHeader {
     this.stats.took.textContent = duration(took);
     this.stats.events.textContent = count(run.event_count);
     this.stats.resumes.textContent = String(run.resume_count);
+    this.renderTotals(run.totals || null);
+  }
+
+  /** The agents' usage over the run: cost, tokens in/out, cache read/write, tool calls. */
+  renderTotals(t) {
+    const { cost, tokensIn, cache, tools } = this.stats;
+    const spent = t && t.cost_usd ? t.cost_usd : null; // 0: no agent reported a cost
+    cost.textContent = usd(spent, t && t.cost_estimated);
+    cost.title = usdTitle(spent, t && t.cost_estimated);
+    cost.dataset.estimated = String(Boolean(t && t.cost_estimated));
+    const reported = t && (t.input_tokens || t.output_tokens); // 0: the agents reported none (text output)
+    tokensIn.textContent = reported ? `${tokens(t.input_tokens)} / ${tokens(t.output_tokens)}` : "—";
+    tokensIn.title = t ? `${count(t.input_tokens ?? 0)} in, ${count(t.output_tokens ?? 0)} out` : "";
+    const cached = t ? (t.cache_read_tokens ?? 0) + (t.cache_write_tokens ?? 0) : 0;
+    cache.textContent = cached ? tokens(cached) : "—";
+    const [read, written] = t ? [count(t.cache_read_tokens ?? 0), count(t.cache_write_tokens ?? 0)] : [];
+    cache.title = t ? `${read} read from the cache, ${written} written to it` : "";
+    tools.textContent = t ? `${count(t.tool_calls ?? 0)} / ${count(t.attempts ?? 0)}` : "—";
+    tools.title = t ? `${count(t.tool_calls ?? 0)} tool calls in ${count(t.attempts ?? 0)} attempts` : "";
   }
 
   build() {
@@ -53,15 +74,26 @@ export class RunHeader {
     const [tookBox, took, tookLabel] = stat("duration");
     const [eventsBox, events] = stat("events");
     const [resumesBox, resumes] = stat("resumes");
+    const [costBox, cost] = stat("cost");
+    const [tokensBox, tokensIn] = stat("tokens in / out");
+    const [cacheBox, cache] = stat("cache");
+    const [toolsBox, tools] = stat("tools / attempts");
     units.classList.add("units");
-    this.stats = { units, took, tookLabel, events, resumes };
+    for (const [el, name] of [
+      [costBox, "cost"],
+      [tokensBox, "tokens"],
+      [cacheBox, "cache"],
+      [toolsBox, "tools"],
+    ])
+      el.dataset.stat = name;
+    this.stats = { units, took, tookLabel, events, resumes, cost, tokensIn, cache, tools };
     const markers = (run.markers || []).map((m) => this.markerChip(m));
     put(
       this.root,
       this.backLink
         ? h("a", {
             class: "back",
-            href: link({ run: null, type: null, unit: null, event: null }),
+            href: link({ run: null, type: null, unit: null, event: null, pane: null, task: null }),
             text: "← Runs",
           })
         : null,
@@ -83,6 +115,10 @@ export class RunHeader {
         eventsBox,
         stat("parallelism", String(run.parallelism))[0],
         resumesBox,
+        costBox,
+        tokensBox,
+        cacheBox,
+        toolsBox,
       ),
       run.error ? h("div", { class: "run-error", text: run.error }) : null,
       markers.length

@@ -20,7 +20,7 @@ class Card {
     this.last = null; // the latest event seen
     this.el = h("a", {
       class: "run-card",
-      href: link({ run: run.id, type: null, unit: null, event: null }),
+      href: link({ run: run.id, type: null, unit: null, event: null, pane: null, task: null }),
       "data-run": run.id,
     });
   }

@@ -1,8 +1,11 @@
 // One run: its summary and stop/resume markers, the dependency graph, and
-// the event timeline with its filters. A running run follows its event
-// stream: new events reach the timeline, and the graph's colors follow.
+// the event timeline with its filters, or in its place the run's tasks
+// (runtasks.js), each of which opens its attempts (attempts.js). A running
+// run follows its event stream: new events reach the timeline, and the
+// graph's colors follow; what the agents used is asked for again now and then.
 
 import { ApiError, getJSON, openStream, url } from "./api.js";
+import { TaskPanel } from "./attempts.js";
 import { runPath, runRequests } from "./boot.js";
 import { h, put } from "./dom.js";
 import { GRAPH_TYPES, markerOf } from "./eventtypes.js";
@@ -11,10 +14,13 @@ import { count, plural } from "./format.js";
 import { FilterBar } from "./filters.js";
 import { GraphView } from "./graph.js";
 import { RunHeader } from "./header.js";
-import { link, navigate } from "./state.js";
+import { RunTasks } from "./runtasks.js";
+import { link, navigate, parseTaskKey } from "./state.js";
 import { Timeline } from "./timeline.js";
 import { UnitStates } from "./units.js";
 import { message } from "./widgets.js";
+
+const USAGE_MS = 3000; // a running run's roll-ups are asked for again at most this often
 
 export class RunView {
   /**
@@ -33,8 +39,13 @@ export class RunView {
     this.frame = 0;
     this.destroyed = false;
     this.controller = new AbortController();
+    this.panel = null;
     put(root, h("div", { class: "loading-block", text: "Loading run…" }));
     this.load();
+  }
+
+  get pane() {
+    return this.state.pane === "tasks" ? "tasks" : "events";
   }
 
   get filter() {
@@ -67,11 +78,15 @@ export class RunView {
     this.loadGraph(graph);
     if (run.status === "running") this.follow();
     this.ticker = setInterval(() => this.run.status === "running" && this.renderHead(), 1000);
+    this.showTask();
   }
 
   failed(error) {
     const back = this.backLink
-      ? h("a", { href: link({ run: null, type: null, unit: null, event: null }), text: "← Back to runs" })
+      ? h("a", {
+          href: link({ run: null, type: null, unit: null, event: null, pane: null, task: null }),
+          text: "← Back to runs",
+        })
       : null;
     if (error instanceof ApiError && error.status === 404) {
       put(
@@ -112,6 +127,36 @@ export class RunView {
     this.countLabel = h("span", { class: "tl-count" });
     this.filters = new FilterBar({ onLatest: () => this.timeline.scrollToEnd() });
     this.controls = this.filters.element;
+    const paneLink = (pane, text) =>
+      h("a", { class: "pane-link", href: link({ pane: pane === "tasks" ? pane : null, event: null }), text });
+    this.tasksBody = h("div", { class: "tasks-body" });
+    this.eventsCard = h(
+      "div",
+      { class: "card tl-card" },
+      h(
+        "div",
+        { class: "card-head" },
+        h("h2", { text: "Events" }),
+        this.countLabel,
+        h("span", { class: "spacer" }),
+        paneLink("tasks", "Tasks and attempts →"),
+      ),
+      this.controls,
+      this.tlBody,
+    );
+    this.tasksCard = h(
+      "div",
+      { class: "card tasks-card" },
+      h(
+        "div",
+        { class: "card-head" },
+        h("h2", { text: "Tasks" }),
+        h("span", { class: "hint", text: "open a task to compare its attempts" }),
+        h("span", { class: "spacer" }),
+        paneLink("events", "← Events"),
+      ),
+      this.tasksBody,
+    );
     put(
       this.root,
       h(
@@ -129,13 +174,8 @@ export class RunView {
           ),
           this.graphBody,
         ),
-        h(
-          "div",
-          { class: "card tl-card" },
-          h("div", { class: "card-head" }, h("h2", { text: "Events" }), this.countLabel),
-          this.controls,
-          this.tlBody,
-        ),
+        this.eventsCard,
+        this.tasksCard,
       ),
     );
     this.syncControls();
@@ -143,6 +183,52 @@ export class RunView {
       onToggle: (seq) => navigate({ event: seq === null ? null : String(seq) }, { replace: true }),
     });
     this.renderHead();
+    this.showPane();
+  }
+
+  /** The events or the tasks, as the URL's `pane` says. */
+  showPane() {
+    const tasks = this.pane === "tasks";
+    this.eventsCard.hidden = tasks;
+    this.tasksCard.hidden = !tasks;
+    if (!tasks) return;
+    if (!this.tasks) {
+      this.tasks = new RunTasks(this.tasksBody, this.run.id);
+      this.tasks.load();
+    }
+    this.tasks.filter(this.filter.unit);
+  }
+
+  /** The task whose attempts are open (the URL's `task`), if any. */
+  showTask() {
+    const open = parseTaskKey(this.state.task);
+    if (!open) {
+      this.panel?.close();
+      return;
+    }
+    this.panel ||= new TaskPanel({ onClose: () => navigate({ task: null }, { replace: true }) });
+    this.panel.open(this.run.id, open.unit, open.task);
+  }
+
+  /** A running run's roll-ups (units, totals, tasks) again, at most every few seconds. */
+  refreshUsage() {
+    if (this.usageTimer || this.destroyed) return;
+    this.usageTimer = setTimeout(async () => {
+      this.usageTimer = 0;
+      if (this.destroyed) return;
+      this.loadUnits();
+      if (this.tasks && this.pane === "tasks") this.tasks.load();
+      const open = parseTaskKey(this.state.task);
+      if (open && this.panel) this.panel.open(this.run.id, open.unit, open.task, { force: true });
+      try {
+        const detail = await getJSON(runPath(this.run.id), {}, { signal: this.controller.signal });
+        if (this.destroyed || !detail.totals) return;
+        this.run.totals = detail.totals;
+        this.renderHead();
+      } catch {
+        // the next event asks again
+      }
+    }, USAGE_MS);
   }
 
   syncControls() {
@@ -346,6 +432,7 @@ export class RunView {
     }
     this.units.apply(event);
     this.scheduleGraph(); // the graph's colors and the header's counts
+    if (event.unit) this.refreshUsage();
     if (!this.graph) this.retryGraph();
     const marker = markerOf(event.type);
     if (marker && !(run.markers || []).some((m) => m.seq === event.seq)) {
@@ -364,8 +451,10 @@ export class RunView {
   onEnd(detail) {
     this.stream?.close();
     this.stream = null;
+    if (!detail.totals && this.run.totals) detail.totals = this.run.totals;
     this.run = detail;
     this.renderHead();
+    this.refreshUsage(); // the last attempts' usage
     this.graph?.update(this.units, detail.status);
   }
 
@@ -380,6 +469,8 @@ export class RunView {
     const before = this.state;
     this.state = state;
     if (!this.run) return;
+    if (before.task !== state.task) this.showTask();
+    if (before.pane !== state.pane || before.unit !== state.unit) this.showPane();
     if (before.type !== state.type || before.unit !== state.unit) {
       this.syncControls();
       this.makeList();
@@ -398,6 +489,12 @@ export class RunView {
     this.stream?.close();
     clearInterval(this.ticker);
     clearTimeout(this.graphTimer);
+    clearTimeout(this.usageTimer);
+    this.usageTimer = 0;
+    this.tasks?.destroy();
+    this.tasks = null;
+    this.panel?.destroy();
+    this.panel = null;
     cancelAnimationFrame(this.frame);
     this.frame = 0;
     this.timeline?.destroy();

@@ -5,7 +5,7 @@
 import { getJSON } from "./api.js";
 import { RUNS_LIMIT, runsRequest } from "./boot.js";
 import { h, put } from "./dom.js";
-import { basename, count, duration, localDateTime } from "./format.js";
+import { basename, count, duration, localDateTime, usd, usdTitle } from "./format.js";
 import { link, navigate } from "./state.js";
 import { message, statusBadge } from "./widgets.js";
 
@@ -74,6 +74,13 @@ export class RunsView {
       h("h1", { text: state.repo ? basename(state.repo) : "All repositories" }),
       state.repo ? h("span", { class: "muted repo-path", text: state.repo }) : null,
       h("span", { class: "spacer" }),
+      state.repo
+        ? h("a", {
+            class: "button tasks-link",
+            href: link({ tab: "tasks", repo: state.repo }, { tab: "tasks" }),
+            text: "Tasks across runs",
+          })
+        : null,
       h(
         "label",
         { class: "field" },
@@ -126,11 +133,11 @@ export class RunsView {
     const head = h(
       "tr",
       {},
-      ["Run", "Status", "Units", "Started", "Duration", "Resumes", ""].map((t) => h("th", { text: t })),
+      ["Run", "Status", "Units", "Started", "Duration", "Cost", "Resumes", ""].map((t) => h("th", { text: t })),
     );
     if (showRepo) head.insertBefore(h("th", { text: "Repository" }), head.children[1]);
     const rows = page.runs.map((run) => {
-      const href = link({ run: run.id, type: null, unit: null, event: null });
+      const href = link({ run: run.id, type: null, unit: null, event: null, pane: null, task: null });
       const cells = [
         h("td", { class: "run-id" }, h("a", { href, text: run.id })),
         showRepo ? h("td", { class: "repo", title: run.repo_path, text: basename(run.repo_path) }) : null,
@@ -138,12 +145,20 @@ export class RunsView {
         h("td", {}, unitCounts(run)),
         h("td", { title: run.started_at, text: localDateTime(run.started_at) }),
         h("td", { class: "num", text: run.status === "running" ? "running" : duration(run.duration_ms) }),
+        h("td", {
+          class: "num cost",
+          title: usdTitle(run.cost_usd || null, run.cost_estimated),
+          text: usd(run.cost_usd || null, run.cost_estimated),
+        }),
         h("td", { class: "num", text: run.resume_count ? String(run.resume_count) : "—" }),
         h("td", {}, run.dry_run ? h("span", { class: "tag", text: "dry run" }) : null),
       ];
       return h(
         "tr",
-        { "data-run": run.id, on: { click: (e) => e.target.closest("a") || navigate({ run: run.id }) } },
+        {
+          "data-run": run.id,
+          on: { click: (e) => e.target.closest("a") || navigate({ run: run.id, pane: null, task: null }) },
+        },
         cells,
       );
     });

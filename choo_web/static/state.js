@@ -1,14 +1,19 @@
 // The UI's state lives in the URL hash, so every view can be linked and
 // reloaded: "#/history?repo=/src/app&run=run_20260120_143052_a1b2&type=task.".
 //
-//   tab     live | history
+//   tab     live | history | tasks (a repository's tasks across its runs)
 //   repo    a repository path (absent: all repositories)
 //   status  run list filter          cursor, prev, limit: run list paging
 //   run     the run shown            type, unit: its event filters
 //   event   the seq of the event whose payload is open
+//   pane    "tasks": the run's task list in place of its events
+//   task    "unit:N", the task whose attempts are open (see taskKey)
 
-export const TABS = ["live", "history"];
-export const KEYS = ["repo", "status", "limit", "cursor", "prev", "run", "type", "unit", "event"];
+export const TABS = ["live", "history", "tasks"];
+export const KEYS = [
+  ...["repo", "status", "limit", "cursor", "prev"],
+  ...["run", "type", "unit", "event", "pane", "task"],
+];
 
 export function parse(hash = location.hash) {
   const raw = hash.replace(/^#\/?/, "");
@@ -54,4 +59,13 @@ export function navigate(patch, { replace = false } = {}) {
   } else {
     location.hash = target;
   }
+}
+
+/** The `task` key of a unit's task: "api:2". */
+export const taskKey = (unit, task) => `${unit}:${task}`;
+
+/** {unit, task} from a `task` key (a unit's name may hold ":"), or null. */
+export function parseTaskKey(key) {
+  const match = /^(.+):(\d+)$/s.exec(key || "");
+  return match ? { unit: match[1], task: Number(match[2]) } : null;
 }

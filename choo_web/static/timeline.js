@@ -8,6 +8,7 @@
 import { h, put } from "./dom.js";
 import { kindOf, markerOf } from "./eventtypes.js";
 import { duration, localClock } from "./format.js";
+import { link, taskKey } from "./state.js";
 
 export const ROW_H = 28;
 export const DETAIL_H = 220;
@@ -96,6 +97,13 @@ function detail(event) {
       "dl",
       {},
       fields.map(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })]),
+      event.unit && Number.isInteger(event.task)
+        ? h("a", {
+            class: "ev-open-task",
+            href: link({ task: taskKey(event.unit, event.task) }),
+            text: `task #${event.task}'s attempts →`,
+          })
+        : null,
     ),
     event.error ? h("div", { class: "ev-error", text: event.error }) : null,
     h("pre", {

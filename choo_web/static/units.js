@@ -5,7 +5,9 @@
 // events, whose meaning the catalogue gives (eventtypes.js): an event that
 // sets a unit's status (the latest by seq wins, so events may arrive in any
 // order), a start that says how many of its tasks were already done
-// (tasks - pending), a task completed, which adds one.
+// (tasks - pending), a task completed, which adds one. What each unit's
+// agents used (attempts, tokens, cost, tool calls) comes only from the
+// server's roll-ups, as of the latest GET .../units.
 
 import { isTaskDone, UNIT_STATUSES, unitStatusOf } from "./eventtypes.js";
 
@@ -30,6 +32,7 @@ export class UnitStates {
         base: done,
         baseSeq: 0,
         doneTasks: new Map(), // task → seq of its latest completion
+        usage: null, // the server's roll-up: {attempts, cost_usd, …}, or null
       };
       this.units.set(id, unit);
     }
@@ -49,6 +52,7 @@ export class UnitStates {
   seed({ seq, units }) {
     for (const outcome of units) {
       const unit = this.unit(outcome.unit);
+      if (outcome.attempts !== undefined) unit.usage = outcome;
       if (seq > unit.seq) {
         unit.status = outcome.status;
         unit.seq = seq;
@@ -90,7 +94,7 @@ export class UnitStates {
     return true;
   }
 
-  /** {status, done, tasks} as shown, given the run's own status. */
+  /** {status, done, tasks, usage} as shown, given the run's own status. */
   view(id, runStatus) {
     const unit = this.units.get(id) || this.unit(id);
     let status = unit.status;
@@ -101,7 +105,7 @@ export class UnitStates {
     let done = unit.base;
     for (const seq of unit.doneTasks.values()) if (seq > unit.baseSeq) done += 1;
     if (unit.status === "completed") done = Math.max(done, unit.tasks);
-    return { status, done: Math.min(done, unit.tasks || done), tasks: unit.tasks };
+    return { status, done: Math.min(done, unit.tasks || done), tasks: unit.tasks, usage: unit.usage };
   }
 
   counts(runStatus) {

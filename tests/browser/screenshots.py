@@ -5,7 +5,9 @@
 Starts a private daemon, runs the example plan with the installed ``choo``
 (once to the end, once stopped with SIGINT and resumed, once live while
 the Live view is captured), adds a few recorded runs, and saves
-docs/history.png, docs/run.png and docs/live.png. ``--serve`` leaves the
+docs/history.png, docs/run.png, docs/live.png, docs/attempts.png and
+docs/tasks.png. The recorded runs' agents report tool calls, tokens and
+cost (tests/browser/agents.py); ``--serve`` leaves the
 daemon running afterwards and prints its URL, to look around by hand.
 """
 
@@ -23,6 +25,8 @@ from urllib.parse import quote
 
 from playwright.sync_api import Page, sync_playwright
 
+from tests.browser.agents import Attempt
+from tests.browser.agents import unit_events as agent_unit_events
 from tests.browser.support import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -46,6 +50,42 @@ def runs_of(site: Site, repo: Path) -> list[dict[str, object]]:
         return runs
 
 
+READ = ("Read", "src/app/config.py", None, False)
+GREP = ("Grep", "def load_settings", None, False)
+EDIT = ("Edit", "src/app/config.py", None, False)
+TEST = ("Bash", "python3 -m pytest -q tests/test_config.py", 0, False)
+TEST_FAIL = ("Bash", "python3 -m pytest -q tests/test_config.py", 1, True)
+FAILED = "FAILED tests/test_config.py::test_env_override - KeyError: 'APP_PORT'\n1 failed, 7 passed"
+
+
+def attempts_of(run: int, unit: int, task: int) -> list[Attempt]:
+    """A plausible history: mostly first-try passes; models' task 2 is flaky in run 1."""
+    n = run * 7 + unit * 3 + task
+    cost = 0.08 + (n % 9) * 0.037
+    good = Attempt(
+        tools=[*[READ, GREP, EDIT][: 1 + n % 3], TEST],
+        input_tokens=18_000 + n * 2311,
+        output_tokens=1_400 + n * 97,
+        cache_read_tokens=42_000 + n * 1200,
+        cost_usd=round(cost, 4),
+        agent_ms=21_000 + n * 1700,
+        validation_ms=900 + n * 40,
+        validation_output="8 passed in 0.41s",
+    )
+    if (run, unit, task) == (1, 1, 2):
+        bad = Attempt(
+            passed=False,
+            tools=[READ, EDIT, TEST_FAIL],
+            cost_usd=0.21,
+            agent_ms=34_000,
+            validation_ms=1100,
+            validation_output=FAILED,
+            session_id="4f1c2a9e-sess-1",
+        )
+        return [bad, good]
+    return [good]
+
+
 def populate(site: Site, repo: Path, writer: Writer) -> str:
     """Past runs of ``repo``; returns the id of the stopped-and-resumed one."""
     base = datetime.now(UTC) - timedelta(days=2)
@@ -61,8 +101,12 @@ def populate(site: Site, repo: Path, writer: Writer) -> str:
             dry_run=n == 2,
         ).start()
         units = ["config", "models", "storage"] if status == "failed" else list(run.units)
-        events = [e for unit in units for e in run.unit_events(unit, fail_task=None)]
-        run.send(events)
+        for u, unit in enumerate(units):
+            tasks = {
+                t: (f"{unit.capitalize()} part {t}", attempts_of(n, u, t))
+                for t in range(1, run.tasks + 1)
+            }
+            run.send(agent_unit_events(run, unit, tasks))
         run.complete(status, completed_units=done, failed_units=failed, blocked_units=blocked)
 
     # A real run, stopped with SIGINT half-way and resumed with `choo resume`.
@@ -120,6 +164,15 @@ def main() -> None:
             page.locator(".marker-chip.marker-stop").click()
             page.locator(".ev.open .ev-line").click()  # the boundary, payload closed
             shoot(page, "run.png")
+
+            flaky = runs_of(site, repo)[-2]["id"]  # the second recorded run
+            page.goto(f"/#/history?repo={quote(str(repo))}&run={flaky}&task=models%3A2")
+            page.locator("dialog.task-dialog section.attempt").nth(1).wait_for()
+            shoot(page, "attempts.png", until="dialog.task-dialog")
+
+            page.goto(f"/#/tasks?repo={quote(str(repo))}")
+            page.locator("tr[data-task]").first.wait_for()
+            shoot(page, "tasks.png", until=".tasks-table")
 
             page.goto(f"/#/live?repo={quote(str(repo))}")
             # Fresh task files (the runs above marked them complete), same repository.
