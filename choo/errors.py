@@ -12,6 +12,8 @@ do, while bugs (TypeError, ...) and trio's own exceptions pass by::
     │   ├── InvalidYaml
     │   └── NotAMapping
     ├── ProviderError           an agent provider cannot be used (choo.orchestrator.providers)
+    ├── StartFailed             an agent or command could not be started (choo.orchestrator.process)
+    ├── PromptFileError         a prompt file could not be written (choo.orchestrator.promptdir)
     ├── RunError                a run cannot start (choo.runner)
     ├── DaemonControlError      a daemon start or stop did not happen (choo.daemonctl)
     ├── DaemonError             the daemon answered, but not with success (choo.client)

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import trio
 
+from choo.errors import ChooError
+
 KEEP_BYTES = 64 * 1024
 KILL_GRACE = 2.0
 # Linux refuses one argv or environment string longer than this (with its
@@ -36,7 +38,7 @@ MAX_LINE_BYTES = 16 * 1024 * 1024
 LineHandler = Callable[[str], None]
 
 
-class StartFailed(Exception):
+class StartFailed(ChooError):
     """The child could not be started; ``reason`` says why, for a user."""
 
     def __init__(self, reason: str) -> None:

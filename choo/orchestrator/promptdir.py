@@ -19,12 +19,14 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from choo.errors import ChooError
+
 PREFIX = "choo-prompts-"
 # mkdtemp's random part is [a-z0-9_]; the run ID is cleaned to that too.
 _NAME = re.compile(re.escape(PREFIX) + r"[A-Za-z0-9_]+-(?P<pid>\d+)-[a-z0-9_]+")
 
 
-class PromptFileError(Exception):
+class PromptFileError(ChooError):
     """A prompt file could not be written (a full disk, a folder gone)."""
 
 
