@@ -25,6 +25,7 @@ quickly.
 from __future__ import annotations
 
 import pickle
+import select
 import signal
 import socket
 import sys
@@ -65,6 +66,7 @@ from protocol.messages import RUN_END_FIELDS
 _PASSING = (apsw.FullError, apsw.IOError, apsw.ReadOnlyError, apsw.BusyError, apsw.CantOpenError)
 
 INSERT_ROWS = 1_000  # rows per insert, at most a little over
+FOLD_CHUNK = 2_000  # queued task events added up between two looks for a request
 
 
 class Applier:
@@ -258,9 +260,14 @@ class _Server:
         self.applier: Applier | None = None
         self.opened: FileId = (0, 0)  # the file the connection writes to
         self.turn = 0  # the number of the batch to commit next
+        self.folding = True  # the roll-up queue may hold events (rollups.py)
 
     def serve(self) -> None:
-        while (request := self._read()) is not None:
+        while True:
+            self._fold_while_idle()
+            request = self._read()
+            if request is None:
+                return
             answer = self._answer(request)
             try:
                 frame = _frame(answer)
@@ -268,6 +275,25 @@ class _Server:
                 frame = _frame(Failed("failed", f"cannot send the answer back: {exc}"))
             self.sock.sendall(frame)
             if type(request) is Close:
+                return
+
+    def _fold_while_idle(self) -> None:
+        """Add up queued task events (roll-ups) while no request waits.
+
+        A chunk at a time, looking for a request between chunks, so that
+        ingest never waits behind the adding up. A failure (a full disk, say)
+        leaves the queue for the next idle moment; it is never the daemon's end.
+        """
+        if self.conn is None or not self.folding:
+            return
+        while not select.select([self.sock], [], [], 0)[0]:
+            try:
+                if not store.fold_pending(self.conn, FOLD_CHUNK):
+                    self.folding = False  # empty until an Apply adds to it
+                    return
+            except Exception:
+                traceback.print_exc()  # to the daemon's log
+                self.folding = False
                 return
 
     def _answer(self, request: Request[Any]) -> Answer:
@@ -306,6 +332,7 @@ class _Server:
             moved = str(set_aside(self.database))
             self.conn, counts, self.opened = open_database(self.database)
         self.applier = Applier(self.conn)
+        store.fold_all(self.conn)  # what a daemon stopped short left queued
         return Opened(counts["events"], counts["runs"], moved)
 
     def apply(self, request: Apply) -> Outcome | None:
@@ -336,6 +363,7 @@ class _Server:
             self.turn += 1
             raise
         self.turn += 1
+        self.folding = True
         return applied
 
     def call(self, request: Call[Any]) -> Any:

@@ -46,6 +46,7 @@ from choo_daemon.store.records import (
     TaskRollup,
     Totals,
 )
+from choo_daemon.store.rollups import fold_all, fold_pending, fold_run
 from choo_daemon.store.schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -120,6 +121,9 @@ __all__ = [
     "create_run",
     "delete_runs_older_than",
     "empty_unit_rollup",
+    "fold_all",
+    "fold_pending",
+    "fold_run",
     "get_graph",
     "get_run",
     "held_runs",

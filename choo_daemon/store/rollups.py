@@ -2,9 +2,14 @@
 
 ``apply_task_rows`` folds a batch of newly stored ``task.*`` events of one
 run into the ``tasks`` and ``task_attempts`` tables and the run's totals
-(schema v3). The writer calls it from ``append_events`` with only the rows
-that were really inserted, so a re-sent event is never counted twice; the
-v3 migration calls it (``backfill``) over the events already stored.
+(schema v3). ``append_events`` only queues (``rollup_queue``) the rows it
+really inserts (``new_task_rows``), so a re-sent event is never counted
+twice and ingest pays only for the queue. The database process folds the queue
+when no batch is waiting (``fold_pending``), a run's whole rest when the
+run ends (``fold_run``, from ``complete_run``) and everything left at start
+(``fold_all``): a running run's roll-ups may lag its events while ingest is
+busy, a finished run's are whole. The v3 migration folds the events already
+stored (``backfill``).
 
 Work per batch, not per row: the rows are folded in memory (a tool call
 only adds one to a counter), then each touched attempt, task and the run
@@ -383,6 +388,59 @@ def new_task_rows(conn: apsw.Connection, group: Sequence[Row], last_seq: int) ->
 def _seq(row: Row) -> int:
     seq: int = row[1]
     return seq
+
+
+_QUEUED = (
+    "SELECT e.run_id, e.seq, e.time, e.type, e.unit, e.task, e.pr, e.payload, e.error"
+    " FROM rollup_queue q JOIN events e ON e.run_id = q.run_id AND e.seq = q.seq"
+)
+
+
+def fold_pending(conn: apsw.Connection, limit: int = 2000) -> int:
+    """Fold up to ``limit`` queued task events (a run's in seq order); how many.
+
+    In a transaction of its own: the database process calls it when no
+    batch is waiting, so that adding up never slows ingest down.
+    """
+    with conn:
+        keys: list[tuple[str, int]] = conn.execute(
+            "SELECT run_id, seq FROM rollup_queue ORDER BY run_id, seq LIMIT ?", (limit,)
+        ).fetchall()  # type: ignore[assignment]
+        if not keys:
+            return 0
+        by_run: dict[str, list[int]] = {}
+        for run_id, seq in keys:
+            by_run.setdefault(run_id, []).append(seq)
+        for run_id, seqs in by_run.items():
+            rows: list[Row] = conn.execute(
+                _QUEUED + " WHERE q.run_id = ? AND q.seq BETWEEN ? AND ? ORDER BY q.seq",
+                (run_id, seqs[0], seqs[-1]),
+            ).fetchall()
+            if rows:
+                apply_task_rows(conn, run_id, rows)
+            conn.execute(
+                "DELETE FROM rollup_queue WHERE run_id = ? AND seq BETWEEN ? AND ?",
+                (run_id, seqs[0], seqs[-1]),
+            )
+    return len(keys)
+
+
+def fold_run(conn: apsw.Connection, run_id: str) -> None:
+    """Fold every queued task event of ``run_id`` (at its end: inside its transaction)."""
+    rows: list[Row] = conn.execute(
+        _QUEUED + " WHERE q.run_id = ? ORDER BY q.seq", (run_id,)
+    ).fetchall()
+    if rows:
+        apply_task_rows(conn, run_id, rows)
+        conn.execute("DELETE FROM rollup_queue WHERE run_id = ?", (run_id,))
+
+
+def fold_all(conn: apsw.Connection) -> int:
+    """Fold the whole queue (at start, and for tests); how many events."""
+    total = 0
+    while done := fold_pending(conn):
+        total += done
+    return total
 
 
 BACKFILL_CHUNK = 5000

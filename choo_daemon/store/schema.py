@@ -168,6 +168,15 @@ def _v3_rollups(conn: apsw.Connection) -> None:
             title TEXT,
             PRIMARY KEY (run_id, unit, task, attempt)
         ) WITHOUT ROWID;
+
+        -- task.* events stored but not yet added up: the database process
+        -- folds them when it has no batch waiting, and a run's at its end
+        -- (rollups.py).
+        CREATE TABLE rollup_queue (
+            run_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            PRIMARY KEY (run_id, seq)
+        ) WITHOUT ROWID;
         """
     )
     backfill(conn)

@@ -16,7 +16,7 @@ import apsw
 import orjson
 
 from choo_daemon.store.errors import BadParameter, RunExists, UnknownRun
-from choo_daemon.store.rollups import apply_task_rows, new_task_rows
+from choo_daemon.store.rollups import fold_run, new_task_rows
 from protocol.events import RUN_RESUMED, RUN_STOPPED
 from protocol.messages import FINAL_STATUSES
 from protocol.times import is_iso_utc
@@ -131,8 +131,9 @@ def append_events(conn: apsw.Connection, rows: Sequence[EventRow]) -> int:
     Keeps runs.last_seq, runs.event_count and runs.resume_count up to date
     with one UPDATE per run: a ``run.resumed`` row stored here (an imported
     run's marker) counts as a resume, as one written by append_resume_marker does.
-    The task.* rows really stored are folded into the run's roll-ups
-    (rollups.py): a re-sent one is not counted again.
+    The task.* rows really stored are queued for the run's roll-ups
+    (rollups.py folds the queue when the database process is idle, and a
+    run's rest at its end): a re-sent one is not queued again.
     """
     _require_transaction(conn)
     by_run: dict[str, list[EventRow]] = {}
@@ -153,7 +154,10 @@ def append_events(conn: apsw.Connection, rows: Sequence[EventRow]) -> int:
         conn.executemany(_INSERT_EVENT, group)
         added = conn.total_changes() - before
         if tasks:
-            apply_task_rows(conn, run_id, tasks)
+            conn.executemany(
+                "INSERT OR IGNORE INTO rollup_queue(run_id, seq) VALUES (?, ?)",
+                [(run_id, row[Col.SEQ]) for row in tasks],
+            )
         if added:
             conn.execute(
                 "UPDATE runs SET last_seq = max(last_seq, ?), event_count = event_count + ?,"
@@ -276,6 +280,7 @@ def complete_run(
     )
     if conn.changes() == 0:
         raise UnknownRun(run_id)
+    fold_run(conn, run_id)  # a finished run's roll-ups are whole when its end is acked
 
 
 def mark_stopped(conn: apsw.Connection, run_id: str, *, time: str, reason: str) -> int | None:
@@ -355,6 +360,7 @@ def delete_runs_older_than(conn: apsw.Connection, cutoff_iso: str, *, limit: int
         conn.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
         conn.execute("DELETE FROM graphs WHERE run_id = ?", (run_id,))
         conn.execute("DELETE FROM task_attempts WHERE run_id = ?", (run_id,))
+        conn.execute("DELETE FROM rollup_queue WHERE run_id = ?", (run_id,))
         conn.execute("DELETE FROM tasks WHERE run_id = ?", (run_id,))
         conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
     return ids

@@ -18,6 +18,7 @@ from choo_daemon.store import (
     complete_run,
     create_run,
     delete_runs_older_than,
+    fold_all,
     get_run,
     list_runs,
     migrate,
@@ -80,8 +81,11 @@ def rows(run_id: str, script: Script, first_seq: int = 1) -> list[EventRow]:
 
 
 def write(conn: apsw.Connection, batch: list[EventRow]) -> int:
+    """Store a batch, then add up what it queued, as the database process does when idle."""
     with conn:
-        return append_events(conn, batch)
+        stored = append_events(conn, batch)
+    fold_all(conn)
+    return stored
 
 
 def retried_task() -> Script:
