@@ -67,6 +67,7 @@ _PASSING = (apsw.FullError, apsw.IOError, apsw.ReadOnlyError, apsw.BusyError, ap
 
 INSERT_ROWS = 1_000  # rows per insert, at most a little over
 FOLD_CHUNK = 2_000  # queued task events added up between two looks for a request
+IDLE_BEFORE_FOLD = 0.05  # seconds without a request before adding up starts
 
 
 class Applier:
@@ -286,7 +287,12 @@ class _Server:
         """
         if self.conn is None or not self.folding:
             return
-        while not select.select([self.sock], [], [], 0)[0]:
+        # Only once the daemon has been quiet a moment: under a stream of
+        # batches the adding up waits (a running run's roll-ups lag its
+        # events then), so that it never takes the CPU ingest needs.
+        wait = IDLE_BEFORE_FOLD
+        while not select.select([self.sock], [], [], wait)[0]:
+            wait = 0
             try:
                 if not store.fold_pending(self.conn, FOLD_CHUNK):
                     self.folding = False  # empty until an Apply adds to it

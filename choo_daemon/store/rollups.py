@@ -2,13 +2,15 @@
 
 ``apply_task_rows`` folds a batch of newly stored ``task.*`` events of one
 run into the ``tasks`` and ``task_attempts`` tables and the run's totals
-(schema v3). ``append_events`` only queues (``rollup_queue``) the rows it
-really inserts (``new_task_rows``), so a re-sent event is never counted
-twice and ingest pays only for the queue. The database process folds the queue
-when no batch is waiting (``fold_pending``), a run's whole rest when the
-run ends (``fold_run``, from ``complete_run``) and everything left at start
-(``fold_all``): a running run's roll-ups may lag its events while ingest is
-busy, a finished run's are whole. The v3 migration folds the events already
+(schema v3), after the writer: ingest pays nothing for them. Each run keeps
+``rolled_seq``, how far its events are added up; the database process adds
+up the events above it when no batch is waiting (``fold_pending``), a run's
+whole rest when the run ends (``fold_run``, from ``complete_run``) and
+everything left at start (``fold_all``). A task event stored at or below
+``rolled_seq`` (a replay filling a gap) is queued by its seq
+(``rollup_queue``) if it was really inserted (``new_task_rows``), so a
+re-sent event is never counted twice. A running run's roll-ups may lag its
+events while ingest is busy; a finished run's are whole. The v3 migration folds the events already
 stored (``backfill``).
 
 Work per batch, not per row: the rows are folded in memory (a tool call
@@ -390,53 +392,83 @@ def _seq(row: Row) -> int:
     return seq
 
 
-_QUEUED = (
-    "SELECT e.run_id, e.seq, e.time, e.type, e.unit, e.task, e.pr, e.payload, e.error"
-    " FROM rollup_queue q JOIN events e ON e.run_id = q.run_id AND e.seq = q.seq"
-)
+_COLUMNS = "e.run_id, e.seq, e.time, e.type, e.unit, e.task, e.pr, e.payload, e.error"
+_TASK_TYPES = "e.type >= 'task.' AND e.type < 'task/'"
 
 
 def fold_pending(conn: apsw.Connection, limit: int = 2000) -> int:
-    """Fold up to ``limit`` queued task events (a run's in seq order); how many.
+    """Add up to about ``limit`` events not yet in the roll-ups; how many were looked at.
 
     In a transaction of its own: the database process calls it when no
-    batch is waiting, so that adding up never slows ingest down.
+    batch waits, so that adding up never slows ingest down. First the
+    queued late events, then the runs whose events run past their
+    ``rolled_seq``, each in seq order.
     """
     with conn:
-        keys: list[tuple[str, int]] = conn.execute(
-            "SELECT run_id, seq FROM rollup_queue ORDER BY run_id, seq LIMIT ?", (limit,)
-        ).fetchall()  # type: ignore[assignment]
-        if not keys:
-            return 0
-        by_run: dict[str, list[int]] = {}
-        for run_id, seq in keys:
-            by_run.setdefault(run_id, []).append(seq)
-        for run_id, seqs in by_run.items():
-            rows: list[Row] = conn.execute(
-                _QUEUED + " WHERE q.run_id = ? AND q.seq BETWEEN ? AND ? ORDER BY q.seq",
-                (run_id, seqs[0], seqs[-1]),
-            ).fetchall()
-            if rows:
-                apply_task_rows(conn, run_id, rows)
-            conn.execute(
-                "DELETE FROM rollup_queue WHERE run_id = ? AND seq BETWEEN ? AND ?",
-                (run_id, seqs[0], seqs[-1]),
-            )
+        done = _fold_queue(conn, None, limit)
+        behind: list[tuple[str, int, int]] = conn.execute(  # type: ignore[assignment]
+            "SELECT id, rolled_seq, last_seq FROM runs WHERE rolled_seq < last_seq LIMIT 8"
+        ).fetchall()
+        for run_id, rolled, last in behind:
+            if done >= limit:
+                break
+            done += _fold_above(conn, run_id, rolled, last, limit - done)
+    return done
+
+
+def _fold_queue(conn: apsw.Connection, run_id: str | None, limit: int) -> int:
+    where = "" if run_id is None else " WHERE q.run_id = ?"
+    keys: list[tuple[str, int]] = conn.execute(  # type: ignore[assignment]
+        "SELECT q.run_id, q.seq FROM rollup_queue q" + where + " ORDER BY q.run_id, q.seq LIMIT ?",
+        (limit,) if run_id is None else (run_id, limit),
+    ).fetchall()
+    by_run: dict[str, list[int]] = {}
+    for run, seq in keys:
+        by_run.setdefault(run, []).append(seq)
+    for run, seqs in by_run.items():
+        rows: list[Row] = conn.execute(
+            f"SELECT {_COLUMNS} FROM rollup_queue q JOIN events e"
+            " ON e.run_id = q.run_id AND e.seq = q.seq"
+            " WHERE q.run_id = ? AND q.seq BETWEEN ? AND ? ORDER BY q.seq",
+            (run, seqs[0], seqs[-1]),
+        ).fetchall()
+        if rows:
+            apply_task_rows(conn, run, rows)
+        conn.execute(
+            "DELETE FROM rollup_queue WHERE run_id = ? AND seq BETWEEN ? AND ?",
+            (run, seqs[0], seqs[-1]),
+        )
     return len(keys)
 
 
-def fold_run(conn: apsw.Connection, run_id: str) -> None:
-    """Fold every queued task event of ``run_id`` (at its end: inside its transaction)."""
+def _fold_above(conn: apsw.Connection, run_id: str, rolled: int, last: int, limit: int) -> int:
+    """Add up the run's task events in (rolled, last], at most ``limit``; move rolled_seq."""
     rows: list[Row] = conn.execute(
-        _QUEUED + " WHERE q.run_id = ? ORDER BY q.seq", (run_id,)
+        f"SELECT {_COLUMNS} FROM events e WHERE e.run_id = ? AND e.seq > ? AND e.seq <= ?"
+        f" AND {_TASK_TYPES} ORDER BY e.seq LIMIT ?",
+        (run_id, rolled, last, limit),
     ).fetchall()
     if rows:
         apply_task_rows(conn, run_id, rows)
-        conn.execute("DELETE FROM rollup_queue WHERE run_id = ?", (run_id,))
+    upto = rows[-1][1] if len(rows) == limit else last
+    conn.execute("UPDATE runs SET rolled_seq = ? WHERE id = ?", (upto, run_id))
+    return max(len(rows), 1)
+
+
+def fold_run(conn: apsw.Connection, run_id: str) -> None:
+    """Add up all of the run's events not in its roll-ups yet (at its end, in its transaction)."""
+    while _fold_queue(conn, run_id, 10_000):
+        pass
+    row = conn.execute("SELECT rolled_seq, last_seq FROM runs WHERE id = ?", (run_id,)).fetchone()
+    while row is not None and row[0] < row[1]:
+        _fold_above(conn, run_id, int(row[0]), int(row[1]), 10_000)
+        row = conn.execute(
+            "SELECT rolled_seq, last_seq FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
 
 
 def fold_all(conn: apsw.Connection) -> int:
-    """Fold the whole queue (at start, and for tests); how many events."""
+    """Add up everything not in the roll-ups yet (at start, and in tests); how much."""
     total = 0
     while done := fold_pending(conn):
         total += done
@@ -468,3 +500,8 @@ def backfill(conn: apsw.Connection) -> None:
             after = rows[-1][1]
         if done % step == 0 or done == len(runs):
             log.info("history upgrade (schema v3): %d of %d runs done", done, len(runs))
+    # Everything stored is added up now.
+    conn.execute(
+        "UPDATE runs SET rolled_seq ="
+        " coalesce((SELECT max(seq) FROM events WHERE events.run_id = runs.id), 0)"
+    )

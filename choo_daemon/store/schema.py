@@ -169,9 +169,13 @@ def _v3_rollups(conn: apsw.Connection) -> None:
             PRIMARY KEY (run_id, unit, task, attempt)
         ) WITHOUT ROWID;
 
-        -- task.* events stored but not yet added up: the database process
-        -- folds them when it has no batch waiting, and a run's at its end
-        -- (rollups.py).
+        -- Added up to here: a run's events above rolled_seq are not in its
+        -- roll-ups yet (the database process adds them up when no batch
+        -- waits, and a run's rest at its end: rollups.py).
+        ALTER TABLE runs ADD COLUMN rolled_seq INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX runs_unrolled ON runs(id) WHERE rolled_seq < last_seq;
+        -- task.* events stored at or below their run's rolled_seq (a replay
+        -- filling a gap), not added up yet.
         CREATE TABLE rollup_queue (
             run_id TEXT NOT NULL,
             seq INTEGER NOT NULL,

@@ -69,6 +69,14 @@ def _last_seq(conn: apsw.Connection, run_id: str) -> int:
     return last
 
 
+def _last_and_rolled_seq(conn: apsw.Connection, run_id: str) -> tuple[int, int]:
+    """The run's highest stored seq and how far it is added up; UnknownRun if no such run."""
+    row = conn.execute("SELECT last_seq, rolled_seq FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise UnknownRun(run_id)
+    return int(row[0]), int(row[1])
+
+
 def _status_and_last_seq(conn: apsw.Connection, run_id: str) -> tuple[str, int]:
     """The run's status and highest stored seq; UnknownRun if there is no such run."""
     row = conn.execute("SELECT status, last_seq FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -131,9 +139,9 @@ def append_events(conn: apsw.Connection, rows: Sequence[EventRow]) -> int:
     Keeps runs.last_seq, runs.event_count and runs.resume_count up to date
     with one UPDATE per run: a ``run.resumed`` row stored here (an imported
     run's marker) counts as a resume, as one written by append_resume_marker does.
-    The task.* rows really stored are queued for the run's roll-ups
-    (rollups.py folds the queue when the database process is idle, and a
-    run's rest at its end): a re-sent one is not queued again.
+    The roll-ups are added up later (rollups.py): from the events above the
+    run's ``rolled_seq``, and from the queue, where a task event stored at
+    or below it goes (once: a re-sent one is not queued again).
     """
     _require_transaction(conn)
     by_run: dict[str, list[EventRow]] = {}
@@ -145,10 +153,15 @@ def append_events(conn: apsw.Connection, rows: Sequence[EventRow]) -> int:
         group.append(row)
         if row[Col.TYPE] == RUN_RESUMED:
             resumed.add(row[Col.RUN])
-    last = {run_id: _last_seq(conn, run_id) for run_id in by_run}
+    seqs = {run_id: _last_and_rolled_seq(conn, run_id) for run_id in by_run}  # runs exist?
     inserted = 0
     for run_id, group in by_run.items():
-        tasks = new_task_rows(conn, group, last[run_id])
+        last, rolled = seqs[run_id]
+        # Rows above rolled_seq are added up later from the events table;
+        # only a task event stored at or below it (a replay filling a gap,
+        # rare) is queued by its seq.
+        late = [row for row in group if row[Col.SEQ] <= rolled]
+        tasks = new_task_rows(conn, late, last) if late else []
         before = conn.total_changes()
         resumes = _insert_resumes(conn, group) if run_id in resumed else 0
         conn.executemany(_INSERT_EVENT, group)

@@ -19,6 +19,7 @@ from choo_daemon.store import (
     create_run,
     delete_runs_older_than,
     fold_all,
+    fold_pending,
     get_run,
     list_runs,
     migrate,
@@ -199,6 +200,41 @@ def test_replayed_events_are_not_counted_twice(
     attempts = run_tasks(reader, "run_1", unit="u1", task=1)["tasks"][0]["attempts"]
     assert [a["tool_calls"] for a in attempts] == [3, 1]
     assert [len(a["tools"]) for a in attempts] == [3, 1]
+
+
+def test_storing_events_leaves_the_adding_up_for_later(
+    writer: apsw.Connection, reader: apsw.Connection
+) -> None:
+    """Ingest pays nothing for the roll-ups: they are added up when the database
+    process is idle (fold_pending), and a run's rest at its end (complete_run)."""
+    new_run(writer)
+    new_run(writer, "run_2", started="01")
+    for run_id in ("run_1", "run_2"):
+        with writer:
+            append_events(writer, rows(run_id, retried_task()))
+
+    def totals(run_id: str) -> Any:
+        run = get_run(reader, run_id)
+        assert run is not None
+        return run["totals"]
+
+    assert totals("run_1")["attempts"] == totals("run_2")["attempts"] == 0
+    with writer:
+        complete_run(
+            writer,
+            "run_2",
+            status="completed",
+            completed_at="2026-01-01T00:09:00.000Z",
+            completed_units=2,
+            failed_units=0,
+            blocked_units=0,
+        )
+    assert totals("run_2") == TOTALS  # whole at its end
+    assert totals("run_1")["attempts"] == 0
+    assert fold_pending(writer, limit=3) >= 3  # a chunk at a time
+    assert fold_all(writer) > 0
+    assert totals("run_1") == TOTALS
+    assert fold_all(writer) == 0  # nothing is added up twice
 
 
 def test_a_batch_of_tool_calls_is_one_update_per_attempt(writer: apsw.Connection) -> None:
