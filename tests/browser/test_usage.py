@@ -8,6 +8,7 @@ Every value shown is checked against what the API answers for it.
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -343,7 +344,11 @@ def test_a_running_runs_usage_follows_its_events(page: Page, writer: Writer, sit
     expect(page.locator("g.node[data-unit='config'] .node-cost")).to_have_text("")
 
     run.send(unit_events(run, "config", plan()["config"]))
-    t = api(site.url, f"/api/history/runs/{run.run_id}")["totals"]
+    # The daemon adds up a running run's events once it has a quiet moment.
+    deadline = time.monotonic() + 30
+    while not (t := api(site.url, f"/api/history/runs/{run.run_id}")["totals"])["attempts"]:
+        assert time.monotonic() < deadline, "the roll-ups never caught up"
+        time.sleep(0.02)
     (config,) = [
         u
         for u in api(site.url, f"/api/history/runs/{run.run_id}/units")["units"]
