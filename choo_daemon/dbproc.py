@@ -66,7 +66,7 @@ from protocol.messages import RUN_END_FIELDS
 _PASSING = (apsw.FullError, apsw.IOError, apsw.ReadOnlyError, apsw.BusyError, apsw.CantOpenError)
 
 INSERT_ROWS = 1_000  # rows per insert, at most a little over
-FOLD_CHUNK = 2_000  # queued task events added up between two looks for a request
+FOLD_CHUNK = 500  # queued task events added up between two looks for a request
 IDLE_BEFORE_FOLD = 0.05  # seconds without a request before adding up starts
 
 
