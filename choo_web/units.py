@@ -51,9 +51,15 @@ async def unit_outcomes(reader: HistoryReader, run: str) -> dict[str, Any]:
         except Refusal as gone:
             if gone.kind != NOT_FOUND:
                 raise
-    events: list[dict[str, Any]] = []
-    for kind in UNIT_EVENT_TYPES:
-        events += await _events_upto(reader, run_id, kind, upto)
+    try:
+        events: list[dict[str, Any]] = await reader.unit_events(run_id, upto)
+    except Refusal as unknown:
+        if unknown.kind != NOT_FOUND:
+            raise
+        # A run served from memory (not recorded): through its pages.
+        events = []
+        for kind in UNIT_EVENT_TYPES:
+            events += await _events_upto(reader, run_id, kind, upto)
     units = fold_units(nodes if isinstance(nodes, list) else [], events, detail["status"])
     sums = await reader.run_unit_rollups(run_id)
     return {
