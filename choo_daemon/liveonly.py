@@ -38,6 +38,7 @@ from choo_daemon.store import Col
 from choo_daemon.work import Sender
 from choo_web.eventdict import event_from_row
 from protocol import Message, ProtocolError, payload_json
+from protocol.events import empty_rollup
 from protocol.redact import redact
 from protocol.times import is_iso_utc, parse_iso_utc
 
@@ -49,18 +50,6 @@ MAX_RUNS = 64  # live-only runs at once; each may hold MAX_EVENTS events
 # The messages that name a run: handled here when they name a live-only run.
 _ABOUT_A_RUN = frozenset({"event", "events", "run.graph", "run.complete", "run.resume"})
 _MARKERS = (store.RUN_STOPPED, store.RUN_RESUMED)
-# A run not recorded has no roll-ups (the writer keeps them): all zero.
-EMPTY_TOTALS: dict[str, Any] = {
-    "input_tokens": 0,
-    "output_tokens": 0,
-    "cache_read_tokens": 0,
-    "cache_write_tokens": 0,
-    "cost_usd": 0.0,
-    "cost_estimated": False,
-    "agent_ms": 0,
-    "attempts": 0,
-    "tool_calls": 0,
-}
 
 
 class Refused(Exception):
@@ -99,7 +88,7 @@ class LiveRun:
             **self.summary,
             "markers": list(self.markers),
             "has_graph": self.graph is not None,
-            "totals": dict(EMPTY_TOTALS),
+            "totals": empty_rollup(agent_ms=True),  # not recorded: nothing added up
             "history": False,
         }
 

@@ -17,21 +17,11 @@ import orjson
 
 from choo_web.sources import HistoryReader
 from protocol.errors import NOT_FOUND, Refusal
-from protocol.events import UNIT_EVENT_TYPES, fold_units
+from protocol.events import UNIT_EVENT_TYPES, empty_rollup, fold_units
+
+ZERO = empty_rollup()  # a unit that ran no attempt
 
 PAGE = 1000
-# A unit's roll-up when it ran no attempt (store.empty_unit_rollup: the web
-# package does not import the daemon).
-ZERO: dict[str, Any] = {
-    "attempts": 0,
-    "input_tokens": 0,
-    "output_tokens": 0,
-    "cache_read_tokens": 0,
-    "cache_write_tokens": 0,
-    "cost_usd": 0.0,
-    "cost_estimated": False,
-    "tool_calls": 0,
-}
 
 
 async def unit_outcomes(reader: HistoryReader, run: str) -> dict[str, Any]:

@@ -99,6 +99,17 @@ AGENT_USAGE: Final[tuple[str, ...]] = (
     "cost_usd",
 )
 
+
+def empty_rollup(*, agent_ms: bool = False) -> dict[str, Any]:
+    """A unit's roll-up (and with ``agent_ms``, a run's totals) when nothing was
+    added up: no attempt, or a run that is not recorded."""
+    zero: dict[str, Any] = {"attempts": 0, **dict.fromkeys(AGENT_USAGE, 0)}
+    zero.update(cost_usd=0.0, cost_estimated=False, tool_calls=0)
+    if agent_ms:
+        zero["agent_ms"] = 0
+    return zero
+
+
 RUN_STOPPED: Final = "run.stopped"
 RUN_RESUMED: Final = "run.resumed"
 

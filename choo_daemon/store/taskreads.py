@@ -18,6 +18,7 @@ import orjson
 from choo_daemon.store.errors import BadParameter
 from choo_daemon.store.reads import Row, resolve_run_id, served
 from choo_daemon.store.records import TaskRollup
+from protocol.events import empty_rollup
 
 MAX_TOOLS: Final = 500  # tool calls listed per attempt; tools_more counts the rest
 MAX_TASKS: Final = 1000  # rows of the cross-run table
@@ -58,10 +59,7 @@ _ATTEMPT = (
 
 def empty_unit_rollup() -> TaskRollup:
     """A unit's roll-up fields when it ran no attempt (or its run is not recorded)."""
-    zero: TaskRollup = dict.fromkeys(_SUMS, 0)
-    zero["cost_usd"] = 0.0
-    zero["cost_estimated"] = False
-    return zero
+    return empty_rollup()
 
 
 @served
