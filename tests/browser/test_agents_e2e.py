@@ -116,7 +116,9 @@ def from_codex(name: str, model: str) -> Expected:
     fresh = usage["input_tokens"] - cached  # codex's input includes the cached tokens
     price = DEFAULT_PRICES[model]
     cost = (
-        fresh * price["input"] + cached * price["cache_read"] + usage["output_tokens"] * price["output"]
+        fresh * price["input"]
+        + cached * price["cache_read"]
+        + usage["output_tokens"] * price["output"]
     ) / 1e6
     return Expected(tools, fresh, usage["output_tokens"], cached, 0, cost, True)
 
@@ -219,9 +221,9 @@ def test_a_plan_run_by_fake_claude_and_codex_reads_the_same_in_api_cli_and_ui(
     assert re.search(rf"cost\s+{re.escape(cli_cost)} \(estimated\)", human), human
     assert re.search(rf"tool calls\s+{t['tool_calls']}\b", human), human
     for name, u in units.items():
-        row = next(line for line in human.splitlines() if line.lstrip("│ ").startswith(name))
+        line = next(x for x in human.splitlines() if x.lstrip("│ ").startswith(name))
         assert u["cost_usd"] is not None
-        assert f"${u['cost_usd']:.4f}" in row or f"${u['cost_usd']:,.2f}" in row, row
+        assert f"${u['cost_usd']:.4f}" in line or f"${u['cost_usd']:,.2f}" in line, line
 
     table = json.loads(site.choo("history", "tasks", "--repo", root, "--json"))
     assert {(x["unit"], x["task"], x["title"]) for x in table["tasks"]} == {
