@@ -39,7 +39,7 @@ def usd(value: float | None, estimated: bool = False) -> str:
     """A cost for people: "$0.42", "~$0.42" when choo estimated it; None is "-"."""
     if value is None:
         return "-"
-    text = f"${value:,.2f}" if value >= 0.01 or value == 0 else f"${value:.4f}"
+    text = f"${value:,.2f}" if value >= 0.01 or value == 0 else f"${value:.3f}"  # as the UI
     return "~" + text if estimated else text
 
 
@@ -80,7 +80,7 @@ def tasks_table(found: dict[str, Any]) -> Table:
             flaky,
             duration_ms(t["median_duration_ms"]),
             tokens_count(t["median_tokens"]),
-            usd(t["median_cost_usd"]),
+            usd(t["median_cost_usd"], t.get("cost_estimated", False)),
             " ".join(_outcome(o) for o in t["last"]),
         )
     return table

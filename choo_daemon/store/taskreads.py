@@ -212,7 +212,7 @@ def task_table(
         rows: list[Row] = conn.execute(
             "SELECT t.unit, t.task, t.title, t.status, t.stop_reason, t.flaky, t.attempts,"
             " t.duration_ms, t.input_tokens + t.output_tokens + t.cache_read_tokens"
-            " + t.cache_write_tokens, t.cost_usd, r.id, r.started_at"
+            " + t.cache_write_tokens, t.cost_usd, r.id, r.started_at, t.cost_estimated"
             " FROM runs AS r INDEXED BY runs_repo_started JOIN tasks AS t ON t.run_id = r.id"
             " WHERE r.repo_path = ? ORDER BY r.started_at DESC, r.id DESC",
             (repo,),
@@ -250,6 +250,7 @@ def _task_row(key: tuple[str, int], rows: list[Any], last: int) -> dict[str, Any
         "median_duration_ms": round(median(durations)) if durations else None,
         "median_tokens": round(median(r[8] for r in ended)) if ended else None,
         "median_cost_usd": median(r[9] for r in ended) if ended else None,
+        "cost_estimated": any(r[12] for r in ended),
         "flaky_runs": sum(1 for r in rows if r[5]),
         "last": [
             {"run_id": r[10], "started_at": r[11], "stop_reason": r[4], "attempts": r[6]}

@@ -177,7 +177,7 @@ export class TasksView {
           title: t.median_tokens === null || t.median_tokens === undefined ? "" : count(t.median_tokens),
           text: tokens(t.median_tokens),
         }),
-        h("td", { class: "num cost", text: usd(t.median_cost_usd ?? null) }),
+        h("td", { class: "num cost", text: usd(t.median_cost_usd ?? null, t.cost_estimated) }),
         h("td", { class: "outcomes" }, (t.last || []).map((last) => outcomeChip(t, last))),
       );
     });

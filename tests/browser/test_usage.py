@@ -313,7 +313,7 @@ def test_the_tasks_tab_compares_a_repositorys_tasks_across_runs(
         expect(row.locator("td.pass-rate")).to_have_text(shown)
         expect(row.locator("td.duration")).to_have_text(duration(t["median_duration_ms"]))
         expect(row.locator("td.tokens")).to_have_text(tokens(t["median_tokens"]))
-        expect(row.locator("td.cost")).to_have_text(usd(t["median_cost_usd"]))
+        expect(row.locator("td.cost")).to_have_text(usd(t["median_cost_usd"], t["cost_estimated"]))
         chips = row.locator("a.outcome")
         expect(chips).to_have_count(len(t["last"]))
         for i, last in enumerate(t["last"]):
