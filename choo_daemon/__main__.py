@@ -28,7 +28,8 @@ EXIT_ALREADY_RUNNING = 3
 log = logging.getLogger("choo.daemon")
 
 
-def main(argv: list[str] | None = None) -> int:
+def command_line() -> argparse.ArgumentParser:
+    """The daemon's command line."""
     parser = argparse.ArgumentParser(prog="choo-daemon", description=__doc__)
     parser.add_argument("--home", help="CHOO_HOME folder (default: $CHOO_HOME or ~/.choo)")
     # Defaults as choo's configuration has them: one table, protocol.settings.
@@ -56,7 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         "-shm) to history.db.corrupt-<UTC time> and start a new history",
     )
     parser.add_argument("--log-file", help="append the log to this file as well as stderr")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = command_line().parse_args(argv)
 
     # Before anything is created: the database, its -wal/-shm and the log
     # are the user's alone (0600).

@@ -337,8 +337,7 @@ class _Server:
                 raise
             moved = str(set_aside(self.database))
             self.conn, counts, self.opened = open_database(self.database)
-        self.applier = Applier(self.conn)
-        store.fold_all(self.conn)  # what a daemon stopped short left queued
+        self.applier = Applier(self.conn)  # what is left to add up: at the first quiet moment
         return Opened(counts["events"], counts["runs"], moved)
 
     def apply(self, request: Apply) -> Outcome | None:

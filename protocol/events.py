@@ -91,13 +91,13 @@ STOP_REASONS: Final[tuple[str, ...]] = (
     "agent_not_started",  # the agent could not be started (missing program, argv, ...)
 )
 # What a task attempt's agent reported, summed by the daemon into roll-ups.
-AGENT_USAGE: Final[tuple[str, ...]] = (
+TOKENS: Final[tuple[str, ...]] = (
     "input_tokens",
     "output_tokens",
     "cache_read_tokens",
     "cache_write_tokens",
-    "cost_usd",
 )
+AGENT_USAGE: Final[tuple[str, ...]] = (*TOKENS, "cost_usd")
 
 
 def empty_rollup(*, agent_ms: bool = False) -> dict[str, Any]:

@@ -5,8 +5,8 @@ run into the ``tasks`` and ``task_attempts`` tables and the run's totals
 (schema v3), after the writer: ingest pays nothing for them. Each run keeps
 ``rolled_seq``, how far its events are added up; the database process adds
 up the events above it when no batch is waiting (``fold_pending``), a run's
-whole rest when the run ends (``fold_run``, from ``complete_run``) and
-everything left at start (``fold_all``). A task event stored at or below
+whole rest when the run ends (``fold_run``, from ``complete_run``); what a daemon stopped
+short left is added up at the new one's first quiet moment. A task event stored at or below
 ``rolled_seq`` (a replay filling a gap) is queued by its seq
 (``rollup_queue``) if it was really inserted (``new_task_rows``), so a
 re-sent event is never counted twice. A running run's roll-ups may lag its
@@ -34,10 +34,12 @@ from typing import Any
 import apsw
 import orjson
 
+from protocol.events import TOKENS
+
 log = logging.getLogger("choo.daemon")
 
 # What the agent reported, summed from attempts to tasks to the run.
-USAGE = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+USAGE = TOKENS
 # Summed from attempts to tasks and the run, besides USAGE.
 SUMS = (*USAGE, "cost_usd", "agent_ms", "tool_calls")
 TOTALS = (*SUMS, "cost_estimated", "attempts")

@@ -18,22 +18,13 @@ import orjson
 from choo_daemon.store.errors import BadParameter
 from choo_daemon.store.reads import Row, resolve_run_id, served
 from choo_daemon.store.records import TaskRollup
-from protocol.events import empty_rollup
+from protocol.events import AGENT_USAGE, empty_rollup
 
 MAX_TOOLS: Final = 500  # tool calls listed per attempt; tools_more counts the rest
 MAX_TASKS: Final = 1000  # rows of the cross-run table
 MAX_LAST: Final = 100  # outcomes listed per task in the cross-run table
 
-_SUMS = (
-    "attempts",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cost_usd",
-    "cost_estimated",
-    "tool_calls",
-)
+_SUMS = ("attempts", *AGENT_USAGE, "cost_estimated", "tool_calls")
 _ATTEMPT = (
     "attempt",
     "started_at",
@@ -45,11 +36,7 @@ _ATTEMPT = (
     "session_id",
     "model",
     "agent_status",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cost_usd",
+    *AGENT_USAGE,
     "cost_estimated",
     "tool_calls",
     "validation_command",
