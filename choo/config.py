@@ -147,6 +147,13 @@ def _convert(kind: str, raw: Any, *, from_text: bool) -> Any:
         if isinstance(raw, list) and raw and all(isinstance(x, str) for x in raw):
             return list(raw)
         return _BAD
+    if kind == "checks":
+        if from_text and isinstance(raw, str):
+            try:
+                raw = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                return _BAD
+        return _checks(raw)
     if kind == "table":
         if from_text and isinstance(raw, str):
             try:
@@ -164,6 +171,24 @@ def _convert(kind: str, raw: Any, *, from_text: bool) -> Any:
         ok = isinstance(raw, int | float) and not isinstance(raw, bool)
         return float(raw) if ok else _BAD
     return raw if isinstance(raw, str) else _BAD
+
+
+def _checks(raw: Any) -> Any:
+    """[{name, command}] from either accepted shape, or _BAD."""
+    if isinstance(raw, dict):
+        raw = [{"name": k, "command": v} for k, v in raw.items()]
+    if not isinstance(raw, list):
+        return _BAD
+    checks = []
+    for item in raw:
+        if not (
+            isinstance(item, dict)
+            and set(item) == {"name", "command"}
+            and all(isinstance(item[k], str) and item[k].strip() for k in ("name", "command"))
+        ):
+            return _BAD
+        checks.append({"name": item["name"], "command": item["command"]})
+    return checks
 
 
 def _from_text(kind: str, text: str) -> Any:

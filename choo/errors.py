@@ -15,6 +15,8 @@ do, while bugs (TypeError, ...) and trio's own exceptions pass by::
     ├── StartFailed             an agent or command could not be started (choo.orchestrator.process)
     ├── PromptFileError         a prompt file could not be written (choo.orchestrator.promptdir)
     ├── RunError                a run cannot start (choo.runner)
+    ├── PlanLocked              another run holds the plan's lock (choo.orchestrator.planlock)
+    ├── GitError                a git command choo needed failed (choo.orchestrator.gitwork)
     ├── DaemonControlError      a daemon start or stop did not happen (choo.daemonctl)
     ├── DaemonError             the daemon answered, but not with success (choo.client)
     │   └── DaemonRefused       it closed the connection with a fatal error

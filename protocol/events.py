@@ -89,6 +89,8 @@ STOP_REASONS: Final[tuple[str, ...]] = (
     "validation_timeout",  # the validation command ran past backpressure.timeout
     "cancelled",  # the run was stopped (SIGINT/SIGTERM) during the attempt
     "agent_not_started",  # the agent could not be started (missing program, argv, ...)
+    "merge_conflict",  # the unit's branch did not merge into the run branch, even after
+    # the agent's one attempt to resolve the conflict
 )
 # What a task attempt's agent reported, summed by the daemon into roll-ups.
 TOKENS: Final[tuple[str, ...]] = (
@@ -125,9 +127,19 @@ CATALOGUE: Final[tuple[EventType, ...]] = (
     EventType("orch.dryrun.started", _keys("units", "tasks", "parallelism", "graph", "tasks_dir")),
     EventType("orch.dryrun.completed", _keys("units", "tasks", "levels")),
     EventType("unit.queued", _keys("level", "tasks", "depends_on"), unit_status="queued"),
-    EventType("unit.started", _keys("tasks", "pending", "provider"), unit_status="running"),
+    # worktree/branch: where the unit works when the run is isolated (a git worktree).
+    EventType(
+        "unit.started",
+        _keys("tasks", "pending", "provider", "worktree", "branch", "base"),
+        unit_status="running",
+    ),
+    # In an isolated run a unit completes once its branch is merged into the run branch.
     EventType("unit.completed", _keys("tasks", "duration_ms"), unit_status="completed"),
-    EventType("unit.failed", _keys("failed_task", "reason", "duration_ms"), unit_status="failed"),
+    EventType(
+        "unit.failed",
+        _keys("failed_task", "reason", "duration_ms", "stop_reason", "worktree"),
+        unit_status="failed",
+    ),
     EventType("unit.blocked", _keys("blocked_by", "depends_on"), unit_status="blocked"),
     EventType("task.started", _keys("title", "max_attempts")),
     EventType(
@@ -169,6 +181,31 @@ CATALOGUE: Final[tuple[EventType, ...]] = (
     ),
     EventType("task.retry", _keys("attempt", "next_attempt", "reason", "stop_reason")),
     EventType("task.failed", _keys("title", "attempts", "reason", "duration_ms", "stop_reason")),
+    # What a passed task left in its unit's branch: the agent's own commits
+    # (author "agent") and choo's commit of what was left (author "choo").
+    # commits: [{sha, subject, author, files: [path], insertions, deletions}];
+    # the totals are over all of them; files lists at most 200 paths.
+    EventType(
+        "task.committed",
+        _keys("attempt", "commits", "shas", "files", "files_changed", "insertions", "deletions"),
+    ),
+    # A unit's branch merged into the run branch (sha: the merge commit).
+    EventType("unit.merged", _keys("branch", "into", "sha")),
+    # The merge stopped on conflicts; the unit's agent gets one attempt to resolve them.
+    EventType("unit.merge.conflict", _keys("branch", "into", "files")),
+    # A baseline check (config baseline_checks) run on the run branch after a merge.
+    EventType("unit.baseline.ok", _keys("name", "command", *_OUTCOME - {"attempt"})),
+    EventType("unit.baseline.fail", _keys("name", "command", *_OUTCOME - {"attempt"})),
+    # An isolated run's git setting: the base commit (HEAD at the start), the
+    # run branch, the branch checked out at the start, where the worktrees
+    # live, and the main tree's uncommitted paths (not carried over).
+    EventType(
+        "run.branch",
+        _keys("base", "branch", "head_branch", "worktrees", "dirty", "isolation"),
+    ),
+    # How a completed run's branch reached (or did not reach) the user's branch:
+    # landed true with the new sha, or false with the reason and the command to run.
+    EventType("run.land", _keys("landed", "branch", "into", "sha", "reason", "command")),
     EventType(RUN_STOPPED, _keys("reason", "signal"), marker="stop"),
     EventType(RUN_RESUMED, _keys("reason"), marker="resume"),
 )

@@ -39,7 +39,14 @@ KINDS = {
     # A mapping whose entries merge over the default's (a user's entry replaces
     # the default entry of the same name; the others stay).
     "table": "a mapping (in an environment variable: YAML or JSON text)",
+    # Named shell commands, in order: a list of {name, command} (the original
+    # choo's format) or a mapping of name to command.
+    "checks": "a list of {name, command} mappings, or a mapping of name to command",
 }
+
+# How a run's units share the repository: each in its own git worktree, or
+# all in the main working tree (as before isolation, and outside git).
+ISOLATIONS = ("worktree", "none")
 
 # How the `command` provider's output is read (choo.orchestrator.agentstream).
 OUTPUT_FORMATS = ("claude-stream", "codex-json", "text")
@@ -59,6 +66,10 @@ def _port(v: int) -> str | None:
 
 def _output(v: str) -> str | None:
     return None if v in OUTPUT_FORMATS else f"must be one of {', '.join(OUTPUT_FORMATS)}"
+
+
+def _isolation(v: str) -> str | None:
+    return None if v in ISOLATIONS else f"must be one of {', '.join(ISOLATIONS)}"
 
 
 def _provider(v: str) -> str | None:
@@ -111,6 +122,27 @@ KEYS: dict[str, Key] = {
             600.0,
             "seconds a validation command may take",
             _more_than_zero,
+        ),
+        Key(
+            "isolation",
+            "str",
+            "worktree",
+            "worktree: each unit in its own git worktree; none: all in the main tree",
+            _isolation,
+        ),
+        Key("worktree.setup", "str", None, "shell command run in each new unit worktree"),
+        Key("worktree.teardown", "str", None, "shell command run before a worktree is removed"),
+        Key(
+            "git.land",
+            "bool",
+            False,
+            "fast-forward the branch checked out at the start to a completed run's branch",
+        ),
+        Key(
+            "baseline_checks",
+            "checks",
+            [],
+            "commands run on the run branch after each merge, as [{name, command}]",
         ),
         Key(
             "prices",

@@ -83,7 +83,14 @@ def test_the_catalogue_is_consistent() -> None:
         "unit.blocked",
         "task.completed",
     }
-    assert allowed_payload_keys("unit.started") == {"tasks", "pending", "provider"}
+    assert allowed_payload_keys("unit.started") == {
+        "tasks",
+        "pending",
+        "provider",
+        "worktree",
+        "branch",
+        "base",
+    }
     assert allowed_payload_keys("no.such.type") == frozenset()
     served = json.loads(json.dumps(catalogue_dict()))
     assert [t["name"] for t in served["types"]] == list(EVENT_TYPES)
