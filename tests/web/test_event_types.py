@@ -48,7 +48,7 @@ async def test_the_catalogue_is_served(web: httpx.AsyncClient) -> None:
     assert started == {
         "name": "unit.started",
         "kind": "unit",
-        "payload": ["pending", "provider", "tasks"],
+        "payload": ["base", "branch", "pending", "provider", "tasks", "worktree"],
         "unit_status": "running",
         "task_done": False,
         "marker": None,
