@@ -297,6 +297,22 @@ def _follow(path: os.PathLike[str], lines: int) -> None:
 # -- run / resume / status -----------------------------------------------------
 
 DEFAULT_TASKS_DIR = Path("specs/tasks")
+InPlaceOption = Annotated[
+    bool,
+    typer.Option(
+        "--in-place",
+        help="Run every unit in the main working tree (no worktrees; isolation: none).",
+    ),
+]
+LandOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--land/--no-land",
+        help="Fast-forward the branch checked out at the start to the run's branch "
+        "when the run completes (git.land).",
+        show_default=False,
+    ),
+]
 
 
 def _load_config(repo_root: Path | None, flags: dict[str, Any]) -> Config:
@@ -343,6 +359,8 @@ def run_cmd(
         bool, typer.Option("--no-history", help="Use the daemon but record nothing.")
     ] = False,
     port: PortOption = None,
+    in_place: InPlaceOption = False,
+    land: LandOption = None,
 ) -> None:
     """Run the units of TASKS_DIR in dependency order, recording the run."""
     if not tasks_dir.is_dir():
@@ -353,7 +371,13 @@ def run_cmd(
         )
     config = _load_config(
         repo_root_of(tasks_dir),
-        {"parallelism": parallelism, "provider.name": provider, "daemon.port": port},
+        {
+            "parallelism": parallelism,
+            "provider.name": provider,
+            "daemon.port": port,
+            "isolation": "none" if in_place else None,
+            "git.land": land,
+        },
     )
     record = config["history.enabled"] and not no_history
     _execute(
@@ -393,6 +417,7 @@ def resume_cmd(
             "and the grace period has not ended).",
         ),
     ] = False,
+    land: LandOption = None,
 ) -> None:
     """Continue a stopped or failed run: same run ID, completed tasks skipped."""
     home = _home()
@@ -413,7 +438,12 @@ def resume_cmd(
     # The run knows its repository; the folder resume is called from does not matter.
     repo_root = Path(run["repo_path"])
     config = _load_config(
-        repo_root, {"parallelism": parallelism or run["parallelism"], "provider.name": provider}
+        repo_root,
+        {
+            "parallelism": parallelism or run["parallelism"],
+            "provider.name": provider,
+            "git.land": land,
+        },
     )
     _execute(
         RunRequest(tasks_dir=tasks_dir, config=config, home=home, resume=run, repo_root=repo_root)

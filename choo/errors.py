@@ -16,6 +16,8 @@ do, while bugs (TypeError, ...) and trio's own exceptions pass by::
     ├── PromptFileError         a prompt file could not be written (choo.orchestrator.promptdir)
     ├── RunError                a run cannot start (choo.runner)
     ├── PlanLocked              another run holds the plan's lock (choo.orchestrator.planlock)
+    ├── IsolationRefused        a run cannot have its worktrees (choo.orchestrator.isolation)
+    ├── UnitSetupFailed         worktree.setup failed (choo.orchestrator.isolation)
     ├── GitError                a git command choo needed failed (choo.orchestrator.gitwork)
     ├── DaemonControlError      a daemon start or stop did not happen (choo.daemonctl)
     ├── DaemonError             the daemon answered, but not with success (choo.client)

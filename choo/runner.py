@@ -7,6 +7,7 @@ into a clean stop that is recorded as ``run.stopped``.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import signal
@@ -32,13 +33,17 @@ from choo.client import (
 )
 from choo.config import Config
 from choo.errors import ChooError
+from choo.orchestrator import gitwork, runstate
 from choo.orchestrator.console import ConsoleReporter
 from choo.orchestrator.discovery import Plan, PlanInvalid, discover
 from choo.orchestrator.events import EventBus
+from choo.orchestrator.gitwork import GitError
 from choo.orchestrator.graph import Graph, build_graph
+from choo.orchestrator.isolation import Isolation, IsolationRefused, RunSpace, Setup, decide
 from choo.orchestrator.promptdir import open_prompt_dir
 from choo.orchestrator.providers import Provider, make_provider
 from choo.orchestrator.recorder import HistoryRecorder
+from choo.orchestrator.runstate import RunState
 from choo.orchestrator.scheduler import Tally, schedule
 from choo.orchestrator.worker import Worker, WorkerSettings
 from choo.term import plural
@@ -166,14 +171,20 @@ async def execute(request: RunRequest, console: Console) -> RunOutcome:
     config = request.config
     provider: Provider | None = None
     per_unit: dict[str, Provider] = {}
+    place = Place(None, None)
     if not request.dry_run:
         provider, per_unit = providers_for(plan, config, repo_root)
+        place = await trio.to_thread.run_sync(_place, request, plan, graph, console)
+        if place.resumed is not None:
+            plan, graph = _plan_on_branch(request, place)
     web_url: str | None = None
     if request.use_daemon:
         web_url = await trio.to_thread.run_sync(_ensure_daemon, request)
         _check_port(console, request.port, web_url)
 
     bus = EventBus()
+    space: RunSpace | None = None
+    landing = ""
     reporter = ConsoleReporter(console)
     bus.subscribe(reporter.handle)
     run_id = request.resume["id"] if request.resume else new_run_id()
@@ -186,6 +197,10 @@ async def execute(request: RunRequest, console: Console) -> RunOutcome:
             status, code = "completed", EXIT_OK
         else:
             assert provider is not None
+            if place.iso is not None:
+                space = await trio.to_thread.run_sync(
+                    _open_space, request, place, run_id, plan, bus
+                )
             with open_prompt_dir(run_id) as prompts:
                 settings = WorkerSettings(
                     provider=provider,
@@ -197,24 +212,111 @@ async def execute(request: RunRequest, console: Console) -> RunOutcome:
                     run_id=run_id,
                     prompts=prompts,
                     prices=config.values.get("prices"),
+                    space=space,
                 )
                 status, code, tally = await _orchestrate(bus, plan, graph, settings, config)
+            if space is not None:
+                landing = await trio.to_thread.run_sync(
+                    functools.partial(space.finish, status, land=config["git.land"])
+                )
         if recorder is not None:
             await _finish(recorder, console, status, tally)
         recorded = recorder is not None and recorder.failed is None and request.record
         if recorder is not None and recorder.client.web_url:
             # The daemon may have been restarted mid-run, on another port.
             web_url = recorder.client.web_url
-    try:
-        final_plan = discover(request.tasks_dir)
-        if request.unit is not None:
-            final_plan = _only(final_plan, request.unit)
-    except (PlanInvalid, RunError):
-        final_plan = plan
+    final_plan = _final_plan(request, plan, space)
     console.print(reporter.summary(final_plan, tally))
+    if landing:
+        console.print(landing)
     shown_id = run_id if recorded else None
     _farewell(console, status, shown_id, web_url)
     return RunOutcome(shown_id, status, code, tally, web_url)
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a run's units work: ``iso`` None for the main tree; ``resumed``
+    is the isolated run being resumed."""
+
+    iso: Isolation | None
+    resumed: RunState | None
+
+
+def _place(request: RunRequest, plan: Plan, graph: Graph, console: Console) -> Place:
+    """Isolated or not, said before anything starts (with the warnings)."""
+    parallel = request.config["parallelism"] > 1 and any(len(lv) > 1 for lv in graph.levels)
+    if request.resume is not None:
+        repo = gitwork.find_repo(request.tasks_dir)
+        state = runstate.load(request.home, repo, request.resume["id"]) if repo else None
+        if repo is not None and state is not None:
+            dirty = gitwork.dirty_paths(repo.root)
+            iso = Isolation(repo, state.base, state.head_branch, dirty)
+            return Place(iso, state)
+        # A run made in the main tree goes on there.
+        if parallel:
+            term.warn(console, "this run was made in the main tree: its units share it")
+        return Place(None, None)
+    try:
+        iso, warning = decide(request.tasks_dir, request.config["isolation"], parallel)
+    except IsolationRefused as exc:
+        raise RunError(str(exc)) from None
+    if warning:
+        term.warn(console, warning)
+    if iso is not None and iso.dirty:
+        listed = "\n  ".join(iso.dirty[:20]) + ("\n  …" if len(iso.dirty) > 20 else "")
+        term.warn(
+            console,
+            f"uncommitted changes in {iso.repo.root} are not carried into the units' "
+            f"worktrees (they start from {iso.base[:10]}):\n  {listed}",
+        )
+    return Place(iso, None)
+
+
+def _plan_on_branch(request: RunRequest, place: Place) -> tuple[Plan, Graph]:
+    """A resumed isolated run's plan as its run branch holds it (the units
+    merged so far are complete there)."""
+    assert place.iso is not None and place.resumed is not None
+    try:
+        plan = runstate.plan_at(place.iso.repo, place.resumed.branch, request.tasks_dir)
+    except (PlanInvalid, GitError) as exc:
+        raise RunError(f"cannot read the plan on branch {place.resumed.branch}: {exc}") from None
+    if request.unit is not None:
+        plan = _only(plan, request.unit)
+    return plan, build_graph(plan)
+
+
+def _open_space(
+    request: RunRequest, place: Place, run_id: str, plan: Plan, bus: EventBus
+) -> RunSpace:
+    assert place.iso is not None
+    config = request.config
+    setup = Setup(
+        setup=config["worktree.setup"],
+        teardown=config["worktree.teardown"],
+        baseline_checks=tuple(config["baseline_checks"] or ()),
+        check_timeout=config["backpressure.timeout"],
+    )
+    try:
+        return RunSpace.open(
+            request.home, place.iso, run_id, plan, bus, setup, resumed=place.resumed
+        )
+    except GitError as exc:
+        raise RunError(f"could not set up the run's worktrees: {exc}") from None
+
+
+def _final_plan(request: RunRequest, plan: Plan, space: RunSpace | None) -> Plan:
+    """The plan as the run left it, for the summary."""
+    if space is not None:
+        try:
+            return space.final_plan()
+        except (PlanInvalid, GitError):
+            return plan
+    try:
+        final = discover(request.tasks_dir)
+        return _only(final, request.unit) if request.unit is not None else final
+    except (PlanInvalid, RunError):
+        return plan
 
 
 def _daemon_settings(request: RunRequest) -> daemonctl.DaemonSettings:
@@ -438,6 +540,8 @@ async def _orchestrate(
         provider=settings.provider.name,
         tasks_dir=str(plan.tasks_dir),
     )
+    if settings.space is not None:
+        settings.space.announce()
     worker = Worker(bus, settings)
     tally = Tally()
     stopped_by: signal.Signals | None = None

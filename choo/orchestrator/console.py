@@ -47,8 +47,28 @@ class ConsoleReporter:
         elif e.type == "unit.failed":
             self.unit_ms[e.unit or ""] = p["duration_ms"]
             line = f"[red]●[/] {where} failed"
+            if p.get("worktree"):
+                line += f" [dim](its worktree is kept: {escape(p['worktree'])})[/]"
         elif e.type == "unit.blocked":
             line = f"[magenta]⊘[/] {where} blocked by {escape(p['blocked_by'])}"
+        elif e.type == "task.committed":
+            line = (
+                f"    [dim]⎇ {where} committed {', '.join(x[:10] for x in p['shas'])} "
+                f"(+{p['insertions']} −{p['deletions']})[/]"
+            )
+        elif e.type == "unit.merged":
+            line = f"[green]⎇[/] {where} merged into {escape(p['into'])}"
+        elif e.type == "unit.merge.conflict":
+            files = ", ".join(p["files"][:5]) + (" …" if len(p["files"]) > 5 else "")
+            line = (
+                f"[yellow]⚠[/] {where} conflicts with {escape(p['into'])} in {escape(files)}; "
+                "its agent tries to resolve it"
+            )
+        elif e.type == "unit.baseline.fail":
+            line = (
+                f"[yellow]⚠[/] baseline check {escape(p['name'])} failed after merging "
+                f"{where}: {escape(e.error or '')}"
+            )
         elif e.type == "run.stopped":
             line = f"[yellow]■[/] stopped: {escape(p['reason'])}"
         if line is not None:
