@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -462,3 +463,19 @@ def test_commits_the_agent_made_are_kept_and_recorded(
     assert authors == ["agent", "choo"], "the agent's commit, then choo's (the status change)"
     assert committed["payload"]["commits"][0]["subject"] == "agent work in only"
     assert "y.txt" in committed["payload"]["files"]
+
+
+def test_the_example_plan_runs_isolated_and_lands(tmp_path: Path, home: Home) -> None:
+    """What ./scripts/demo does: the examples in a committed repository, with --land."""
+    root = tmp_path / "example"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "examples", root)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "-c", "user.name=d", "-c", "user.email=d@example.com", "commit", "-qm", "plan")
+    done = run_choo("run", "specs/tasks", "--land", cwd=root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "landed" in done.stdout
+    tasks = sorted((root / "specs" / "tasks").rglob("0*.md"))
+    assert tasks and all("status: complete" in p.read_text() for p in tasks)
+    assert (root / "src" / "app" / "settings.py").is_file()
+    assert git(root, "status", "--porcelain") == ""
