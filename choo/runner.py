@@ -7,7 +7,6 @@ into a clean stop that is recorded as ``run.stopped``.
 
 from __future__ import annotations
 
-import functools
 import os
 import secrets
 import signal
@@ -216,9 +215,7 @@ async def execute(request: RunRequest, console: Console) -> RunOutcome:
                 )
                 status, code, tally = await _orchestrate(bus, plan, graph, settings, config)
             if space is not None:
-                landing = await trio.to_thread.run_sync(
-                    functools.partial(space.finish, status, land=config["git.land"])
-                )
+                landing = await space.finish(status, land=config["git.land"])
         if recorder is not None:
             await _finish(recorder, console, status, tally)
         recorded = recorder is not None and recorder.failed is None and request.record
@@ -251,26 +248,26 @@ def _place(request: RunRequest, plan: Plan, graph: Graph, console: Console) -> P
         state = runstate.load(request.home, repo, request.resume["id"]) if repo else None
         if repo is not None and state is not None:
             dirty = gitwork.dirty_paths(repo.root)
-            iso = Isolation(repo, state.base, state.head_branch, dirty)
-            return Place(iso, state)
+            return Place(Isolation(repo, state.base, state.head_branch, dirty), state)
         # A run made in the main tree goes on there.
         if parallel:
             term.warn(console, "this run was made in the main tree: its units share it")
         return Place(None, None)
     try:
-        iso, warning = decide(request.tasks_dir, request.config["isolation"], parallel)
+        found, warning = decide(request.tasks_dir, request.config["isolation"], parallel)
     except IsolationRefused as exc:
         raise RunError(str(exc)) from None
     if warning:
         term.warn(console, warning)
-    if iso is not None and iso.dirty:
-        listed = "\n  ".join(iso.dirty[:20]) + ("\n  …" if len(iso.dirty) > 20 else "")
+    if found is not None and found.dirty:
+        dirty = found.dirty
+        listed = "\n  ".join(dirty[:20]) + ("\n  …" if len(dirty) > 20 else "")
         term.warn(
             console,
-            f"uncommitted changes in {iso.repo.root} are not carried into the units' "
-            f"worktrees (they start from {iso.base[:10]}):\n  {listed}",
+            f"uncommitted changes in {found.repo.root} are not carried into the units' "
+            f"worktrees (they start from {found.base[:10]}):\n  {listed}",
         )
-    return Place(iso, None)
+    return Place(found, None)
 
 
 def _plan_on_branch(request: RunRequest, place: Place) -> tuple[Plan, Graph]:

@@ -37,22 +37,12 @@ from choo.orchestrator.runstate import RunState
 from protocol.home import Home
 from protocol.times import utc_now
 
-MERGE_FOLDER = "_merge"
 T = TypeVar("T")
 
 
 async def _git(fn: Callable[..., T], *args: Any) -> T:
     """A gitwork call on a worker thread: git never holds up the other units."""
     return await trio.to_thread.run_sync(fn, *args)
-
-
-def run_branch(run_id: str) -> str:
-    return f"choo/{run_id}"
-
-
-def unit_branch(run_id: str, unit: str) -> str:
-    # Not choo/<run>/<unit>: git refuses a ref below another ref (choo/<run>).
-    return f"choo/{run_id}-{unit}"
 
 
 @dataclass(frozen=True)
@@ -158,7 +148,7 @@ class RunSpace:
         resumed: RunState | None = None,
     ) -> RunSpace:
         """Make (or, resuming, find again) the run branch and the merge worktree."""
-        branch = run_branch(run_id)
+        branch = runstate.run_branch(run_id)
         state = resumed or RunState(
             run_id=run_id,
             repo_root=str(iso.repo.root),
@@ -174,7 +164,7 @@ class RunSpace:
             gitwork.create_branch(iso.repo, branch, state.base)
         space = cls(home, iso, state, plan, bus, setup)
         space.folder.mkdir(parents=True, exist_ok=True)
-        space._ensure_worktree(space.folder / MERGE_FOLDER, branch)
+        space._ensure_worktree(space.folder / runstate.MERGE_TREE, branch)
         runstate.save(home, iso.repo, state)
         return space
 
@@ -193,10 +183,6 @@ class RunSpace:
     def _ensure_worktree(self, path: Path, branch: str, start: str | None = None) -> bool:
         """The worktree at ``path`` on ``branch`` (made from ``start`` if new);
         True when it was made now."""
-        if gitwork.branch_exists(self.repo, branch) and not path.exists():
-            gitwork.prune_worktrees(self.repo)
-            gitwork.checkout_worktree(self.repo, path, branch)
-            return True
         return gitwork.add_worktree(self.repo, path, branch, start or branch)
 
     def save(self) -> None:
@@ -208,7 +194,7 @@ class RunSpace:
         """The unit's worktree (made from the run branch's tip, or found again
         on a resume), and the unit as its worktree's task files say."""
         path = self.folder / unit.id
-        branch = unit_branch(self.state.run_id, unit.id)
+        branch = runstate.unit_branch(self.state.run_id, unit.id)
         async with self.merge_lock:  # the run branch's tip must not move under us
             base = await _git(gitwork.branch_tip, self.repo, self.state.branch) or self.state.base
             made = await _git(self._ensure_worktree, path, branch, self.state.branch)
@@ -274,7 +260,7 @@ class RunSpace:
             message = f"choo: merge unit {space.unit}"
             trailers = {"Choo-Run": self.state.run_id}
             merged = await _git(
-                gitwork.merge, self.folder / MERGE_FOLDER, space.branch, message, trailers
+                gitwork.merge, self.folder / runstate.MERGE_TREE, space.branch, message, trailers
             )
             if isinstance(merged, list):
                 return merged
@@ -305,19 +291,18 @@ class RunSpace:
         return await _git(gitwork.start_merge, space.root, self.state.branch)
 
     async def unresolved(self, space: UnitSpace, files: list[str]) -> list[str]:
-        """The files still in conflict after the agent's attempt."""
-        left = set(await _git(gitwork.unmerged_paths, space.root))
-        left |= set(await _git(gitwork.conflict_markers, space.root, files))
-        return sorted(left)
+        """The files still in conflict after the agent's attempt: those that
+        hold conflict markers (the agent need not `git add` what it fixed)."""
+        return sorted(await _git(gitwork.conflict_markers, space.root, files))
 
     async def conclude_merge(self, space: UnitSpace) -> str:
         return await _git(gitwork.finish_merge, space.root)
 
     async def _baseline(self, unit: str) -> None:
-        where = self.folder / MERGE_FOLDER
+        where = self.folder / runstate.MERGE_TREE
         for check in self.setup.baseline_checks:
             done = await self._shell(check["command"], where)
-            outcome = {
+            outcome: dict[str, Any] = {
                 "exit_code": done.exit_code,
                 "duration_ms": done.duration_ms,
                 "timed_out": done.timed_out,
@@ -368,28 +353,28 @@ class RunSpace:
                 units[unit_id] = merged.units.get(unit_id, unit)
         return replace(self.plan, units=units)
 
-    def finish(self, status: str, *, land: bool) -> str:
+    async def finish(self, status: str, *, land: bool) -> str:
         """Record how the run ended and, for a completed one, land it (or say
         how): the line the run's summary prints."""
         self.state.status = status
         with contextlib.suppress(GitError):
-            gitwork.remove_worktree(self.repo, self.folder / MERGE_FOLDER)
+            await _git(gitwork.remove_worktree, self.repo, self.folder / runstate.MERGE_TREE)
         try:
             if status != "completed":
                 return (
                     f"run branch {self.state.branch} keeps the merged work; "
                     f"`choo resume {self.state.run_id}` continues it"
                 )
-            return self._land(land)
+            return await self._land(land)
         finally:
             self.save()
 
-    def _land(self, land: bool) -> str:
+    async def _land(self, land: bool) -> str:
         branch, into = self.state.branch, self.state.head_branch
-        tip = gitwork.branch_tip(self.repo, branch)
+        tip = await _git(gitwork.branch_tip, self.repo, branch)
         command = f"git -C {self.repo.root} merge {branch}"
         if land and into is not None:
-            refused = gitwork.fast_forward(self.repo.root, into, branch)
+            refused = await _git(gitwork.fast_forward, self.repo.root, into, branch)
             if refused is None:
                 self.state.landed = True
                 self.bus.emit("run.land", landed=True, branch=branch, into=into, sha=tip)

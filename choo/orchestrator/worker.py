@@ -186,9 +186,12 @@ class Worker:
                 )
                 raise
             if last.stop_reason is None:
-                set_status(task.path, "complete")
-                if s.space is not None and space is not None and since is not None:
-                    await s.space.commit_task(space, task, attempt, since)
+                # The status and its commit go together: a stop between them would
+                # leave a task complete in its worktree with its work uncommitted.
+                with trio.CancelScope(shield=True):
+                    set_status(task.path, "complete")
+                    if s.space is not None and space is not None and since is not None:
+                        await s.space.commit_task(space, task, attempt, since)
                 self.bus.emit(
                     "task.completed",
                     **ids,

@@ -332,10 +332,6 @@ def test_a_stopped_run_resumes_in_its_worktrees_and_lands_what_an_uninterrupted_
     tmp_path: Path, home: Home, history: History
 ) -> None:
     gate = tmp_path / "gate"
-    whole = resumable(tmp_path / "whole", tmp_path / "open-gate")
-    (tmp_path / "open-gate").write_text("")
-    assert whole.run("run", "specs/tasks", "--land").returncode == 0
-
     repo = resumable(tmp_path / "repo", gate)
     proc = subprocess.Popen(
         [str(Path(sys.executable).with_name("choo")), "run", "specs/tasks", "--land"],
@@ -373,6 +369,8 @@ def test_a_stopped_run_resumes_in_its_worktrees_and_lands_what_an_uninterrupted_
     again = [json.loads(x) for x in repo.log.read_text().splitlines()]
     assert not any("`one`" in x["head"] for x in again[3:]), "unit one is not done again"
     assert [x["cwd"] for x in again if "`two`" in x["head"]][-1] == two[0], "same worktree"
+    whole = resumable(tmp_path / "whole", gate)
+    assert whole.run("run", "specs/tasks", "--land").returncode == 0
     assert git(repo.root, "rev-parse", "HEAD^{tree}") == git(whole.root, "rev-parse", "HEAD^{tree}")
     assert (repo.root / "three.txt").read_text() == "3\n"
 
