@@ -246,6 +246,11 @@ def remove_worktree(repo: Repo, path: Path) -> None:
     _run(repo.root, "worktree", "prune")
 
 
+def prune_worktrees(repo: Repo) -> None:
+    """Forget work trees whose folders are gone (their branches can be deleted then)."""
+    _run(repo.root, "worktree", "prune")
+
+
 def delete_branch(repo: Repo, name: str) -> None:
     """Delete branch ``name``, merged or not; a missing one is fine."""
     if branch_exists(repo, name):

@@ -10,33 +10,12 @@ import pytest
 from choo.errors import ChooError
 from choo.orchestrator import gitwork
 from choo.orchestrator.gitwork import GitError, Repo
-
-
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
-    return done.stdout.strip()
+from tests.choo.gitrepo import git, init_repo, isolate_git_config
 
 
 @pytest.fixture(autouse=True)
 def no_user_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Only the repository's own config counts: no ~/.gitconfig, no /etc/gitconfig."""
-    empty = tmp_path / "empty-gitconfig"
-    empty.write_text("")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(empty))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("HOME", str(tmp_path))
-    for name in ("AUTHOR", "COMMITTER"):
-        monkeypatch.delenv(f"GIT_{name}_NAME", raising=False)
-        monkeypatch.delenv(f"GIT_{name}_EMAIL", raising=False)
-
-
-def init_repo(path: Path, *, identity: bool = True) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    git(path, "init", "-q", "-b", "main")
-    if identity:
-        git(path, "config", "user.email", "dev@example.com")
-        git(path, "config", "user.name", "Dev")
-    return path
+    isolate_git_config(tmp_path, monkeypatch)
 
 
 @pytest.fixture
