@@ -17,6 +17,7 @@ do, while bugs (TypeError, ...) and trio's own exceptions pass by::
     ├── RunError                a run cannot start (choo.runner)
     ├── PlanLocked              another run holds the plan's lock (choo.orchestrator.planlock)
     ├── GitError                a git command choo needed failed (choo.orchestrator.gitwork)
+    ├── CleanupRefused          cleanup named an unknown or running run (choo.orchestrator.runstate)
     ├── DaemonControlError      a daemon start or stop did not happen (choo.daemonctl)
     ├── DaemonError             the daemon answered, but not with success (choo.client)
     │   └── DaemonRefused       it closed the connection with a fatal error
