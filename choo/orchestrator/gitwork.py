@@ -107,6 +107,12 @@ def _out(cwd: Path, *args: str) -> str:
     return _run(cwd, *args).stdout.strip()
 
 
+def _sha_of(cwd: Path, rev: str) -> str | None:
+    """The commit ``rev`` names, or None when it names none (no such branch, no commit yet)."""
+    found = _run(cwd, "rev-parse", "-q", "--verify", f"{rev}^{{commit}}", ok=(0, 1, 128))
+    return (found.stdout.strip() or None) if found.returncode == 0 else None
+
+
 def _z_list(text: str) -> list[str]:
     return [item for item in text.split("\0") if item]
 
@@ -150,14 +156,13 @@ def _main_tree(folder: Path, toplevel: Path) -> Path:
 def head_commit(repo_or_dir: Repo | Path) -> str | None:
     """The sha HEAD points to, or None when there is no commit yet."""
     folder = repo_or_dir.root if isinstance(repo_or_dir, Repo) else repo_or_dir
-    found = _run(folder, "rev-parse", "-q", "--verify", "HEAD^{commit}", ok=(0, 1, 128))
-    return found.stdout.strip() or None if found.returncode == 0 else None
+    return _sha_of(folder, "HEAD")
 
 
 def current_branch(root: Path) -> str | None:
     """The branch checked out in the work tree ``root``, or None when HEAD is detached."""
     found = _run(root, "symbolic-ref", "-q", "--short", "HEAD", ok=(0, 1))
-    return found.stdout.strip() or None if found.returncode == 0 else None
+    return (found.stdout.strip() or None) if found.returncode == 0 else None
 
 
 def dirty_paths(root: Path, under: Path | None = None) -> list[str]:
@@ -188,10 +193,7 @@ def branch_exists(repo: Repo, name: str) -> bool:
 
 
 def branch_tip(repo: Repo, name: str) -> str | None:
-    found = _run(
-        repo.root, "rev-parse", "-q", "--verify", f"refs/heads/{name}^{{commit}}", ok=(0, 1, 128)
-    )
-    return found.stdout.strip() or None if found.returncode == 0 else None
+    return _sha_of(repo.root, f"refs/heads/{name}")
 
 
 def create_branch(repo: Repo, name: str, at: str) -> None:
@@ -288,8 +290,7 @@ def commits_since(worktree: Path, since: str) -> list[Commit]:
 def _commit(worktree: Path, sha: str) -> Commit:
     fmt = f"%s%x00%(trailers:key={RUN_TRAILER},valueonly)"
     subject, _, run = _out(worktree, "show", "-s", f"--format={fmt}", sha).partition("\0")
-    parent = _run(worktree, "rev-parse", "-q", "--verify", f"{sha}^1", ok=(0, 1, 128))
-    base = parent.stdout.strip() if parent.returncode == 0 else _empty_tree(worktree)
+    base = _sha_of(worktree, f"{sha}^1") or _empty_tree(worktree)
     numstat = _out(worktree, "diff", "--numstat", "-z", "-M", base, sha)
     files, insertions, deletions = _parse_numstat(numstat)
     author = "choo" if run.strip() else "agent"
@@ -346,9 +347,9 @@ def merge(worktree: Path, branch: str, message: str, trailers: dict[str, str]) -
     if result.returncode == 0:
         return _out(worktree, "rev-parse", "HEAD")
     conflicts = unmerged_paths(worktree)
-    _run(worktree, "merge", "--abort")
-    if not conflicts:
+    if not conflicts:  # refused before it began (say, a file in the way): nothing to abort
         raise GitError(["git", "merge", branch], worktree, result.stderr or result.stdout)
+    _run(worktree, "merge", "--abort")
     return conflicts
 
 
@@ -356,7 +357,13 @@ def start_merge(worktree: Path, branch: str) -> list[str]:
     """Merge ``branch`` in, leaving conflict markers for an agent to resolve.
 
     Returns the conflicting paths; [] when it merged cleanly (and is committed).
+    A merge already under way (a resumed run) is taken where it stands.
     """
+    if _merging(worktree):
+        conflicts = unmerged_paths(worktree)
+        if not conflicts:
+            finish_merge(worktree)
+        return conflicts
     result = _run(
         worktree,
         *_COMMIT_OPTIONS,
@@ -399,11 +406,14 @@ def finish_merge(worktree: Path) -> str:
 
     When no merge is under way (the agent committed it), HEAD is returned as is.
     """
-    in_progress = _run(worktree, "rev-parse", "-q", "--verify", "MERGE_HEAD", ok=(0, 1, 128))
-    if in_progress.returncode == 0:
+    if _merging(worktree):
         _run(worktree, "add", "-A")
         _run(worktree, *_COMMIT_OPTIONS, "commit", "--no-edit", "--no-verify", identity=True)
     return _out(worktree, "rev-parse", "HEAD")
+
+
+def _merging(worktree: Path) -> bool:
+    return _sha_of(worktree, "MERGE_HEAD") is not None
 
 
 def is_ancestor(repo: Repo, ancestor: str, descendant: str) -> bool:

@@ -359,3 +359,28 @@ def test_git_error_names_command_folder_and_stderr(repo: Repo, tmp_path: Path) -
     assert message.startswith("`git branch --no-track choo/x no-such-commit` failed in ")
     assert str(repo.root) in message
     assert "not a valid" in message
+
+
+def test_merge_refused_before_it_began_raises(repo: Repo, tmp_path: Path) -> None:
+    merge_tree, _, _ = _two_branches_editing_line_two(repo, tmp_path)
+    before = gitwork.head_commit(merge_tree)
+    (merge_tree / "x.txt").write_text("an untracked file in the way")
+    with pytest.raises(GitError, match="would be overwritten"):
+        gitwork.merge(merge_tree, "choo/r1-x", "merge x", {})
+    assert gitwork.head_commit(merge_tree) == before
+    assert (merge_tree / "x.txt").read_text() == "an untracked file in the way"
+
+
+def test_start_merge_again_takes_the_merge_where_it_stands(repo: Repo, tmp_path: Path) -> None:
+    merge_tree, _, y_tree = _two_branches_editing_line_two(repo, tmp_path)
+    gitwork.merge(merge_tree, "choo/r1-x", "merge x", {})
+    assert gitwork.start_merge(y_tree, "choo/r1") == ["a.txt"]
+    # A resumed run starts it again: the same conflict, markers untouched.
+    assert gitwork.start_merge(y_tree, "choo/r1") == ["a.txt"]
+    assert gitwork.conflict_markers(y_tree, ["a.txt"]) == ["a.txt"]
+    # The agent resolved and added it, then the run stopped: resuming commits the merge.
+    (y_tree / "a.txt").write_text("one\nresolved\nthree\n")
+    git(y_tree, "add", "a.txt")
+    assert gitwork.start_merge(y_tree, "choo/r1") == []
+    assert gitwork.dirty_paths(y_tree) == []
+    assert gitwork.is_ancestor(repo, "choo/r1", "choo/r1-y")
