@@ -23,9 +23,18 @@ from choo.api import HistoryAPI, HistoryError, HistoryUnavailable
 from choo.config import Config, ConfigError
 from choo.config import load as load_config
 from choo.history_cli import history_app
-from choo.orchestrator.discovery import PlanInvalid, discover
+from choo.orchestrator import gitwork, runstate
+from choo.orchestrator.discovery import PlanInvalid
+from choo.orchestrator.gitwork import GitError
 from choo.orchestrator.graph import build_graph
-from choo.orchestrator.status import plan_status, status_table
+from choo.orchestrator.runstate import CleanupRefused, Removed
+from choo.orchestrator.status import (
+    current_plan,
+    pending_note,
+    plan_status,
+    run_json,
+    status_table,
+)
 from choo.runner import RunError, RunRequest, execute, repo_root_of
 from choo.term import duration, make_console, plural, print_json, size, to_json, warn
 from protocol.home import Home, HomeError, check_home, prepare_home, spool_status
@@ -514,16 +523,90 @@ def status_cmd(
     tasks_dir: Annotated[Path, typer.Argument(help="Folder of units.")] = DEFAULT_TASKS_DIR,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show the units and tasks of TASKS_DIR with their status."""
+    """Show the units and tasks of TASKS_DIR with their status.
+
+    While a run of TASKS_DIR has not landed, the statuses are those on its run branch.
+    """
     try:
-        plan = discover(tasks_dir)
+        plan, run = current_plan(_home(), tasks_dir)
     except PlanInvalid as exc:
         raise _fail(f"the plan in {tasks_dir} has problems:\n{exc}", 2) from None
+    except GitError as exc:
+        raise _fail(str(exc)) from None
     graph = build_graph(plan)
     if as_json:
-        print_json(plan_status(plan, graph))
+        print_json({**plan_status(plan, graph), **({"run": run_json(run)} if run else {})})
         return
+    if run is not None:
+        out.print(escape(pending_note(run)))
     out.print(status_table(plan, graph))
+
+
+# -- cleanup ---------------------------------------------------------------------
+
+
+@app.command("cleanup")
+def cleanup_cmd(
+    run_id: Annotated[
+        str | None, typer.Argument(help="One run to clean up (default: every landed run).")
+    ] = None,
+    every: Annotated[
+        bool,
+        typer.Option("--all", help="Every finished run, landed or not, run branches included."),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Remove the work trees and branches that finished runs left in this repository.
+
+    A run branch that has not landed is kept unless --all: it holds the run's work.
+    """
+    repo = gitwork.find_repo(Path.cwd())
+    if repo is None:
+        raise _fail(
+            f"{Path.cwd()} is not in a git repository: run choo cleanup inside the "
+            "repository whose runs it should clean up",
+            2,
+        )
+    try:
+        removed = runstate.cleanup(_home(), repo, run_id, all=every, dry_run=dry_run)
+    except CleanupRefused as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    except GitError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        items = [dataclasses.asdict(item) for item in removed]
+        print_json({"dry_run": dry_run, "removed": items})
+        return
+    if not removed:
+        out.print(_nothing_to_clean(repo.root, run_id, every), soft_wrap=True)
+        return
+    out.print(_removed_table(removed, dry_run))
+
+
+def _nothing_to_clean(root: Path, run_id: str | None, every: bool) -> str:
+    if run_id is not None:
+        return f"nothing to clean up: run {escape(run_id)} left nothing behind"
+    if every:
+        return f"nothing to clean up: no finished run of {escape(str(root))}"
+    return (
+        f"nothing to clean up: no finished run of {escape(str(root))} has landed; "
+        "`choo cleanup --all` also removes the runs that have not (and their branches)"
+    )
+
+
+def _removed_table(removed: list[Removed], dry_run: bool) -> Table:
+    runs = len({item.run_id for item in removed})
+    verb = "would remove (dry run)" if dry_run else "removed"
+    title = f"{verb}: {plural(len(removed), 'item')} of {plural(runs, 'run')}"
+    table = Table(header_style="bold", title=title, title_justify="left")
+    for name in ("Run", "What", "Name"):
+        table.add_column(name)
+    for item in removed:
+        table.add_row(escape(item.run_id), item.kind, escape(item.name))
+    return table
 
 
 # -- config ----------------------------------------------------------------------

@@ -19,6 +19,7 @@ do, while bugs (TypeError, ...) and trio's own exceptions pass by::
     ├── IsolationRefused        a run cannot have its worktrees (choo.orchestrator.isolation)
     ├── UnitSetupFailed         worktree.setup failed (choo.orchestrator.isolation)
     ├── GitError                a git command choo needed failed (choo.orchestrator.gitwork)
+    ├── CleanupRefused          cleanup named an unknown or running run (choo.orchestrator.runstate)
     ├── DaemonControlError      a daemon start or stop did not happen (choo.daemonctl)
     ├── DaemonError             the daemon answered, but not with success (choo.client)
     │   └── DaemonRefused       it closed the connection with a fatal error

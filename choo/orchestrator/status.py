@@ -3,15 +3,41 @@ what each depends on (units by ID, tasks by number: ``#1``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
 from rich.table import Table
 
-from choo.orchestrator.discovery import Plan
+from choo.orchestrator import gitwork, runstate
+from choo.orchestrator.discovery import Plan, discover
 from choo.orchestrator.graph import Graph
+from choo.orchestrator.runstate import RunState
+from protocol.home import Home
 
 _COLORS = {"complete": "green", "failed": "red", "in_progress": "yellow", "pending": "dim"}
+
+
+def current_plan(home: Home, tasks_dir: Path) -> tuple[Plan, RunState | None]:
+    """The plan in ``tasks_dir`` with its current statuses, and the run they come from.
+
+    While an isolated run of this plan has not landed, its statuses are on its
+    run branch, not in the folder: the plan is read from there (the run is
+    returned then). Otherwise it is the folder's. Raises PlanInvalid.
+    """
+    repo = gitwork.find_repo(tasks_dir)
+    pending = runstate.pending_run(home, repo, tasks_dir) if repo is not None else None
+    if repo is None or pending is None:
+        return discover(tasks_dir), None
+    return runstate.plan_at(repo, pending.branch, tasks_dir), pending
+
+
+def pending_note(run: RunState) -> str:
+    return f"run {run.run_id} has not landed: statuses from branch {run.branch}"
+
+
+def run_json(run: RunState) -> dict[str, Any]:
+    return {"id": run.run_id, "branch": run.branch, "landed": False}
 
 
 def unit_status(statuses: list[str]) -> str:
