@@ -419,7 +419,7 @@ def test_in_place_runs_in_the_main_tree_and_warns_that_units_share_it(
     )
     done = repo.run("run", "specs/tasks", "--in-place", "--no-daemon")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "share the working tree" in done.stderr
+    assert "share the working tree" in done.stdout + done.stderr
     assert (repo.root / "a.txt").read_text() == "a\n"
     assert not any(b.startswith("choo/") for b in repo.branches())
 
