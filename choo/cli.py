@@ -576,14 +576,18 @@ def cleanup_cmd(
         raise _fail(str(exc), exc.exit_code) from None
     except GitError as exc:
         raise _fail(str(exc)) from None
+    kept = [] if every else runstate.kept_runs(_home(), repo)
     if as_json:
         items = [dataclasses.asdict(item) for item in removed]
-        print_json({"dry_run": dry_run, "removed": items})
+        kept_items = [{"run_id": state.run_id, "branch": state.branch} for state in kept]
+        print_json({"dry_run": dry_run, "removed": items, "kept": kept_items})
         return
-    if not removed:
+    if removed:
+        out.print(_removed_table(removed, dry_run))
+    else:
         out.print(_nothing_to_clean(repo.root, run_id, every), soft_wrap=True)
-        return
-    out.print(_removed_table(removed, dry_run))
+    for state in kept:
+        out.print(_kept_note(state), soft_wrap=True)
 
 
 def _nothing_to_clean(root: Path, run_id: str | None, every: bool) -> str:
@@ -594,6 +598,14 @@ def _nothing_to_clean(root: Path, run_id: str | None, every: bool) -> str:
     return (
         f"nothing to clean up: no finished run of {escape(str(root))} has landed; "
         "`choo cleanup --all` also removes the runs that have not (and their branches)"
+    )
+
+
+def _kept_note(state: runstate.RunState) -> str:
+    branch = escape(state.branch)
+    return (
+        f"kept: run {escape(state.run_id)} has not landed; its work is on {branch} "
+        f"(take it: `git merge {branch}`; drop it: `choo cleanup --all`)"
     )
 
 

@@ -60,19 +60,29 @@ class Commit:
 
 
 def _env(cwd: Path, identity: bool) -> dict[str, str]:
+    """git's environment; with ``identity``, the fallback identity where git has none."""
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
-    if identity and not _has_identity(cwd, env):
+    if identity:
+        configured = _configured_identity(cwd, env)
+        fallback = {}
+        if "email" not in configured:
+            fallback = {"NAME": FALLBACK_NAME, "EMAIL": FALLBACK_EMAIL}
+        elif "name" not in configured:
+            fallback = {"NAME": FALLBACK_NAME}
         for role in ("AUTHOR", "COMMITTER"):
-            env.setdefault(f"GIT_{role}_NAME", FALLBACK_NAME)
-            env.setdefault(f"GIT_{role}_EMAIL", FALLBACK_EMAIL)
+            for key, value in fallback.items():
+                env.setdefault(f"GIT_{role}_{key}", value)  # the caller's own env wins
     return env
 
 
-def _has_identity(cwd: Path, env: dict[str, str]) -> bool:
-    if env.get("GIT_AUTHOR_EMAIL") and env.get("GIT_COMMITTER_EMAIL"):
-        return True
-    found = _spawn(["git", "config", "user.email"], cwd, env)
-    return found.returncode == 0 and bool(found.stdout.strip())
+def _configured_identity(cwd: Path, env: dict[str, str]) -> set[str]:
+    """Which of user.name and user.email git's config sets (to something)."""
+    found = _spawn(["git", "config", "--get-regexp", r"^user\.(name|email)$"], cwd, env)
+    return {
+        key.removeprefix("user.")
+        for key, _, value in (line.partition(" ") for line in found.stdout.splitlines())
+        if value.strip()
+    }
 
 
 def _spawn(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -235,7 +235,9 @@ def cleanup(home: Home, repo: Repo, run_id: str | None, all: bool, dry_run: bool
 
     Without ``run_id``: the finished runs that have landed; with ``all``,
     every finished run. A run's own branch goes only when it has landed, or
-    with ``all``: until then it holds the run's only copy of the work.
+    with ``all``: until then it holds the run's only copy of the work, and
+    its run.json stays with it (``choo status`` reads the branch, and
+    ``kept_runs`` lists it).
     """
     removed: list[Removed] = []
     for state in _to_clean(home, repo, run_id, all):
@@ -313,9 +315,21 @@ def _leftovers(home: Home, repo: Repo, state: RunState, drop_run_branch: bool) -
         for name in branches
         if gitwork.branch_exists(repo, name)
     ]
-    if folder.exists():
+    kept = not drop_run_branch and gitwork.branch_exists(repo, state.branch)
+    if folder.exists() and not kept:
         found.append(Removed(state.run_id, "folder", str(folder)))
     return found
+
+
+def kept_runs(home: Home, repo: Repo) -> list[RunState]:
+    """Finished runs that have not landed: their work is on their run branch alone."""
+    return [
+        state
+        for state in runs(home, repo)
+        if _finished(home, state)
+        and gitwork.branch_exists(repo, state.branch)
+        and not has_landed(repo, state)
+    ]
 
 
 def _remove(repo: Repo, items: list[Removed]) -> None:

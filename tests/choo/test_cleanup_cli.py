@@ -41,7 +41,11 @@ def test_cleanup_lists_then_removes_a_landed_run(home: Home, repo: Repo) -> None
     assert "would remove (dry run): 5 items of 1 run" in dry.output
     for name in (str(folder / "api"), str(folder / "_merge"), "choo/r1-api", "choo/r1 "):
         assert name in dry.output
-    assert "r2" not in dry.output
+    assert "choo/r2-api" not in dry.output
+    assert dry.output.splitlines()[-1] == (
+        "kept: run r2 has not landed; its work is on choo/r2 "
+        "(take it: `git merge choo/r2`; drop it: `choo cleanup --all`)"
+    )
     assert folder.exists()
     done = invoke("cleanup", "--json")
     assert done.exit_code == 0, done.output
@@ -63,11 +67,19 @@ def test_cleanup_says_when_there_is_nothing_to_clean(home: Home, repo: Repo) -> 
     assert nothing.exit_code == 0, nothing.output
     assert "nothing to clean up: no finished run of" in nothing.output
     assert "choo cleanup --all" in nothing.output
-    assert json.loads(invoke("cleanup", "--json").output) == {"dry_run": False, "removed": []}
+    assert "kept: run r1 has not landed; its work is on choo/r1 (take it: `git merge choo/r1`" in (
+        nothing.output
+    )
+    assert json.loads(invoke("cleanup", "--json").output) == {
+        "dry_run": False,
+        "removed": [],
+        "kept": [{"run_id": "r1", "branch": "choo/r1"}],
+    }
     every = invoke("cleanup", "--all")
     assert every.exit_code == 0, every.output
     assert "removed: 5 items of 1 run" in every.output
     assert "choo/r1 " in every.output  # the run branch too
+    assert "kept" not in every.output
     again = invoke("cleanup", "--all")
     assert "nothing to clean up: no finished run of" in again.output
 

@@ -183,6 +183,11 @@ def test_identity_fallback_without_user_email(tmp_path: Path) -> None:
     assert git(root, "log", "-1", "--format=%an <%ae> / %cn <%ce>") == (
         "choo <choo@localhost> / choo <choo@localhost>"
     )
+    # An email but no name: the name alone falls back.
+    git(root, "config", "user.email", "dev@example.com")
+    (root / "b.txt").write_text("b\n")
+    gitwork.commit_all(root, "second", {})
+    assert git(root, "log", "-1", "--format=%an <%ae>") == "choo <dev@example.com>"
 
 
 def test_commits_since_with_stats_and_authors(repo: Repo, root: Path, tmp_path: Path) -> None:

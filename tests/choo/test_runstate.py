@@ -187,8 +187,17 @@ def test_cleanup_of_one_run_keeps_a_branch_not_landed(home: Home, repo: Repo) ->
     assert ("branch", "choo/r1") not in kinds(removed)
     assert gitwork.branch_exists(repo, "choo/r1")  # the run's only copy of its work
     assert not gitwork.branch_exists(repo, "choo/r1-api")
-    assert not runstate.run_folder(home, repo, "r1").exists()
-    assert runstate.run_folder(home, repo, "r2").exists()
+    # Its state stays with its branch: status reads it, --all finds it.
+    folder = runstate.run_folder(home, repo, "r1")
+    assert [p.name for p in folder.iterdir()] == ["run.json"]
+    assert ("folder", "r1") not in kinds(removed)
+    assert runstate.pending_run(home, repo, repo.root / "tasks") is not None
+    assert [s.run_id for s in runstate.kept_runs(home, repo)] == ["r2", "r1"]
+    assert runstate.cleanup(home, repo, "r1", all=False, dry_run=False) == []
+    gone = runstate.cleanup(home, repo, "r1", all=True, dry_run=False)
+    assert kinds(gone) == [("branch", "choo/r1"), ("folder", "r1")]
+    assert not folder.exists()
+    assert [s.run_id for s in runstate.kept_runs(home, repo)] == ["r2"]
 
 
 def test_cleanup_copes_with_a_worktree_deleted_by_hand(home: Home, repo: Repo) -> None:
