@@ -25,8 +25,8 @@ LAND_COMMAND = f"git merge {RUN_BRANCH}"
 RETRY = "validation_failed"
 
 
-def worktree(run: str, unit: str) -> str:
-    return f"{SPACE}/{run}/{unit}"
+def worktree(run: str, unit: str, space: str = SPACE) -> str:
+    return f"{space}/{run}/{unit}"
 
 
 def commit(
@@ -55,7 +55,7 @@ def committed(attempt: int, *commits: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def started(run: str, unit: str) -> Step:
+def started(run: str, unit: str, space: str = SPACE) -> Step:
     return (
         "unit.started",
         unit,
@@ -64,7 +64,7 @@ def started(run: str, unit: str) -> Step:
             "tasks": 1,
             "pending": 1,
             "provider": "claude",
-            "worktree": worktree(run, unit),
+            "worktree": worktree(run, unit, space),
             "branch": f"{RUN_BRANCH}-{unit}",
             "base": BASE,
         },
@@ -80,7 +80,8 @@ def attempt(unit: str, task: int, n: int, passed: bool) -> list[Step]:
     ]
 
 
-def isolated_run(run: str = "run_git") -> list[Step]:
+def isolated_run(run: str = "run_git", space: str = SPACE) -> list[Step]:
+    """The steps; ``space``: the folder of the repository's worktrees."""
     api_commits = committed(
         2,
         commit(API_AGENT_SHA, "Add the routes", "agent", ["api/routes.py"], 40, 2),
@@ -104,12 +105,12 @@ def isolated_run(run: str = "run_git") -> list[Step]:
                 "base": BASE,
                 "branch": RUN_BRANCH,
                 "head_branch": "main",
-                "worktrees": f"{SPACE}/{run}",
+                "worktrees": f"{space}/{run}",
                 "dirty": ["notes.txt"],
                 "isolation": "worktree",
             },
         ),
-        started(run, "api"),
+        started(run, "api", space),
         ("task.started", "api", 1, {"title": "Routes", "max_attempts": 3}),
         *attempt("api", 1, 1, passed=False),
         ("task.retry", "api", 1, {"attempt": 1, "next_attempt": 2, "stop_reason": RETRY}),
@@ -124,7 +125,7 @@ def isolated_run(run: str = "run_git") -> list[Step]:
             {"name": "lint", "command": "make lint", "exit_code": 0, "duration_ms": 120},
         ),
         ("unit.completed", "api", None, {"tasks": 1, "duration_ms": 9000}),
-        started(run, "docs"),
+        started(run, "docs", space),
         ("task.started", "docs", 1, {"title": "Readme", "max_attempts": 3}),
         *attempt("docs", 1, 1, passed=True),
         ("task.committed", "docs", 1, docs_commits),
@@ -142,10 +143,10 @@ def isolated_run(run: str = "run_git") -> list[Step]:
             {
                 "reason": "merge conflict in README.md",
                 "stop_reason": "merge_conflict",
-                "worktree": worktree(run, "docs"),
+                "worktree": worktree(run, "docs", space),
             },
         ),
-        started(run, "web"),
+        started(run, "web", space),
         (
             "run.land",
             None,
