@@ -107,15 +107,20 @@ def get_graph(api: HistoryAPI, run_id: str) -> dict[str, Any] | None:
 
 
 def run_report(api: HistoryAPI, run_id: str) -> dict[str, Any]:
-    """The run and the outcome of each of its units: ``{"run": ..., "units": [...]}``.
+    """The run, the outcome of each of its units, and what it did in git:
+    ``{"run": ..., "units": [...], "git": RunGit}``.
 
     The daemon folds the units' outcomes from their events (``protocol.events.
     fold_units``), for the web UI and for this alike, and adds each unit's
     roll-up (attempts, tokens, cost, tool calls); the run carries its totals.
+    ``git`` (``GET /api/history/runs/{run}/git``): the run branch and how it
+    landed, each task's commits, the worktrees kept; empty when the run was
+    not isolated.
     """
     run = get_run(api, run_id)
     units = api.get(_run_path(run["id"], "/units"))["units"]
-    return {"run": run, "units": units}
+    git = api.get(_run_path(run["id"], "/git"))
+    return {"run": run, "units": units, "git": git}
 
 
 # -- tasks -----------------------------------------------------------------------

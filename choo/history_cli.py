@@ -186,7 +186,9 @@ def _run_duration(run: dict[str, Any]) -> str:
 
 @history_app.command("show")
 def show_cmd(run_id: RunIdArg, as_json: JsonOption = False) -> None:
-    """One run: summary, unit counts, duration, stops and resumes, and each unit's outcome."""
+    """One run: summary, unit counts, duration, stops and resumes, each unit's outcome,
+    and for a run isolated in git: its branch, whether it landed, the commits of each
+    task and the worktrees kept (failed or stopped units)."""
     with _api() as api:
         report = history.run_report(api, run_id)
         web = api.base_url
@@ -194,17 +196,24 @@ def show_cmd(run_id: RunIdArg, as_json: JsonOption = False) -> None:
         print_json(report)
         return
     run = report["run"]
-    out.print(_summary(run))
+    out.print(_summary(run, report["git"]))
     if run["markers"]:
         out.print(_markers(run["markers"]))
     if report["units"]:
         out.print(_units_table(report["units"]))
+    git = report["git"]
+    if git["commits"]:
+        out.print(_commits_table(git["commits"]))
+    if git["kept_worktrees"]:
+        out.print(_kept_table(git["kept_worktrees"]))
+        if any(Path(k["path"]).is_dir() for k in git["kept_worktrees"]):
+            out.print(f"[dim]remove them once inspected: choo cleanup {run['id']}[/]")
     out.print(
         f"[dim]events: choo history events {run['id']} · web: {web}/#/history?run={run['id']}[/]"
     )
 
 
-def _summary(run: dict[str, Any]) -> Table:
+def _summary(run: dict[str, Any], git: dict[str, Any]) -> Table:
     table = Table(show_header=False, box=None, padding=(0, 2), title_justify="left")
     table.title = f"Run [bold]{run['id']}[/]" + (" [dim](dry run)[/]" if run["dry_run"] else "")
     table.add_column(style="bold")
@@ -225,11 +234,73 @@ def _summary(run: dict[str, Any]) -> Table:
         ("resumes", str(run["resume_count"])),
         ("events", f"{run['event_count']:,}"),
         *totals_rows(run.get("totals")),
+        *_git_rows(git, run["status"]),
     ]
     if run["error"]:
         rows.append(("[red]error[/]", escape(run["error"])))
     for key, value in rows:
         table.add_row(key, value)
+    return table
+
+
+def _git_rows(git: dict[str, Any], status: str) -> list[tuple[str, str]]:
+    """The run branch and whether it landed (none for a run that was not isolated)."""
+    if not git["branch"]:
+        return []
+    branch = escape(git["branch"])
+    if git["base"]:
+        start = f" from {escape(git['head_branch'])}" if git["head_branch"] else ""
+        branch += f" [dim](started{start} at {escape(git['base'][:7])})[/]"
+    rows = [("branch", branch)]
+    land = git["land"]
+    if land and land["landed"]:
+        sha = f" at {escape(land['sha'][:7])}" if land["sha"] else ""
+        rows.append(("landed", f"[green]yes[/], on {escape(land['into'] or '-')}{sha}"))
+    elif land or status != "running":
+        why = f" ({escape(land['reason'])})" if land and land["reason"] else ""
+        command = f": [bold]{escape(land['command'])}[/]" if land and land["command"] else ""
+        rows.append(("landed", f"[yellow]no[/]{why}{command}"))
+    return rows
+
+
+def _commits_table(commits: list[dict[str, Any]]) -> Table:
+    table = Table(header_style="bold", title="Commits", title_justify="left")
+    for name in ("Unit", "Task", "Attempt", "SHA", "Subject", "+/−"):
+        table.add_column(name, justify="right" if name in ("Task", "Attempt") else "left")
+    for c in commits:
+        subject = escape(c["subject"] or "")
+        if c["author"] == "agent":
+            subject += " [dim](agent)[/]"
+        table.add_row(
+            escape(c["unit"]),
+            "-" if c["task"] is None else f"#{c['task']}",
+            "-" if c["attempt"] is None else str(c["attempt"]),
+            escape(c["sha"][:7]),
+            subject,
+            _diff_stat(c),
+        )
+    return table
+
+
+def _diff_stat(commit: dict[str, Any]) -> str:
+    added, removed = commit["insertions"], commit["deletions"]
+    if added is None and removed is None:
+        return "-"
+    return f"[green]+{added or 0}[/] [red]−{removed or 0}[/]"
+
+
+def _kept_table(kept: list[dict[str, Any]]) -> Table:
+    table = Table(header_style="bold", title="Worktrees kept", title_justify="left")
+    for name in ("Unit", "Outcome", "Path", "On disk"):
+        table.add_column(name, overflow="fold" if name == "Path" else "ellipsis")
+    for k in kept:
+        there = Path(k["path"]).is_dir()
+        table.add_row(
+            escape(k["unit"]),
+            f"[{UNIT_STYLE.get(k['status'], 'white')}]{escape(k['status'])}[/]",
+            escape(k["path"]),
+            "yes" if there else "[dim]gone[/]",
+        )
     return table
 
 

@@ -34,7 +34,7 @@ from choo_daemon import store
 from choo_daemon.hub import LiveHub
 from choo_daemon.reader import Reader
 from choo_daemon.rows import EventRow, add_rows, may_hold_secrets
-from choo_daemon.store import Col
+from choo_daemon.store import Col, gitreads
 from choo_daemon.work import Sender
 from choo_web.eventdict import event_from_row
 from protocol import Message, ProtocolError, payload_json
@@ -152,6 +152,12 @@ class LiveRun:
                 break
         events = [event_from_row(row) for row in found[:limit]]
         return {"events": events, "next_after": events[-1]["seq"] if len(found) > limit else None}
+
+    def git(self, *, unit: str | None, task: int | None) -> dict[str, Any]:
+        """Like store.run_git, over the events kept in memory."""
+        kinds = gitreads.MEMORY_TYPES
+        events = [event_from_row(row, orjson.loads) for row in self.rows if row[Col.TYPE] in kinds]
+        return gitreads.git_from_events(self.id, events, self.summary["status"], unit, task)
 
 
 class LiveOnly:
@@ -388,6 +394,12 @@ class LiveOnlyReader:
         if task is not None and unit is None:
             raise store.BadParameter("task", task, "given with unit (?unit=U&task=N)")
         return {"run_id": run, "tasks": []}
+
+    async def run_git(self, run: str, *, unit: str | None, task: int | None) -> Any:
+        live = self.runs.get(run)
+        if live is None:
+            return await self.history.run_git(run, unit=unit, task=task)
+        return live.git(unit=unit, task=task)
 
     async def live_only_runs(self, *, repo: str | None) -> list[Any]:
         """The runs shown live but not recorded (``choo run --no-history``), running now."""

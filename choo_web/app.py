@@ -132,6 +132,17 @@ def create_app(
         )
         return json_response(page)
 
+    @get("/api/history/runs/<run>/git")
+    async def git(run: str) -> Response:
+        args = request.args
+        task = params.text(args, "task")
+        found = await reader.run_git(
+            run,
+            unit=params.text(args, "unit"),
+            task=None if task is None else params.integer(task, "task", 0, "a task number"),
+        )
+        return json_response(found)
+
     @get("/api/history/tasks")
     async def task_table() -> Response:
         args = request.args

@@ -1,11 +1,13 @@
 // One task's attempts side by side, in a dialog over the run view: why each
 // ended, how long its agent and its validation took, the tokens and cost it
-// reported, its tool calls (tool, target, outcome) and its validation
-// output. GET /api/history/runs/{id}/tasks?unit=U&task=N; the URL's `task`
-// key says which task is open (state.js), so the dialog can be linked.
+// reported, its tool calls (tool, target, outcome), its validation output
+// and, in a run isolated in git worktrees, the commits it made (SHA,
+// subject, files, lines added and removed). GET /api/history/runs/{id}/tasks
+// and /git, with ?unit=U&task=N; the URL's `task` key says which task is
+// open (state.js), so the dialog can be linked.
 
 import { getJSON } from "./api.js";
-import { taskRequest } from "./boot.js";
+import { gitRequest, taskRequest } from "./boot.js";
 import { h, put } from "./dom.js";
 import { count, duration, localDateTime, plural, tokens, usd, usdTitle } from "./format.js";
 import { flakyTag, stopBadge } from "./stops.js";
@@ -43,7 +45,52 @@ function cacheLine(a) {
   return `${tokens(a.cache_read_tokens)} read / ${tokens(a.cache_write_tokens)} written`;
 }
 
-function attemptColumn(a) {
+function commitItem(c) {
+  const files = c.files || [];
+  return h(
+    "li",
+    { class: "commit", "data-sha": c.sha },
+    h(
+      "div",
+      { class: "commit-line" },
+      h("code", { class: "commit-sha", title: c.sha, text: c.sha.slice(0, 7) }),
+      h("span", { class: "commit-subject", title: c.subject ?? "", text: c.subject ?? "" }),
+      c.author === "agent" ? h("span", { class: "tag commit-author", title: "a commit the agent made itself", text: "agent" }) : null,
+      h(
+        "span",
+        { class: "commit-stat", title: `${count(c.insertions ?? 0)} lines added, ${count(c.deletions ?? 0)} removed` },
+        h("span", { class: "stat-add", text: known(c.insertions) ? `+${count(c.insertions)}` : "" }),
+        " ",
+        h("span", { class: "stat-del", text: known(c.deletions) ? `−${count(c.deletions)}` : "" }),
+      ),
+    ),
+    files.length
+      ? h(
+          "details",
+          { class: "commit-files" },
+          h("summary", { text: plural(files.length, "file") }),
+          h(
+            "ul",
+            {},
+            files.map((f) => h("li", {}, h("code", { text: f }))),
+          ),
+        )
+      : null,
+  );
+}
+
+/** The attempt's commits; `commits` null: the run recorded none (it was not isolated). */
+function commitList(commits) {
+  if (commits === null) return null;
+  return [
+    h("h4", { text: `Commits${commits.length ? ` (${count(commits.length)})` : ""}` }),
+    commits.length
+      ? h("ol", { class: "commits" }, commits.map(commitItem))
+      : h("p", { class: "muted none", text: "No commit." }),
+  ];
+}
+
+function attemptColumn(a, commits = null) {
   const cost = a.cost_usd ?? null;
   const agentMs = a.agent_ms ?? null;
   const validationMs = a.validation_ms ?? null;
@@ -95,7 +142,14 @@ function attemptColumn(a) {
     a.validation_output
       ? h("pre", { class: "validation-output", text: a.validation_output })
       : h("p", { class: "muted none", text: a.validation_command ? "No output." : "No validation ran." }),
+    commitList(commits),
   );
+}
+
+/** The commits `git` (RunGit, narrowed to the task) lists for `attempt`; null: none recorded. */
+function commitsOf(git, attempt) {
+  if (!git || (!git.branch && !(git.commits || []).length)) return null;
+  return (git.commits || []).filter((c) => c.attempt === attempt);
 }
 
 export class TaskPanel {
@@ -150,19 +204,23 @@ export class TaskPanel {
   async load(runId, unit, task, key) {
     this.controller?.abort();
     const controller = (this.controller = new AbortController());
+    const signal = controller.signal;
+    // Its commits are extra: the attempts show without them if they cannot be read.
+    const git = getJSON(gitRequest(runId, { unit, task }), {}, { signal }).catch(() => null);
     let data;
     try {
-      data = await getJSON(taskRequest(runId, unit, task), {}, { signal: controller.signal });
+      data = await getJSON(taskRequest(runId, unit, task), {}, { signal });
     } catch (error) {
       if (error.name === "AbortError" || key !== this.key) return;
       put(this.body, h("p", { class: "run-error", text: `Could not load this task: ${error.message}` }));
       return;
     }
+    const found = await git;
     if (key !== this.key) return;
-    this.render(unit, task, (data.tasks || [])[0] || null);
+    this.render(unit, task, (data.tasks || [])[0] || null, found);
   }
 
-  render(unit, task, t) {
+  render(unit, task, t, git = null) {
     if (!t) {
       put(this.title, `${unit} · task ${task}`);
       put(this.body, h("p", { class: "muted", text: "No attempt of this task is recorded in this run." }));
@@ -183,7 +241,11 @@ export class TaskPanel {
       this.body,
       h("p", { class: "muted task-summary", text: `${plural(attempts.length, "attempt")}, side by side` }),
       attempts.length
-        ? h("div", { class: "attempts" }, attempts.map(attemptColumn))
+        ? h(
+            "div",
+            { class: "attempts" },
+            attempts.map((a) => attemptColumn(a, commitsOf(git, a.attempt))),
+          )
         : h("p", { class: "muted", text: "No attempt has started yet." }),
     );
   }

@@ -30,7 +30,13 @@ export function runRequests(id, { type = null, unit = null } = {}, live = false)
     first: url(runPath(id, "/events"), { type, unit, after: 0, limit: FIRST_PAGE }),
     graph: live ? null : runPath(id, "/graph"),
     units: runPath(id, "/units"),
+    git: gitRequest(id),
   };
+}
+
+/** What a run did in git (its branch, landing, commits); `unit`/`task` narrow the lists. */
+export function gitRequest(id, { unit = null, task = null } = {}) {
+  return url(runPath(id, "/git"), { unit, task });
 }
 
 /** One task's attempts, with their tool calls (the run view's open task). */

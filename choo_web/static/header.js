@@ -1,8 +1,9 @@
 // A run's header: id, status, its numbers (with what its agents used:
-// cost, tokens, tool calls, from the run's `totals`), and its stop/resume
-// markers.
+// cost, tokens, tool calls, from the run's `totals`), its stop/resume
+// markers, and, for a run isolated in git worktrees, its run branch and
+// whether it landed (GET /api/history/runs/{id}/git).
 
-import { h, put } from "./dom.js";
+import { append, h, put } from "./dom.js";
 import { markerOf } from "./eventtypes.js";
 import { count, duration, localClock, localDateTime, millis, tokens, usd, usdTitle } from "./format.js";
 import { link } from "./state.js";
@@ -15,6 +16,45 @@ export class RunHeader {
     this.backLink = backLink;
     this.onMarker = onMarker;
     this.shape = null;
+    this.git = null;
+    this.gitLine = h("div", { class: "run-git", hidden: true });
+  }
+
+  /** Show the run's branch and landing from `git` (RunGit; null: not known yet). */
+  renderGit(git) {
+    this.git = git;
+    const over = Boolean(this.run && this.run.status !== "running");
+    const key = JSON.stringify([git && git.branch, git && git.land, over]);
+    if (key === this.gitKey) return; // unchanged: a selection of the command stays
+    this.gitKey = key;
+    const line = this.gitLine;
+    if (!git || !git.branch) {
+      line.hidden = true;
+      line.replaceChildren();
+      return;
+    }
+    line.hidden = false;
+    put(line, h("span", { class: "muted", text: "branch " }), h("code", { class: "git-branch", text: git.branch }));
+    const land = git.land;
+    if (land && land.landed) {
+      line.dataset.landed = "true";
+      append(line, [
+        " · ",
+        h("span", { class: "git-landed", text: `landed on ${land.into || "its branch"}` }),
+        land.sha ? h("code", { class: "muted git-sha", title: land.sha, text: ` ${land.sha.slice(0, 7)}` }) : null,
+      ]);
+    } else if (land || over) {
+      line.dataset.landed = "false";
+      const command = land && land.command;
+      append(line, [
+        " · ",
+        h("span", { class: "git-not-landed", text: command ? "not landed: " : "not landed" }),
+        command ? h("code", { class: "land-command", title: "select to copy", text: command }) : null,
+        land && land.reason ? h("span", { class: "muted git-reason", text: ` (${land.reason})` }) : null,
+      ]);
+    } else {
+      delete line.dataset.landed;
+    }
   }
 
   /** Show `run`; a running run's unit counts come from `units` (UnitStates). */
@@ -43,6 +83,7 @@ export class RunHeader {
     this.stats.events.textContent = count(run.event_count);
     this.stats.resumes.textContent = String(run.resume_count);
     this.renderTotals(run.totals || null);
+    this.renderGit(this.git);
   }
 
   /** The agents' usage over the run: cost, tokens in/out, cache read/write, tool calls. */
@@ -120,6 +161,7 @@ export class RunHeader {
         cacheBox,
         toolsBox,
       ),
+      this.gitLine,
       run.error ? h("div", { class: "run-error", text: run.error }) : null,
       markers.length
         ? h("div", { class: "markers" }, h("span", { class: "muted", text: "Stops and resumes:" }), markers)

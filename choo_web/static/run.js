@@ -6,7 +6,7 @@
 
 import { ApiError, getJSON, openStream, url } from "./api.js";
 import { TaskPanel } from "./attempts.js";
-import { runPath, runRequests } from "./boot.js";
+import { gitRequest, runPath, runRequests } from "./boot.js";
 import { h, put } from "./dom.js";
 import { GRAPH_TYPES, markerOf } from "./eventtypes.js";
 import { IndexedEvents, SequentialEvents } from "./events.js";
@@ -62,6 +62,7 @@ export class RunView {
       .then((page) => ({ ...page, type, unit }))
       .catch((e) => e);
     const graph = urls.graph ? getJSON(urls.graph, {}, { signal }).catch((e) => e) : null;
+    const git = getJSON(urls.git, {}, { signal }).catch((e) => e);
     this.loadUnits();
     let run;
     try {
@@ -74,6 +75,7 @@ export class RunView {
     this.run = run;
     document.title = `${run.id} · choo`;
     this.build();
+    git.then((found) => this.showGit(found));
     this.makeList(await first);
     this.loadGraph(graph);
     if (run.status === "running") this.follow();
@@ -217,6 +219,7 @@ export class RunView {
       this.usageTimer = 0;
       if (this.destroyed) return;
       this.loadUnits();
+      if (!this.git || !this.git.branch) this.loadGit(); // a running run's branch comes early
       if (this.tasks && this.pane === "tasks") this.tasks.load();
       const open = parseTaskKey(this.state.task);
       if (open && this.panel) this.panel.open(this.run.id, open.unit, open.task, { force: true });
@@ -378,6 +381,23 @@ export class RunView {
     this.syncControls();
   }
 
+  /** The run's branch and landing (RunGit) for the header. */
+  async loadGit() {
+    const found = await getJSON(gitRequest(this.run.id), {}, { signal: this.controller.signal }).catch((e) => e);
+    this.showGit(found);
+  }
+
+  showGit(found) {
+    if (this.destroyed) return;
+    if (found instanceof Error) {
+      // An unknown run is reported by load(); without its git the header has no branch line.
+      if (found.name !== "AbortError" && found.status !== 404) console.warn("run git:", found.message);
+      return;
+    }
+    this.git = found;
+    this.header.renderGit(found);
+  }
+
   /** Each unit's status and progress, as the server folds them from the events so far. */
   async loadUnits() {
     try {
@@ -455,6 +475,7 @@ export class RunView {
     this.run = detail;
     this.renderHead();
     this.refreshUsage(); // the last attempts' usage
+    this.loadGit(); // how it landed
     this.graph?.update(this.units, detail.status);
   }
 
