@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from protocol.events import BY_NAME
 from protocol.home import Home
 from tests.choo.support import History, choo_env, run_choo, wait_until
 
@@ -155,7 +156,7 @@ def test_four_parallel_units_each_in_a_worktree_merge_into_the_run_branch(
     tmp_path: Path, home: Home, history: History
 ) -> None:
     started, go = tmp_path / "started", tmp_path / "go"
-    units = {
+    units: dict[str, tuple[list[str], list[str]]] = {
         u: (
             [],
             [
@@ -238,6 +239,10 @@ def test_four_parallel_units_each_in_a_worktree_merge_into_the_run_branch(
     assert land["payload"]["landed"] is False
     for e in of_type(events, "unit.started"):
         assert e["payload"]["branch"] == f"choo/{run_id}-{e['unit']}"
+    # Each git event carries every field its catalogue entry allows.
+    for kind in ("run.branch", "task.committed", "unit.merged", "unit.started", "run.land"):
+        for e in of_type(events, kind):
+            assert set(e["payload"]) == BY_NAME[kind].payload, e
 
 
 def test_a_unit_sees_the_work_of_the_units_it_depends_on(tmp_path: Path, home: Home) -> None:
@@ -286,6 +291,7 @@ def test_a_conflict_the_agent_resolves_merges_after_validation(
     events = history.events(run_id)
     (conflict,) = of_type(events, "unit.merge.conflict")
     assert conflict["payload"]["files"] == ["shared.txt"]
+    assert set(conflict["payload"]) == BY_NAME["unit.merge.conflict"].payload
     loser = conflict["unit"]
     after = [e["type"] for e in events if e["seq"] > conflict["seq"] and e["unit"] == loser]
     assert after.index("task.claude.invoke") < after.index("unit.merged")
@@ -445,6 +451,7 @@ def test_setup_teardown_and_baseline_checks(tmp_path: Path, home: Home, history:
     assert [e["payload"]["name"] for e in of_type(events, "unit.baseline.ok")] == ["has-x"]
     (fail,) = of_type(events, "unit.baseline.fail")
     assert fail["payload"]["exit_code"] == 3
+    assert set(fail["payload"]) == BY_NAME["unit.baseline.fail"].payload
     assert torn.read_text().strip().endswith("/only"), "teardown ran in the unit's worktree"
     assert "ignored" not in git(repo.root, "ls-tree", "-r", "--name-only", f"choo/{run_id}")
 
