@@ -25,6 +25,7 @@ from choo.config import load as load_config
 from choo.history_cli import history_app
 from choo.orchestrator.discovery import PlanInvalid, discover
 from choo.orchestrator.graph import build_graph
+from choo.orchestrator.planlock import PlanLocked
 from choo.orchestrator.status import plan_status, status_table
 from choo.runner import RunError, RunRequest, execute, repo_root_of
 from choo.term import duration, make_console, plural, print_json, size, to_json, warn
@@ -311,8 +312,10 @@ def _load_config(repo_root: Path | None, flags: dict[str, Any]) -> Config:
 def _execute(request: RunRequest) -> None:
     try:
         outcome = trio.run(execute, request, out)
-    except RunError as exc:
+    except (RunError, PlanLocked) as exc:
         raise _fail(str(exc), exc.exit_code) from None
+    except HomeError as exc:  # the plan's lock lives in CHOO_HOME
+        raise _fail(f"could not lock the plan, so nothing was run: {exc}", 2) from None
     except KeyboardInterrupt:
         # Ctrl-C before the workers started (a stop later is handled and recorded).
         raise _fail("interrupted before any work started", 130) from None
@@ -489,6 +492,7 @@ def status_cmd(
         plan = discover(tasks_dir)
     except PlanInvalid as exc:
         raise _fail(f"the plan in {tasks_dir} has problems:\n{exc}", 2) from None
+    warn(err, *map(str, plan.warnings))
     graph = build_graph(plan)
     if as_json:
         print_json(plan_status(plan, graph))
