@@ -90,13 +90,15 @@ def test_a_killed_holder_releases_the_plan(
     assert holder is not None and holder["pid"] == first.pid
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
-    kill_quietly(agent)
-    wait_until(lambda: pid_gone(agent), what="the orphaned agent to go")
-    # Its record stays behind, naming a dead process: it must not block.
+    # Its record stays behind, naming a dead process; its agent, orphaned,
+    # still runs. Neither blocks the next run (the agent did not inherit the lock).
     assert read_holder(lock) == holder
-
+    assert not pid_gone(agent)
     (repo.root / "release").write_text("")
-    second = run_choo("run", "specs/tasks", "--no-daemon", cwd=repo.root)
+    try:
+        second = run_choo("run", "specs/tasks", "--no-daemon", cwd=repo.root)
+    finally:
+        kill_quietly(agent)
     assert second.returncode == 0, second.stderr
     assert repo.status_of("u/01-wait.md") == "complete"
     assert not lock.exists(), "the lock file outlived the run that held it"
