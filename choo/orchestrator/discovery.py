@@ -70,10 +70,14 @@ class PlanInvalid(ChooError):
     def __init__(self, problems: Sequence[Problem], warnings: Sequence[Problem] = ()) -> None:
         self.problems = list(problems)
         self.warnings = list(warnings)
-        lines = [f"{_count(self.problems, 'problem')} in the task files:", *map(str, problems)]
+        text = _listed(f"{_count(self.problems, 'problem')} in the task files:", problems)
         if self.warnings:
-            lines += [f"and {_count(self.warnings, 'warning')}:", *map(str, warnings)]
-        super().__init__("\n  ".join(lines))
+            text += "\n" + _listed(f"and {_count(self.warnings, 'warning')}:", warnings)
+        super().__init__(text)
+
+
+def _listed(heading: str, problems: Sequence[Problem]) -> str:
+    return "\n  ".join([heading, *map(str, problems)])
 
 
 def _count(items: Sequence[object], word: str) -> str:

@@ -535,7 +535,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     ]
     # The warnings come with them, so that one edit fixes everything.
     assert [str(w) for w in caught.value.warnings] == [f"{u}/a/01-x.md: backpresure: {TYPO}"]
-    assert str(caught.value).endswith(f"\n  and 1 warning:\n  {u}/a/01-x.md: backpresure: {TYPO}")
+    assert str(caught.value).endswith(f"\nand 1 warning:\n  {u}/a/01-x.md: backpresure: {TYPO}")
     assert str(caught.value).startswith("14 problems in the task files:\n")
 
 
