@@ -176,10 +176,11 @@ def _plan_files_missing(entries: list[Path]) -> list[Problem]:
     for entry in entries:
         if (entry / PLAN_FILE).is_file():
             continue
-        task_files = sorted(_task_files(entry))
-        if task_files:
+        names = sorted(path.name for path in _task_files(entry))
+        if names:
+            shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
             message = (
-                f"holds task files ({task_files[0].name}...) but no {PLAN_FILE}, so it is "
+                f"holds task files ({shown}) but no {PLAN_FILE}, so it is "
                 f"not a unit: add {entry / PLAN_FILE} (it may be empty), or move the task "
                 "files out"
             )

@@ -229,7 +229,7 @@ def test_no_units_also_names_the_folders_that_lost_their_plan_file(tmp_path: Pat
     tasks_dir = write(tmp_path, {"a/01-x.md": NONE})
     assert problems_of(tasks_dir) == [
         f"{tasks_dir}: no units found: expected {tasks_dir}/<unit>/IMPLEMENTATION_PLAN.md",
-        f"{tasks_dir}/a: holds task files (01-x.md...) but no IMPLEMENTATION_PLAN.md, so it is "
+        f"{tasks_dir}/a: holds task files (01-x.md) but no IMPLEMENTATION_PLAN.md, so it is "
         f"not a unit: add {tasks_dir}/a/IMPLEMENTATION_PLAN.md (it may be empty), or move the "
         "task files out",
     ]
@@ -510,7 +510,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     with pytest.raises(PlanInvalid) as caught:
         discover(tasks_dir)
     assert [str(problem) for problem in caught.value.problems] == [
-        f"{u}/lost: holds task files (01-x.md...) but no IMPLEMENTATION_PLAN.md, so it is not a "
+        f"{u}/lost: holds task files (01-x.md) but no IMPLEMENTATION_PLAN.md, so it is not a "
         f"unit: add {u}/lost/IMPLEMENTATION_PLAN.md (it may be empty), or move the task files out",
         f'{u}/a/IMPLEMENTATION_PLAN.md: depends_on: unit "ghost" does not exist; '
         "expected one of b, c",
@@ -655,7 +655,7 @@ def test_a_folder_of_task_files_without_a_plan_file_is_reported(tmp_path: Path) 
         },
     )
     assert only_problem(tasks_dir) == (
-        f"{tasks_dir}/b: holds task files (01-x.md...) but no IMPLEMENTATION_PLAN.md, so it is "
-        f"not a unit: add {tasks_dir}/b/IMPLEMENTATION_PLAN.md (it may be empty), or move the "
-        "task files out"
+        f"{tasks_dir}/b: holds task files (01-x.md, 02-y.md) but no IMPLEMENTATION_PLAN.md, so "
+        f"it is not a unit: add {tasks_dir}/b/IMPLEMENTATION_PLAN.md (it may be empty), or move "
+        "the task files out"
     )
