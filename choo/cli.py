@@ -27,6 +27,7 @@ from choo.orchestrator import gitwork, runstate
 from choo.orchestrator.discovery import PlanInvalid
 from choo.orchestrator.gitwork import GitError
 from choo.orchestrator.graph import build_graph
+from choo.orchestrator.planlock import PlanLocked
 from choo.orchestrator.runstate import CleanupRefused, Removed
 from choo.orchestrator.status import (
     current_plan,
@@ -336,8 +337,10 @@ def _load_config(repo_root: Path | None, flags: dict[str, Any]) -> Config:
 def _execute(request: RunRequest) -> None:
     try:
         outcome = trio.run(execute, request, out)
-    except RunError as exc:
+    except (RunError, PlanLocked) as exc:
         raise _fail(str(exc), exc.exit_code) from None
+    except HomeError as exc:  # the plan's lock lives in CHOO_HOME
+        raise _fail(f"could not lock the plan, so nothing was run: {exc}", 2) from None
     except KeyboardInterrupt:
         # Ctrl-C before the workers started (a stop later is handled and recorded).
         raise _fail("interrupted before any work started", 130) from None
@@ -533,6 +536,7 @@ def status_cmd(
         raise _fail(f"the plan in {tasks_dir} has problems:\n{exc}", 2) from None
     except GitError as exc:
         raise _fail(str(exc)) from None
+    warn(err, *map(str, plan.warnings))
     graph = build_graph(plan)
     if as_json:
         print_json({**plan_status(plan, graph), **({"run": run_json(run)} if run else {})})

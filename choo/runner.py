@@ -39,6 +39,7 @@ from choo.orchestrator.events import EventBus
 from choo.orchestrator.gitwork import GitError
 from choo.orchestrator.graph import Graph, build_graph
 from choo.orchestrator.isolation import Isolation, IsolationRefused, RunSpace, Setup, decide
+from choo.orchestrator.planlock import PlanLock, hold_plan
 from choo.orchestrator.promptdir import open_prompt_dir
 from choo.orchestrator.providers import Provider, make_provider
 from choo.orchestrator.recorder import HistoryRecorder
@@ -132,7 +133,7 @@ def _only(plan: Plan, unit: str) -> Plan:
         if u not in keep:
             keep.add(u)
             todo += plan.units[u].depends_on
-    return Plan(plan.tasks_dir, {k: v for k, v in plan.units.items() if k in keep})
+    return plan.only(keep)
 
 
 def providers_for(
@@ -165,7 +166,18 @@ def providers_for(
 
 
 async def execute(request: RunRequest, console: Console) -> RunOutcome:
+    """Run the plan (or dry-run it). A run holds the plan's lock from before
+    anything starts to its end, so that a second run of it is refused."""
+    if request.dry_run:
+        return await _execute(request, console, None)  # changes nothing: needs no lock
+    first_id = request.resume["id"] if request.resume else None  # a new run's comes later
+    with hold_plan(request.home, request.tasks_dir, first_id) as lock:
+        return await _execute(request, console, lock)
+
+
+async def _execute(request: RunRequest, console: Console, lock: PlanLock | None) -> RunOutcome:
     plan, graph = plan_run(request)
+    term.warn(console, *map(str, plan.warnings))
     repo_root = request.repo_root or repo_root_of(request.tasks_dir)
     config = request.config
     provider: Provider | None = None
@@ -190,6 +202,8 @@ async def execute(request: RunRequest, console: Console) -> RunOutcome:
     async with _history(request, console, bus, run_id, plan, repo_root) as recorder:
         if recorder is not None:
             run_id = recorder.run_id  # another, if the first ID was taken
+        if lock is not None:
+            lock.update(run_id)
         _announce(console, request, run_id if recorder else None, plan, graph, provider, web_url)
         if request.dry_run:
             tally = _dry_run(bus, plan, graph, request)

@@ -4,13 +4,20 @@ The format (compatible with existing choo task directories)::
 
     TASKS_DIR/<unit>/IMPLEMENTATION_PLAN.md   frontmatter: depends_on: [unit, ...], provider
     TASKS_DIR/<unit>/NN-name.md               frontmatter: task: N, status, depends_on: [N, ...],
-                                              backpressure: "<shell command>"
+                                              backpressure: "<shell command>" | none
 
-A unit's ID is its directory name; a directory without IMPLEMENTATION_PLAN.md
-(or whose name starts with a dot) is not a unit. A task's title is its first
-``# `` heading, or else the file's stem; its body, after the frontmatter, is
-the task's prompt. A task file without ``task:`` takes the number of its
-``NN-`` prefix.
+A unit's ID is its directory name; a directory whose name starts with a dot
+is not a unit, and one without IMPLEMENTATION_PLAN.md is not one either (but
+is reported when it holds ``NN-*.md`` files: it looks like a unit that lost
+its plan file). A task's title is its first ``# `` heading, or else the
+file's stem; its body, after the frontmatter, is the task's prompt. A task
+file without ``task:`` takes the number of its ``NN-`` prefix. Every task
+file has frontmatter, and names its validation command (``backpressure``),
+or says ``backpressure: none`` to pass on the agent's exit code alone.
+
+Keys other than the format's are metadata (``title``, ``prd_id``,
+``feature``...) and pass quietly, unless one looks like a misspelling of a
+known key (``backpresure``): that is a warning, in ``Plan.warnings``.
 
 ``discover`` checks everything before it answers: it collects every problem
 in the directory, each naming its file and field, and raises ``PlanInvalid``
@@ -19,9 +26,10 @@ with all of them at once.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +39,11 @@ from choo.orchestrator.ordering import find_cycles, topological_order
 
 PLAN_FILE = "IMPLEMENTATION_PLAN.md"
 TASK_FILE = re.compile(r"^(\d+)-.*\.md$")
+PLAN_KEYS = ("unit", "depends_on", "provider")  # and any orch_* key
+PLAN_KEY_PREFIX = "orch_"
+TASK_KEYS = ("task", "status", "backpressure", "depends_on")
+NO_BACKPRESSURE = "none"  # `backpressure: none`: the agent's exit code decides alone
+MISSPELLING_CUTOFF = 0.75  # difflib ratio above which an unknown key is taken for a typo
 
 
 @dataclass(frozen=True)
@@ -48,13 +61,27 @@ class Problem:
 
 
 class PlanInvalid(ChooError):
-    """The tasks directory cannot be run; ``problems`` lists every reason."""
+    """The tasks directory cannot be run; ``problems`` lists every reason.
 
-    def __init__(self, problems: Sequence[Problem]) -> None:
+    ``warnings`` (keys that look misspelled) are listed after them: with
+    everything in one message, one edit can fix them all.
+    """
+
+    def __init__(self, problems: Sequence[Problem], warnings: Sequence[Problem] = ()) -> None:
         self.problems = list(problems)
-        count = len(self.problems)
-        heading = "1 problem" if count == 1 else f"{count} problems"
-        super().__init__("\n  ".join([f"{heading} in the task files:", *map(str, self.problems)]))
+        self.warnings = list(warnings)
+        text = _listed(f"{_count(self.problems, 'problem')} in the task files:", problems)
+        if self.warnings:
+            text += "\n" + _listed(f"and {_count(self.warnings, 'warning')}:", warnings)
+        super().__init__(text)
+
+
+def _listed(heading: str, problems: Sequence[Problem]) -> str:
+    return "\n  ".join([heading, *map(str, problems)])
+
+
+def _count(items: Sequence[object], word: str) -> str:
+    return f"1 {word}" if len(items) == 1 else f"{len(items)} {word}s"
 
 
 @dataclass(frozen=True)
@@ -86,25 +113,43 @@ class Unit:
 
 @dataclass(frozen=True)
 class Plan:
-    """Every unit of a tasks directory, by ID, in name order."""
+    """Every unit of a tasks directory, by ID, in name order.
+
+    ``warnings`` are what the run goes on despite: keys that look misspelled.
+    """
 
     tasks_dir: Path
     units: dict[str, Unit]
+    warnings: tuple[Problem, ...] = ()
+
+    def only(self, keep: set[str]) -> Plan:
+        """The plan limited to the units in ``keep`` (its warnings stay)."""
+        return replace(self, units={k: v for k, v in self.units.items() if k in keep})
+
+
+@dataclass
+class _Report:
+    """What reading a tasks directory found wrong: problems stop the run, warnings do not."""
+
+    problems: list[Problem]
+    warnings: list[Problem]
 
 
 def discover(tasks_dir: Path) -> Plan:
     """Read and validate ``tasks_dir``; raises ``PlanInvalid`` listing every problem."""
-    unit_dirs = _unit_dirs(tasks_dir)
+    entries = _entries(tasks_dir)
+    report = _Report(problems=_plan_files_missing(entries), warnings=[])
+    unit_dirs = _unit_dirs(tasks_dir, entries, report.problems)
     known = {directory.name for directory in unit_dirs}
-    problems: list[Problem] = []
-    units = {directory.name: _read_unit(directory, known, problems) for directory in unit_dirs}
-    problems.extend(_unit_cycles(units))
-    if problems:
-        raise PlanInvalid(problems)
-    return Plan(tasks_dir=tasks_dir, units=units)
+    units = {directory.name: _read_unit(directory, known, report) for directory in unit_dirs}
+    report.problems.extend(_unit_cycles(units))
+    if report.problems:
+        raise PlanInvalid(report.problems, report.warnings)
+    return Plan(tasks_dir=tasks_dir, units=units, warnings=tuple(report.warnings))
 
 
-def _unit_dirs(tasks_dir: Path) -> list[Path]:
+def _entries(tasks_dir: Path) -> list[Path]:
+    """The folders of ``tasks_dir`` that may be units (not hidden), in name order."""
     expected = f"expected a directory holding <unit>/{PLAN_FILE} files"
     if not tasks_dir.exists():
         raise PlanInvalid([Problem(tasks_dir, None, f"tasks directory not found: {expected}")])
@@ -114,57 +159,93 @@ def _unit_dirs(tasks_dir: Path) -> list[Path]:
         entries = sorted(tasks_dir.iterdir())
     except OSError as exc:
         raise PlanInvalid([Problem(tasks_dir, None, f"cannot list: {exc.strerror}")]) from exc
-    unit_dirs = [
-        entry
-        for entry in entries
-        if not entry.name.startswith(".") and entry.is_dir() and (entry / PLAN_FILE).is_file()
-    ]
+    return [entry for entry in entries if not entry.name.startswith(".") and entry.is_dir()]
+
+
+def _unit_dirs(tasks_dir: Path, entries: list[Path], problems: list[Problem]) -> list[Path]:
+    unit_dirs = [entry for entry in entries if (entry / PLAN_FILE).is_file()]
     if not unit_dirs:
         message = f"no units found: expected {tasks_dir / '<unit>' / PLAN_FILE}"
-        raise PlanInvalid([Problem(tasks_dir, None, message)])
+        raise PlanInvalid([Problem(tasks_dir, None, message), *problems])
     return unit_dirs
 
 
-def _read_unit(directory: Path, known: set[str], problems: list[Problem]) -> Unit:
+def _plan_files_missing(entries: list[Path]) -> list[Problem]:
+    """A folder holding task files but no plan file: a unit whose plan file is missing."""
+    problems = []
+    for entry in entries:
+        if (entry / PLAN_FILE).is_file():
+            continue
+        names = sorted(path.name for path in _task_files(entry))
+        if names:
+            shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            message = (
+                f"holds task files ({shown}) but no {PLAN_FILE}, so it is "
+                f"not a unit: add {entry / PLAN_FILE} (it may be empty), or move the task "
+                "files out"
+            )
+            problems.append(Problem(entry, None, message))
+    return problems
+
+
+def _task_files(directory: Path) -> list[Path]:
+    """``NN-*.md`` files of ``directory`` (a link to nowhere counts: reported unreadable)."""
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return []
+    return [path for path in entries if TASK_FILE.match(path.name) and not path.is_dir()]
+
+
+def _read_unit(directory: Path, known: set[str], report: _Report) -> Unit:
     plan_file = directory / PLAN_FILE
-    meta = _read(plan_file, problems)[0]
-    fields = _Fields(plan_file, meta, problems)
+    source = _read(plan_file, report.problems)
+    fields = _Fields(plan_file, source.meta or {}, report.problems)
+    report.warnings.extend(_misspelled(plan_file, source.meta, PLAN_KEYS, PLAN_KEY_PREFIX))
     depends_on = fields.unit_names("depends_on", known, unit=directory.name)
     provider = fields.text("provider", "a provider name such as claude")
-    tasks = _read_tasks(directory, problems)
+    tasks = _read_tasks(directory, report)
     return Unit(
         id=directory.name,
         path=directory,
         depends_on=depends_on,
         provider=provider,
-        tasks=_check_tasks(directory.name, tasks, problems),
+        tasks=_check_tasks(directory.name, tasks, report.problems),
     )
 
 
-def _read(path: Path, problems: list[Problem]) -> tuple[dict[Any, Any], str]:
-    """The file's frontmatter (``{}`` if it has none or it is broken) and body."""
+@dataclass(frozen=True)
+class _Source:
+    """A file as read: ``meta`` is None when it has no frontmatter block."""
+
+    meta: dict[Any, Any] | None
+    body: str
+    broken: bool = False  # unreadable, or its frontmatter cannot be parsed (reported)
+
+
+def _read(path: Path, problems: list[Problem]) -> _Source:
     try:
         with open(path, encoding="utf-8", newline="") as f:
             text = f.read()
     except UnicodeDecodeError as exc:
         problems.append(Problem(path, None, f"not UTF-8 text ({exc.reason} at byte {exc.start})"))
-        return {}, ""
+        return _Source({}, "", broken=True)
     except OSError as exc:
         problems.append(Problem(path, None, f"cannot read: {exc.strerror}"))
-        return {}, ""
+        return _Source({}, "", broken=True)
     try:
         meta, body, _ = split(text)
     except FrontmatterError as exc:
         problems.append(Problem(path, None, exc.message))
-        return {}, text
-    return meta or {}, body
+        return _Source({}, text, broken=True)
+    return _Source(meta, body)
 
 
-def _read_tasks(directory: Path, problems: list[Problem]) -> list[Task]:
+def _read_tasks(directory: Path, report: _Report) -> list[Task]:
     try:
         entries = sorted(directory.iterdir())
     except OSError as exc:
-        problems.append(Problem(directory, None, f"cannot list: {exc.strerror}"))
+        report.problems.append(Problem(directory, None, f"cannot list: {exc.strerror}"))
         return []
     tasks = []
     for path in entries:
@@ -173,25 +254,69 @@ def _read_tasks(directory: Path, problems: list[Problem]) -> list[Task]:
         # task file that cannot be read, reported as such by _read.
         if match is None or path.is_dir():
             continue
-        meta, body = _read(path, problems)
-        fields = _Fields(path, meta, problems)
+        source = _read(path, report.problems)
+        if source.meta is None:
+            report.problems.append(_no_frontmatter(path))
+        fields = _Fields(path, source.meta or {}, report.problems)
+        report.warnings.extend(_misspelled(path, source.meta, TASK_KEYS))
         tasks.append(
             Task(
                 unit=directory.name,
                 number=fields.task_number(default=int(match.group(1))),
-                title=_title(body, path),
+                title=_title(source.body, path),
                 status=fields.status(),
                 depends_on=fields.task_numbers("depends_on"),
-                backpressure=_blank_to_none(fields.text("backpressure", "a shell command")),
+                backpressure=_backpressure(fields, source),
                 path=path,
-                body=body,
+                body=source.body,
             )
         )
     return tasks
 
 
-def _blank_to_none(command: str | None) -> str | None:
-    return command if command and command.strip() else None
+def _backpressure(fields: _Fields, source: _Source) -> str | None:
+    """The task's validation command; None for ``backpressure: none``, or when a
+    file's frontmatter is broken or missing (reported already: no more noise)."""
+    if source.meta is None or source.broken:
+        return None
+    value = source.meta.get("backpressure")
+    if not isinstance(value, str | None):
+        fields.text("backpressure", "a shell command")  # reports the wrong type
+        return None
+    if value and value.strip():
+        return None if value.strip().lower() == NO_BACKPRESSURE else value
+    fields.problem(
+        "backpressure",
+        'no validation command: add backpressure: "<command that checks the work>" (e.g. '
+        f'"pytest -q"), or backpressure: {NO_BACKPRESSURE} to pass on the agent\'s exit code '
+        "alone",
+    )
+    return None
+
+
+def _no_frontmatter(path: Path) -> Problem:
+    return Problem(
+        path,
+        None,
+        "no frontmatter: start the file with a '---' line, then at least its validation "
+        f'command, backpressure: "<command>" (or backpressure: {NO_BACKPRESSURE}), then '
+        "another '---' line",
+    )
+
+
+def _misspelled(
+    path: Path, meta: dict[Any, Any] | None, known: tuple[str, ...], prefix: str | None = None
+) -> list[Problem]:
+    """Warnings for keys that look like misspellings of ``known`` ones; other keys pass."""
+    warnings = []
+    for key in meta or {}:
+        if not isinstance(key, str) or key in known or (prefix and key.startswith(prefix)):
+            continue
+        close = difflib.get_close_matches(key, known, n=1, cutoff=MISSPELLING_CUTOFF)
+        if close:
+            message = f"unknown key, ignored: did you mean {close[0]!r}?"
+            warnings.append(Problem(path, key, message))
+    return warnings
 
 
 def _title(body: str, path: Path) -> str:

@@ -30,6 +30,7 @@ from choo.errors import ChooError
 from choo.orchestrator import gitwork
 from choo.orchestrator.discovery import Plan, PlanInvalid, Problem, Unit, discover
 from choo.orchestrator.gitwork import Repo
+from choo.orchestrator.planlock import lock_path, read_holder
 from protocol.home import Home
 
 STATE_FILE = "run.json"
@@ -280,13 +281,10 @@ def _live_holder(home: Home, state: RunState) -> bool:
     Reads the lock's record rather than trying the lock: taking it, even for
     an instant, could turn a starting run away.
     """
-    # The lock file's place, as choo.orchestrator.planlock names it.
-    tasks_dir = Path(state.repo_root) / state.tasks_dir
-    digest = hashlib.sha1(str(tasks_dir.resolve()).encode()).hexdigest()[:16]
+    holder = read_holder(lock_path(home, Path(state.repo_root) / state.tasks_dir)) or {}
     try:
-        holder = json.loads((home.root / "locks" / f"{digest}.lock").read_text(encoding="utf-8"))
         pid = int(holder["pid"])
-    except (OSError, ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError):
         return False
     if holder.get("run_id") not in (None, state.run_id):
         return False

@@ -129,7 +129,9 @@ def make_plan(root: Path, units: int) -> None:
         unit.mkdir(parents=True)
         provider = "claude" if n % 2 == 0 else "codex"
         (unit / "IMPLEMENTATION_PLAN.md").write_text(f"---\nprovider: {provider}\n---\n# Plan\n")
-        (unit / "01-work.md").write_text("---\ntask: 1\nstatus: pending\n---\n# Work\n\nDo it.\n")
+        (unit / "01-work.md").write_text(
+            "---\ntask: 1\nstatus: pending\nbackpressure: none\n---\n# Work\n\nDo it.\n"
+        )
     (root / ".choo.yaml").write_text(json.dumps({"parallelism": units, "attempts": 1}))
 
 

@@ -123,8 +123,8 @@ def task_md(
     lines = ["---", f"task: {number}", f"status: {status}"]
     if depends_on:
         lines.append(f"depends_on: {json.dumps(depends_on)}")
-    if backpressure is not None:
-        lines.append(f"backpressure: {json.dumps(backpressure)}")
+    # Without a command, say so: a task file must name its validation or `none`.
+    lines.append(f"backpressure: {json.dumps(backpressure) if backpressure else 'none'}")
     return "\n".join([*lines, "---", f"# {title}", "", body, ""])
 
 

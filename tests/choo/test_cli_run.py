@@ -176,8 +176,8 @@ def test_a_unit_provider_that_is_missing_fails_before_any_work(
 
 BROKEN = {
     "a/IMPLEMENTATION_PLAN.md": "---\ndepends_on: [nope]\n---\n",
-    "a/01-x.md": "---\ntask: 1\nstatus: done\n---\n# X\n",
-    "a/02-y.md": "---\ntask: 1\n---\n# Y\n",
+    "a/01-x.md": "---\ntask: 1\nstatus: done\nbackpressure: none\n---\n# X\n",
+    "a/02-y.md": "---\ntask: 1\nbackpressure: none\n---\n# Y\n",
     "b/IMPLEMENTATION_PLAN.md": "---\ndepends_on: [c]\n---\n",
     "b/01-z.md": "---\ntask: 1\n# never closed\n",
     "c/IMPLEMENTATION_PLAN.md": "---\ndepends_on: [b]\n---\n",

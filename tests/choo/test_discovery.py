@@ -33,25 +33,47 @@ def only_problem(tasks_dir: Path) -> str:
     return found[0]
 
 
+NONE = "---\nbackpressure: none\n---\n"  # frontmatter of a task without a validation command
+NO_COMMAND = (
+    'no validation command: add backpressure: "<command that checks the work>" (e.g. '
+    '"pytest -q"), or backpressure: none to pass on the agent\'s exit code alone'
+)
+NO_FRONTMATTER = (
+    "no frontmatter: start the file with a '---' line, then at least its validation command, "
+    "backpressure: \"<command>\" (or backpressure: none), then another '---' line"
+)
+TYPO = "unknown key, ignored: did you mean 'backpressure'?"
+
 GOOD = {
     "db/IMPLEMENTATION_PLAN.md": "# Database\n\nNo frontmatter at all.\n",
     "db/01-schema.md": (
         '---\ntask: 1\nstatus: complete\nbackpressure: "pytest -q tests/db"\n---\n'
         "# Create the schema\n\nWrite the tables.\n"
     ),
-    "db/02-seed.md": "---\ntask: 2\ndepends_on: [1]\n---\nNo heading here.\n",
-    "api/IMPLEMENTATION_PLAN.md": "---\ndepends_on: [db]\nprovider: codex\n---\n# API\n",
+    "db/02-seed.md": "---\ntask: 2\ndepends_on: [1]\nbackpressure: none\n---\nNo heading here.\n",
+    "api/IMPLEMENTATION_PLAN.md": (
+        "---\ndepends_on: [db]\nprovider: codex\norch_parallel: 2\nfeature: x\n---\n# API\n"
+    ),
     # Task 1 depends on 3, so the order is 2, 3, 1 (ties by number).
-    "api/01-routes.md": "---\ntask: 1\ndepends_on: [3]\nstatus: in_progress\n---\n# Routes\n",
-    "api/02-models.md": "---\ntask: 2\n---\n# Models\n",
-    "api/03-auth.md": "---\ntask: 3\ndepends_on: [2]\nstatus: failed\n---\n# Auth\n",
+    "api/01-routes.md": (
+        "---\ntask: 1\ndepends_on: [3]\nstatus: in_progress\nbackpressure: make test\n---\n"
+        "# Routes\n"
+    ),
+    # Keys of other tools are metadata: they pass quietly.
+    "api/02-models.md": (
+        "---\ntask: 2\ntitle: Models\nprd_id: PRD-7\nfeature: accounts\nbackpressure: NONE\n"
+        "---\n# Models\n"
+    ),
+    "api/03-auth.md": (
+        "---\ntask: 3\ndepends_on: [2]\nstatus: failed\nbackpressure: make auth\n---\n# Auth\n"
+    ),
     "api/notes.md": "not a task file\n",
     "api/README.md": "---\nnot: [closed\n",
     "ui/IMPLEMENTATION_PLAN.md": "---\ndepends_on: [api, db]\n---\n",
     # No `task:` key: the number comes from the file name's prefix.
-    "ui/07-pages.md": "# Pages\n",
+    "ui/07-pages.md": "---\nbackpressure: none\n---\n# Pages\n",
     "docs/IMPLEMENTATION_PLAN.md": "---\nprovider: claude\n---\n",
-    "scratch/01-not-a-unit.md": "---\ntask: [\n",
+    "scratch/notes.md": "---\ntask: [\n",
     ".hidden/IMPLEMENTATION_PLAN.md": "---\ndepends_on: [nowhere]\n",
 }
 
@@ -111,13 +133,19 @@ def test_missing_task_key_takes_the_file_name_number(good_plan: Plan) -> None:
 
 def test_task_key_wins_over_the_file_name_number(tmp_path: Path) -> None:
     plan = discover(
-        write(tmp_path, {"a/IMPLEMENTATION_PLAN.md": "", "a/01-x.md": "---\ntask: 5\n---\n"})
+        write(
+            tmp_path,
+            {
+                "a/IMPLEMENTATION_PLAN.md": "",
+                "a/01-x.md": "---\ntask: 5\nbackpressure: none\n---\n",
+            },
+        )
     )
     assert [task.number for task in plan.units["a"].tasks] == [5]
 
 
 def test_title_is_the_first_level_one_heading(tmp_path: Path) -> None:
-    body = "intro\n## Not this\n#nor this\n# The title  \n# Later\n"
+    body = NONE + "intro\n## Not this\n#nor this\n# The title  \n# Later\n"
     plan = discover(write(tmp_path, {"a/IMPLEMENTATION_PLAN.md": "", "a/01-x.md": body}))
     assert plan.units["a"].tasks[0].title == "The title"
 
@@ -127,8 +155,8 @@ def test_repeated_dependencies_count_once(tmp_path: Path) -> None:
         tmp_path,
         {
             "a/IMPLEMENTATION_PLAN.md": "---\ndepends_on: [b, b]\n---\n",
-            "a/01-x.md": "",
-            "a/02-y.md": "---\ndepends_on: [1, 1]\n---\n",
+            "a/01-x.md": NONE,
+            "a/02-y.md": "---\ndepends_on: [1, 1]\nbackpressure: none\n---\n",
             "b/IMPLEMENTATION_PLAN.md": "",
         },
     )
@@ -137,21 +165,22 @@ def test_repeated_dependencies_count_once(tmp_path: Path) -> None:
     assert plan.units["a"].tasks[1].depends_on == (1,)
 
 
-def test_blank_backpressure_means_none(tmp_path: Path) -> None:
-    task = "---\nbackpressure: '  '\n---\n"
-    plan = discover(write(tmp_path, {"a/IMPLEMENTATION_PLAN.md": "", "a/01-x.md": task}))
-    assert plan.units["a"].tasks[0].backpressure is None
+def test_backpressure_none_means_the_exit_code_decides(tmp_path: Path) -> None:
+    for spelled in ("none", "None", " NONE "):
+        task = f"---\nbackpressure: '{spelled}'\n---\n"
+        plan = discover(write(tmp_path, {"a/IMPLEMENTATION_PLAN.md": "", "a/01-x.md": task}))
+        assert plan.units["a"].tasks[0].backpressure is None
 
 
 def test_crlf_task_file(tmp_path: Path) -> None:
-    task = "---\r\ntask: 1\r\nstatus: complete\r\n---\r\n# Title\r\nbody\r\n"
+    task = "---\r\ntask: 1\r\nstatus: complete\r\nbackpressure: none\r\n---\r\n# Title\r\nbody\r\n"
     plan = discover(write(tmp_path, {"a/IMPLEMENTATION_PLAN.md": "", "a/01-x.md": task}))
     (found,) = plan.units["a"].tasks
     assert (found.status, found.title, found.body) == ("complete", "Title", "# Title\r\nbody\r\n")
 
 
 def test_set_status_is_what_discovery_reads_next(tmp_path: Path) -> None:
-    tasks_dir = write(tmp_path, {"a/IMPLEMENTATION_PLAN.md": "", "a/01-x.md": "# X\n"})
+    tasks_dir = write(tmp_path, {"a/IMPLEMENTATION_PLAN.md": "", "a/01-x.md": NONE + "# X\n"})
     set_status(tasks_dir / "a" / "01-x.md", "complete")
     assert discover(tasks_dir).units["a"].tasks[0].status == "complete"
 
@@ -188,12 +217,22 @@ def test_tasks_dir_that_is_a_file(tmp_path: Path) -> None:
 
 
 def test_no_units(tmp_path: Path) -> None:
-    tasks_dir = write(tmp_path, {"a/01-x.md": "# not a unit without its plan file\n"})
+    tasks_dir = write(tmp_path, {"a/notes.md": "# not a unit without its plan file\n"})
     (tasks_dir / ".hidden").mkdir()
     (tasks_dir / ".hidden" / "IMPLEMENTATION_PLAN.md").write_text("")
     assert only_problem(tasks_dir) == (
         f"{tasks_dir}: no units found: expected {tasks_dir}/<unit>/IMPLEMENTATION_PLAN.md"
     )
+
+
+def test_no_units_also_names_the_folders_that_lost_their_plan_file(tmp_path: Path) -> None:
+    tasks_dir = write(tmp_path, {"a/01-x.md": NONE})
+    assert problems_of(tasks_dir) == [
+        f"{tasks_dir}: no units found: expected {tasks_dir}/<unit>/IMPLEMENTATION_PLAN.md",
+        f"{tasks_dir}/a: holds task files (01-x.md) but no IMPLEMENTATION_PLAN.md, so it is "
+        f"not a unit: add {tasks_dir}/a/IMPLEMENTATION_PLAN.md (it may be empty), or move the "
+        "task files out",
+    ]
 
 
 def test_unknown_unit_dependency(tmp_path: Path) -> None:
@@ -253,8 +292,8 @@ def test_duplicate_task_number_names_both_files(tmp_path: Path) -> None:
         tmp_path,
         {
             "api/IMPLEMENTATION_PLAN.md": "",
-            "api/01-a.md": "---\ntask: 2\n---\n",
-            "api/02-b.md": "---\ntask: 2\n---\n",
+            "api/01-a.md": "---\ntask: 2\nbackpressure: none\n---\n",
+            "api/02-b.md": "---\ntask: 2\nbackpressure: none\n---\n",
         },
     )
     assert only_problem(tasks_dir) == (
@@ -266,7 +305,11 @@ def test_duplicate_task_number_names_both_files(tmp_path: Path) -> None:
 def test_file_name_number_clashing_with_a_task_key(tmp_path: Path) -> None:
     tasks_dir = write(
         tmp_path,
-        {"a/IMPLEMENTATION_PLAN.md": "", "a/01-a.md": "", "a/02-b.md": "---\ntask: 1\n---\n"},
+        {
+            "a/IMPLEMENTATION_PLAN.md": "",
+            "a/01-a.md": NONE,
+            "a/02-b.md": "---\ntask: 1\nbackpressure: none\n---\n",
+        },
     )
     assert "task number 1 is also used by" in only_problem(tasks_dir)
 
@@ -276,8 +319,8 @@ def test_task_depending_on_a_missing_task(tmp_path: Path) -> None:
         tmp_path,
         {
             "api/IMPLEMENTATION_PLAN.md": "",
-            "api/01-models.md": "---\ntask: 1\n---\n",
-            "api/02-routes.md": "---\ntask: 2\ndepends_on: [1, 7]\n---\n",
+            "api/01-models.md": "---\ntask: 1\nbackpressure: none\n---\n",
+            "api/02-routes.md": "---\ntask: 2\ndepends_on: [1, 7]\nbackpressure: none\n---\n",
         },
     )
     assert only_problem(tasks_dir) == (
@@ -291,10 +334,10 @@ def test_task_cycle_within_a_unit(tmp_path: Path) -> None:
         tmp_path,
         {
             "api/IMPLEMENTATION_PLAN.md": "",
-            "api/01-a.md": "---\ndepends_on: [3]\n---\n",
-            "api/02-b.md": "---\ndepends_on: [1]\n---\n",
-            "api/03-c.md": "---\ndepends_on: [2]\n---\n",
-            "api/04-d.md": "---\ndepends_on: [4]\n---\n",
+            "api/01-a.md": "---\ndepends_on: [3]\nbackpressure: none\n---\n",
+            "api/02-b.md": "---\ndepends_on: [1]\nbackpressure: none\n---\n",
+            "api/03-c.md": "---\ndepends_on: [2]\nbackpressure: none\n---\n",
+            "api/04-d.md": "---\ndepends_on: [4]\nbackpressure: none\n---\n",
         },
     )
     assert problems_of(tasks_dir) == [
@@ -310,9 +353,9 @@ def test_same_task_numbers_in_different_units_are_fine(tmp_path: Path) -> None:
         tmp_path,
         {
             "a/IMPLEMENTATION_PLAN.md": "",
-            "a/01-x.md": "",
+            "a/01-x.md": NONE,
             "b/IMPLEMENTATION_PLAN.md": "",
-            "b/01-x.md": "",
+            "b/01-x.md": NONE,
         },
     )
     plan = discover(tasks_dir)
@@ -325,7 +368,11 @@ def test_same_task_numbers_in_different_units_are_fine(tmp_path: Path) -> None:
 )
 def test_bad_status_lists_the_allowed_values(tmp_path: Path, value: str, shown: str) -> None:
     tasks_dir = write(
-        tmp_path, {"a/IMPLEMENTATION_PLAN.md": "", "a/01-x.md": f"---\nstatus: {value}\n---\n"}
+        tmp_path,
+        {
+            "a/IMPLEMENTATION_PLAN.md": "",
+            "a/01-x.md": f"---\nstatus: {value}\nbackpressure: none\n---\n",
+        },
     )
     assert only_problem(tasks_dir) == (
         f"{tasks_dir}/a/01-x.md: status: expected one of pending, in_progress, complete, failed; "
@@ -342,7 +389,7 @@ def test_unclosed_frontmatter(tmp_path: Path) -> None:
 
 
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
-    task = "---\ntask: 1\nstatus: pending: now\n---\n"
+    task = "---\ntask: 1\nstatus: pending: now\nbackpressure: none\n---\n"
     tasks_dir = write(tmp_path, {"a/IMPLEMENTATION_PLAN.md": "", "a/01-x.md": task})
     assert only_problem(tasks_dir).startswith(f"{tasks_dir}/a/01-x.md: invalid YAML at line 3: ")
 
@@ -353,7 +400,7 @@ def test_broken_task_file_does_not_cause_noise_in_its_dependents(tmp_path: Path)
         {
             "a/IMPLEMENTATION_PLAN.md": "",
             "a/01-x.md": "---\ntask: [\n---\n",
-            "a/02-y.md": "---\ndepends_on: [1]\n---\n",
+            "a/02-y.md": "---\ndepends_on: [1]\nbackpressure: none\n---\n",
         },
     )
     assert "invalid YAML" in only_problem(tasks_dir)
@@ -425,6 +472,8 @@ def test_unreadable_file(tmp_path: Path) -> None:
 )
 def test_wrong_types(tmp_path: Path, file: str, frontmatter: str, expected: str) -> None:
     files = {"a/IMPLEMENTATION_PLAN.md": "", "b/IMPLEMENTATION_PLAN.md": ""}
+    if file.startswith("01-") and not frontmatter.startswith("backpressure"):
+        frontmatter += "\nbackpressure: none"
     files[f"a/{file}"] = f"---\n{frontmatter}\n---\n"
     tasks_dir = write(tmp_path, files)
     assert only_problem(tasks_dir) == f"{tasks_dir}/a/{file}: {expected}"
@@ -443,29 +492,37 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         tmp_path,
         {
             "a/IMPLEMENTATION_PLAN.md": "---\ndepends_on: [b, ghost]\nprovider: 3\n---\n",
-            "a/01-x.md": "---\ntask: 1\nstatus: done\ndepends_on: [9]\n---\n",
-            "a/02-y.md": "---\ntask: 1\n---\n",
+            "a/01-x.md": "---\ntask: 1\nstatus: done\ndepends_on: [9]\nbackpresure: make\n---\n",
+            "a/03-z.md": "# no frontmatter\n",
+            "lost/01-x.md": NONE,
+            "a/02-y.md": "---\ntask: 1\nbackpressure: none\n---\n",
             "b/IMPLEMENTATION_PLAN.md": "---\ndepends_on: [c]\n---\n",
             "b/01-x.md": "---\ntask: [\n---\n",
             "b/02-y.md": "---\ntask: 2\n",
             "c/IMPLEMENTATION_PLAN.md": "---\ndepends_on: [a]\n---\n",
             "c/01-x.md": "---\n- not a mapping\n---\n",
             "c/02-y.md": "---\ndepends_on: [3]\nbackpressure: 5\n---\n",
-            "c/03-z.md": "---\ndepends_on: [2]\n---\n",
+            "c/03-z.md": "---\ndepends_on: [2]\nbackpressure: none\n---\n",
         },
     )
     u = str(tasks_dir)
     cycle_tail = "(each depends on the next): remove one of these dependencies"
-    assert problems_of(tasks_dir) == [
+    with pytest.raises(PlanInvalid) as caught:
+        discover(tasks_dir)
+    assert [str(problem) for problem in caught.value.problems] == [
+        f"{u}/lost: holds task files (01-x.md) but no IMPLEMENTATION_PLAN.md, so it is not a "
+        f"unit: add {u}/lost/IMPLEMENTATION_PLAN.md (it may be empty), or move the task files out",
         f'{u}/a/IMPLEMENTATION_PLAN.md: depends_on: unit "ghost" does not exist; '
         "expected one of b, c",
         f"{u}/a/IMPLEMENTATION_PLAN.md: provider: "
         "expected a provider name such as claude (a string), got an integer",
         f"{u}/a/01-x.md: status: "
         'expected one of pending, in_progress, complete, failed; got the text "done"',
+        f"{u}/a/01-x.md: backpressure: {NO_COMMAND}",
+        f"{u}/a/03-z.md: {NO_FRONTMATTER}",
         f"{u}/a/02-y.md: task: task number 1 is also used by {u}/a/01-x.md: "
         'give each task of unit "a" its own number',
-        f'{u}/a/01-x.md: depends_on: task 9 does not exist in unit "a"; its tasks are 1',
+        f'{u}/a/01-x.md: depends_on: task 9 does not exist in unit "a"; its tasks are 1, 3',
         f"{u}/b/01-x.md: invalid YAML at line 3: "
         "expected the node content, but found '<stream end>' (while parsing a flow node)",
         f"{u}/b/02-y.md: frontmatter opened with '---' on line 1 is never closed: "
@@ -476,6 +533,10 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         f"{u}/a/IMPLEMENTATION_PLAN.md: depends_on: dependency cycle between units "
         f"a -> b -> c -> a {cycle_tail}",
     ]
+    # The warnings come with them, so that one edit fixes everything.
+    assert [str(w) for w in caught.value.warnings] == [f"{u}/a/01-x.md: backpresure: {TYPO}"]
+    assert str(caught.value).endswith(f"\nand 1 warning:\n  {u}/a/01-x.md: backpresure: {TYPO}")
+    assert str(caught.value).startswith("14 problems in the task files:\n")
 
 
 def test_relative_tasks_dir_gives_relative_paths(
@@ -483,9 +544,118 @@ def test_relative_tasks_dir_gives_relative_paths(
 ) -> None:
     write(
         tmp_path,
-        {"api/IMPLEMENTATION_PLAN.md": "", "api/02-routes.md": "---\ndepends_on: [7]\n---\n"},
+        {
+            "api/IMPLEMENTATION_PLAN.md": "",
+            "api/02-routes.md": "---\ndepends_on: [7]\nbackpressure: none\n---\n",
+        },
     )
     monkeypatch.chdir(tmp_path)
     assert only_problem(Path("units")) == (
         'units/api/02-routes.md: depends_on: task 7 does not exist in unit "api"; its tasks are 2'
+    )
+
+
+# -- what slipped through before: misspelled keys, no validation, no frontmatter ------------
+
+
+def test_a_good_plan_has_no_warnings_and_its_metadata_passes_quietly(good_plan: Plan) -> None:
+    assert good_plan.warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("file", "key", "meant"),
+    [
+        ("01-x.md", "backpresure", "backpressure"),
+        ("01-x.md", "depend_on", "depends_on"),
+        ("01-x.md", "stauts", "status"),
+        ("01-x.md", "tasks", "task"),
+        ("IMPLEMENTATION_PLAN.md", "depend_on", "depends_on"),
+        ("IMPLEMENTATION_PLAN.md", "provder", "provider"),
+    ],
+)
+def test_a_key_that_looks_misspelled_is_a_warning_naming_the_key_it_resembles(
+    tmp_path: Path, file: str, key: str, meant: str
+) -> None:
+    files = {
+        "a/IMPLEMENTATION_PLAN.md": "---\n---\n",
+        "a/01-x.md": "---\nbackpressure: make\n---\n",
+    }
+    files[f"a/{file}"] = files[f"a/{file}"].replace("---\n", f"---\n{key}: x\n", 1)
+    tasks_dir = write(tmp_path, files)
+    plan = discover(tasks_dir)
+    assert [str(w) for w in plan.warnings] == [
+        f"{tasks_dir}/a/{file}: {key}: unknown key, ignored: did you mean {meant!r}?"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("file", "key"),
+    [
+        ("01-x.md", "title"),
+        ("01-x.md", "prd_id"),
+        ("01-x.md", "feature"),
+        ("01-x.md", "unit"),  # a plan key, but nothing like a task key
+        ("IMPLEMENTATION_PLAN.md", "orch_parallelism"),
+        ("IMPLEMENTATION_PLAN.md", "title"),
+    ],
+)
+def test_other_keys_are_metadata_and_pass_quietly(tmp_path: Path, file: str, key: str) -> None:
+    files = {
+        "a/IMPLEMENTATION_PLAN.md": "---\n---\n",
+        "a/01-x.md": "---\nbackpressure: make\n---\n",
+    }
+    files[f"a/{file}"] = files[f"a/{file}"].replace("---\n", f"---\n{key}: x\n", 1)
+    assert discover(write(tmp_path, files)).warnings == ()
+
+
+def test_a_misspelled_backpressure_is_no_validation_at_all(tmp_path: Path) -> None:
+    """Before, the task passed on the agent's exit code and was marked complete."""
+    task = "---\nbackpresure: pytest -q\n---\n# X\n"
+    tasks_dir = write(tmp_path, {"a/IMPLEMENTATION_PLAN.md": "", "a/01-x.md": task})
+    with pytest.raises(PlanInvalid) as caught:
+        discover(tasks_dir)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{tasks_dir}/a/01-x.md: backpressure: {NO_COMMAND}"
+    ]
+    assert [str(w) for w in caught.value.warnings] == [
+        f"{tasks_dir}/a/01-x.md: backpresure: {TYPO}"
+    ]
+
+
+@pytest.mark.parametrize(
+    "frontmatter", ["task: 1", "backpressure:", "backpressure: null", "backpressure: '  '", ""]
+)
+def test_a_task_without_a_validation_command_is_an_error(tmp_path: Path, frontmatter: str) -> None:
+    task = f"---\n{frontmatter}\n---\n# X\n"
+    tasks_dir = write(tmp_path, {"a/IMPLEMENTATION_PLAN.md": "", "a/01-x.md": task})
+    assert only_problem(tasks_dir) == f"{tasks_dir}/a/01-x.md: backpressure: {NO_COMMAND}"
+
+
+@pytest.mark.parametrize("text", ["# Just a heading\n\nDo the thing.\n", ""])
+def test_a_task_file_without_frontmatter_is_an_error(tmp_path: Path, text: str) -> None:
+    tasks_dir = write(tmp_path, {"a/IMPLEMENTATION_PLAN.md": "", "a/01-x.md": text})
+    assert only_problem(tasks_dir) == f"{tasks_dir}/a/01-x.md: {NO_FRONTMATTER}"
+
+
+def test_a_plan_file_needs_no_frontmatter(tmp_path: Path) -> None:
+    tasks_dir = write(tmp_path, {"a/IMPLEMENTATION_PLAN.md": "# Plan\n", "a/01-x.md": NONE})
+    assert list(discover(tasks_dir).units) == ["a"]
+
+
+def test_a_folder_of_task_files_without_a_plan_file_is_reported(tmp_path: Path) -> None:
+    tasks_dir = write(
+        tmp_path,
+        {
+            "a/IMPLEMENTATION_PLAN.md": "",
+            "a/01-x.md": NONE,
+            "b/02-y.md": NONE,
+            "b/01-x.md": NONE,
+            "notes/README.md": "a folder without task files is not a unit, and fine\n",
+            ".drafts/01-x.md": NONE,
+        },
+    )
+    assert only_problem(tasks_dir) == (
+        f"{tasks_dir}/b: holds task files (01-x.md, 02-y.md) but no IMPLEMENTATION_PLAN.md, so "
+        f"it is not a unit: add {tasks_dir}/b/IMPLEMENTATION_PLAN.md (it may be empty), or move "
+        "the task files out"
     )

@@ -20,7 +20,9 @@ def write_plan(root: Path, deps: dict[str, list[str]], tasks: dict[str, list[str
         plan = f"---\ndepends_on: [{', '.join(unit_deps)}]\n---\n# {unit}\n"
         (tasks_dir / unit / "IMPLEMENTATION_PLAN.md").write_text(plan)
         for number, status in enumerate(tasks.get(unit, []), 1):
-            task = f"---\ntask: {number}\nstatus: {status}\n---\n# Task {number}\n"
+            task = (
+                f"---\ntask: {number}\nstatus: {status}\nbackpressure: none\n---\n# Task {number}\n"
+            )
             (tasks_dir / unit / f"{number:02d}-task.md").write_text(task)
     return discover(tasks_dir)
 

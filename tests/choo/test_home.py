@@ -67,9 +67,8 @@ def assert_refused_everywhere(root: Path, repo: Repo, *needles: str) -> None:
         for needle in needles:
             assert needle in text, (what, needle, text)
         assert "Traceback" not in text, (what, text)
-    assert "could not start the history daemon, so nothing was run" in one_line(
-        results["run"].stderr
-    )
+    # The run's first use of CHOO_HOME is the plan's lock, taken before anything starts.
+    assert "could not lock the plan, so nothing was run" in one_line(results["run"].stderr)
     assert repo.agent_log() == [] and repo.snapshot() == before, "the run did work"
 
     direct = daemon_process(root)

@@ -23,9 +23,12 @@ from protocol.home import Home
 from tests.choo.support import History, Repo, assert_contiguous, make_repo, plan_md, task_md
 
 
-async def execute_in(repo: Repo, home: Home, **options: Any) -> tuple[RunOutcome, str]:
+async def execute_in(
+    repo: Repo, home: Home, tasks_dir: Path | None = None, **options: Any
+) -> tuple[RunOutcome, str]:
     console = Console(file=io.StringIO(), width=200)
-    request = RunRequest(tasks_dir=repo.tasks_dir, config=load(repo.root), home=home, **options)
+    tasks_dir = tasks_dir or repo.tasks_dir
+    request = RunRequest(tasks_dir=tasks_dir, config=load(repo.root), home=home, **options)
     outcome = await execute(request, console)
     output = console.file.getvalue()  # type: ignore[attr-defined]
     return outcome, output
@@ -201,9 +204,10 @@ async def test_no_history_uses_the_daemon_but_records_nothing(
 async def test_two_runs_whose_ids_collide_are_recorded_apart(
     home: Home, daemon: Daemon, tmp_path: Path, monkeypatch: Any
 ) -> None:
-    """Two runs in one repository in the same second, the random part of
-    their IDs forced to collide: the second gets run_exists and picks another
-    ID; neither run's events, graph or end land on the other."""
+    """Two runs in one repository (of two plans: one plan runs once at a
+    time) in the same second, the random part of their IDs forced to
+    collide: the second gets run_exists and picks another ID; neither run's
+    events, graph or end land on the other."""
     from choo import runner
 
     real = runner.new_run_id
@@ -220,19 +224,19 @@ async def test_two_runs_whose_ids_collide_are_recorded_apart(
         {
             "one/IMPLEMENTATION_PLAN.md": plan_md(),
             "one/01-a.md": task_md(1, "A"),
-            "two/IMPLEMENTATION_PLAN.md": plan_md(),
-            "two/01-b.md": task_md(1, "B"),
+            "../other/two/IMPLEMENTATION_PLAN.md": plan_md(),
+            "../other/two/01-b.md": task_md(1, "B"),
         },
     )
     outcomes: list[RunOutcome] = []
 
-    async def one_run(unit: str) -> None:
-        outcome, _ = await execute_in(repo, home, unit=unit)
+    async def one_run(tasks_dir: Path) -> None:
+        outcome, _ = await execute_in(repo, home, tasks_dir)
         outcomes.append(outcome)
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(one_run, "one")
-        nursery.start_soon(one_run, "two")
+        nursery.start_soon(one_run, repo.tasks_dir)
+        nursery.start_soon(one_run, repo.root / "specs" / "other")
     ids = {o.run_id for o in outcomes}
     assert len(ids) == 2 and "run_20260120_143052_abcd" in ids
     assert len(handed) == 3  # the second run drew again

@@ -173,6 +173,7 @@ async def test_success_changes_only_the_status_in_the_task_file(tmp_path: Path) 
         "title_hint: 'kept as is'   # trailing comment\r\n"
         'status: "pending"\r\n'
         "extra: [1, 2,   3]\r\n"
+        "backpressure: none\r\n"
         "---\r\n"
         "# Careful\r\n"
         "\r\n"
