@@ -128,7 +128,7 @@ def test_plan_at_names_the_branch_when_it_lacks_the_plan(repo: Repo) -> None:
 
 def test_plan_at_problems_name_the_real_files(repo: Repo) -> None:
     bad = repo.root / "tasks" / "api" / "03-bad.md"
-    bad.write_text("---\ntask: 3\nstatus: nonsense\n---\n# Bad\n")
+    bad.write_text("---\ntask: 3\nstatus: nonsense\nbackpressure: none\n---\n# Bad\n")
     gitwork.commit_all(repo.root, "a bad task", {})
     with pytest.raises(PlanInvalid) as caught:
         runstate.plan_at(repo, "main", repo.root / "tasks")
