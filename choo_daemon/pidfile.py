@@ -10,13 +10,12 @@ business too, so that lives in ``protocol.home``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from protocol.home import read_pid
+from protocol.home import lock_exclusive, read_pid
 
 log = logging.getLogger("choo.daemon")
 
@@ -54,19 +53,7 @@ def hold_pidfile(path: Path) -> Iterator[None]:
 
 
 def _lock(path: Path) -> int:
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise AlreadyRunning(path, read_pid(path)) from None
-        # The previous owner may have unlinked the file between our open and
-        # our lock: then we locked an orphan inode; start again on the new file.
-        try:
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            return fd
-        os.close(fd)
+    fd = lock_exclusive(path, lambda p: os.open(p, os.O_RDWR | os.O_CREAT, 0o600))
+    if fd is None:
+        raise AlreadyRunning(path, read_pid(path))
+    return fd

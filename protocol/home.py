@@ -30,6 +30,7 @@ import os
 import pwd
 import stat
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -186,6 +187,30 @@ def is_locked(path: Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+def lock_exclusive(path: Path, open_file: Callable[[Path], int]) -> int | None:
+    """Take the exclusive OS lock of the file at ``path``: its descriptor, or
+    None when another process holds it.
+
+    ``open_file`` opens (or creates) it. A holder that ends may unlink the
+    file between our open and our lock; then we would hold an orphan inode,
+    so we start again on the new file.
+    """
+    while True:
+        fd = open_file(path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
 
 
 # --- spool files ---------------------------------------------------------------

@@ -11,7 +11,6 @@ record. The record inside (JSON: ``run_id``, ``pid``, ``started_at``,
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import time
@@ -22,7 +21,7 @@ from typing import Any
 import orjson
 
 from choo.errors import ChooError
-from protocol.home import Home, HomeError, prepare_home
+from protocol.home import Home, HomeError, lock_exclusive, prepare_home
 from protocol.times import parse_iso_utc, utc_now
 
 EXIT_LOCKED = 2
@@ -126,22 +125,10 @@ def _open(path: Path) -> int:
 
 
 def _lock(path: Path, tasks_dir: Path) -> int:
-    while True:
-        fd = _open(path)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise PlanLocked(tasks_dir, _wait_for_record(path)) from None
-        # The last holder may have unlinked the file between our open and our
-        # lock: then we hold an orphan inode; start again on the new file.
-        try:
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            return fd
-        os.close(fd)
+    fd = lock_exclusive(path, _open)
+    if fd is None:
+        raise PlanLocked(tasks_dir, _wait_for_record(path))
+    return fd
 
 
 def _wait_for_record(path: Path) -> dict[str, Any] | None:

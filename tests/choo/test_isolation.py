@@ -120,6 +120,18 @@ class GitRepo:
     def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         return run_choo(*args, cwd=self.root, env=choo_env(ISO_LOG=str(self.log), **env))
 
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """``choo`` in the background, its output in one pipe."""
+        return subprocess.Popen(
+            [str(Path(sys.executable).with_name("choo")), *args],
+            cwd=self.root,
+            env=choo_env(ISO_LOG=str(self.log)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
+
     def fingerprint(self) -> tuple[str, str, str]:
         """The tracked files' content, ``git status`` and HEAD of the main tree."""
         tracked = git(self.root, "ls-files", "-z").split("\0")
@@ -168,15 +180,7 @@ def test_four_parallel_units_each_in_a_worktree_merge_into_the_run_branch(
     }
     repo = GitRepo(tmp_path / "repo", units)
     before = repo.fingerprint()
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("choo")), "run", "specs/tasks"],
-        cwd=repo.root,
-        env=choo_env(ISO_LOG=str(repo.log)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
+    proc = repo.start("run", "specs/tasks")
     try:
         wait_until(
             lambda: started.is_dir() and len(list(started.iterdir())) == 4,
@@ -339,15 +343,7 @@ def test_a_stopped_run_resumes_in_its_worktrees_and_lands_what_an_uninterrupted_
 ) -> None:
     gate = tmp_path / "gate"
     repo = resumable(tmp_path / "repo", gate)
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("choo")), "run", "specs/tasks", "--land"],
-        cwd=repo.root,
-        env=choo_env(ISO_LOG=str(repo.log)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
+    proc = repo.start("run", "specs/tasks", "--land")
     try:
         wait_until(
             lambda: repo.log.exists() and "unit `two`" in repo.log.read_text(),
