@@ -219,7 +219,8 @@ export class RunView {
       this.usageTimer = 0;
       if (this.destroyed) return;
       this.loadUnits();
-      if (!this.git || !this.git.branch) this.loadGit(); // a running run's branch comes early
+      // A running run's branch comes early (one not recorded is gone once over).
+      if ((!this.git || !this.git.branch) && this.run.status === "running") this.loadGit();
       if (this.tasks && this.pane === "tasks") this.tasks.load();
       const open = parseTaskKey(this.state.task);
       if (open && this.panel) this.panel.open(this.run.id, open.unit, open.task, { force: true });
@@ -475,7 +476,8 @@ export class RunView {
     this.run = detail;
     this.renderHead();
     this.refreshUsage(); // the last attempts' usage
-    this.loadGit(); // how it landed
+    // How it landed; a run that was not recorded is forgotten as it ends (a 404).
+    if (detail.history !== false) this.loadGit();
     this.graph?.update(this.units, detail.status);
   }
 
