@@ -101,13 +101,20 @@ def run_tasks(
             [run_id, *params],
         ).fetchall()
         tools = _tools(conn, run_id, unit, task) if task is not None and unit is not None else None
+    # A whole run holds thousands of attempts: one dict each, no more.
     by_task: dict[tuple[str, int], list[dict[str, Any]]] = {}
     starts: list[tuple[int, int | None, dict[str, Any]]] = []  # (start_seq, try, attempt)
-    for u, t, try_, start_seq, *values in attempts:
-        one = dict(zip(_ATTEMPT, values, strict=True))
+    for row in attempts:
+        one = dict(zip(_ATTEMPT, row[4:], strict=True))
         one["cost_estimated"] = bool(one["cost_estimated"])
-        by_task.setdefault((u, t), []).append(one)
-        starts.append((start_seq, try_, one))
+        key = (row[0], row[1])
+        found = by_task.get(key)
+        if found is None:
+            by_task[key] = [one]
+        else:
+            found.append(one)
+        if tools is not None:
+            starts.append((row[3], row[2], one))
     if tools is not None:
         _give_tools(tools, starts)
     return {
@@ -196,29 +203,30 @@ def task_table(
     if not 1 <= last <= MAX_LAST:
         raise BadParameter("last", last, f"1 to {MAX_LAST}")
     with conn:
+        # The keys shown, picked and counted in SQL on three columns; only
+        # their rows are read in full: a repository may hold thousands of tasks.
+        picked: list[Row] = conn.execute(
+            "SELECT unit, task, count(*) OVER () FROM tasks INDEXED BY tasks_repo_task"
+            " WHERE repo_path = ? GROUP BY unit, task"
+            " ORDER BY sum(flaky != 0) DESC, unit, task LIMIT ?",
+            (repo, limit),
+        ).fetchall()
+        keys = [(unit, task) for unit, task, _ in picked]
         rows: list[Row] = conn.execute(
             "SELECT t.unit, t.task, t.title, t.status, t.stop_reason, t.flaky, t.attempts,"
             " t.duration_ms, t.input_tokens + t.output_tokens + t.cache_read_tokens"
             " + t.cache_write_tokens, t.cost_usd, r.id, r.started_at, t.cost_estimated"
-            " FROM runs AS r INDEXED BY runs_repo_started JOIN tasks AS t ON t.run_id = r.id"
-            " WHERE r.repo_path = ? ORDER BY r.started_at DESC, r.id DESC",
-            (repo,),
-        ).fetchall()
-    groups: dict[tuple[str, int], list[Row]] = {}
-    flaky: dict[tuple[str, int], int] = {}
+            " FROM json_each(?) AS k CROSS JOIN tasks AS t INDEXED BY tasks_repo_task"
+            " CROSS JOIN runs AS r"
+            " WHERE t.repo_path = ?2 AND t.unit = k.value ->> 0 AND t.task = k.value ->> 1"
+            " AND r.id = t.run_id ORDER BY r.started_at DESC, r.id DESC",
+            (orjson.dumps(keys).decode(), repo),
+        ).fetchall() if keys else []
+    groups: dict[tuple[str, int], list[Row]] = {key: [] for key in keys}
     for row in rows:
-        key = (row[0], row[1])
-        found = groups.get(key)
-        if found is None:
-            groups[key] = found = []
-            flaky[key] = 0
-        found.append(row)
-        if row[5]:
-            flaky[key] += 1
-    # Only the rows shown are worked out: a repository may hold thousands of tasks.
-    keys = sorted(groups, key=lambda k: (-flaky[k], k[0], k[1]))[:limit]
-    table = [_task_row(key, groups[key], last) for key in keys]
-    return {"repo": repo, "tasks": table, "total": len(groups)}
+        groups[(row[0], row[1])].append(row)
+    table = [_task_row(key, found, last) for key, found in groups.items()]
+    return {"repo": repo, "tasks": table, "total": picked[0][2] if picked else 0}
 
 
 def _task_row(key: tuple[str, int], rows: list[Any], last: int) -> dict[str, Any]:
