@@ -95,26 +95,30 @@ def run_tasks(
             f" WHERE {where} ORDER BY unit, task",
             [run_id, *params],
         ).fetchall()
+        # The attempt's own fields first: each row is zipped with _ATTEMPT.
         attempts: list[Row] = conn.execute(
-            f"SELECT unit, task, try, start_seq, {', '.join(_ATTEMPT)} FROM task_attempts"
+            f"SELECT {', '.join(_ATTEMPT)}, unit, task, try, start_seq FROM task_attempts"
             f" WHERE {where} ORDER BY unit, task, attempt",
             [run_id, *params],
         ).fetchall()
         tools = _tools(conn, run_id, unit, task) if task is not None and unit is not None else None
-    # A whole run holds thousands of attempts: one dict each, no more.
+    # A whole run holds thousands of attempts: one dict each and little
+    # else (fewer objects made, fewer garbage collections in the middle).
     by_task: dict[tuple[str, int], list[dict[str, Any]]] = {}
     starts: list[tuple[int, int | None, dict[str, Any]]] = []  # (start_seq, try, attempt)
+    mine: list[dict[str, Any]] = []
+    at = len(_ATTEMPT)
+    unit_: str | None = None
+    task_: int | None = None
     for row in attempts:
-        one = dict(zip(_ATTEMPT, row[4:], strict=True))
+        one = dict(zip(_ATTEMPT, row, strict=False))  # the row's last four are not the attempt's
         one["cost_estimated"] = bool(one["cost_estimated"])
-        key = (row[0], row[1])
-        found = by_task.get(key)
-        if found is None:
-            by_task[key] = [one]
-        else:
-            found.append(one)
+        if row[at] != unit_ or row[at + 1] != task_:  # rows come in (unit, task) order
+            unit_, task_ = row[at], row[at + 1]
+            mine = by_task.setdefault((unit_, task_), [])
+        mine.append(one)
         if tools is not None:
-            starts.append((row[3], row[2], one))
+            starts.append((row[at + 3], row[at + 2], one))
     if tools is not None:
         _give_tools(tools, starts)
     return {
