@@ -207,30 +207,42 @@ def task_table(
     if not 1 <= last <= MAX_LAST:
         raise BadParameter("last", last, f"1 to {MAX_LAST}")
     with conn:
-        # The keys shown, picked and counted in SQL on three columns; only
-        # their rows are read in full: a repository may hold thousands of tasks.
-        picked: list[Row] = conn.execute(
-            "SELECT unit, task, count(*) OVER () FROM tasks INDEXED BY tasks_repo_task"
-            " WHERE repo_path = ? GROUP BY unit, task"
-            " ORDER BY sum(flaky != 0) DESC, unit, task LIMIT ?",
-            (repo, limit),
-        ).fetchall()
+        picked = _shown_tasks(conn, repo, limit)
         keys = [(unit, task) for unit, task, _ in picked]
-        rows: list[Row] = conn.execute(
-            "SELECT t.unit, t.task, t.title, t.status, t.stop_reason, t.flaky, t.attempts,"
-            " t.duration_ms, t.input_tokens + t.output_tokens + t.cache_read_tokens"
-            " + t.cache_write_tokens, t.cost_usd, r.id, r.started_at, t.cost_estimated"
-            " FROM json_each(?) AS k CROSS JOIN tasks AS t INDEXED BY tasks_repo_task"
-            " CROSS JOIN runs AS r"
-            " WHERE t.repo_path = ?2 AND t.unit = k.value ->> 0 AND t.task = k.value ->> 1"
-            " AND r.id = t.run_id ORDER BY r.started_at DESC, r.id DESC",
-            (orjson.dumps(keys).decode(), repo),
-        ).fetchall() if keys else []
+        rows = _task_rows(conn, repo, keys) if keys else []
     groups: dict[tuple[str, int], list[Row]] = {key: [] for key in keys}
     for row in rows:
         groups[(row[0], row[1])].append(row)
     table = [_task_row(key, found, last) for key, found in groups.items()]
     return {"repo": repo, "tasks": table, "total": picked[0][2] if picked else 0}
+
+
+def _shown_tasks(conn: apsw.Connection, repo: str, limit: int) -> list[Row]:
+    """(unit, task, how many tasks in all) of the ``limit`` tasks shown, flaky first.
+
+    Picked in SQL from the index alone (schema v4): a repository may hold
+    thousands of tasks, and only the rows of those shown are read in full.
+    """
+    return conn.execute(
+        "SELECT unit, task, count(*) OVER () FROM tasks INDEXED BY tasks_repo_task"
+        " WHERE repo_path = ? GROUP BY unit, task"
+        " ORDER BY sum(flaky != 0) DESC, unit, task LIMIT ?",
+        (repo, limit),
+    ).fetchall()
+
+
+def _task_rows(conn: apsw.Connection, repo: str, keys: list[tuple[str, int]]) -> list[Row]:
+    """The rows of the tasks ``keys`` in ``repo``'s runs, newest run first."""
+    return conn.execute(
+        "SELECT t.unit, t.task, t.title, t.status, t.stop_reason, t.flaky, t.attempts,"
+        " t.duration_ms, t.input_tokens + t.output_tokens + t.cache_read_tokens"
+        " + t.cache_write_tokens, t.cost_usd, r.id, r.started_at, t.cost_estimated"
+        " FROM json_each(?1) AS k CROSS JOIN tasks AS t INDEXED BY tasks_repo_task"
+        " CROSS JOIN runs AS r"
+        " WHERE t.repo_path = ?2 AND t.unit = k.value ->> 0 AND t.task = k.value ->> 1"
+        " AND r.id = t.run_id ORDER BY r.started_at DESC, r.id DESC",
+        (orjson.dumps(keys).decode(), repo),
+    ).fetchall()
 
 
 def _task_row(key: tuple[str, int], rows: list[Any], last: int) -> dict[str, Any]:
