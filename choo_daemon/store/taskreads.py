@@ -9,6 +9,7 @@ the events were written; these only read and arrange it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from statistics import median
 from typing import Any, Final
 
@@ -86,44 +87,24 @@ def run_tasks(
     if task is not None:
         where += " AND task = ?"
         params.append(task)
+    one_task = task is not None and unit is not None
     with conn:
         run_id = resolve_run_id(conn, run)
         if task is not None and unit is None:
             raise BadParameter("task", task, "given with unit (?unit=U&task=N)")
-        tasks: list[Row] = conn.execute(
-            "SELECT unit, task, title, status, stop_reason, flaky FROM tasks"
-            f" WHERE {where} ORDER BY unit, task",
-            [run_id, *params],
-        ).fetchall()
-        # The attempt's own fields first: each row is zipped with _ATTEMPT.
-        attempts: list[Row] = conn.execute(
-            f"SELECT {', '.join(_ATTEMPT)}, unit, task, try, start_seq FROM task_attempts"
-            f" WHERE {where} ORDER BY unit, task, attempt",
-            [run_id, *params],
-        ).fetchall()
-        tools = _tools(conn, run_id, unit, task) if task is not None and unit is not None else None
-    # A whole run holds thousands of attempts: one dict each and little
-    # else (fewer objects made, fewer garbage collections in the middle).
-    by_task: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    starts: list[tuple[int, int | None, dict[str, Any]]] = []  # (start_seq, try, attempt)
-    mine: list[dict[str, Any]] = []
-    at = len(_ATTEMPT)
-    unit_: str | None = None
-    task_: int | None = None
-    for row in attempts:
-        one = dict(zip(_ATTEMPT, row, strict=False))  # the row's last four are not the attempt's
-        one["cost_estimated"] = bool(one["cost_estimated"])
-        if row[at] != unit_ or row[at + 1] != task_:  # rows come in (unit, task) order
-            unit_, task_ = row[at], row[at + 1]
-            mine = by_task.setdefault((unit_, task_), [])
-        mine.append(one)
-        if tools is not None:
-            starts.append((row[at + 3], row[at + 2], one))
-    if tools is not None:
-        _give_tools(tools, starts)
-    return {
-        "run_id": run_id,
-        "tasks": [
+        # Rows are read as they come, not fetched all first: a whole run
+        # holds thousands of attempts, and fewer objects alive at once mean
+        # fewer garbage collections in the middle.
+        by_task, starts = _attempts_by_task(
+            conn.execute(
+                # The attempt's own fields first: each row is zipped with _ATTEMPT.
+                f"SELECT {', '.join(_ATTEMPT)}, unit, task, try, start_seq FROM task_attempts"
+                f" WHERE {where} ORDER BY unit, task, attempt",
+                [run_id, *params],
+            ),
+            keep_starts=one_task,
+        )
+        tasks = [
             {
                 "unit": u,
                 "task": t,
@@ -133,9 +114,41 @@ def run_tasks(
                 "flaky": bool(flaky),
                 "attempts": by_task.get((u, t), []),
             }
-            for u, t, title, status, reason, flaky in tasks
-        ],
-    }
+            for u, t, title, status, reason, flaky in conn.execute(
+                "SELECT unit, task, title, status, stop_reason, flaky FROM tasks"
+                f" WHERE {where} ORDER BY unit, task",
+                [run_id, *params],
+            )
+        ]
+        if unit is not None and task is not None:
+            _give_tools(_tools(conn, run_id, unit, task), starts)
+    return {"run_id": run_id, "tasks": tasks}
+
+
+_Start = tuple[int, int | None, dict[str, Any]]  # (start_seq, try, attempt)
+
+
+def _attempts_by_task(
+    rows: Iterable[Row], *, keep_starts: bool
+) -> tuple[dict[tuple[str, int], list[dict[str, Any]]], list[_Start]]:
+    """Each task's attempts as dicts, from rows in (unit, task, attempt) order;
+    and, if ``keep_starts``, where each attempt began (for its tool calls)."""
+    by_task: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    starts: list[_Start] = []
+    mine: list[dict[str, Any]] = []
+    at = len(_ATTEMPT)
+    unit: str | None = None
+    task: int | None = None
+    for row in rows:
+        one = dict(zip(_ATTEMPT, row, strict=False))  # the row's last four are not the attempt's
+        one["cost_estimated"] = bool(one["cost_estimated"])
+        if row[at] != unit or row[at + 1] != task:  # a task's rows come together
+            unit, task = row[at], row[at + 1]
+            mine = by_task.setdefault((row[at], row[at + 1]), [])
+        mine.append(one)
+        if keep_starts:
+            starts.append((row[at + 3], row[at + 2], one))
+    return by_task, starts
 
 
 # (seq, try, tool dict) of a task's tool calls, seq order.
@@ -168,7 +181,7 @@ def _tools(conn: apsw.Connection, run_id: str, unit: str, task: int) -> list[_To
     return found
 
 
-def _give_tools(tools: list[_Tool], starts: list[tuple[int, int | None, dict[str, Any]]]) -> None:
+def _give_tools(tools: list[_Tool], starts: list[_Start]) -> None:
     """List each tool call under its attempt: the one of its try begun last before it.
 
     The same rule as the write side's (rollups._latest), so ``tools`` and
