@@ -26,6 +26,7 @@ from protocol.redact import (
     payload_json_redacted,
     redact,
     redact_text,
+    redact_values,
 )
 
 UPPER_DIGITS = string.ascii_uppercase + string.digits
@@ -357,3 +358,30 @@ def test_a_short_prefix_behind_a_dropped_quote_or_backslash_is_caught(text: str)
     assert may_hold_secret(text)
     assert may_hold_secret(orjson.dumps({"v": [text]}).decode())
     assert MARK in redact_text(text)
+
+
+# The recorder's one pre-check over a payload's values must change nothing
+# ``redact`` on each value would not: texts, nested secret-named keys, lists.
+_VALUES = st.one_of(
+    _TEXTS,
+    st.integers(),
+    st.booleans(),
+    st.none(),
+    st.lists(_TEXTS, max_size=3),
+    st.dictionaries(_TEXTS, _TEXTS, max_size=3),
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.dictionaries(st.sampled_from(["tool", "target", "call_id", "output_tail"]), _VALUES))
+def test_redact_values_is_redact_on_each_value(payload: dict[str, object]) -> None:
+    assert redact_values(payload) == {k: redact(v) for k, v in payload.items()}
+
+
+def test_redact_values_scrubs_a_secret_and_passes_what_json_cannot_hold() -> None:
+    assert redact_values({"target": "curl -H 'Authorization: Bearer abcdefgh12345'"}) == {
+        "target": "curl -H 'Authorization: Bearer [REDACTED]'"
+    }
+    assert redact_values({"n": 2**70, "t": "token=abc"}) == {"n": 2**70, "t": "token=[REDACTED]"}
+    clean = {"tool": "Bash", "target": "pytest -q", "exit_code": 0}
+    assert redact_values(clean) is clean
