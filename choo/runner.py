@@ -190,7 +190,7 @@ async def _execute(request: RunRequest, console: Console, lock: PlanLock | None)
             plan, graph = _plan_on_branch(request, place)
     web_url: str | None = None
     if request.use_daemon:
-        web_url = await trio.to_thread.run_sync(_ensure_daemon, request)
+        web_url = await trio.to_thread.run_sync(_ensure_daemon, request, console)
         _check_port(console, request.port, web_url)
 
     bus = EventBus()
@@ -334,7 +334,7 @@ def _daemon_settings(request: RunRequest) -> daemonctl.DaemonSettings:
     return daemonctl.DaemonSettings.from_config(request.config)
 
 
-def _ensure_daemon(request: RunRequest) -> str | None:
+def _ensure_daemon(request: RunRequest, console: Console) -> str | None:
     probe = daemonctl.probe(request.home)
     if probe.busy is not None:
         return None  # it runs: the client waits for a free connection
@@ -354,6 +354,8 @@ def _ensure_daemon(request: RunRequest) -> str | None:
                 "Run with --no-daemon to run without history.",
                 EXIT_USAGE,
             ) from None
+        if status.get("exposed"):  # its web UI binds a non-loopback address
+            term.warn(console, status["exposed"])
     elif not status.get("web"):
         # Another process has just started the daemon: its socket answers
         # before its web server is up.

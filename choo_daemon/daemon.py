@@ -36,7 +36,7 @@ from choo_daemon.store import utc_now
 from choo_daemon.work import Inbound
 from choo_daemon.writer import Writer
 from protocol.home import Home, spool_status
-from protocol.settings import default
+from protocol.settings import default, exposed_warning
 
 log = logging.getLogger("choo.daemon")
 
@@ -95,6 +95,8 @@ class Daemon:
             "database": str(db),
             "database_bytes": size,
             "web": self.web_url,
+            # Set when the web UI binds a non-loopback address: what to say.
+            "exposed": exposed_warning(self.options.host),
             "clients": len(self.sessions),
             "events_stored": self.writer.events_stored,
             "runs_stored": self.writer.runs_stored,
@@ -128,6 +130,9 @@ class Daemon:
                     self.web_url,
                     self.home.database,
                 )
+                exposed = exposed_warning(self.options.host)
+                if exposed:
+                    log.warning("%s", exposed)
                 await self.writer.ready.wait()
                 task_status.started(self)
                 await self._shutdown.wait()

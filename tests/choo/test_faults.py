@@ -141,8 +141,9 @@ def test_a_daemon_frozen_at_the_end_of_a_run_loses_nothing_and_stops_nothing(
         files[f"{unit}/IMPLEMENTATION_PLAN.md"] = plan_md(["a"])
         for n in range(1, 31):
             files[f"{unit}/{n:02d}-t.md"] = task_md(n, f"T{n}", backpressure="seq 1 800")
-    repo = repo_factory(files, config={"daemon": {"auto_start": False}})
-    done = run_choo("run", "specs/tasks", cwd=repo.root, timeout=120)
+    repo = repo_factory(files)
+    env = choo_env(CHOO_DAEMON_AUTO_START="false")  # a user key: not from the repository
+    done = run_choo("run", "specs/tasks", cwd=repo.root, env=env, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "saved to" in " ".join(done.stdout.split())  # spooled, with one warning
     daemon.send_signal(signal.SIGCONT)
