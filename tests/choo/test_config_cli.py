@@ -104,7 +104,7 @@ def test_config_show_prints_each_value_and_where_it_came_from(
 ) -> None:
     global_file.write_text("parallelism: 2\nhistory:\n  retention_days: 30\n")
     (repo / ".choo.yaml").write_text("parallelism: 3\nprovider: codex\n")
-    env = choo_env(CHOO_ATTEMPTS="5")
+    env = choo_env(CHOO_ATTEMPTS="5", COLUMNS="400")  # long temporary paths stay whole
     text = run_choo("config", "show", cwd=repo, env=env)
     assert text.returncode == 0, text.stderr
     rows = {
