@@ -29,7 +29,8 @@ from choo_web.errors import Unauthorized
 
 COOKIE = "choo_token"
 QUERY = "token"
-OPEN_ENDPOINTS = frozenset({"health"})  # answer without the token; hold no history
+# Answer without the token (with no history: see ``authorized``).
+OPEN_ENDPOINTS = frozenset({"health"})
 COOKIE_MAX_AGE = 400 * 24 * 3600  # the longest a browser keeps a cookie; rotating ends it
 HOW_TO = (
     "open the login URL that `choo daemon status` (or `choo daemon token`) prints, or send "
@@ -44,23 +45,36 @@ def install_token_check(app: Any, token: Token) -> None:
 
     @app.before_request  # type: ignore[untyped-decorator]
     async def check_token() -> Response | None:
-        if request.endpoint in OPEN_ENDPOINTS:
-            return None
         expected = token()
+        if request.endpoint in OPEN_ENDPOINTS:
+            given, _ = _credential()
+            if same(given, expected):
+                g.token = expected
+            return None
         offered = request.args.get(QUERY)
         if offered is not None:
             _check(offered, expected, "the token in this URL")
             return _log_in(offered)
-        header = request.headers.get("Authorization")
-        if header is not None:
-            scheme, _, given = header.strip().partition(" ")
-            if scheme.lower() != "bearer":
-                raise Unauthorized("unauthorized", f"only Bearer authorization is taken; {HOW_TO}")
-            _check(given.strip(), expected, "the Bearer token")
-        else:
-            _check(request.cookies.get(COOKIE), expected, "the login cookie")
+        given, what = _credential()
+        _check(given, expected, what)
         g.token = expected  # streams check it is still the one
         return None
+
+
+def authorized() -> bool:
+    """Whether this request showed the token (for the routes that answer without it)."""
+    return g.get("token") is not None
+
+
+def _credential() -> tuple[str | None, str]:
+    """The token this request shows (header, else cookie), and where it is."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return request.cookies.get(COOKIE), "the login cookie"
+    scheme, _, given = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        raise Unauthorized("unauthorized", f"only Bearer authorization is taken; {HOW_TO}")
+    return given.strip(), "the Bearer token"
 
 
 def _check(given: str | None, expected: str | None, what: str) -> None:
