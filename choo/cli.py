@@ -261,7 +261,7 @@ def daemon_token(
         print(to_json(shown))
         return
     if rotate:
-        out.print(f"a new web token is in {home.token}; the old one no longer works")
+        out.print(f"a new web token is in {escape(str(home.token))}; the old one no longer works")
     if login:
         out.print(login, soft_wrap=True)
     else:

@@ -99,8 +99,9 @@ async def test_health_answers_without_the_token_and_holds_no_history(
     async with httpx.AsyncClient(base_url=daemon.web_url) as client:
         open_health = await client.get("/api/health")
         assert open_health.status_code == 200 and open_health.json() == {"ok": True}
-        wrong = await client.get("/api/health", headers={"Authorization": f"Bearer {WRONG}"})
-        assert wrong.json() == {"ok": True}
+        for header in (f"Bearer {WRONG}", "Basic eDp5"):
+            wrong = await client.get("/api/health", headers={"Authorization": header})
+            assert wrong.status_code == 200 and wrong.json() == {"ok": True}
         full = await client.get("/api/health", headers=bearer(home))
     assert "run_secret_name" in full.json()["active_runs"]
 
