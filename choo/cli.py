@@ -159,6 +159,7 @@ def daemon_start(
         )
     verb = "already running" if result.already_running else "started"
     out.print(f"[green]●[/] daemon {verb}: pid {s['pid']}, web UI {s['web']}")
+    _print_login(home, s)
     if s.get("set_aside") and not result.already_running:
         warn(
             err,
@@ -209,6 +210,7 @@ def daemon_restart(port: PortOption = None, host: HostOption = None) -> None:
         f"[green]●[/] daemon restarted: pid {result.status['pid']}, web UI {result.status['web']}"
     )
     _warn_exposed(result.status)
+    _print_login(home, result.status)
 
 
 @daemon_app.command("status")
@@ -239,11 +241,55 @@ def daemon_status(
                 )
             out.print("  start one with: [bold]choo daemon start[/]")
         raise typer.Exit(1)
+    login = daemonctl.login_url(home, status["web"]) if status.get("web") else None
     if as_json:
-        print_json({"running": True, **status})
+        print_json({"running": True, **status, "login": login})
         return
     out.print(_status_table(status))
     _warn_exposed(status)
+    _print_login(home, status)
+
+
+def _print_login(home: Home, status: dict[str, Any]) -> None:
+    """The URL that logs a browser in to the web UI (on one line, for the terminal to wrap)."""
+    if status.get("web"):
+        out.print(f"  log in: {daemonctl.login_url(home, status['web'])}", soft_wrap=True)
+
+
+@daemon_app.command("token")
+def daemon_token(
+    rotate: Annotated[
+        bool,
+        typer.Option(
+            "--rotate",
+            help="Make a new token: the running daemon refuses the old one at once "
+            "(browsers log in again with the new URL).",
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print the URL that logs a browser in to the web UI (the token is in CHOO_HOME/web.token)."""
+    home = _home()
+    try:
+        daemonctl.web_token(home, rotate=rotate)
+    except daemonctl.DaemonControlError as exc:
+        raise _fail(str(exc), 2) from None
+    status = daemonctl.query_status(home) or {}
+    web = status.get("web")
+    login = daemonctl.login_url(home, web) if web else None
+    if as_json:
+        shown = {"login": login, "web": web, "token_file": str(home.token), "rotated": rotate}
+        print(to_json(shown))
+        return
+    if rotate:
+        out.print(f"a new web token is in {escape(str(home.token))}; the old one no longer works")
+    if login:
+        out.print(login, soft_wrap=True)
+    else:
+        out.print(
+            "no daemon is running: start it with [bold]choo daemon start[/], "
+            "which prints the login URL"
+        )
 
 
 def _print_busy(home: Home, probe: daemonctl.Probe, as_json: bool) -> None:

@@ -35,7 +35,7 @@ from choo_daemon.spool import import_spool
 from choo_daemon.store import utc_now
 from choo_daemon.work import Inbound
 from choo_daemon.writer import Writer
-from protocol.home import Home, spool_status
+from protocol.home import Home, TokenFile, ensure_token, spool_status
 from protocol.settings import default, exposed_warning
 
 log = logging.getLogger("choo.daemon")
@@ -110,6 +110,7 @@ class Daemon:
         self, *, task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED
     ) -> None:
         remove_stale_socket(self.home.socket)
+        ensure_token(self.home)  # the web token, made at the first start
         send, receive = trio.open_memory_channel[Inbound](CHANNEL_SIZE)
         try:
             async with trio.open_nursery() as nursery:
@@ -152,12 +153,14 @@ class Daemon:
         create_app, serve_web = web.create_app, web.serve_web
 
         host, port = self.options.host, self.options.port
+        token = TokenFile(self.home.token)  # read again when rotated
 
         def app() -> Any:
             return create_app(
                 self.status,
                 reader=LiveOnlyReader(self.reader, self.liveonly),
                 live=self.hub,
+                token=token.current,
                 allowed_hosts=[host],
             )
 

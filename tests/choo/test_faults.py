@@ -22,7 +22,7 @@ from choo import daemonctl, runner
 from choo.cli import app
 from choo.orchestrator.events import Event
 from choo.orchestrator.recorder import HistoryRecorder
-from protocol.home import Home, read_pid
+from protocol.home import Home, read_pid, read_token
 from tests.choo.support import (
     History,
     Repo,
@@ -337,7 +337,8 @@ def test_after_a_restart_on_another_port_the_history_link_points_at_the_new_daem
     run = history.only_run()
     assert run["status"] == "completed"
     lines = [line for line in result.stdout.splitlines() if line.startswith("history: ")]
-    assert lines == [f"history: {served}/#/history?run={run['id']}"], result.stdout
+    login = f"{served}/?token={read_token(home)}"
+    assert lines == [f"history: {login}#/history?run={run['id']}"], result.stdout
     run_choo("daemon", "stop", cwd=home.root)
 
 
