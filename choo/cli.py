@@ -37,7 +37,7 @@ from choo.orchestrator.status import (
     status_table,
 )
 from choo.runner import RunError, RunRequest, execute, repo_root_of
-from choo.term import duration, make_console, plural, print_json, size, to_json, warn
+from choo.term import duration, make_console, plural, print_json, shown, size, to_json, warn
 from protocol.home import Home, HomeError, check_home, prepare_home, spool_status
 from protocol.settings import default
 
@@ -92,7 +92,7 @@ def _home() -> Home:
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    err.print(f"[bold red]error:[/] {shown(message, lines=True)}", soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -542,7 +542,7 @@ def status_cmd(
         print_json({**plan_status(plan, graph), **({"run": run_json(run)} if run else {})})
         return
     if run is not None:
-        out.print(escape(pending_note(run)))
+        out.print(shown(pending_note(run)))
     out.print(status_table(plan, graph))
 
 

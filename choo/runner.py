@@ -46,7 +46,7 @@ from choo.orchestrator.recorder import HistoryRecorder
 from choo.orchestrator.runstate import RunState
 from choo.orchestrator.scheduler import Tally, schedule
 from choo.orchestrator.worker import Worker, WorkerSettings
-from choo.term import plural
+from choo.term import plural, shown
 from protocol.home import Home
 from protocol.times import utc_now
 
@@ -239,7 +239,7 @@ async def _execute(request: RunRequest, console: Console, lock: PlanLock | None)
     final_plan = _final_plan(request, plan, space)
     console.print(reporter.summary(final_plan, tally))
     if landing:
-        console.print(landing)
+        console.print(shown(landing, lines=True))
     shown_id = run_id if recorded else None
     _farewell(console, status, shown_id, web_url)
     return RunOutcome(shown_id, status, code, tally, web_url)
@@ -607,23 +607,26 @@ def _announce(
     )
     head = f"[bold]choo[/] {verb} {counts}"
     if provider is not None:
-        head += f" · provider {provider.name} · parallelism {request.config['parallelism']}"
+        head += f" · provider {shown(provider.name)} · parallelism {request.config['parallelism']}"
     console.print(head)
     if run_id:
-        console.print(f"  run [bold]{run_id}[/]" + (f" · live at {web_url}" if web_url else ""))
+        live = f" · live at {shown(web_url)}" if web_url else ""
+        console.print(f"  run [bold]{shown(run_id)}[/]{live}")
     if request.dry_run:
         for n, level in enumerate(graph.levels):
             console.print(f"  level {n}:")
             for unit_id in level:
                 unit = plan.units[unit_id]
-                deps = f" [dim](after {', '.join(unit.depends_on)})[/]" if unit.depends_on else ""
-                console.print(f"    [bold]{unit_id}[/]{deps}")
+                after = shown(", ".join(unit.depends_on))
+                deps = f" [dim](after {after})[/]" if unit.depends_on else ""
+                console.print(f"    [bold]{shown(unit_id)}[/]{deps}")
                 for task in unit.tasks:
-                    console.print(f"      #{task.number} {task.title} [dim]{task.status}[/]")
+                    title, status = shown(task.title), shown(task.status)
+                    console.print(f"      #{task.number} {title} [dim]{status}[/]")
 
 
 def _farewell(console: Console, status: str, run_id: str | None, web_url: str | None) -> None:
     color = {"completed": "green", "failed": "red", "stopped": "yellow"}.get(status, "white")
-    console.print(f"[{color}]run {status}[/]" + (f": {run_id}" if run_id else ""))
+    console.print(f"[{color}]run {status}[/]" + (f": {shown(run_id)}" if run_id else ""))
     if run_id and web_url:
-        console.print(f"history: {web_url}/#/history?run={run_id}")
+        console.print(f"history: {shown(web_url)}/#/history?run={shown(run_id)}")

@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
 from rich.table import Table
 
 from choo.orchestrator import gitwork, runstate
 from choo.orchestrator.discovery import Plan, discover
 from choo.orchestrator.graph import Graph
 from choo.orchestrator.runstate import RunState
+from choo.term import shown
 from protocol.home import Home
 
 _COLORS = {"complete": "green", "failed": "red", "in_progress": "yellow", "pending": "dim"}
@@ -75,7 +75,7 @@ def plan_status(plan: Plan, graph: Graph) -> dict[str, Any]:
 
 
 def status_table(plan: Plan, graph: Graph) -> Table:
-    table = Table(title=f"{plan.tasks_dir}", title_justify="left")
+    table = Table(title=shown(plan.tasks_dir), title_justify="left")
     table.add_column("level", justify="right")
     table.add_column("unit / task")
     table.add_column("status")
@@ -85,15 +85,15 @@ def status_table(plan: Plan, graph: Graph) -> Table:
         done = sum(1 for t in unit.tasks if t.status == "complete")
         table.add_row(
             str(graph.level_of(unit.id)),
-            f"[bold]{escape(unit.id)}[/] [dim]{done}/{len(unit.tasks)}[/]",
+            f"[bold]{shown(unit.id)}[/] [dim]{done}/{len(unit.tasks)}[/]",
             f"[{_COLORS[status]}]{status}[/]",
-            escape(", ".join(unit.depends_on)),
+            shown(", ".join(unit.depends_on)),
         )
         for task in unit.tasks:
             color = _COLORS.get(task.status, "white")
             table.add_row(
                 "",
-                f"  #{task.number} {escape(task.title)}",
+                f"  #{task.number} {shown(task.title)}",
                 f"[{color}]{task.status}[/]",
                 ", ".join(f"#{n}" for n in task.depends_on),
             )
