@@ -530,8 +530,9 @@ def status_cmd(
 
     While a run of TASKS_DIR has not landed, the statuses are those on its run branch.
     """
+    config = _load_config(repo_root_of(tasks_dir), {})
     try:
-        plan, run = current_plan(_home(), tasks_dir)
+        plan, run = current_plan(_home(), tasks_dir, max_bytes=config["plan.max_file_bytes"])
     except PlanInvalid as exc:
         raise _fail(f"the plan in {tasks_dir} has problems:\n{exc}", 2) from None
     except GitError as exc:

@@ -113,7 +113,7 @@ def repo_root_of(path: Path) -> Path:
 
 def plan_run(request: RunRequest) -> tuple[Plan, Graph]:
     try:
-        plan = discover(request.tasks_dir)
+        plan = discover(request.tasks_dir, max_bytes=request.config["plan.max_file_bytes"])
     except PlanInvalid as exc:
         raise RunError(f"the plan in {request.tasks_dir} has problems:\n{exc}") from None
     if request.unit is not None:
@@ -289,7 +289,12 @@ def _plan_on_branch(request: RunRequest, place: Place) -> tuple[Plan, Graph]:
     merged so far are complete there)."""
     assert place.iso is not None and place.resumed is not None
     try:
-        plan = runstate.plan_at(place.iso.repo, place.resumed.branch, request.tasks_dir)
+        plan = runstate.plan_at(
+            place.iso.repo,
+            place.resumed.branch,
+            request.tasks_dir,
+            max_bytes=request.config["plan.max_file_bytes"],
+        )
     except (PlanInvalid, GitError) as exc:
         raise RunError(f"cannot read the plan on branch {place.resumed.branch}: {exc}") from None
     if request.unit is not None:
@@ -307,6 +312,7 @@ def _open_space(
         teardown=config["worktree.teardown"],
         baseline_checks=tuple(config["baseline_checks"] or ()),
         check_timeout=config["backpressure.timeout"],
+        max_file_bytes=config["plan.max_file_bytes"],
     )
     try:
         return RunSpace.open(
@@ -324,7 +330,7 @@ def _final_plan(request: RunRequest, plan: Plan, space: RunSpace | None) -> Plan
         except (PlanInvalid, GitError):
             return plan
     try:
-        final = discover(request.tasks_dir)
+        final = discover(request.tasks_dir, max_bytes=request.config["plan.max_file_bytes"])
         return _only(final, request.unit) if request.unit is not None else final
     except (PlanInvalid, RunError):
         return plan

@@ -11,6 +11,7 @@ from rich.table import Table
 from choo.orchestrator import gitwork, runstate
 from choo.orchestrator.discovery import Plan, discover
 from choo.orchestrator.graph import Graph
+from choo.orchestrator.planfile import DEFAULT_MAX_BYTES
 from choo.orchestrator.runstate import RunState
 from choo.term import shown
 from protocol.home import Home
@@ -18,18 +19,21 @@ from protocol.home import Home
 _COLORS = {"complete": "green", "failed": "red", "in_progress": "yellow", "pending": "dim"}
 
 
-def current_plan(home: Home, tasks_dir: Path) -> tuple[Plan, RunState | None]:
+def current_plan(
+    home: Home, tasks_dir: Path, *, max_bytes: int = DEFAULT_MAX_BYTES
+) -> tuple[Plan, RunState | None]:
     """The plan in ``tasks_dir`` with its current statuses, and the run they come from.
 
     While an isolated run of this plan has not landed, its statuses are on its
     run branch, not in the folder: the plan is read from there (the run is
-    returned then). Otherwise it is the folder's. Raises PlanInvalid.
+    returned then). Otherwise it is the folder's. No file over ``max_bytes``
+    (``plan.max_file_bytes``) is read. Raises PlanInvalid.
     """
     repo = gitwork.find_repo(tasks_dir)
     pending = runstate.pending_run(home, repo, tasks_dir) if repo is not None else None
     if repo is None or pending is None:
-        return discover(tasks_dir), None
-    return runstate.plan_at(repo, pending.branch, tasks_dir), pending
+        return discover(tasks_dir, max_bytes=max_bytes), None
+    return runstate.plan_at(repo, pending.branch, tasks_dir, max_bytes=max_bytes), pending
 
 
 def pending_note(run: RunState) -> str:
