@@ -16,13 +16,14 @@ columns (or ``COLUMNS``, when set).
 from __future__ import annotations
 
 import os
-import re
 import sys
 from typing import Any
 
 import orjson
 from rich.console import Console
 from rich.markup import escape
+
+from protocol import control
 
 
 def make_console(*, stderr: bool = False) -> Console:
@@ -34,23 +35,13 @@ def make_console(*, stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, emoji=False, width=width)
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def _show_control(match: re.Match[str]) -> str:
-    char = match.group()
-    return "\u241b" if char == "\x1b" else f"\\x{ord(char):02x}"
-
-
 def visible(text: str, *, lines: bool = False) -> str:
     """``text`` with its control characters shown, so that printing it cannot
-    move the cursor, colour, retitle or clear the terminal: ESC as "\u241b"
-    (an ANSI escape reads "\u241b[31m"), every other C0 or C1 character, DEL
-    included, as ``\\xNN``. ``lines`` keeps newlines and tabs (a message of
-    several lines); else they are shown too."""
-    pattern = _CONTROL_BUT_LINES if lines else _CONTROL
-    return pattern.sub(_show_control, text)
+    move the cursor, colour, retitle or clear the terminal: ESC as "␛" (an
+    ANSI escape reads "␛[31m"), every other C0 or C1 character, DEL included,
+    as ``\\xNN`` (``protocol.control``). ``lines`` keeps newlines and tabs
+    (a message of several lines); else they are shown too."""
+    return control.visible(text, lines=lines)
 
 
 def shown(text: object, *, lines: bool = False) -> str:
