@@ -51,6 +51,10 @@ def test_status_and_dry_run(repo: Repo) -> None:
     assert "[bold red]x\\x0d" in status and "[bold red]x[/]" in status
     dry = printed(run_choo("run", "--dry-run", "--no-daemon", cwd=repo.root))
     assert "[bold red]x\\x0d" in dry and "[bold red]x[/]" in dry
+    # An error message quoting data: "--unit X: no such unit in ... (units: ...)".
+    wrong = run_choo("run", "--dry-run", "--no-daemon", "--unit", f"{UNIT}[/]", cwd=repo.root)
+    assert wrong.returncode == 2
+    assert "--unit u␛[31m␛]0;title\\x07[bold red]x\\x0d[/]: no such unit" in printed(wrong)
 
 
 def test_run_and_every_history_command(repo: Repo, home: Home, history: History) -> None:
