@@ -37,7 +37,7 @@ from choo.orchestrator.status import (
     status_table,
 )
 from choo.runner import RunError, RunRequest, execute, repo_root_of
-from choo.term import duration, make_console, plural, print_json, size, to_json, warn
+from choo.term import duration, make_console, plural, print_json, shown, size, to_json, warn
 from protocol.home import Home, HomeError, check_home, prepare_home, spool_status
 from protocol.settings import default
 
@@ -100,7 +100,7 @@ def _home() -> Home:
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    err.print(f"[bold red]error:[/] {shown(message, lines=True)}", soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -597,8 +597,9 @@ def status_cmd(
 
     While a run of TASKS_DIR has not landed, the statuses are those on its run branch.
     """
+    config = _load_config(repo_root_of(tasks_dir), {})
     try:
-        plan, run = current_plan(_home(), tasks_dir)
+        plan, run = current_plan(_home(), tasks_dir, max_bytes=config["plan.max_file_bytes"])
     except PlanInvalid as exc:
         raise _fail(f"the plan in {tasks_dir} has problems:\n{exc}", 2) from None
     except GitError as exc:
@@ -609,7 +610,7 @@ def status_cmd(
         print_json({**plan_status(plan, graph), **({"run": run_json(run)} if run else {})})
         return
     if run is not None:
-        out.print(escape(pending_note(run)))
+        out.print(shown(pending_note(run)))
     out.print(status_table(plan, graph))
 
 

@@ -7,6 +7,7 @@ do, while bugs (TypeError, ...) and trio's own exceptions pass by::
     ChooError
     ├── ConfigError             a configuration value cannot be used (choo.config)
     ├── PlanInvalid             a tasks directory cannot be run (choo.orchestrator)
+    ├── PlanFileRefused         a plan's file is not read: not regular, outside, too big
     ├── FrontmatterError        (and ValueError) a task file's frontmatter cannot be used
     │   ├── UnclosedFrontmatter
     │   ├── InvalidYaml

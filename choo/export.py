@@ -29,7 +29,8 @@ from choo.api import HistoryAPI, HistoryError
 from choo.client import DaemonError
 from choo.errors import ChooError
 from choo.history import get_graph, get_run, iter_events, open_daemon
-from choo.term import plural
+from choo.term import plural, size
+from protocol.frames import MAX_FRAME
 from protocol.home import Home
 from protocol.messages import RUN_END_FIELDS, RUN_ID, RUN_STATUSES
 
@@ -54,6 +55,9 @@ RUN_FIELDS: Final = (
 )
 EVENT_FIELDS: Final = ("seq", "time", "type", "unit", "task", "pr", "payload", "error")
 IMPORT_WINDOW = 2000  # events in flight during an import: bounds the client's journal
+# The longest line an import reads: an event is at most one frame (msgpack),
+# and its JSON a little longer. A longer line is refused, not read whole.
+MAX_LINE: Final = 4 * MAX_FRAME
 
 
 class ExportFileError(ChooError):
@@ -171,20 +175,38 @@ class ImportResult:
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Each record of the file with its line number, read a line at a time: a
+    line over MAX_LINE bytes is an error, never held whole."""
     try:
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
+        with open(path, "rb") as f:
+            for number, line in enumerate(iter(lambda: f.readline(MAX_LINE + 1), b""), 1):
+                if len(line) > MAX_LINE:
+                    raise ExportFileError(
+                        f"{path}, line {number}: longer than {size(MAX_LINE)}, so not a line "
+                        "of a `choo history export`; nothing was imported"
+                    )
+                if number > 1 and not line.strip():
                     continue
-                try:
-                    record = orjson.loads(line)
-                except ValueError as exc:
-                    raise ExportFileError(f"{path}, line {number}: not JSON ({exc})") from None
-                if not isinstance(record, dict):
-                    raise ExportFileError(f"{path}, line {number}: not a JSON object")
-                yield number, record
-    except (OSError, UnicodeDecodeError) as exc:
+                yield number, _record(path, number, line)
+    except OSError as exc:
         raise ExportFileError(f"cannot read {path}: {exc}") from None
+
+
+def _record(path: Path, number: int, line: bytes) -> dict[str, Any]:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ExportFileError(
+            f"{path}, line {number}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+            "an export is the NDJSON a `choo history export` writes"
+        ) from None
+    try:
+        record = orjson.loads(line)
+    except ValueError as exc:
+        raise ExportFileError(f"{path}, line {number}: not JSON ({exc})") from None
+    if not isinstance(record, dict):
+        raise ExportFileError(f"{path}, line {number}: not a JSON object")
+    return record
 
 
 def _quote(value: Any) -> str:
@@ -249,8 +271,8 @@ def read_export(path: Path) -> Export:
 def _check_run_line(path: Path, number: int, record: dict[str, Any]) -> dict[str, Any]:
     if record.get("kind") != "run":
         raise ExportFileError(
-            f'{path}, line {number}: the first line must be the "run" line of a '
-            "`choo history export`"
+            f'{path}, line {number}: not a choo export: the first line must be the "run" '
+            "line of a `choo history export`"
         )
     if record.get("format") != EXPORT_FORMAT:
         raise ExportFileError(

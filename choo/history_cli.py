@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -23,7 +22,7 @@ from choo.api import HistoryAPI, HistoryError, HistoryUnavailable
 from choo.config import ConfigError
 from choo.config import load as load_config
 from choo.runner import repo_root_of
-from choo.term import duration_ms, make_console, plural, print_json, to_json, warn
+from choo.term import duration_ms, make_console, plural, print_json, shown, to_json, visible, warn
 from choo.usage_view import tasks_table, tokens_count, totals_rows, unit_tokens, usd
 from protocol.home import Home
 from protocol.messages import RUN_STATUSES
@@ -47,7 +46,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (for script
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    err.print(f"[bold red]error:[/] {shown(message, lines=True)}", soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -102,7 +101,7 @@ def list_cmd(
         print_json(found.to_dict())
         return
     if not found.runs:
-        where = f" of {found.repo}" if found.repo else ""
+        where = f" of {shown(found.repo)}" if found.repo else ""
         with_status = f" with status {status}" if status else ""
         out.print(f"no runs{where}{with_status} in the history")
         if found.repo:
@@ -115,7 +114,7 @@ def list_cmd(
 def _runs_table(found: history.RunList) -> Table:
     table = Table(header_style="bold", title_justify="left")
     where = found.repo or "all repositories"
-    table.title = f"Runs of {escape(where)}" + (f" · {found.status}" if found.status else "")
+    table.title = f"Runs of {shown(where)}" + (f" · {found.status}" if found.status else "")
     table.add_column("ID", no_wrap=True)
     if found.repo is None:
         table.add_column("Repository", min_width=16, overflow="fold")
@@ -124,9 +123,9 @@ def _runs_table(found: history.RunList) -> Table:
     table.add_column("Resumes", justify="right", no_wrap=True)
     table.add_column("", no_wrap=True)
     for run in found.runs:
-        row = [run["id"]]
+        row = [shown(run["id"])]
         if found.repo is None:
-            row.append(escape(run["repo_path"]))
+            row.append(shown(run["repo_path"]))
         row += [
             _status(run["status"]),
             _unit_counts(run),
@@ -151,7 +150,7 @@ def _list_footer(found: history.RunList) -> None:
 
 
 def _status(status: str) -> str:
-    return f"[{STATUS_STYLE.get(status, 'white')}]{escape(status)}[/]"
+    return f"[{STATUS_STYLE.get(status, 'white')}]{shown(status)}[/]"
 
 
 def _unit_counts(run: dict[str, Any]) -> str:
@@ -166,13 +165,13 @@ def _unit_counts(run: dict[str, Any]) -> str:
 
 
 def _local(iso: str | None, *, millis: bool = False) -> str:
-    """A stored UTC time in local time, for people."""
+    """A stored UTC time in local time, for people (as markup)."""
     if not iso:
         return "-"
     try:
         moment = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone()
     except ValueError:
-        return iso
+        return shown(iso)
     text = moment.strftime("%Y-%m-%d %H:%M:%S")
     return text + f".{moment.microsecond // 1000:03d}" if millis else text
 
@@ -207,15 +206,15 @@ def show_cmd(run_id: RunIdArg, as_json: JsonOption = False) -> None:
     if git["kept_worktrees"]:
         out.print(_kept_table(git["kept_worktrees"]))
         if any(Path(k["path"]).is_dir() for k in git["kept_worktrees"]):
-            out.print(f"[dim]remove them once inspected: choo cleanup {run['id']}[/]")
-    out.print(
-        f"[dim]events: choo history events {run['id']} · web: {web}/#/history?run={run['id']}[/]"
-    )
+            out.print(f"[dim]remove them once inspected: choo cleanup {shown(run['id'])}[/]")
+    run_id = shown(run["id"])
+    out.print(f"[dim]events: choo history events {run_id} · web: {web}/#/history?run={run_id}[/]")
 
 
 def _summary(run: dict[str, Any], git: dict[str, Any]) -> Table:
     table = Table(show_header=False, box=None, padding=(0, 2), title_justify="left")
-    table.title = f"Run [bold]{run['id']}[/]" + (" [dim](dry run)[/]" if run["dry_run"] else "")
+    dry = " [dim](dry run)[/]" if run["dry_run"] else ""
+    table.title = f"Run [bold]{shown(run['id'])}[/]{dry}"
     table.add_column(style="bold")
     table.add_column()
     units = (
@@ -224,8 +223,8 @@ def _summary(run: dict[str, Any], git: dict[str, Any]) -> Table:
     )
     rows = [
         ("status", _status(run["status"])),
-        ("repository", escape(run["repo_path"])),
-        ("tasks", escape(run["tasks_dir"] or "-")),
+        ("repository", shown(run["repo_path"])),
+        ("tasks", shown(run["tasks_dir"] or "-")),
         ("started", _local(run["started_at"])),
         ("ended", _local(run["completed_at"])),
         ("duration", _run_duration(run)),
@@ -237,7 +236,7 @@ def _summary(run: dict[str, Any], git: dict[str, Any]) -> Table:
         *_git_rows(git, run["status"]),
     ]
     if run["error"]:
-        rows.append(("[red]error[/]", escape(run["error"])))
+        rows.append(("[red]error[/]", shown(run["error"])))
     for key, value in rows:
         table.add_row(key, value)
     return table
@@ -247,18 +246,18 @@ def _git_rows(git: dict[str, Any], status: str) -> list[tuple[str, str]]:
     """The run branch and whether it landed (none for a run that was not isolated)."""
     if not git["branch"]:
         return []
-    branch = escape(git["branch"])
+    branch = shown(git["branch"])
     if git["base"]:
-        start = f" from {escape(git['head_branch'])}" if git["head_branch"] else ""
-        branch += f" [dim](started{start} at {escape(git['base'][:7])})[/]"
+        start = f" from {shown(git['head_branch'])}" if git["head_branch"] else ""
+        branch += f" [dim](started{start} at {shown(git['base'][:7])})[/]"
     rows = [("branch", branch)]
     land = git["land"]
     if land and land["landed"]:
-        sha = f" at {escape(land['sha'][:7])}" if land["sha"] else ""
-        rows.append(("landed", f"[green]yes[/], on {escape(land['into'] or '-')}{sha}"))
+        sha = f" at {shown(land['sha'][:7])}" if land["sha"] else ""
+        rows.append(("landed", f"[green]yes[/], on {shown(land['into'] or '-')}{sha}"))
     elif land or status != "running":
-        why = f" ({escape(land['reason'])})" if land and land["reason"] else ""
-        command = f": [bold]{escape(land['command'])}[/]" if land and land["command"] else ""
+        why = f" ({shown(land['reason'])})" if land and land["reason"] else ""
+        command = f": [bold]{shown(land['command'])}[/]" if land and land["command"] else ""
         rows.append(("landed", f"[yellow]no[/]{why}{command}"))
     return rows
 
@@ -268,14 +267,14 @@ def _commits_table(commits: list[dict[str, Any]]) -> Table:
     for name in ("Unit", "Task", "Attempt", "SHA", "Subject", "+/−"):
         table.add_column(name, justify="right" if name in ("Task", "Attempt") else "left")
     for c in commits:
-        subject = escape(c["subject"] or "")
+        subject = shown(c["subject"] or "")
         if c["author"] == "agent":
             subject += " [dim](agent)[/]"
         table.add_row(
-            escape(c["unit"]),
+            shown(c["unit"]),
             "-" if c["task"] is None else f"#{c['task']}",
             "-" if c["attempt"] is None else str(c["attempt"]),
-            escape(c["sha"][:7]),
+            shown(c["sha"][:7]),
             subject,
             _diff_stat(c),
         )
@@ -296,9 +295,9 @@ def _kept_table(kept: list[dict[str, Any]]) -> Table:
     for k in kept:
         there = Path(k["path"]).is_dir()
         table.add_row(
-            escape(k["unit"]),
-            f"[{UNIT_STYLE.get(k['status'], 'white')}]{escape(k['status'])}[/]",
-            escape(k["path"]),
+            shown(k["unit"]),
+            f"[{UNIT_STYLE.get(k['status'], 'white')}]{shown(k['status'])}[/]",
+            shown(k["path"]),
             "yes" if there else "[dim]gone[/]",
         )
     return table
@@ -310,7 +309,7 @@ def _markers(markers: list[dict[str, Any]]) -> Table:
         table.add_column(name, justify="right" if name == "Seq" else "left")
     for m in markers:
         what = "[yellow]stopped[/]" if m["type"] == "run.stopped" else "[cyan]resumed[/]"
-        table.add_row(str(m["seq"]), _local(m["time"]), what, escape(m["reason"] or "-"))
+        table.add_row(str(m["seq"]), _local(m["time"]), what, shown(m["reason"] or "-"))
     return table
 
 
@@ -323,13 +322,13 @@ def _units_table(units: list[dict[str, Any]]) -> Table:
     for u in units:
         note = ""
         if u["blocked_by"]:
-            note = f"blocked by {escape(str(u['blocked_by']))}"
+            note = f"blocked by {shown(str(u['blocked_by']))}"
         elif u["reason"]:
-            note = escape(str(u["reason"]))
+            note = shown(str(u["reason"]))
         style = UNIT_STYLE.get(u["status"], "white")
         table.add_row(
-            escape(u["unit"]),
-            f"[{style}]{u['status']}[/]",
+            shown(u["unit"]),
+            f"[{style}]{shown(u['status'])}[/]",
             f"{u['done']}/{u['tasks']}",
             str(u["starts"]),
             _local(u["started_at"]),
@@ -366,12 +365,12 @@ def tasks_cmd(
         print_json(found)
         return
     if not found["tasks"]:
-        out.print(f"no tasks of {escape(repo_path)} in the history")
+        out.print(f"no tasks of {shown(repo_path)} in the history")
         return
     out.print(tasks_table(found))
-    shown = len(found["tasks"])
-    line = f"{shown} of {plural(found['total'], 'task')}"
-    if shown < found["total"]:
+    count = len(found["tasks"])
+    line = f"{count} of {plural(found['total'], 'task')}"
+    if count < found["total"]:
         line += f" · more: [bold]choo history tasks --limit {found['total']}[/]"
     out.print(f"[dim]{line} · outcomes newest first[/]")
 
@@ -421,9 +420,9 @@ def events_cmd(
     tail = f"[dim]{plural(count, 'event')}"
     if type or unit:
         tail += " matching " + " and ".join(
-            f"{k} {escape(v)}" for k, v in (("type", type), ("unit", unit)) if v
+            f"{k} {shown(v)}" for k, v in (("type", type), ("unit", unit)) if v
         )
-    out.print(tail + f" · run {ended['id']} {ended['status']}[/]")
+    out.print(tail + f" · run {shown(ended['id'])} {shown(ended['status'])}[/]")
 
 
 def _event_style(kind: str) -> str:
@@ -439,31 +438,32 @@ def _event_style(kind: str) -> str:
 
 
 def _event_line(event: dict[str, Any]) -> Text:
+    """One event for people; a Text, so no markup in it is read (its data is made visible)."""
     kind = str(event["type"])
-    where = event["unit"] or ""
+    where = visible(event["unit"] or "")
     if event["task"] is not None:
         where += f" #{event['task']}"
     text = Text.assemble(
         (f"{event['seq']:>6} ", "dim"),
-        (_local(event["time"], millis=True) + "  ", "dim"),
-        (f"{kind:<22} ", _event_style(kind)),
+        Text.from_markup(_local(event["time"], millis=True) + "  ", style="dim"),
+        (f"{visible(kind):<22} ", _event_style(kind)),
         (f"{where:<20} ", "bold"),
         _payload_summary(event.get("payload")),
     )
     if event.get("error"):
-        text.append(f"  error: {_clip(str(event['error']), 200)}", "red")
+        text.append(f"  error: {_clip(visible(str(event['error'])), 200)}", "red")
     return text
 
 
 def _payload_summary(payload: Any) -> str:
     if not isinstance(payload, dict):
-        return "" if payload is None else _clip(to_json(payload), 160)
+        return "" if payload is None else _clip(visible(to_json(payload)), 160)
     parts = []
     for key, value in payload.items():
         if key == "resume_id":
             continue  # the resume request's retry token, no use to a reader
-        shown = value if isinstance(value, str) else to_json(value)
-        parts.append(f"{key}={_clip(shown.replace(chr(10), ' '), 60)}")
+        text = value if isinstance(value, str) else to_json(value)
+        parts.append(f"{visible(str(key))}={_clip(visible(text.replace(chr(10), ' ')), 60)}")
     return _clip(" ".join(parts), 200)
 
 
@@ -510,8 +510,8 @@ def export_cmd(
                 partial.unlink(missing_ok=True)
     if output is not None:
         err.print(
-            f"exported run [bold]{summary.run['id']}[/] ({plural(summary.events, 'event')}"
-            f"{', graph' if summary.graph else ''}) to {escape(str(output))}"
+            f"exported run [bold]{shown(summary.run['id'])}[/] ({plural(summary.events, 'event')}"
+            f"{', graph' if summary.graph else ''}) to {shown(str(output))}"
         )
 
 
@@ -533,15 +533,15 @@ def import_cmd(
     run = result.run
     if result.already:
         out.print(
-            f"run [bold]{run['id']}[/] is already in the history with the same content; "
+            f"run [bold]{shown(run['id'])}[/] is already in the history with the same content; "
             "nothing to import"
         )
         return
     out.print(
-        f"[green]imported[/] run [bold]{run['id']}[/] ({plural(result.events, 'event')}, "
-        f"{_status(run['status'])}) from {escape(str(file))}"
+        f"[green]imported[/] run [bold]{shown(run['id'])}[/] ({plural(result.events, 'event')}, "
+        f"{_status(run['status'])}) from {shown(str(file))}"
     )
-    out.print(f"[dim]see it with: choo history show {run['id']}[/]")
+    out.print(f"[dim]see it with: choo history show {shown(run['id'])}[/]")
 
 
 # -- prune -------------------------------------------------------------------------
@@ -604,8 +604,8 @@ def _pruned_table(runs: list[dict[str, Any]]) -> Table:
         table.add_column(name, justify="right" if name == "Events" else "left")
     for r in runs:
         table.add_row(
-            r["id"],
-            escape(r["repo_path"]),
+            shown(r["id"]),
+            shown(r["repo_path"]),
             _local(r["started_at"]),
             _status(r["status"]),
             f"{r['event_count']:,}",

@@ -46,7 +46,7 @@ from choo.orchestrator.recorder import HistoryRecorder
 from choo.orchestrator.runstate import RunState
 from choo.orchestrator.scheduler import Tally, schedule
 from choo.orchestrator.worker import Worker, WorkerSettings
-from choo.term import plural
+from choo.term import plural, shown
 from protocol.home import Home
 from protocol.times import utc_now
 
@@ -113,7 +113,7 @@ def repo_root_of(path: Path) -> Path:
 
 def plan_run(request: RunRequest) -> tuple[Plan, Graph]:
     try:
-        plan = discover(request.tasks_dir)
+        plan = discover(request.tasks_dir, max_bytes=request.config["plan.max_file_bytes"])
     except PlanInvalid as exc:
         raise RunError(f"the plan in {request.tasks_dir} has problems:\n{exc}") from None
     if request.unit is not None:
@@ -239,7 +239,7 @@ async def _execute(request: RunRequest, console: Console, lock: PlanLock | None)
     final_plan = _final_plan(request, plan, space)
     console.print(reporter.summary(final_plan, tally))
     if landing:
-        console.print(landing)
+        console.print(shown(landing, lines=True))
     shown_id = run_id if recorded else None
     _farewell(console, request.home, status, shown_id, web_url)
     return RunOutcome(shown_id, status, code, tally, web_url)
@@ -289,7 +289,12 @@ def _plan_on_branch(request: RunRequest, place: Place) -> tuple[Plan, Graph]:
     merged so far are complete there)."""
     assert place.iso is not None and place.resumed is not None
     try:
-        plan = runstate.plan_at(place.iso.repo, place.resumed.branch, request.tasks_dir)
+        plan = runstate.plan_at(
+            place.iso.repo,
+            place.resumed.branch,
+            request.tasks_dir,
+            max_bytes=request.config["plan.max_file_bytes"],
+        )
     except (PlanInvalid, GitError) as exc:
         raise RunError(f"cannot read the plan on branch {place.resumed.branch}: {exc}") from None
     if request.unit is not None:
@@ -307,6 +312,7 @@ def _open_space(
         teardown=config["worktree.teardown"],
         baseline_checks=tuple(config["baseline_checks"] or ()),
         check_timeout=config["backpressure.timeout"],
+        max_file_bytes=config["plan.max_file_bytes"],
     )
     try:
         return RunSpace.open(
@@ -324,7 +330,7 @@ def _final_plan(request: RunRequest, plan: Plan, space: RunSpace | None) -> Plan
         except (PlanInvalid, GitError):
             return plan
     try:
-        final = discover(request.tasks_dir)
+        final = discover(request.tasks_dir, max_bytes=request.config["plan.max_file_bytes"])
         return _only(final, request.unit) if request.unit is not None else final
     except (PlanInvalid, RunError):
         return plan
@@ -609,27 +615,29 @@ def _announce(
     )
     head = f"[bold]choo[/] {verb} {counts}"
     if provider is not None:
-        head += f" · provider {provider.name} · parallelism {request.config['parallelism']}"
+        head += f" · provider {shown(provider.name)} · parallelism {request.config['parallelism']}"
     console.print(head)
     if run_id:
-        live = f" · live at {daemonctl.login_url(request.home, web_url)}" if web_url else ""
-        console.print(f"  run [bold]{run_id}[/]{live}", soft_wrap=True)
+        live = f" · live at {shown(daemonctl.login_url(request.home, web_url))}" if web_url else ""
+        console.print(f"  run [bold]{shown(run_id)}[/]{live}", soft_wrap=True)
     if request.dry_run:
         for n, level in enumerate(graph.levels):
             console.print(f"  level {n}:")
             for unit_id in level:
                 unit = plan.units[unit_id]
-                deps = f" [dim](after {', '.join(unit.depends_on)})[/]" if unit.depends_on else ""
-                console.print(f"    [bold]{unit_id}[/]{deps}")
+                after = shown(", ".join(unit.depends_on))
+                deps = f" [dim](after {after})[/]" if unit.depends_on else ""
+                console.print(f"    [bold]{shown(unit_id)}[/]{deps}")
                 for task in unit.tasks:
-                    console.print(f"      #{task.number} {task.title} [dim]{task.status}[/]")
+                    title, status = shown(task.title), shown(task.status)
+                    console.print(f"      #{task.number} {title} [dim]{status}[/]")
 
 
 def _farewell(
     console: Console, home: Home, status: str, run_id: str | None, web_url: str | None
 ) -> None:
     color = {"completed": "green", "failed": "red", "stopped": "yellow"}.get(status, "white")
-    console.print(f"[{color}]run {status}[/]" + (f": {run_id}" if run_id else ""))
+    console.print(f"[{color}]run {status}[/]" + (f": {shown(run_id)}" if run_id else ""))
     if run_id and web_url:
         url = daemonctl.login_url(home, web_url, f"#/history?run={run_id}")
-        console.print(f"history: {url}", soft_wrap=True)
+        console.print(f"history: {shown(url)}", soft_wrap=True)

@@ -1,6 +1,12 @@
 """The consoles the CLI prints to, how counts, durations, sizes and warnings read there,
 and ``--json`` output.
 
+Data (unit names, task titles, agent output, paths, messages that quote
+them) never drives the terminal: ``visible`` shows its control characters
+and ANSI escapes as text, and ``shown`` also escapes rich markup, for data
+put into a markup string. Every print of data goes through one of them
+(rich's ``Text`` takes no markup, so ``visible`` is enough there).
+
 On a terminal rich fits tables to its width. Into a pipe or a file there is
 no width to fit, and rich's fallback of 80 columns squeezes the run tables
 until they are unreadable, so output that is not a terminal gets 120
@@ -17,13 +23,30 @@ import orjson
 from rich.console import Console
 from rich.markup import escape
 
+from protocol import control
+
 
 def make_console(*, stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     width = None
     if not stream.isatty() and "COLUMNS" not in os.environ:
         width = 120
-    return Console(stderr=stderr, highlight=False, width=width)
+    # No emoji codes: ":x:" in a task title stays ":x:".
+    return Console(stderr=stderr, highlight=False, emoji=False, width=width)
+
+
+def visible(text: str, *, lines: bool = False) -> str:
+    """``text`` with its control characters shown, so that printing it cannot
+    move the cursor, colour, retitle or clear the terminal: ESC as "␛" (an
+    ANSI escape reads "␛[31m"), every other C0 or C1 character, DEL included,
+    as ``\\xNN`` (``protocol.control``). ``lines`` keeps newlines and tabs
+    (a message of several lines); else they are shown too."""
+    return control.visible(text, lines=lines)
+
+
+def shown(text: object, *, lines: bool = False) -> str:
+    """Data to put into a rich markup string: ``visible``, and its markup escaped."""
+    return escape(visible(str(text), lines=lines))
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:
@@ -62,7 +85,7 @@ def size(n: int) -> str:
 def warn(console: Console, *messages: str) -> None:
     """Print each message as a warning; the text is shown as it is, never as markup."""
     for message in messages:
-        console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+        console.print(f"[yellow]warning:[/] {shown(message, lines=True)}", soft_wrap=True)
 
 
 def to_json(data: Any) -> str:

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.markup import escape
 from rich.table import Table
 
-from choo.term import duration_ms
+from choo.term import duration_ms, shown
 
 TOKEN_KINDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
 
@@ -64,7 +63,7 @@ OUTCOME_MARK = {"passed": "[green]✓[/]", "passed_after_retry": "[yellow]✓[/]
 
 def tasks_table(found: dict[str, Any]) -> Table:
     table = Table(header_style="bold", title_justify="left")
-    table.title = f"Tasks of {escape(found['repo'])} across runs"
+    table.title = f"Tasks of {shown(found['repo'])} across runs"
     right = ("Runs", "First try", "Flaky", "Duration", "Tokens", "Cost")
     for name in ("Unit", "Task", "Title", *right, "Latest"):
         table.add_column(name, justify="right" if name in (*right, "Task") else "left")
@@ -72,9 +71,9 @@ def tasks_table(found: dict[str, Any]) -> Table:
         rate = t["first_try_pass_rate"]
         flaky = f"[yellow]{t['flaky_runs']}[/]" if t["flaky_runs"] else "0"
         table.add_row(
-            escape(t["unit"]),
+            shown(t["unit"]),
             str(t["task"]),
-            escape(t["title"] or "-"),
+            shown(t["title"] or "-"),
             str(t["runs"]),
             "-" if rate is None else f"{rate:.0%}",
             flaky,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from choo_daemon.dbwire import Started, start_process
+from choo_daemon.logformat import OneLineFormatter
 from choo_daemon.pidfile import AlreadyRunning, hold_pidfile
 from protocol.home import Home, HomeError, prepare_home, private_umask
 from protocol.settings import default
@@ -153,7 +154,7 @@ async def _watch_signals(signals: AsyncIterator[int], daemon: Daemon) -> None:
 
 
 def _setup_logging(log_file: Path | None) -> None:
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fmt = OneLineFormatter()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
         handlers.append(logging.FileHandler(log_file))

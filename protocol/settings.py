@@ -162,6 +162,13 @@ KEYS: dict[str, Key] = {
             "commands run on the run branch after each merge, as [{name, command}]",
         ),
         Key(
+            "plan.max_file_bytes",
+            "int",
+            1048576,
+            "largest plan or task file read, in bytes (a bigger one is a problem of the plan)",
+            _at_least(1),
+        ),
+        Key(
             "prices",
             "table",
             DEFAULT_PRICES,

@@ -4,13 +4,12 @@ then a summary table."""
 from __future__ import annotations
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from choo.orchestrator.discovery import Plan
 from choo.orchestrator.events import Event
 from choo.orchestrator.scheduler import Tally
-from choo.term import plural
+from choo.term import plural, shown
 
 
 class ConsoleReporter:
@@ -20,7 +19,7 @@ class ConsoleReporter:
 
     def handle(self, e: Event) -> None:
         p = e.payload
-        unit = escape(e.unit or "")
+        unit = shown(e.unit or "")
         where = f"[bold]{unit}[/] #{e.task}" if e.task is not None else f"[bold]{unit}[/]"
         line: str | None = None
         if e.type == "unit.started":
@@ -28,18 +27,18 @@ class ConsoleReporter:
             line = f"[cyan]▶[/] {where} started ({todo})"
         elif e.type == "task.completed":
             line = (
-                f"  [green]✓[/] {where} {escape(p['title'])} "
+                f"  [green]✓[/] {where} {shown(p['title'])} "
                 f"[dim]({_attempts(p['attempts'])}, {_secs(p['duration_ms'])})[/]"
             )
         elif e.type == "task.retry":
             line = (
                 f"  [yellow]↻[/] {where} attempt {p['attempt']} failed: "
-                f"{escape(p['reason'])}; retrying"
+                f"{shown(p['reason'])}; retrying"
             )
         elif e.type == "task.failed":
             line = (
-                f"  [red]✗[/] {where} {escape(p['title'])} failed after "
-                f"{_attempts(p['attempts'])}: {escape(p['reason'])}"
+                f"  [red]✗[/] {where} {shown(p['title'])} failed after "
+                f"{_attempts(p['attempts'])}: {shown(p['reason'])}"
             )
         elif e.type == "unit.completed":
             self.unit_ms[e.unit or ""] = p["duration_ms"]
@@ -48,29 +47,29 @@ class ConsoleReporter:
             self.unit_ms[e.unit or ""] = p["duration_ms"]
             line = f"[red]●[/] {where} failed"
             if p.get("worktree"):
-                line += f" [dim](its worktree is kept: {escape(p['worktree'])})[/]"
+                line += f" [dim](its worktree is kept: {shown(p['worktree'])})[/]"
         elif e.type == "unit.blocked":
-            line = f"[magenta]⊘[/] {where} blocked by {escape(p['blocked_by'])}"
+            line = f"[magenta]⊘[/] {where} blocked by {shown(p['blocked_by'])}"
         elif e.type == "task.committed":
             line = (
-                f"    [dim]⎇ {where} committed {', '.join(x[:10] for x in p['shas'])} "
+                f"    [dim]⎇ {where} committed {shown(', '.join(x[:10] for x in p['shas']))} "
                 f"(+{p['insertions']} −{p['deletions']})[/]"
             )
         elif e.type == "unit.merged":
-            line = f"[green]⎇[/] {where} merged into {escape(p['into'])}"
+            line = f"[green]⎇[/] {where} merged into {shown(p['into'])}"
         elif e.type == "unit.merge.conflict":
             files = ", ".join(p["files"][:5]) + (" …" if len(p["files"]) > 5 else "")
             line = (
-                f"[yellow]⚠[/] {where} conflicts with {escape(p['into'])} in {escape(files)}; "
+                f"[yellow]⚠[/] {where} conflicts with {shown(p['into'])} in {shown(files)}; "
                 "its agent tries to resolve it"
             )
         elif e.type == "unit.baseline.fail":
             line = (
-                f"[yellow]⚠[/] baseline check {escape(p['name'])} failed after merging "
-                f"{where}: {escape(e.error or '')}"
+                f"[yellow]⚠[/] baseline check {shown(p['name'])} failed after merging "
+                f"{where}: {shown(e.error or '')}"
             )
         elif e.type == "run.stopped":
-            line = f"[yellow]■[/] stopped: {escape(p['reason'])}"
+            line = f"[yellow]■[/] stopped: {shown(p['reason'])}"
         if line is not None:
             self.console.print(line)
 
@@ -85,7 +84,7 @@ class ConsoleReporter:
             done = sum(1 for t in unit.tasks if t.status == "complete")
             ms = self.unit_ms.get(unit.id)
             table.add_row(
-                escape(unit.id),
+                shown(unit.id),
                 status,
                 f"{done}/{len(unit.tasks)}",
                 _secs(ms) if ms is not None else "-",

@@ -21,12 +21,15 @@ known key (``backpresure``): that is a warning, in ``Plan.warnings``.
 
 ``discover`` checks everything before it answers: it collects every problem
 in the directory, each naming its file and field, and raises ``PlanInvalid``
-with all of them at once.
+with all of them at once. Files are read through ``planfile``: a FIFO, a
+device, a file linked from outside the repository or one over
+``plan.max_file_bytes`` is a problem, never a hang.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -36,6 +39,7 @@ from typing import Any
 from choo.errors import ChooError
 from choo.orchestrator.frontmatter import STATUSES, FrontmatterError, describe, split
 from choo.orchestrator.ordering import find_cycles, topological_order
+from choo.orchestrator.planfile import DEFAULT_MAX_BYTES, PlanFileRefused, read_text, repository_of
 
 PLAN_FILE = "IMPLEMENTATION_PLAN.md"
 TASK_FILE = re.compile(r"^(\d+)-.*\.md$")
@@ -129,16 +133,30 @@ class Plan:
 
 @dataclass
 class _Report:
-    """What reading a tasks directory found wrong: problems stop the run, warnings do not."""
+    """What reading a tasks directory found wrong: problems stop the run, warnings do not;
+    and how its files are read (``root``: the repository they must stay in)."""
 
     problems: list[Problem]
     warnings: list[Problem]
+    root: Path
+    max_bytes: int
 
 
-def discover(tasks_dir: Path) -> Plan:
-    """Read and validate ``tasks_dir``; raises ``PlanInvalid`` listing every problem."""
+def discover(
+    tasks_dir: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, root: Path | None = None
+) -> Plan:
+    """Read and validate ``tasks_dir``; raises ``PlanInvalid`` listing every problem.
+
+    No file over ``max_bytes`` (``plan.max_file_bytes``) is read, nor any whose
+    real path is outside ``root`` (default: ``planfile.repository_of(tasks_dir)``).
+    """
     entries = _entries(tasks_dir)
-    report = _Report(problems=_plan_files_missing(entries), warnings=[])
+    report = _Report(
+        problems=_plan_files_missing(entries),
+        warnings=[],
+        root=root.resolve() if root is not None else repository_of(tasks_dir),
+        max_bytes=max_bytes,
+    )
     unit_dirs = _unit_dirs(tasks_dir, entries, report.problems)
     known = {directory.name for directory in unit_dirs}
     units = {directory.name: _read_unit(directory, known, report) for directory in unit_dirs}
@@ -162,8 +180,14 @@ def _entries(tasks_dir: Path) -> list[Path]:
     return [entry for entry in entries if not entry.name.startswith(".") and entry.is_dir()]
 
 
+def _has_plan_file(directory: Path) -> bool:
+    """Whatever is there (a FIFO, a link to nowhere) makes a unit, whose plan file is then
+    reported if it cannot be read."""
+    return os.path.lexists(directory / PLAN_FILE) and not (directory / PLAN_FILE).is_dir()
+
+
 def _unit_dirs(tasks_dir: Path, entries: list[Path], problems: list[Problem]) -> list[Path]:
-    unit_dirs = [entry for entry in entries if (entry / PLAN_FILE).is_file()]
+    unit_dirs = [entry for entry in entries if _has_plan_file(entry)]
     if not unit_dirs:
         message = f"no units found: expected {tasks_dir / '<unit>' / PLAN_FILE}"
         raise PlanInvalid([Problem(tasks_dir, None, message), *problems])
@@ -174,7 +198,7 @@ def _plan_files_missing(entries: list[Path]) -> list[Problem]:
     """A folder holding task files but no plan file: a unit whose plan file is missing."""
     problems = []
     for entry in entries:
-        if (entry / PLAN_FILE).is_file():
+        if _has_plan_file(entry):
             continue
         names = sorted(path.name for path in _task_files(entry))
         if names:
@@ -199,7 +223,7 @@ def _task_files(directory: Path) -> list[Path]:
 
 def _read_unit(directory: Path, known: set[str], report: _Report) -> Unit:
     plan_file = directory / PLAN_FILE
-    source = _read(plan_file, report.problems)
+    source = _read(plan_file, report)
     fields = _Fields(plan_file, source.meta or {}, report.problems)
     report.warnings.extend(_misspelled(plan_file, source.meta, PLAN_KEYS, PLAN_KEY_PREFIX))
     depends_on = fields.unit_names("depends_on", known, unit=directory.name)
@@ -223,10 +247,13 @@ class _Source:
     broken: bool = False  # unreadable, or its frontmatter cannot be parsed (reported)
 
 
-def _read(path: Path, problems: list[Problem]) -> _Source:
+def _read(path: Path, report: _Report) -> _Source:
+    problems = report.problems
     try:
-        with open(path, encoding="utf-8", newline="") as f:
-            text = f.read()
+        text = read_text(path, root=report.root, max_bytes=report.max_bytes)
+    except PlanFileRefused as exc:
+        problems.append(Problem(path, None, str(exc)))
+        return _Source({}, "", broken=True)
     except UnicodeDecodeError as exc:
         problems.append(Problem(path, None, f"not UTF-8 text ({exc.reason} at byte {exc.start})"))
         return _Source({}, "", broken=True)
@@ -254,7 +281,7 @@ def _read_tasks(directory: Path, report: _Report) -> list[Task]:
         # task file that cannot be read, reported as such by _read.
         if match is None or path.is_dir():
             continue
-        source = _read(path, report.problems)
+        source = _read(path, report)
         if source.meta is None:
             report.problems.append(_no_frontmatter(path))
         fields = _Fields(path, source.meta or {}, report.problems)

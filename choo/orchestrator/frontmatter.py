@@ -27,6 +27,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from choo.errors import ChooError
+from choo.orchestrator import planfile
 
 STATUSES: tuple[str, ...] = ("pending", "in_progress", "complete", "failed")
 """Every value a task's ``status:`` may take."""
@@ -91,9 +92,9 @@ def set_status(path: Path, status: str) -> None:
     """
     if status not in STATUSES:
         raise ValueError(f"unknown status {status!r}: expected one of {', '.join(STATUSES)}")
-    # newline="" keeps CRLF line endings as they are, so they are written back untouched.
-    with open(path, encoding="utf-8", newline="") as f:
-        text = f.read()
+    # Line endings are kept as they are, so they are written back untouched; a
+    # file replaced by a FIFO or a device is refused, never waited on.
+    text = planfile.read_text(path, root=None, max_bytes=None)
     _atomic_write(path, _with_status(text, status))
 
 

@@ -27,11 +27,12 @@ from typing import Any, TypeVar
 import trio
 
 from choo.errors import ChooError
-from choo.orchestrator import gitwork, runstate
+from choo.orchestrator import gitwork, planfile, runstate
 from choo.orchestrator.discovery import Plan, Task, Unit
 from choo.orchestrator.events import EventBus
 from choo.orchestrator.frontmatter import FrontmatterError, split
 from choo.orchestrator.gitwork import GitError, Repo
+from choo.orchestrator.planfile import DEFAULT_MAX_BYTES, PlanFileRefused
 from choo.orchestrator.process import Completed, StartFailed, run_process
 from choo.orchestrator.runstate import RunState
 from protocol.home import Home
@@ -114,6 +115,7 @@ class Setup:
     teardown: str | None = None  # worktree.teardown
     baseline_checks: tuple[Mapping[str, str], ...] = ()
     check_timeout: float = 600.0  # backpressure.timeout, for setup and baseline commands
+    max_file_bytes: int = DEFAULT_MAX_BYTES  # plan.max_file_bytes, to read the plan at the end
 
 
 class RunSpace:
@@ -342,7 +344,9 @@ class RunSpace:
     def final_plan(self) -> Plan:
         """The plan as the run left it: merged units as the run branch holds
         them, the others as their kept worktrees do."""
-        merged = runstate.plan_at(self.repo, self.state.branch, self.plan.tasks_dir)
+        merged = runstate.plan_at(
+            self.repo, self.state.branch, self.plan.tasks_dir, max_bytes=self.setup.max_file_bytes
+        )
         units = {}
         for unit_id, unit in self.plan.units.items():
             path = self.folder / unit_id
@@ -411,8 +415,8 @@ def _how(done: Completed) -> str:
 def _status_in(path: Path, fallback: str) -> str:
     """A task file's status as its worktree copy says it."""
     try:
-        meta, _, _ = split(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, FrontmatterError):
+        meta, _, _ = split(planfile.read_text(path, root=None))
+    except (OSError, UnicodeDecodeError, FrontmatterError, PlanFileRefused):
         return fallback
     status = (meta or {}).get("status")
     return status if isinstance(status, str) else fallback

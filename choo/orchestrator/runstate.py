@@ -30,6 +30,7 @@ from choo.errors import ChooError
 from choo.orchestrator import gitwork
 from choo.orchestrator.discovery import Plan, PlanInvalid, Problem, Unit, discover
 from choo.orchestrator.gitwork import Repo
+from choo.orchestrator.planfile import DEFAULT_MAX_BYTES
 from choo.orchestrator.planlock import lock_path, read_holder
 from protocol.home import Home
 
@@ -169,7 +170,7 @@ def pending_run(home: Home, repo: Repo, tasks_dir: Path) -> RunState | None:
     return None
 
 
-def plan_at(repo: Repo, ref: str, tasks_dir: Path) -> Plan:
+def plan_at(repo: Repo, ref: str, tasks_dir: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Plan:
     """The plan in ``tasks_dir`` as it is on ``ref``, its paths those of ``tasks_dir``.
 
     Raises PlanInvalid (naming ``tasks_dir`` and ``ref``) when ``ref`` has no
@@ -186,7 +187,7 @@ def plan_at(repo: Repo, ref: str, tasks_dir: Path) -> Plan:
             raise PlanInvalid([Problem(tasks_dir, None, problem)])
         archived = copy / rel
         try:
-            plan = discover(archived)
+            plan = discover(archived, max_bytes=max_bytes, root=copy)
         except PlanInvalid as exc:
             problems = [_rebase_problem(p, archived, tasks_dir, ref) for p in exc.problems]
             raise PlanInvalid(problems) from None

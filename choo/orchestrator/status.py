@@ -6,30 +6,34 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
 from rich.table import Table
 
 from choo.orchestrator import gitwork, runstate
 from choo.orchestrator.discovery import Plan, discover
 from choo.orchestrator.graph import Graph
+from choo.orchestrator.planfile import DEFAULT_MAX_BYTES
 from choo.orchestrator.runstate import RunState
+from choo.term import shown
 from protocol.home import Home
 
 _COLORS = {"complete": "green", "failed": "red", "in_progress": "yellow", "pending": "dim"}
 
 
-def current_plan(home: Home, tasks_dir: Path) -> tuple[Plan, RunState | None]:
+def current_plan(
+    home: Home, tasks_dir: Path, *, max_bytes: int = DEFAULT_MAX_BYTES
+) -> tuple[Plan, RunState | None]:
     """The plan in ``tasks_dir`` with its current statuses, and the run they come from.
 
     While an isolated run of this plan has not landed, its statuses are on its
     run branch, not in the folder: the plan is read from there (the run is
-    returned then). Otherwise it is the folder's. Raises PlanInvalid.
+    returned then). Otherwise it is the folder's. No file over ``max_bytes``
+    (``plan.max_file_bytes``) is read. Raises PlanInvalid.
     """
     repo = gitwork.find_repo(tasks_dir)
     pending = runstate.pending_run(home, repo, tasks_dir) if repo is not None else None
     if repo is None or pending is None:
-        return discover(tasks_dir), None
-    return runstate.plan_at(repo, pending.branch, tasks_dir), pending
+        return discover(tasks_dir, max_bytes=max_bytes), None
+    return runstate.plan_at(repo, pending.branch, tasks_dir, max_bytes=max_bytes), pending
 
 
 def pending_note(run: RunState) -> str:
@@ -75,7 +79,7 @@ def plan_status(plan: Plan, graph: Graph) -> dict[str, Any]:
 
 
 def status_table(plan: Plan, graph: Graph) -> Table:
-    table = Table(title=f"{plan.tasks_dir}", title_justify="left")
+    table = Table(title=shown(plan.tasks_dir), title_justify="left")
     table.add_column("level", justify="right")
     table.add_column("unit / task")
     table.add_column("status")
@@ -85,15 +89,15 @@ def status_table(plan: Plan, graph: Graph) -> Table:
         done = sum(1 for t in unit.tasks if t.status == "complete")
         table.add_row(
             str(graph.level_of(unit.id)),
-            f"[bold]{escape(unit.id)}[/] [dim]{done}/{len(unit.tasks)}[/]",
+            f"[bold]{shown(unit.id)}[/] [dim]{done}/{len(unit.tasks)}[/]",
             f"[{_COLORS[status]}]{status}[/]",
-            escape(", ".join(unit.depends_on)),
+            shown(", ".join(unit.depends_on)),
         )
         for task in unit.tasks:
             color = _COLORS.get(task.status, "white")
             table.add_row(
                 "",
-                f"  #{task.number} {escape(task.title)}",
+                f"  #{task.number} {shown(task.title)}",
                 f"[{color}]{task.status}[/]",
                 ", ".join(f"#{n}" for n in task.depends_on),
             )

@@ -23,12 +23,14 @@ from typing import Any
 
 import trio
 
+from choo.orchestrator import planfile
 from choo.orchestrator.agentcall import FEEDBACK_CHARS, CallContext, call_agent
 from choo.orchestrator.discovery import Task, Unit
 from choo.orchestrator.events import EventBus
 from choo.orchestrator.frontmatter import set_status, split
 from choo.orchestrator.gitwork import GitError
 from choo.orchestrator.isolation import RunSpace, UnitSetupFailed, UnitSpace
+from choo.orchestrator.planfile import PlanFileRefused
 from choo.orchestrator.process import Completed, StartFailed, run_process
 from choo.orchestrator.promptdir import PromptDir
 from choo.orchestrator.providers import Provider
@@ -385,8 +387,8 @@ def conflict_prompt(unit: Unit, space: UnitSpace, files: list[str]) -> str:
 
 def build_prompt(unit: Unit, task: Task, attempt: int, feedback: str | None) -> str:
     plan_text = ""
-    with contextlib.suppress(OSError, ValueError):  # the plan is context, not required
-        _, plan_text, _ = split(unit.plan_file.read_text(encoding="utf-8"))
+    with contextlib.suppress(OSError, ValueError, PlanFileRefused):  # context, not required
+        _, plan_text, _ = split(planfile.read_text(unit.plan_file, root=None))
     parts = [
         f"You are working on unit `{unit.id}`, task {task.number}: {task.title}",
         f"Task file: {task.path}",

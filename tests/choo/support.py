@@ -48,9 +48,10 @@ import json, os, re, signal, sys, time
 from pathlib import Path
 
 prompt_file = sys.argv[-1]
-prompt = Path(prompt_file).read_text(encoding="utf-8")
+with open(prompt_file, encoding="utf-8", newline="") as f:  # a unit name may hold a "\r"
+    prompt = f.read()
 stdin = sys.stdin.read()
-head = prompt.splitlines()[0]
+head = prompt.split("\n")[0]
 unit = re.search(r"unit `([^`]+)`", head).group(1)
 task = int(re.search(r"task (\d+):", head).group(1))
 failed = re.search(r"^## Attempt (\d+) failed", prompt, re.M)
