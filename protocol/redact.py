@@ -148,6 +148,8 @@ _KEY_LINE = (
     r"(?=[A-Za-z0-9+/]*[A-Z])(?=[A-Za-z0-9+/]*[a-z])(?=[A-Za-z0-9+/]*[0-9])"
     r"[A-Za-z0-9+/]{40,}={0,2}\r?(?![^\n])"
 )
+# Its last line: shorter, but with a digit, + / or = (not a word like "done").
+_KEY_LAST = r"(?=[A-Za-z0-9+/]*[0-9+/=])[A-Za-z0-9+/]{4,}={0,2}\r?(?![^\n])"
 _PEM_END = r"-----END[A-Z0-9 ]*PRIVATE\ KEY(?:\ BLOCK)?-----"
 
 # Separators allow one space around them (the pre-check folds quoting away,
@@ -159,7 +161,7 @@ _SECRET = re.compile(
     # a key's body whose BEGIN line was cut off: its lines up to its END line,
     # or a run of two or more long base64 lines
     | (?<![^\n])(?:[ \t]*[A-Za-z0-9+/=]+[ \t\r]*\n)+[ \t]*{_PEM_END}
-    | (?<![^\n]){_KEY_LINE}(?:\n{_KEY_LINE})+(?:\n[A-Za-z0-9+/]{{4,}}={{0,2}}\r?(?![^\n]))?
+    | (?<![^\n]){_KEY_LINE}(?:\n{_KEY_LINE})+(?:\n{_KEY_LAST})?
     | {_B}(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{{16}}\b           # AWS access key id
     | {_B}gh[pousr]_[A-Za-z0-9]{{36,255}}\b                 # GitHub classic, OAuth, app
     | {_B}github_pat_[A-Za-z0-9_]{{22,255}}\b               # GitHub fine-grained
@@ -207,7 +209,7 @@ _SECRET = re.compile(
     | {_B}nfp_[A-Za-z0-9]{{36,}}                            # Netlify
     | {_B}tskey-[a-z]+-[A-Za-z0-9-]{{20,}}                  # Tailscale
     | \bAGE-SECRET-KEY-1[0-9A-Z]{{58}}\b                    # age
-    | \b[0-9]{{8,10}}:AA[A-Za-z0-9_-]{{33}}\b               # Telegram bot
+    | (?<![0-9])[0-9]{{8,10}}:AA[A-Za-z0-9_-]{{33}}(?![\w-])              # Telegram bot
     | {_B}eyJ[A-Za-z0-9_-]{{8,}}\.eyJ[A-Za-z0-9_-]{{8,}}\.[A-Za-z0-9_-]{{8,}}   # JWT
     # Shapes whose telling prefix stays: only the value goes.
     | (?P<k1>{_AUTHORIZATION}\ ?["']?\ ?[:=]\ ?["']?(?:{_SCHEME}\ +)?)[^\s"',;]+
