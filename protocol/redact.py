@@ -17,6 +17,14 @@ prefix before it (GHP_, SK-, XOXB-, …) or a token's start after it (eyJ,
 BEGIN, AKIA, AIza, Bearer, slack.com, //user:pass@). One regex looks at the
 markers only, which ordinary text has few of. ``tests/protocol/test_redact.py``
 checks that the full patterns never change a text the pre-check passed.
+
+Output is cut to a tail only after it is scrubbed (``redact_tail``), and at a
+line's start: a token cut in two, or a private key whose BEGIN line was cut
+off, would no longer look like one. A key's body lines without their BEGIN
+line (up to an END line, or two or more long base64 lines of mixed case and
+digits) count as key material. Credentials on a command line are known by
+their flag (``--password X``) or their program (``curl -u``, ``mysql -p``,
+``sshpass -p``).
 """
 
 from __future__ import annotations
@@ -41,17 +49,21 @@ _DROP = b"\"'\\"
 # bytes: a credential's name or a token's prefix), or what starts after it.
 # Alternatives are grouped by their first byte, so that each group costs one
 # comparison on a marker it cannot match; nested look-arounds are avoided
-# (they make every marker slower, not just the ones they apply to).
+# (they make every marker slower, not just the ones they apply to), but for
+# one behind the bytes it alone needs (PASS=).
 _TELLTALE = re.compile(
     rb"""
     \x01 (?:
-        //(?: [^/@\x02]*@ | hooks\.slack\.com/      # scheme://user:password@, Slack webhooks,
-            | (?:[a-z]+\.)?discord(?:app)?\.com/ )   #   Discord webhooks
-      | \x01 (?: \x01\x01\x01end | user[\x01\x02] )   # -----END (a key cut off), curl --user
-      # --password VALUE, --api-key VALUE, ... (a flag's name, a space)
-      | (?: (?:store|key)?pass(?:w(?:or)?d)? | secret | token | apikey | key ) \x02
-      | u\x02                                       # curl -u user:password
-      | aa                                           # Telegram's 123:AA...
+      # what starts after the marker (one test for most markers: the first byte)
+        (?= [/\x01pstaku] ) (?:
+            //(?: [^/@\x02]*@ | hooks\.slack\.com/  # scheme://user:password@, Slack webhooks,
+                | (?:[a-z]+\.)?discord(?:app)?\.com/ )   #   Discord webhooks
+          | \x01 (?: \x01\x01\x01end | user[\x01\x02] )   # -----END (a key cut off), curl --user
+          # --password VALUE, --api-key VALUE, ... (a flag's name, a space)
+          | pass(?:w(?:or)?d)?\x02 | s(?:torepass|ecret)\x02 | token\x02 | a(?:pikey\x02|a)
+          | key(?:pass)?\x02 | u\x02                 # curl -u user:password; 123:AA (Telegram)
+        )
+      # what ends right before it
       | (?<=
           (?: o (?: rd | x[abposr] )                # passwORD, xOXb- (Slack)
             | p (?: wd | at | tt | ca | pa | ss | lx | ul | nu )  # PWD, *PAT_, glPTT-, shPCA_,
@@ -64,7 +76,8 @@ _TELLTALE = re.compile(
             | l (?: dt | rt | in | sa )             # gLDT-, gLRT-, LIN_, gLSA_
             | i (?: mt | gd )                       # glIMT-, fIGD_
             | g (?: h[pousr] | sk | lc )            # GHP_ GHO_ ... (GitHub), GSK_ (Groq), GLC_
-            | a (?: pp | tp )                       # xAPP- (Slack), sq0ATP- (Square)
+            | a (?: pp | tp                         # xAPP- (Slack), sq0ATP- (Square),
+                  | ss (?<=[\x00-\x60\x7b-\xffbfmnrt]pass) )  #   PASS=, DB_PASS=
             | c (?: bt | sp | sk )                  # glCBT-, sq0CSP-, pCSK_ (Pinecone)
             | n (?: pm | tn | fp )                  # NPM_, NTN_ (Notion), NFP_ (Netlify)
             | m ak                                  # PMAK- (Postman)
@@ -74,7 +87,6 @@ _TELLTALE = re.compile(
             # m: the end of an ANSI colour code)
             | [\x00-\x60\x7b-\xffbfmnrt] (?: hf | sk | [rp]k )  # HF_, SK- SK_ (OpenAI,
           ) \x01 )                                  #   Anthropic, Stripe), RK_ PK_ (Stripe)
-      | (?<= [\x00-\x60\x7b-\xffbfmnrt] pass \x01 )  # PASS=, DB_PASS=
     )
     """,
     re.VERBOSE,
@@ -93,7 +105,8 @@ _YA29 = re.compile(r"ya29\.")  # needs 9
 _AFTER_DROPPED = re.compile(r"[\\\"'](?:hf_|sk[-_]|[rp]k_)")  # needs k_, k- or f_
 # The second line of a run of base64 lines (a key whose BEGIN line was cut
 # off), behind the newline it cannot do without: raw, or escaped in JSON.
-_B64_LINE_START = re.compile(r"(?:\n|\\n)[A-Za-z0-9+/]{40}")
+_B64_LINE_START = re.compile(r"\n[A-Za-z0-9+/]{40}")
+_B64_LINE_START_JSON = re.compile(r"\\n[A-Za-z0-9+/]{40}")
 
 
 def may_hold_secret(text: str, data: bytes | None = None) -> bool:
@@ -113,7 +126,8 @@ def may_hold_secret(text: str, data: bytes | None = None) -> bool:
         or ("J" in text and _JWT.search(text) is not None)
         or ("9" in text and _YA29.search(text) is not None)
         or ("-p" in text and ("mysql" in text or "mariadb" in text or "sshpass" in text))
-        or _B64_LINE_START.search(text) is not None
+        or ("\n" in text and _B64_LINE_START.search(text) is not None)
+        or ("\\n" in text and _B64_LINE_START_JSON.search(text) is not None)
         or (
             ("k_" in text or "k-" in text or "f_" in text)
             and _AFTER_DROPPED.search(text) is not None
