@@ -13,7 +13,7 @@ import orjson
 
 from choo import daemonctl
 from choo.errors import ChooError
-from protocol.home import Home
+from protocol.home import Home, read_token
 
 
 class HistoryUnavailable(ChooError):
@@ -39,9 +39,11 @@ def api_error(response: httpx.Response) -> HistoryError:
 
 
 class HistoryAPI:
-    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 10.0, *, token: str | None = None) -> None:
+        """``token``: the daemon's web token, sent as a Bearer header."""
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=self.headers)
 
     @classmethod
     def connect(cls, home: Home) -> HistoryAPI:
@@ -50,7 +52,7 @@ class HistoryAPI:
             raise HistoryUnavailable(
                 f"no daemon is running for {home.root}; start it with `choo daemon start`"
             )
-        return cls(status["web"])
+        return cls(status["web"], token=read_token(home))
 
     def close(self) -> None:
         self._http.close()

@@ -85,6 +85,14 @@ PortOption = Annotated[
         "--port", help=f"Web UI port (default {default('daemon.port')}; 0 picks a free one)."
     ),
 ]
+HostOption = Annotated[
+    str | None,
+    typer.Option(
+        "--host",
+        help=f"Address the web UI binds (default {default('daemon.host')}). Any other than "
+        "127.0.0.0/8, ::1 or localhost opens it to the network (with a warning).",
+    ),
+]
 
 
 def _home() -> Home:
@@ -99,6 +107,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 @daemon_app.command("start")
 def daemon_start(
     port: PortOption = None,
+    host: HostOption = None,
     foreground: Annotated[
         bool, typer.Option("--foreground", help="Run in this terminal instead of detaching.")
     ] = False,
@@ -113,11 +122,14 @@ def daemon_start(
 ) -> None:
     """Start the daemon (returns once it answers).
 
-    Its port, host and retention come from the configuration
-    (daemon.port, daemon.host, history.retention_days; see `choo config show`).
+    Its port, host and retention come from the user's configuration
+    (daemon.port, daemon.host, history.retention_days; see `choo config show`),
+    never from a repository's .choo.yaml.
     """
     home = _home()
-    settings = dataclasses.replace(_daemon_settings(port), set_aside_corrupt=set_aside_corrupt)
+    settings = dataclasses.replace(
+        _daemon_settings(port, host), set_aside_corrupt=set_aside_corrupt
+    )
     if foreground:
         try:
             prepare_home(home)
@@ -147,16 +159,24 @@ def daemon_start(
         )
     verb = "already running" if result.already_running else "started"
     out.print(f"[green]●[/] daemon {verb}: pid {s['pid']}, web UI {s['web']}")
+    _print_login(home, s)
     if s.get("set_aside") and not result.already_running:
         warn(
             err,
             f"{s['database']} was not a valid SQLite database: it was moved to "
             f"{s['set_aside']} (with its -wal and -shm, if any); a new history starts",
         )
+    _warn_exposed(s)
 
 
-def _daemon_settings(port: int | None) -> daemonctl.DaemonSettings:
-    config = _load_config(repo_root_of(Path.cwd()), {"daemon.port": port})
+def _warn_exposed(status: dict[str, Any]) -> None:
+    """The daemon's warning when its web UI binds a non-loopback address."""
+    if status.get("exposed"):
+        warn(err, status["exposed"])
+
+
+def _daemon_settings(port: int | None, host: str | None = None) -> daemonctl.DaemonSettings:
+    config = _load_config(repo_root_of(Path.cwd()), {"daemon.port": port, "daemon.host": host})
     return daemonctl.DaemonSettings.from_config(config)
 
 
@@ -174,10 +194,10 @@ def daemon_stop() -> None:
 
 
 @daemon_app.command("restart")
-def daemon_restart(port: PortOption = None) -> None:
+def daemon_restart(port: PortOption = None, host: HostOption = None) -> None:
     """Stop the daemon if it runs, then start it."""
     home = _home()
-    settings = _daemon_settings(port)
+    settings = _daemon_settings(port, host)
     try:
         daemonctl.stop(home)
     except daemonctl.DaemonControlError as exc:
@@ -189,6 +209,8 @@ def daemon_restart(port: PortOption = None) -> None:
     out.print(
         f"[green]●[/] daemon restarted: pid {result.status['pid']}, web UI {result.status['web']}"
     )
+    _warn_exposed(result.status)
+    _print_login(home, result.status)
 
 
 @daemon_app.command("status")
@@ -219,10 +241,55 @@ def daemon_status(
                 )
             out.print("  start one with: [bold]choo daemon start[/]")
         raise typer.Exit(1)
+    login = daemonctl.login_url(home, status["web"]) if status.get("web") else None
     if as_json:
-        print_json({"running": True, **status})
+        print_json({"running": True, **status, "login": login})
         return
     out.print(_status_table(status))
+    _warn_exposed(status)
+    _print_login(home, status)
+
+
+def _print_login(home: Home, status: dict[str, Any]) -> None:
+    """The URL that logs a browser in to the web UI (on one line, for the terminal to wrap)."""
+    if status.get("web"):
+        out.print(f"  log in: {daemonctl.login_url(home, status['web'])}", soft_wrap=True)
+
+
+@daemon_app.command("token")
+def daemon_token(
+    rotate: Annotated[
+        bool,
+        typer.Option(
+            "--rotate",
+            help="Make a new token: the running daemon refuses the old one at once "
+            "(browsers log in again with the new URL).",
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print the URL that logs a browser in to the web UI (the token is in CHOO_HOME/web.token)."""
+    home = _home()
+    try:
+        daemonctl.web_token(home, rotate=rotate)
+    except daemonctl.DaemonControlError as exc:
+        raise _fail(str(exc), 2) from None
+    status = daemonctl.query_status(home) or {}
+    web = status.get("web")
+    login = daemonctl.login_url(home, web) if web else None
+    if as_json:
+        shown = {"login": login, "web": web, "token_file": str(home.token), "rotated": rotate}
+        print(to_json(shown))
+        return
+    if rotate:
+        out.print(f"a new web token is in {escape(str(home.token))}; the old one no longer works")
+    if login:
+        out.print(login, soft_wrap=True)
+    else:
+        out.print(
+            "no daemon is running: start it with [bold]choo daemon start[/], "
+            "which prints the login URL"
+        )
 
 
 def _print_busy(home: Home, probe: daemonctl.Probe, as_json: bool) -> None:
@@ -643,11 +710,16 @@ def config_show(
         state = "read" if found else "[dim]not found[/]"
         out.print(f"  {escape(str(path))}: {state}")
     out.print("  [dim]CHOO_* environment variables and flags override the files[/]")
+    out.print(
+        "  [dim]scope user: set only in the user config, CHOO_* variables and flags; "
+        "a repository's .choo.yaml may not (and a non-loopback daemon.host is taken "
+        "only from the user config or --host)[/]"
+    )
 
 
 def _config_table(config: Config) -> Table:
     table = Table(header_style="bold", title="choo configuration", title_justify="left")
-    for name in ("Key", "Value", "Source", "Meaning"):
+    for name in ("Key", "Value", "Source", "Scope", "Meaning"):
         table.add_column(name)
     for row in config.explain():
         value = row["value"]
@@ -659,6 +731,7 @@ def _config_table(config: Config) -> Table:
             row["key"],
             escape(shown),
             f"[dim]{source}[/]" if source == "default" else escape(source),
+            "[dim]repo[/]" if row["scope"] == "repo" else "[bold]user[/]",
             f"[dim]{escape(row['help'])}[/]",
         )
     return table

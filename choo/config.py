@@ -7,6 +7,13 @@ Files are YAML mappings, nested (``daemon: {port: 8080}``) or dotted.
 An unknown key is a warning naming the file and key (and the closest known
 key); a value of the wrong type is a ``ConfigError`` naming the file, key,
 the expected type and the value found.
+
+A key of user scope (``Key.scope``: the daemon's and history retention)
+is not taken from a repository's file: that is a warning naming the file
+and key, and the value is ignored, so that a cloned repository cannot
+move or expose the user's daemon. A non-loopback ``daemon.host`` is taken
+only from the user's file or a flag (not from ``CHOO_DAEMON_HOST``, which
+a repository's tooling may set as well).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import platformdirs
 import yaml
 
 from choo.errors import ChooError
-from protocol.settings import KEYS, KINDS, Key
+from protocol.settings import KEYS, KINDS, USER, Key, is_loopback
 
 
 class ConfigError(ChooError):
@@ -54,7 +61,13 @@ class Config:
 
     def explain(self) -> list[dict[str, Any]]:
         return [
-            {"key": k, "value": self.values[k], "source": self.sources[k], "help": KEYS[k].help}
+            {
+                "key": k,
+                "value": self.values[k],
+                "source": self.sources[k],
+                "scope": KEYS[k].scope,
+                "help": KEYS[k].help,
+            }
             for k in KEYS
         ]
 
@@ -66,19 +79,20 @@ def global_config_path() -> Path:
 def load(repo_root: Path | None, env: Mapping[str, str] | None = None) -> Config:
     """The effective configuration for a repository (flags applied later)."""
     config = Config()
-    files = [global_config_path()]
+    files = [(global_config_path(), True)]
     if repo_root is not None:
-        files.append(repo_root / ".choo.yaml")
-    for path in files:
+        files.append((repo_root / ".choo.yaml", False))
+    for path, user_file in files:
         found = path.is_file()
         config.files.append((path, found))
         if found:
-            _load_file(config, path)
+            _load_file(config, path, user_file=user_file)
     _load_env(config, os.environ if env is None else env)
     return config
 
 
-def _load_file(config: Config, path: Path) -> None:
+def _load_file(config: Config, path: Path, *, user_file: bool) -> None:
+    """Load one file: the user's own (``user_file``) or a repository's."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -95,7 +109,18 @@ def _load_file(config: Config, path: Path) -> None:
         if key not in KEYS:
             config.warnings.append(f"{path}: unknown key {key!r}{_closest(key)}; it is ignored")
             continue
+        if not user_file and KEYS[key].scope == USER:
+            config.warnings.append(_not_for_repos(path, key))
+            continue
         config.set(key, value, str(path))
+
+
+def _not_for_repos(path: Path, key: str) -> str:
+    return (
+        f"{path}: {key} is a user setting, which a repository may not set; it is ignored. "
+        f"Set it in the user config {global_config_path()} instead, or with "
+        f"{env_var(key)} or a flag"
+    )
 
 
 def _flatten(data: Mapping[Any, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -112,8 +137,16 @@ def _flatten(data: Mapping[Any, Any], prefix: str = "") -> list[tuple[str, Any]]
 def _load_env(config: Config, env: Mapping[str, str]) -> None:
     for key in KEYS:
         var = env_var(key)
-        if var in env:
-            config.set(key, env[var], f"env {var}")
+        if var not in env:
+            continue
+        if key == "daemon.host" and not is_loopback(env[var]):
+            config.warnings.append(
+                f"env {var}: {env[var]!r} is not a loopback address, and one is taken "
+                f"only from the user config {global_config_path()} or a flag "
+                "(`choo daemon start --host`); it is ignored"
+            )
+            continue
+        config.set(key, env[var], f"env {var}")
 
 
 def env_var(key: str) -> str:

@@ -24,7 +24,16 @@ from choo.client import DaemonBusy, DaemonError, DaemonUnavailable, open_daemon_
 from choo.config import Config
 from choo.errors import ChooError
 from protocol.backoff import delays
-from protocol.home import Home, HomeError, is_locked, prepare_home, read_pid
+from protocol.home import (
+    Home,
+    HomeError,
+    ensure_token,
+    is_locked,
+    prepare_home,
+    read_pid,
+    read_token,
+    rotate_token,
+)
 
 MAX_RESPAWNS = 3
 START_TIMEOUT = 15.0
@@ -108,6 +117,31 @@ def port_conflict(status: dict[str, Any], wanted: int | None) -> int | None:
         return None
     port = urlsplit(str(web)).port
     return port if port is not None and port != wanted else None
+
+
+def login_url(home: Home, web_url: str, page: str = "") -> str:
+    """A URL of the web UI that logs the browser in: ``web_url`` with the token.
+
+    ``page`` is a fragment of the UI (``#/history?run=...``). Without a
+    token file (none made yet), the bare URL.
+    """
+    token = read_token(home)
+    base = web_url.rstrip("/")
+    return f"{base}/?token={token}{page}" if token else f"{base}/{page}"
+
+
+def web_token(home: Home, *, rotate: bool = False) -> str:
+    """The web token (made if there is none); a new one with ``rotate``, which
+    a running daemon takes at once, refusing the old one."""
+    try:
+        prepare_home(home)
+        return rotate_token(home) if rotate else ensure_token(home)
+    except HomeError as exc:
+        raise DaemonControlError(str(exc)) from None
+    except OSError as exc:
+        raise DaemonControlError(
+            f"cannot write the web token {home.token}: {exc.strerror}; check CHOO_HOME"
+        ) from None
 
 
 def daemon_command(

@@ -196,7 +196,9 @@ def follow_events(
         seen = last
         problem: Exception | str = "the stream ended before the run did"
         try:
-            with httpx.stream("GET", url, params={"after": last}, timeout=timeout) as response:
+            with httpx.stream(
+                "GET", url, params={"after": last}, headers=api.headers, timeout=timeout
+            ) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise api_error(response)

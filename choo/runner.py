@@ -190,7 +190,7 @@ async def _execute(request: RunRequest, console: Console, lock: PlanLock | None)
             plan, graph = _plan_on_branch(request, place)
     web_url: str | None = None
     if request.use_daemon:
-        web_url = await trio.to_thread.run_sync(_ensure_daemon, request)
+        web_url = await trio.to_thread.run_sync(_ensure_daemon, request, console)
         _check_port(console, request.port, web_url)
 
     bus = EventBus()
@@ -241,7 +241,7 @@ async def _execute(request: RunRequest, console: Console, lock: PlanLock | None)
     if landing:
         console.print(landing)
     shown_id = run_id if recorded else None
-    _farewell(console, status, shown_id, web_url)
+    _farewell(console, request.home, status, shown_id, web_url)
     return RunOutcome(shown_id, status, code, tally, web_url)
 
 
@@ -334,7 +334,7 @@ def _daemon_settings(request: RunRequest) -> daemonctl.DaemonSettings:
     return daemonctl.DaemonSettings.from_config(request.config)
 
 
-def _ensure_daemon(request: RunRequest) -> str | None:
+def _ensure_daemon(request: RunRequest, console: Console) -> str | None:
     probe = daemonctl.probe(request.home)
     if probe.busy is not None:
         return None  # it runs: the client waits for a free connection
@@ -354,6 +354,8 @@ def _ensure_daemon(request: RunRequest) -> str | None:
                 "Run with --no-daemon to run without history.",
                 EXIT_USAGE,
             ) from None
+        if status.get("exposed"):  # its web UI binds a non-loopback address
+            term.warn(console, status["exposed"])
     elif not status.get("web"):
         # Another process has just started the daemon: its socket answers
         # before its web server is up.
@@ -610,7 +612,8 @@ def _announce(
         head += f" · provider {provider.name} · parallelism {request.config['parallelism']}"
     console.print(head)
     if run_id:
-        console.print(f"  run [bold]{run_id}[/]" + (f" · live at {web_url}" if web_url else ""))
+        live = f" · live at {daemonctl.login_url(request.home, web_url)}" if web_url else ""
+        console.print(f"  run [bold]{run_id}[/]{live}", soft_wrap=True)
     if request.dry_run:
         for n, level in enumerate(graph.levels):
             console.print(f"  level {n}:")
@@ -622,8 +625,11 @@ def _announce(
                     console.print(f"      #{task.number} {task.title} [dim]{task.status}[/]")
 
 
-def _farewell(console: Console, status: str, run_id: str | None, web_url: str | None) -> None:
+def _farewell(
+    console: Console, home: Home, status: str, run_id: str | None, web_url: str | None
+) -> None:
     color = {"completed": "green", "failed": "red", "stopped": "yellow"}.get(status, "white")
     console.print(f"[{color}]run {status}[/]" + (f": {run_id}" if run_id else ""))
     if run_id and web_url:
-        console.print(f"history: {web_url}/#/history?run={run_id}")
+        url = daemonctl.login_url(home, web_url, f"#/history?run={run_id}")
+        console.print(f"history: {url}", soft_wrap=True)

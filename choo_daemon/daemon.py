@@ -35,8 +35,8 @@ from choo_daemon.spool import import_spool
 from choo_daemon.store import utc_now
 from choo_daemon.work import Inbound
 from choo_daemon.writer import Writer
-from protocol.home import Home, spool_status
-from protocol.settings import default
+from protocol.home import Home, TokenFile, ensure_token, spool_status
+from protocol.settings import default, exposed_warning
 
 log = logging.getLogger("choo.daemon")
 
@@ -95,6 +95,8 @@ class Daemon:
             "database": str(db),
             "database_bytes": size,
             "web": self.web_url,
+            # Set when the web UI binds a non-loopback address: what to say.
+            "exposed": exposed_warning(self.options.host),
             "clients": len(self.sessions),
             "events_stored": self.writer.events_stored,
             "runs_stored": self.writer.runs_stored,
@@ -108,6 +110,7 @@ class Daemon:
         self, *, task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED
     ) -> None:
         remove_stale_socket(self.home.socket)
+        ensure_token(self.home)  # the web token, made at the first start
         send, receive = trio.open_memory_channel[Inbound](CHANNEL_SIZE)
         try:
             async with trio.open_nursery() as nursery:
@@ -128,6 +131,9 @@ class Daemon:
                     self.web_url,
                     self.home.database,
                 )
+                exposed = exposed_warning(self.options.host)
+                if exposed:
+                    log.warning("%s", exposed)
                 await self.writer.ready.wait()
                 task_status.started(self)
                 await self._shutdown.wait()
@@ -147,12 +153,14 @@ class Daemon:
         create_app, serve_web = web.create_app, web.serve_web
 
         host, port = self.options.host, self.options.port
+        token = TokenFile(self.home.token)  # read again when rotated
 
         def app() -> Any:
             return create_app(
                 self.status,
                 reader=LiveOnlyReader(self.reader, self.liveonly),
                 live=self.hub,
+                token=token.current,
                 allowed_hosts=[host],
             )
 

@@ -1,9 +1,10 @@
 """The daemon's HTTP side: a read-only quart-trio app served by hypercorn.
 
 ``create_app`` builds it from what the daemon passes in: a status function,
-the history's read side (``HistoryReader``), the live hub (``LiveSource``)
-and the host names it answers to. This package never reaches into the
-daemon's internals.
+the history's read side (``HistoryReader``), the live hub (``LiveSource``),
+the web token (``auth.py``: every route but ``/api/health`` needs it) and
+the host names it answers to. This package never reaches into the daemon's
+internals.
 
 Every route is GET (HEAD too); every error is ``{"error": {"code",
 "message"}}`` with its status; every response carries the security headers.
@@ -24,11 +25,13 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from choo_web import params
+from choo_web.auth import Token, authorized, install_token_check, until_revoked
 from choo_web.errors import (
     ApiError,
     Forbidden,
     MethodNotAllowed,
     NotFound,
+    Unauthorized,
     bad_parameter,
     from_refusal,
 )
@@ -63,10 +66,12 @@ def create_app(
     *,
     reader: HistoryReader,
     live: LiveSource,
+    token: Token,
     allowed_hosts: Iterable[str] = (),
     static_dir: Path = STATIC_DIR,
 ) -> QuartTrio:
-    """The app; ``allowed_hosts`` adds to the local names (any port)."""
+    """The app; ``token`` gives the current web token (None: every request is
+    refused), ``allowed_hosts`` adds to the local names (any port)."""
     app = QuartTrio("choo_web", static_folder=None)
     app.response_class = StaticResponse
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = None  # static files are no-cache (static.py)
@@ -74,12 +79,15 @@ def create_app(
     app.url_map.merge_slashes = False
     hosts = LOCAL_HOSTS | {_host_name(h) for h in allowed_hosts}
     _install_guards(app, hosts)
+    install_token_check(app, token)
 
     def get(rule: str) -> Callable[[Any], Any]:
         return app.route(rule, methods=["GET"], provide_automatic_options=False)
 
     @get("/api/health")
     async def health() -> Response:
+        if not authorized():  # open to all: that the daemon is up, nothing more
+            return json_response({"ok": True})
         return json_response({"ok": True, **status(), "live": live.statistics()})
 
     @get("/api/repos")
@@ -172,11 +180,12 @@ def create_app(
         if after < 0:
             raise bad_parameter(name, str(raw), "a seq, 0 or more")
         run_id = await reader.resolve_run_id(run)
-        return _event_stream(RunStream(reader, live, run_id, after))
+        return _event_stream(until_revoked(RunStream(reader, live, run_id, after), token))
 
     @get("/api/live")
     async def live_stream() -> Response:
-        return _event_stream(LiveStream(reader, live, params.text(request.args, "repo")))
+        stream = LiveStream(reader, live, params.text(request.args, "repo"))
+        return _event_stream(until_revoked(stream, token))
 
     @get("/")
     async def index() -> Response:
@@ -210,7 +219,10 @@ def _install_guards(app: Any, hosts: frozenset[str]) -> None:
 
     @app.errorhandler(ApiError)  # type: ignore[untyped-decorator]
     async def api_error(exc: ApiError) -> Response:
-        return json_response(exc.body(), exc.status)
+        response = json_response(exc.body(), exc.status)
+        if isinstance(exc, Unauthorized):
+            response.headers["WWW-Authenticate"] = 'Bearer realm="choo"'
+        return response
 
     @app.errorhandler(Refusal)  # type: ignore[untyped-decorator]
     async def refused(exc: Refusal) -> Response:

@@ -4,6 +4,7 @@
     ├── NotFound          no such run, graph, path or file     (404)
     ├── BadRequest        a parameter or run id prefix is bad  (400)
     ├── MethodNotAllowed  anything but GET or HEAD             (405)
+    ├── Unauthorized      no web token, or not the current one (401)
     ├── Forbidden         a Host header that is not ours       (403)
     └── Unavailable       the daemon is shutting down          (503)
 
@@ -42,6 +43,10 @@ class BadRequest(ApiError):
 
 class MethodNotAllowed(ApiError):
     status = 405
+
+
+class Unauthorized(ApiError):
+    status = 401
 
 
 class Forbidden(ApiError):

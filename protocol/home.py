@@ -20,14 +20,23 @@ here once, so that both sides agree without either importing the other:
   lock on it for its whole life (taking it is the daemon's own business);
 - spool files (``SPOOL_SUFFIX``, ``new_spool_name``, ``spool_files``): named
   so that they sort oldest first; anything else in the folder (a temporary
-  file being written) is not one.
+  file being written) is not one;
+- the web token (``read_token``, ``ensure_token``, ``rotate_token``,
+  ``TokenFile``): 64 hex characters in ``web.token`` (0600), which every web
+  request but ``/api/health`` must show. The daemon makes it at its first
+  start; the CLI reads it to build a login URL and to send it as a Bearer
+  header. A new token replaces the file (a new inode), so that a running
+  daemon sees the change at its next request.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import pwd
+import re
+import secrets
 import stat
 import uuid
 from collections.abc import Callable
@@ -40,6 +49,8 @@ from typing import Any
 MAX_SOCKET_PATH = 100
 PRIVATE_UMASK = 0o077  # files 0600, folders 0700
 SPOOL_SUFFIX = ".frames"
+TOKEN_BYTES = 32  # 64 hex characters
+TOKEN_PATTERN = re.compile(r"[0-9a-f]{64}")
 
 
 class HomeError(Exception):
@@ -75,6 +86,10 @@ class Home:
     @property
     def spool(self) -> Path:
         return self.root / "spool"
+
+    @property
+    def token(self) -> Path:
+        return self.root / "web.token"
 
     def socket_path_problem(self) -> str | None:
         """Say why the socket path cannot be used, or None if it can."""
@@ -233,3 +248,78 @@ def spool_files(spool: Path) -> list[Path]:
 def spool_status(spool: Path) -> dict[str, Any]:
     files = spool_files(spool)
     return {"files": len(files), "bytes": sum(p.stat().st_size for p in files)}
+
+
+# --- the web token ---------------------------------------------------------------
+
+
+def read_token(home: Home) -> str | None:
+    """The web token, or None when its file is missing or holds no token."""
+    return _token_in(home.token)
+
+
+def ensure_token(home: Home) -> str:
+    """The web token, made first if there is none (or its file holds none)."""
+    token = read_token(home)
+    while token is None:
+        if home.token.exists():
+            return rotate_token(home)  # not a token: nobody can be using it
+        # Two starts at once: one makes it, the other reads that one.
+        _write_token(home.token, secrets.token_hex(TOKEN_BYTES), replace=False)
+        token = read_token(home)
+    return token
+
+
+def rotate_token(home: Home) -> str:
+    """Replace the web token by a new one; the old one stops working at once."""
+    token = secrets.token_hex(TOKEN_BYTES)
+    _write_token(home.token, token, replace=True)
+    return token
+
+
+class TokenFile:
+    """The token of a token file as it is now, read again only when the file changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._seen: tuple[int, int, int, int] | None = None
+        self._token: str | None = None
+
+    def current(self) -> str | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            self._seen, self._token = None, None
+            return None
+        seen = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+        if seen != self._seen:
+            self._seen, self._token = seen, _token_in(self.path)
+        return self._token
+
+
+def _token_in(path: Path) -> str | None:
+    try:
+        text = path.read_text(encoding="ascii", errors="replace").strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return text if TOKEN_PATTERN.fullmatch(text) else None
+
+
+def _write_token(path: Path, token: str, *, replace: bool) -> None:
+    """Write ``token`` to a new file (0600) that takes ``path``'s place whole.
+
+    ``replace`` False leaves a file already there (made by a racing start).
+    """
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with open(fd, "w", encoding="ascii") as f:
+            f.write(token + "\n")
+        if replace:
+            os.replace(temporary, path)
+        else:
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)

@@ -347,6 +347,25 @@ def redact(value: Any) -> Any:
     return value
 
 
+def redact_values(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` with ``redact`` applied to each value (the keys as they are).
+
+    The orchestrator's first line, once per event: one pre-check over the
+    values' JSON text (as the daemon's ``payload_json_redacted`` checks a whole
+    payload) proves most payloads clean, and then ``payload`` itself comes
+    back, not a copy. The keys are left out of the text: they are not redacted
+    here, and each would only add a separator for the pre-check to look at.
+    Values JSON cannot hold (no text to check) go through ``redact``.
+    """
+    try:
+        raw = orjson.dumps(list(payload.values()))
+    except TypeError:
+        raw = None
+    if raw is not None and not may_hold_secret(raw.decode(), raw):
+        return payload
+    return {k: redact(v) for k, v in payload.items()}
+
+
 def payload_json_text(payload: Any) -> str:
     """An event payload as the JSON text stored for it, not scrubbed.
 

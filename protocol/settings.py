@@ -7,10 +7,16 @@ Pure data, no disk and no environment: ``choo.config`` loads the files,
 orchestrator's workers theirs (``attempts``, ``provider.timeout``,
 ``backpressure.timeout``, ``provider.output``, ``prices``: the price table
 of ``protocol.prices``). A new key is one entry here.
+
+A key's ``scope`` says who may set it: ``"repo"`` keys any configuration
+source, ``"user"`` keys (those of the per-user daemon, which serves every
+repository's history) only the user's own config, ``CHOO_*`` variables and
+flags, never a repository's ``.choo.yaml``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +24,9 @@ from typing import Any
 from protocol.prices import DEFAULT_PRICES, check_table
 
 PROVIDERS = ("claude", "codex", "command")
+
+# Who may set a key (Key.scope): any source, or the user only (not a repository).
+REPO, USER = "repo", "user"
 
 
 @dataclass(frozen=True)
@@ -27,6 +36,7 @@ class Key:
     default: Any
     help: str
     check: Callable[[Any], str | None] = lambda _: None
+    scope: str = REPO  # USER: not from a repository's .choo.yaml
 
 
 # Each kind of value, as a message says what it expects.
@@ -79,9 +89,15 @@ def _provider(v: str) -> str | None:
 KEYS: dict[str, Key] = {
     k.name: k
     for k in (
-        Key("daemon.port", "int", 8080, "web UI port of the daemon", _port),
-        Key("daemon.host", "str", "127.0.0.1", "address the web UI binds"),
-        Key("daemon.auto_start", "bool", True, "start the daemon when `choo run` needs it"),
+        Key("daemon.port", "int", 8080, "web UI port of the daemon", _port, scope=USER),
+        Key("daemon.host", "str", "127.0.0.1", "address the web UI binds", scope=USER),
+        Key(
+            "daemon.auto_start",
+            "bool",
+            True,
+            "start the daemon when `choo run` needs it",
+            scope=USER,
+        ),
         Key("history.enabled", "bool", True, "record runs in the history"),
         Key(
             "history.retention_days",
@@ -89,6 +105,7 @@ KEYS: dict[str, Key] = {
             90,
             "days a run is kept, counted from its start (0: keep every run)",
             _at_least(0),
+            scope=USER,
         ),
         Key("parallelism", "int", 4, "units run at once", _at_least(1)),
         Key("attempts", "int", 3, "tries per task before it fails", _at_least(1)),
@@ -159,3 +176,26 @@ KEYS: dict[str, Key] = {
 def default(name: str) -> Any:
     """The default of key ``name``."""
     return KEYS[name].default
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only: 127.0.0.0/8,
+    ::1 or ``localhost``. Any other name or address (0.0.0.0 too) is not."""
+    name = host.strip().lower().removeprefix("[").removesuffix("]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def exposed_warning(host: str) -> str | None:
+    """What to say when the web UI binds ``host``, or None for a loopback one."""
+    if is_loopback(host):
+        return None
+    return (
+        f"the web UI binds {host}, which is not a loopback address: other machines "
+        "can reach it on its port; to keep it on this machine, set daemon.host to "
+        "127.0.0.1 in the user config, or leave out --host"
+    )

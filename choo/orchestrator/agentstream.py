@@ -24,7 +24,7 @@ import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import orjson
 
@@ -36,9 +36,12 @@ OutputFormat = Literal["claude-stream", "codex-json", "text"]  # OUTPUT_FORMATS,
 TARGET_CHARS = 200  # a tool call's target (path, command line, pattern) is cut to this
 
 
-@dataclass(frozen=True, slots=True)
-class ToolCall:
-    """One tool call of the agent: ``target`` is a short summary of its input."""
+class ToolCall(NamedTuple):
+    """One tool call of the agent: ``target`` is a short summary of its input.
+
+    Immutable, and a NamedTuple rather than a frozen dataclass: one is made per
+    tool call, and a frozen dataclass takes three times as long to make.
+    """
 
     tool: str
     target: str | None
@@ -236,7 +239,7 @@ class _Calls:
     """Tool calls started and not yet finished, by id, in order.
 
     Kept as tuples (tool, target, id): a ToolCall is built once, when the call
-    ends (a frozen dataclass costs a few microseconds to make)."""
+    ends."""
 
     def __init__(self) -> None:
         self.open: dict[str, tuple[str, str | None, str | None]] = {}
@@ -318,7 +321,8 @@ class ClaudeStreamParser:
         self._result = AgentResult(model=model)
         self._calls = _Calls()
         self._tail = _Tail()
-        self._messages: dict[str, _Usage] = {}  # API message id -> its usage
+        # API message id -> its usage as the stream gave it (read at the end)
+        self._messages: dict[str, dict[str, Any]] = {}
         self._loose = _Usage()  # usage of assistant lines without an id
         self._loose_seen = False
         self._final: _Usage | None = None  # from the result line
@@ -352,39 +356,55 @@ class ClaudeStreamParser:
         return []
 
     def _assistant(self, event: dict[str, Any]) -> None:
-        message = _dict(event.get("message"))
-        self._result.session_id = self._result.session_id or _str(event.get("session_id"))
-        self._result.model = self._result.model or _str(message.get("model"))
-        msg_id = _str(message.get("id"))
+        # The hottest path: one line per tool call (and per text block), so
+        # lookups are spelled out rather than going through the helpers.
+        message = event.get("message")
+        if not isinstance(message, dict):
+            message = {}
+        r = self._result
+        if r.session_id is None:
+            r.session_id = _str(event.get("session_id"))
+        if r.model is None:
+            r.model = _str(message.get("model"))
         raw = message.get("usage")
-        if msg_id is not None and isinstance(raw, dict) and raw:
-            seen = self._messages.get(msg_id)
-            # A repeat of a message counts only if it says more (its output grows).
-            if seen is None or (_int(raw.get("output_tokens")) or 0) > seen.output:
-                self._messages[msg_id] = _claude_usage(raw) or _Usage()
-        elif isinstance(raw, dict) and raw:
-            usage = _claude_usage(raw) or _Usage()
-            self._loose_seen = True
-            self._loose.input += usage.input
-            self._loose.output += usage.output
-            self._loose.cache_read += usage.cache_read
-            self._loose.cache_write += usage.cache_write
+        if isinstance(raw, dict) and raw:
+            self._count_usage(_str(message.get("id")), raw)
         content = message.get("content")
         if isinstance(content, str):
             self._tail.add(content)
-        for block in _list(content):
-            block = _dict(block)
-            if block.get("type") == "text" and isinstance(block.get("text"), str):
-                self._tail.add(block["text"])
-            elif block.get("type") == "tool_use":
-                name = _str(block.get("name")) or "tool"
-                self._calls.start(name, _claude_target(block.get("input")), _str(block.get("id")))
+        elif isinstance(content, list):
+            for block in content:
+                if not isinstance(block, dict):
+                    continue
+                kind = block.get("type")
+                if kind == "tool_use":
+                    name = _str(block.get("name")) or "tool"
+                    target = _claude_target(block.get("input"))
+                    self._calls.start(name, target, _str(block.get("id")))
+                elif kind == "text" and isinstance(block.get("text"), str):
+                    self._tail.add(block["text"])
+
+    def _count_usage(self, msg_id: str | None, raw: dict[str, Any]) -> None:
+        """Keep an assistant line's usage: once per API message, or summed without an id."""
+        if msg_id is not None:
+            seen = self._messages.get(msg_id)
+            # A repeat of a message counts only if it says more (its output grows).
+            if seen is None or (_int(raw.get("output_tokens")) or 0) > (
+                _int(seen.get("output_tokens")) or 0
+            ):
+                self._messages[msg_id] = raw
+            return
+        usage = _claude_usage(raw) or _Usage()
+        self._loose_seen = True
+        self._loose.input += usage.input
+        self._loose.output += usage.output
+        self._loose.cache_read += usage.cache_read
+        self._loose.cache_write += usage.cache_write
 
     def _user(self, event: dict[str, Any]) -> list[ToolCall]:
         done: list[ToolCall] = []
         for block in _list(_dict(event.get("message")).get("content")):
-            block = _dict(block)
-            if block.get("type") == "tool_result":
+            if isinstance(block, dict) and block.get("type") == "tool_result":
                 call = self._calls.end(
                     _str(block.get("tool_use_id")), is_error=block.get("is_error") is True
                 )
@@ -422,7 +442,8 @@ class ClaudeStreamParser:
         usage = self._final
         if usage is None and (self._messages or self._loose_seen):
             usage = _Usage()
-            for part in [*self._messages.values(), self._loose]:
+            parts = [_claude_usage(raw) or _Usage() for raw in self._messages.values()]
+            for part in [*parts, self._loose]:
                 usage.input += part.input
                 usage.output += part.output
                 usage.cache_read += part.cache_read

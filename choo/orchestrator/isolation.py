@@ -383,7 +383,7 @@ class RunSpace:
         elif land:
             reason = "the main tree was on no branch (detached HEAD) at the start"
         else:
-            reason = "git.land is off (use --land or git.land: true to fast-forward)"
+            reason = "git.land is off; --land or git.land: true fast-forwards it"
         self.bus.emit(
             "run.land",
             landed=False,
@@ -393,7 +393,7 @@ class RunSpace:
             reason=reason,
             command=command,
         )
-        return f"not landed ({reason}); to take the result: {command}"
+        return f"not landed: {reason}. To take the result: {command}"
 
 
 class UnitSetupFailed(ChooError):

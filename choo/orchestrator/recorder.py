@@ -17,12 +17,12 @@ from typing import Any
 from choo.client import DaemonClient, DaemonError
 from choo.orchestrator.events import Event
 from protocol.events import allowed_payload_keys
-from protocol.redact import redact, redact_text
+from protocol.redact import redact_text, redact_values
 
 
 def allowed_payload(event: Event) -> dict[str, Any]:
     keep = allowed_payload_keys(event.type)
-    return {k: redact(v) for k, v in event.payload.items() if k in keep}
+    return redact_values({k: v for k, v in event.payload.items() if k in keep})
 
 
 class HistoryRecorder:

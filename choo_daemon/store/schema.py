@@ -186,7 +186,32 @@ def _v3_rollups(conn: apsw.Connection) -> None:
     backfill(conn)
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_provisional_markers, _v3_rollups)
+def _v4_tasks_by_repo(conn: apsw.Connection) -> None:
+    # The cross-run task table reads one repository's rows of a few tasks:
+    # each task row keeps its run's repository (which never changes), filled
+    # in by a trigger as the row is made, so that the fold (rollups.py) and
+    # the v3 backfill that runs it need not know. The index holds flaky so
+    # that picking the tasks shown reads the index alone.
+    conn.execute(
+        """
+        ALTER TABLE tasks ADD COLUMN repo_path TEXT;
+        UPDATE tasks SET repo_path = (SELECT repo_path FROM runs WHERE runs.id = tasks.run_id);
+        CREATE TRIGGER tasks_repo_path AFTER INSERT ON tasks BEGIN
+            UPDATE tasks SET repo_path = (SELECT repo_path FROM runs WHERE id = NEW.run_id)
+            WHERE run_id = NEW.run_id AND unit = NEW.unit AND task = NEW.task;
+        END;
+        DROP INDEX tasks_unit_task;
+        CREATE INDEX tasks_repo_task ON tasks(repo_path, unit, task, flaky);
+        """
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _v1_initial,
+    _v2_provisional_markers,
+    _v3_rollups,
+    _v4_tasks_by_repo,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

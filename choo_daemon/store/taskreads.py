@@ -9,6 +9,7 @@ the events were written; these only read and arrange it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from statistics import median
 from typing import Any, Final
 
@@ -86,33 +87,24 @@ def run_tasks(
     if task is not None:
         where += " AND task = ?"
         params.append(task)
+    one_task = task is not None and unit is not None
     with conn:
         run_id = resolve_run_id(conn, run)
         if task is not None and unit is None:
             raise BadParameter("task", task, "given with unit (?unit=U&task=N)")
-        tasks: list[Row] = conn.execute(
-            "SELECT unit, task, title, status, stop_reason, flaky FROM tasks"
-            f" WHERE {where} ORDER BY unit, task",
-            [run_id, *params],
-        ).fetchall()
-        attempts: list[Row] = conn.execute(
-            f"SELECT unit, task, try, start_seq, {', '.join(_ATTEMPT)} FROM task_attempts"
-            f" WHERE {where} ORDER BY unit, task, attempt",
-            [run_id, *params],
-        ).fetchall()
-        tools = _tools(conn, run_id, unit, task) if task is not None and unit is not None else None
-    by_task: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    starts: list[tuple[int, int | None, dict[str, Any]]] = []  # (start_seq, try, attempt)
-    for u, t, try_, start_seq, *values in attempts:
-        one = dict(zip(_ATTEMPT, values, strict=True))
-        one["cost_estimated"] = bool(one["cost_estimated"])
-        by_task.setdefault((u, t), []).append(one)
-        starts.append((start_seq, try_, one))
-    if tools is not None:
-        _give_tools(tools, starts)
-    return {
-        "run_id": run_id,
-        "tasks": [
+        # Rows are read as they come, not fetched all first: a whole run
+        # holds thousands of attempts, and fewer objects alive at once mean
+        # fewer garbage collections in the middle.
+        by_task, starts = _attempts_by_task(
+            conn.execute(
+                # The attempt's own fields first: each row is zipped with _ATTEMPT.
+                f"SELECT {', '.join(_ATTEMPT)}, unit, task, try, start_seq FROM task_attempts"
+                f" WHERE {where} ORDER BY unit, task, attempt",
+                [run_id, *params],
+            ),
+            keep_starts=one_task,
+        )
+        tasks = [
             {
                 "unit": u,
                 "task": t,
@@ -122,9 +114,41 @@ def run_tasks(
                 "flaky": bool(flaky),
                 "attempts": by_task.get((u, t), []),
             }
-            for u, t, title, status, reason, flaky in tasks
-        ],
-    }
+            for u, t, title, status, reason, flaky in conn.execute(
+                "SELECT unit, task, title, status, stop_reason, flaky FROM tasks"
+                f" WHERE {where} ORDER BY unit, task",
+                [run_id, *params],
+            )
+        ]
+        if unit is not None and task is not None:
+            _give_tools(_tools(conn, run_id, unit, task), starts)
+    return {"run_id": run_id, "tasks": tasks}
+
+
+_Start = tuple[int, int | None, dict[str, Any]]  # (start_seq, try, attempt)
+
+
+def _attempts_by_task(
+    rows: Iterable[Row], *, keep_starts: bool
+) -> tuple[dict[tuple[str, int], list[dict[str, Any]]], list[_Start]]:
+    """Each task's attempts as dicts, from rows in (unit, task, attempt) order;
+    and, if ``keep_starts``, where each attempt began (for its tool calls)."""
+    by_task: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    starts: list[_Start] = []
+    mine: list[dict[str, Any]] = []
+    at = len(_ATTEMPT)
+    unit: str | None = None
+    task: int | None = None
+    for row in rows:
+        one = dict(zip(_ATTEMPT, row, strict=False))  # the row's last four are not the attempt's
+        one["cost_estimated"] = bool(one["cost_estimated"])
+        if row[at] != unit or row[at + 1] != task:  # a task's rows come together
+            unit, task = row[at], row[at + 1]
+            mine = by_task.setdefault((row[at], row[at + 1]), [])
+        mine.append(one)
+        if keep_starts:
+            starts.append((row[at + 3], row[at + 2], one))
+    return by_task, starts
 
 
 # (seq, try, tool dict) of a task's tool calls, seq order.
@@ -157,7 +181,7 @@ def _tools(conn: apsw.Connection, run_id: str, unit: str, task: int) -> list[_To
     return found
 
 
-def _give_tools(tools: list[_Tool], starts: list[tuple[int, int | None, dict[str, Any]]]) -> None:
+def _give_tools(tools: list[_Tool], starts: list[_Start]) -> None:
     """List each tool call under its attempt: the one of its try begun last before it.
 
     The same rule as the write side's (rollups._latest), so ``tools`` and
@@ -196,29 +220,42 @@ def task_table(
     if not 1 <= last <= MAX_LAST:
         raise BadParameter("last", last, f"1 to {MAX_LAST}")
     with conn:
-        rows: list[Row] = conn.execute(
-            "SELECT t.unit, t.task, t.title, t.status, t.stop_reason, t.flaky, t.attempts,"
-            " t.duration_ms, t.input_tokens + t.output_tokens + t.cache_read_tokens"
-            " + t.cache_write_tokens, t.cost_usd, r.id, r.started_at, t.cost_estimated"
-            " FROM runs AS r INDEXED BY runs_repo_started JOIN tasks AS t ON t.run_id = r.id"
-            " WHERE r.repo_path = ? ORDER BY r.started_at DESC, r.id DESC",
-            (repo,),
-        ).fetchall()
-    groups: dict[tuple[str, int], list[Row]] = {}
-    flaky: dict[tuple[str, int], int] = {}
+        picked = _shown_tasks(conn, repo, limit)
+        keys = [(unit, task) for unit, task, _ in picked]
+        rows = _task_rows(conn, repo, keys) if keys else []
+    groups: dict[tuple[str, int], list[Row]] = {key: [] for key in keys}
     for row in rows:
-        key = (row[0], row[1])
-        found = groups.get(key)
-        if found is None:
-            groups[key] = found = []
-            flaky[key] = 0
-        found.append(row)
-        if row[5]:
-            flaky[key] += 1
-    # Only the rows shown are worked out: a repository may hold thousands of tasks.
-    keys = sorted(groups, key=lambda k: (-flaky[k], k[0], k[1]))[:limit]
-    table = [_task_row(key, groups[key], last) for key in keys]
-    return {"repo": repo, "tasks": table, "total": len(groups)}
+        groups[(row[0], row[1])].append(row)
+    table = [_task_row(key, found, last) for key, found in groups.items()]
+    return {"repo": repo, "tasks": table, "total": picked[0][2] if picked else 0}
+
+
+def _shown_tasks(conn: apsw.Connection, repo: str, limit: int) -> list[Row]:
+    """(unit, task, how many tasks in all) of the ``limit`` tasks shown, flaky first.
+
+    Picked in SQL from the index alone (schema v4): a repository may hold
+    thousands of tasks, and only the rows of those shown are read in full.
+    """
+    return conn.execute(
+        "SELECT unit, task, count(*) OVER () FROM tasks INDEXED BY tasks_repo_task"
+        " WHERE repo_path = ? GROUP BY unit, task"
+        " ORDER BY sum(flaky != 0) DESC, unit, task LIMIT ?",
+        (repo, limit),
+    ).fetchall()
+
+
+def _task_rows(conn: apsw.Connection, repo: str, keys: list[tuple[str, int]]) -> list[Row]:
+    """The rows of the tasks ``keys`` in ``repo``'s runs, newest run first."""
+    return conn.execute(
+        "SELECT t.unit, t.task, t.title, t.status, t.stop_reason, t.flaky, t.attempts,"
+        " t.duration_ms, t.input_tokens + t.output_tokens + t.cache_read_tokens"
+        " + t.cache_write_tokens, t.cost_usd, r.id, r.started_at, t.cost_estimated"
+        " FROM json_each(?1) AS k CROSS JOIN tasks AS t INDEXED BY tasks_repo_task"
+        " CROSS JOIN runs AS r"
+        " WHERE t.repo_path = ?2 AND t.unit = k.value ->> 0 AND t.task = k.value ->> 1"
+        " AND r.id = t.run_id ORDER BY r.started_at DESC, r.id DESC",
+        (orjson.dumps(keys).decode(), repo),
+    ).fetchall()
 
 
 def _task_row(key: tuple[str, int], rows: list[Any], last: int) -> dict[str, Any]:

@@ -8,8 +8,11 @@ Two parts, each against a real daemon in a temporary CHOO_HOME:
    recorder subscribed (payload allow-list, redaction, packing, queueing on
    the client), timed per call; then the stream parser's share too, feeding
    Claude stream-json lines (a tool_use and its tool_result per call)
-   through ``agentstream.make_parser`` when it is there. The issue's target
-   is at most 20 µs per tool call to parse and emit.
+   through ``agentstream.make_parser``. The issue's target is at most 20 µs
+   per tool call to parse and emit: the figure held against it is the
+   orchestrator process's CPU time (the client's sending included, the
+   daemon's work not); wall time is printed too, and on a busy machine it
+   counts other processes' turns.
 2. A plan of 8 parallel units (4 on a fake ``claude``, 4 on a fake
    ``codex``, from ``tests/fixtures/agent-streams/bin``), each agent
    streaming 5,000 tool calls, run by the installed ``choo``; then every
@@ -72,7 +75,7 @@ def emit_cost(emits: int) -> None:
             recorder = HistoryRecorder(client, run, warn=print)
             bus.subscribe(recorder.handle)
             ids: dict[str, Any] = {"unit": "u", "task": 1, "attempt": 1}
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             for n in range(emits):
                 bus.emit(
                     "task.agent.tool",
@@ -85,19 +88,18 @@ def emit_cost(emits: int) -> None:
                 )
                 if n % 200 == 0:
                     await trio.lowlevel.checkpoint()  # let the client send, as a run does
-            emitted = time.perf_counter() - start
+            emitted, emitted_cpu = time.perf_counter() - start, time.process_time() - cpu
             await client.wait_acked(run)
             acked = time.perf_counter() - start
-            print(f"emit + record: {emitted / emits * 1e6:.1f} µs per tool call ({emits} calls)")
+            print(
+                f"emit + record: {emitted_cpu / emits * 1e6:.1f} µs CPU per tool call"
+                f" ({emitted / emits * 1e6:.1f} µs wall; {emits} calls)"
+            )
             print(f"  all acked (stored) after {acked:.2f} s: {emits / acked:,.0f} events/s")
 
-            make = getattr(agentstream, "make_parser", None)
-            if make is None:
-                print("parse + emit: skipped (agentstream.make_parser is not there yet)")
-                return
             lines = claude_lines(emits // 2)
-            parser = make("claude-stream")
-            start = time.perf_counter()
+            parser = agentstream.make_parser("claude-stream")
+            start, cpu = time.perf_counter(), time.process_time()
             calls = 0
             for n, line in enumerate(lines):
                 for call in parser.feed(line):
@@ -113,10 +115,13 @@ def emit_cost(emits: int) -> None:
                     )
                 if n % 400 == 0:
                     await trio.lowlevel.checkpoint()
-            took = time.perf_counter() - start
+            took, took_cpu = time.perf_counter() - start, time.process_time() - cpu
             await client.wait_acked(run)
+            per_call = took_cpu / calls * 1e6
             print(
-                f"parse + emit + record: {took / calls * 1e6:.1f} µs per tool call ({calls} calls)"
+                f"parse + emit per tool call: {per_call:.1f} µs CPU"
+                f" ({took / calls * 1e6:.1f} µs wall; {calls} calls);"
+                f" target <= 20 µs: {'met' if per_call <= 20 else 'NOT met'}"
             )
 
     trio.run(main)

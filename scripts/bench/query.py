@@ -52,6 +52,7 @@ import orjson  # noqa: E402
 
 from choo_daemon import store  # noqa: E402
 from choo_daemon.store.reads import encode_cursor  # noqa: E402
+from protocol.home import Home, read_token  # noqa: E402
 
 REPOS = [f"/home/dev/src/project-{n}" for n in range(5)]
 UNITS = [f"unit-{n:02d}" for n in range(8)]
@@ -294,7 +295,7 @@ def main() -> None:
 
     proc, web = start_daemon(home)
     try:
-        report(web, args.requests)
+        report(web, args.requests, Home(home))
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
@@ -302,8 +303,9 @@ def main() -> None:
             shutil.rmtree(home, ignore_errors=True)
 
 
-def report(web: str, requests: int) -> None:
-    with httpx.Client(base_url=web, timeout=30) as client:
+def report(web: str, requests: int, home: Home) -> None:
+    auth = {"Authorization": f"Bearer {read_token(home)}"}  # the daemon made it at its start
+    with httpx.Client(base_url=web, timeout=30, headers=auth) as client:
         health = client.get("/api/health").json()
         total = client.get("/api/history/runs", params={"limit": 1}).json()["total"]
         biggest = client.get(f"/api/history/runs/{run_id(0)}").json()  # built first, so oldest

@@ -9,13 +9,10 @@ The daemon keeps the roll-ups the UI shows from them.
 
 from __future__ import annotations
 
-import json
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.browser.support import FakeRun
+from tests.browser.support import FakeRun, Site
 
 
 @dataclass
@@ -168,8 +165,6 @@ def unit_events(
     return out
 
 
-def api(base: str, path: str, **params: Any) -> Any:
+def api(site: Site, path: str, **params: Any) -> Any:
     """GET a daemon API path (with query parameters) and decode its JSON."""
-    query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
-    with urllib.request.urlopen(f"{base}{path}{'?' + query if query else ''}") as response:
-        return json.load(response)
+    return site.get_json(path, **params)

@@ -8,12 +8,9 @@ first tests do; ``example`` waits for it.
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 import subprocess
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +24,7 @@ from tests.browser.support import (
     Site,
     Writer,
     example_repo,
+    log_in,
     new_site,
     remove_site,
     start_example_run,
@@ -77,9 +75,7 @@ def example(session: Session) -> Example:
     proc = session.proc
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, output
-    query = urllib.parse.urlencode({"repo": str(session.repo)})
-    with urllib.request.urlopen(f"{session.site.url}/api/history/runs?{query}") as response:
-        runs = json.load(response)["runs"]
+    runs = session.site.get_json("/api/history/runs", repo=str(session.repo))["runs"]
     assert len(runs) == 1, runs
     return Example(session.repo, runs[0]["id"])
 
@@ -114,8 +110,10 @@ def page_errors() -> PageErrors:
 
 @pytest.fixture
 def page(browser: Browser, site: Site, page_errors: PageErrors) -> Iterator[Page]:
+    """A page of a browser context logged in through the printed login URL."""
     context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=site.url)
     context.set_default_timeout(10_000)
+    log_in(context, site)
     page = context.new_page()
     page.on("pageerror", lambda error: page_errors.append(f"page error: {error}"))
 

@@ -14,11 +14,9 @@ daemon running afterwards and prints its URL, to look around by hand.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import signal
 import time
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -35,6 +33,7 @@ from tests.browser.support import (
     Site,
     Writer,
     example_repo,
+    log_in,
     new_site,
     remove_site,
     start_example_run,
@@ -44,10 +43,8 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def runs_of(site: Site, repo: Path) -> list[dict[str, object]]:
-    query = quote(str(repo))
-    with urllib.request.urlopen(f"{site.url}/api/history/runs?repo={query}") as response:
-        runs: list[dict[str, object]] = json.load(response)["runs"]
-        return runs
+    runs: list[dict[str, object]] = site.get_json("/api/history/runs", repo=str(repo))["runs"]
+    return runs
 
 
 READ = ("Read", "src/app/config.py", None, False)
@@ -154,7 +151,11 @@ def main() -> None:
             writer.close()
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1360, "height": 860}, base_url=site.url)
+            context = browser.new_context(
+                viewport={"width": 1360, "height": 860}, base_url=site.url
+            )
+            log_in(context, site)
+            page = context.new_page()
             page.goto(f"/#/history?repo={quote(str(repo))}")
             page.locator("tr[data-run]").first.wait_for()
             shoot(page, "history.png", until=".pager")
@@ -185,7 +186,7 @@ def main() -> None:
             proc.communicate(timeout=120)
             browser.close()
         if args.serve:
-            print(f"serving {site.url}/  (CHOO_HOME={site.root}); Ctrl-C to stop")
+            print(f"serving {site.login}  (CHOO_HOME={site.root}); Ctrl-C to stop")
             while True:
                 time.sleep(3600)
     except KeyboardInterrupt:

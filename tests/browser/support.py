@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from playwright.sync_api import BrowserContext
 
 from choo.client import DaemonClient, open_daemon_client
 from choo_daemon.store import iso_utc
-from protocol.home import Home
+from protocol.home import Home, read_token
 
 CHOO = Path(sys.executable).with_name("choo")
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -50,6 +54,7 @@ class Site:
     root: Path
     url: str = ""
     port: int = 0
+    login: str = ""  # the URL `choo daemon start` printed that logs a browser in
 
     @property
     def home(self) -> Home:
@@ -73,10 +78,22 @@ class Site:
         return result.stdout
 
     def start(self, port: int = 0) -> None:
-        self.choo("daemon", "start", "--port", str(port))
+        printed = self.choo("daemon", "start", "--port", str(port))
         status = json.loads(self.choo("daemon", "status", "--json"))
         self.url = status["web"]
         self.port = int(self.url.rsplit(":", 1)[1])
+        (self.login,) = re.findall(r"log in: (\S+)", printed)
+
+    def get_json(self, path: str, **params: Any) -> Any:
+        """GET an API path (with query parameters), as a program does: a Bearer token."""
+        query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+        token = read_token(self.home)
+        request = urllib.request.Request(
+            f"{self.url}{path}{'?' + query if query else ''}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        with urllib.request.urlopen(request) as response:
+            return json.load(response)
 
     def stop(self) -> None:
         subprocess.run(
@@ -86,6 +103,15 @@ class Site:
             env=self.env,
             stdin=subprocess.DEVNULL,
         )
+
+
+def log_in(context: BrowserContext, site: Site) -> None:
+    """Log ``context`` in through the URL ``choo daemon start`` printed: the
+    daemon trades its token for a cookie, then sends the browser to "/"."""
+    response = context.request.get(site.login)
+    assert response.ok and response.url == f"{site.url}/", (response.status, response.url)
+    (cookie,) = [c for c in context.cookies(site.url) if c["name"] == "choo_token"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict", cookie
 
 
 def new_site() -> Site:

@@ -169,9 +169,9 @@ def test_a_plan_run_by_fake_claude_and_codex_reads_the_same_in_api_cli_and_ui(
     assert result.returncode == 0, result.stdout + result.stderr
 
     # --- the API ------------------------------------------------------------------
-    (listed,) = api(site.url, "/api/history/runs", repo=root)["runs"]
+    (listed,) = api(site, "/api/history/runs", repo=root)["runs"]
     run_id = listed["id"]
-    run = api(site.url, f"/api/history/runs/{run_id}")
+    run = api(site, f"/api/history/runs/{run_id}")
     assert (run["status"], run["completed_units"], run["failed_units"]) == ("completed", 2, 0)
     t = run["totals"]
     assert t["attempts"] == len(TASKS)
@@ -183,7 +183,7 @@ def test_a_plan_run_by_fake_claude_and_codex_reads_the_same_in_api_cli_and_ui(
     assert listed["cost_usd"] == pytest.approx(t["cost_usd"])
     assert listed["cost_estimated"] is True
 
-    units = {u["unit"]: u for u in api(site.url, f"/api/history/runs/{run_id}/units")["units"]}
+    units = {u["unit"]: u for u in api(site, f"/api/history/runs/{run_id}/units")["units"]}
     assert set(units) == {"settings", "lookup"}
     for name, u in units.items():
         mine = [k for k in TASKS if k[0] == name]
@@ -194,7 +194,7 @@ def test_a_plan_run_by_fake_claude_and_codex_reads_the_same_in_api_cli_and_ui(
 
     for unit, task in TASKS:
         want = expected(unit, task)
-        data = api(site.url, f"/api/history/runs/{run_id}/tasks", unit=unit, task=task)
+        data = api(site, f"/api/history/runs/{run_id}/tasks", unit=unit, task=task)
         (got,) = data["tasks"]
         assert got["title"] == TASKS[(unit, task)][0]
         (a,) = got["attempts"]

@@ -50,7 +50,7 @@ def test_a_landed_run_says_where(page: Page, writer: Writer) -> None:
 
 def test_each_attempt_shows_its_commits(page: Page, writer: Writer, site: Site) -> None:
     run = write(writer, "run_20260401_122000_git3", gitrun.isolated_run(), "failed")
-    git = api(site.url, f"/api/history/runs/{run.run_id}/git", unit="api", task=1)
+    git = api(site, f"/api/history/runs/{run.run_id}/git", unit="api", task=1)
     page.goto(f"/#/history?run={run.run_id}&task=api%3A1")
     dialog = page.locator("dialog.task-dialog")
     first, second = (

@@ -11,7 +11,7 @@ from urllib.parse import quote
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import PageErrors
-from tests.browser.support import FakeRun, Site, Writer, new_site, remove_site
+from tests.browser.support import FakeRun, Site, Writer, log_in, new_site, remove_site
 
 
 def test_live_view_follows_runs_without_reload(page: Page, writer: Writer) -> None:
@@ -94,6 +94,7 @@ def test_banner_while_the_daemon_is_away(browser: Browser) -> None:
     with own_daemon() as site:
         context = browser.new_context(base_url=site.url)
         context.set_default_timeout(15_000)
+        log_in(context, site)
         page = context.new_page()
         errors = PageErrors()
         page.on("pageerror", lambda error: errors.append(str(error)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import urllib.error
@@ -29,8 +28,7 @@ PLAN = {
 
 
 def get_json(site: Site, path: str) -> object:
-    with urllib.request.urlopen(site.url + path) as response:
-        return json.load(response)
+    return site.get_json(path)
 
 
 def test_a_run_without_history_is_followed_live_then_gone(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import re
-import urllib.request
 from typing import Any
 
 from playwright.sync_api import Page, expect
@@ -14,9 +12,8 @@ from tests.browser.support import EXAMPLE_UNITS, FakeRun, Site, Writer
 
 
 def api(site: Site, path: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{site.url}{path}") as response:
-        data: dict[str, Any] = json.load(response)
-        return data
+    data: dict[str, Any] = site.get_json(path)
+    return data
 
 
 def shown(page: Page, field: str) -> list[str]:

@@ -120,7 +120,7 @@ def test_the_run_header_and_the_graph_show_cost_tokens_and_attempts(
     page: Page, writer: Writer, site: Site
 ) -> None:
     run = agent_run(writer, "run_20260401_100000_use1", "/srv/usage-head")
-    detail = api(site.url, f"/api/history/runs/{run.run_id}")
+    detail = api(site, f"/api/history/runs/{run.run_id}")
     t = detail["totals"]
     assert t["cost_estimated"] is True and t["attempts"] == 6  # the fixture is what the test thinks
 
@@ -141,7 +141,7 @@ def test_the_run_header_and_the_graph_show_cost_tokens_and_attempts(
         f"{t['tool_calls']} / {t['attempts']}"
     )
 
-    units = api(site.url, f"/api/history/runs/{run.run_id}/units")["units"]
+    units = api(site, f"/api/history/runs/{run.run_id}/units")["units"]
     assert [u["unit"] for u in units] == ["config", "api"]
     for u in units:
         node = page.locator(f"g.node[data-unit='{u['unit']}']")
@@ -157,7 +157,7 @@ def test_a_tasks_attempts_open_side_by_side_from_the_runs_task_list(
     page: Page, writer: Writer, site: Site
 ) -> None:
     run = agent_run(writer, "run_20260401_110000_use2", "/srv/usage-tasks")
-    tasks = api(site.url, f"/api/history/runs/{run.run_id}/tasks")["tasks"]
+    tasks = api(site, f"/api/history/runs/{run.run_id}/tasks")["tasks"]
     page.goto(f"/#/history?run={run.run_id}")
 
     # From the events to the run's tasks, by keyboard.
@@ -214,7 +214,7 @@ def test_a_tasks_attempts_open_side_by_side_from_the_runs_task_list(
 
 
 def check_dialog(page: Page, site: Site, run_id: str, unit: str, task: int) -> None:
-    data = api(site.url, f"/api/history/runs/{run_id}/tasks", unit=unit, task=task)
+    data = api(site, f"/api/history/runs/{run_id}/tasks", unit=unit, task=task)
     (t,) = data["tasks"]
     dialog = page.locator("dialog.task-dialog")
     expect(dialog).to_be_visible()
@@ -269,7 +269,7 @@ def test_the_history_list_has_a_cost_column(page: Page, writer: Writer, site: Si
     bare = FakeRun(writer, "run_20260401_110000_use4", repo, started=older)
     bare.start()
     bare.complete("completed", completed_units=6)
-    listed = {r["id"]: r for r in api(site.url, "/api/history/runs", repo=repo)["runs"]}
+    listed = {r["id"]: r for r in api(site, "/api/history/runs", repo=repo)["runs"]}
 
     page.goto(f"/#/history?repo={quote(repo)}")
     head = page.locator(".runs-table thead th")
@@ -290,7 +290,7 @@ def test_the_tasks_tab_compares_a_repositorys_tasks_across_runs(
     base = datetime.now(UTC) - timedelta(hours=3)
     steady = agent_run(writer, "run_20260401_130000_use5", repo, base, flaky=False)
     shaky = agent_run(writer, "run_20260401_140000_use6", repo, base + timedelta(hours=1))
-    data = api(site.url, "/api/history/tasks", repo=repo)["tasks"]
+    data = api(site, "/api/history/tasks", repo=repo)["tasks"]
     assert data[0]["unit"] == "config" and data[0]["task"] == 2 and data[0]["flaky_runs"] == 1
 
     # From the History list of that repository, by its link.
@@ -346,12 +346,12 @@ def test_a_running_runs_usage_follows_its_events(page: Page, writer: Writer, sit
     run.send(unit_events(run, "config", plan()["config"]))
     # The daemon adds up a running run's events once it has a quiet moment.
     deadline = time.monotonic() + 30
-    while not (t := api(site.url, f"/api/history/runs/{run.run_id}")["totals"])["attempts"]:
+    while not (t := api(site, f"/api/history/runs/{run.run_id}")["totals"])["attempts"]:
         assert time.monotonic() < deadline, "the roll-ups never caught up"
         time.sleep(0.02)
     (config,) = [
         u
-        for u in api(site.url, f"/api/history/runs/{run.run_id}/units")["units"]
+        for u in api(site, f"/api/history/runs/{run.run_id}/units")["units"]
         if u["unit"] == "config"
     ]
     expect(cost).to_have_text(usd(t["cost_usd"], t["cost_estimated"]))

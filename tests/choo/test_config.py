@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from choo.config import ConfigError, global_config_path, load
+from protocol.settings import default
 from tests.choo.support import make_repo, plan_md, run_choo, task_md
 
 
@@ -27,10 +28,11 @@ def test_the_global_file_lives_under_xdg_config_home(global_file: Path) -> None:
 def test_later_sources_win(global_file: Path, tmp_path: Path) -> None:
     global_file.write_text(
         "parallelism: 2\nattempts: 5\nprovider:\n  timeout: 10\nhistory.retention_days: 7\n"
+        "daemon:\n  port: 9000\n"
     )
     repo = tmp_path / "repo"
     repo.mkdir()
-    (repo / ".choo.yaml").write_text("parallelism: 3\nattempts: 4\ndaemon:\n  port: 9000\n")
+    (repo / ".choo.yaml").write_text("parallelism: 3\nattempts: 4\n")
     env = {"CHOO_PARALLELISM": "6", "CHOO_ATTEMPTS": "2", "UNRELATED": "x"}
     config = load(repo, env=env).apply_flags({"parallelism": 8, "provider.name": None})
 
@@ -39,7 +41,7 @@ def test_later_sources_win(global_file: Path, tmp_path: Path) -> None:
     assert config["attempts"] == 2
     assert config.sources["attempts"] == "env CHOO_ATTEMPTS"
     assert config["daemon.port"] == 9000
-    assert config.sources["daemon.port"] == str(repo / ".choo.yaml")
+    assert config.sources["daemon.port"] == str(global_file)
     assert config["provider.timeout"] == 10.0
     assert config["history.retention_days"] == 7
     assert config.sources["provider.timeout"] == str(global_file)
@@ -107,9 +109,10 @@ def test_an_unknown_key_warns_with_file_key_and_closest_key(tmp_path: Path) -> N
     ],
 )
 def test_a_wrong_value_is_an_error_naming_file_key_expected_and_found(
-    tmp_path: Path, text: str, expected: str
+    tmp_path: Path, global_file: Path, text: str, expected: str
 ) -> None:
-    path = tmp_path / ".choo.yaml"
+    # A user key is read from the user's file only (a repository's is ignored).
+    path = global_file if text.startswith("daemon") else tmp_path / ".choo.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError) as caught:
         load(tmp_path, env={})
@@ -129,6 +132,81 @@ def test_a_file_that_is_not_a_mapping_or_not_yaml(tmp_path: Path) -> None:
     path.write_text("a: [unclosed\n")
     with pytest.raises(ConfigError, match=f"{path}: not valid YAML"):
         load(tmp_path, env={})
+
+
+# -- user settings: not from a repository ------------------------------------------
+
+
+def test_a_repository_cannot_set_the_users_keys(global_file: Path, tmp_path: Path) -> None:
+    path = tmp_path / ".choo.yaml"
+    path.write_text(
+        "daemon: {host: 0.0.0.0, port: 9999, auto_start: false}\n"
+        "history: {retention_days: 1, enabled: false}\nparallelism: 2\n"
+    )
+    config = load(tmp_path, env={})
+    for key in ("daemon.host", "daemon.port", "daemon.auto_start", "history.retention_days"):
+        assert (config[key], config.sources[key]) == (default(key), "default"), key
+    assert (config["history.enabled"], config["parallelism"]) == (False, 2), "repo keys are set"
+    assert config.warnings == [
+        f"{path}: {key} is a user setting, which a repository may not set; it is ignored. "
+        f"Set it in the user config {global_file} instead, or with {var} or a flag"
+        for key, var in (
+            ("daemon.host", "CHOO_DAEMON_HOST"),
+            ("daemon.port", "CHOO_DAEMON_PORT"),
+            ("daemon.auto_start", "CHOO_DAEMON_AUTO_START"),
+            ("history.retention_days", "CHOO_HISTORY_RETENTION_DAYS"),
+        )
+    ]
+
+
+def test_a_repositorys_user_key_is_ignored_even_when_its_value_is_wrong(tmp_path: Path) -> None:
+    (tmp_path / ".choo.yaml").write_text("daemon.port: web\nhistory.retention_days: -1\n")
+    config = load(tmp_path, env={})
+    assert config["daemon.port"] == default("daemon.port")
+    assert len(config.warnings) == 2
+
+
+def test_the_user_config_the_environment_and_flags_set_the_users_keys(
+    global_file: Path, tmp_path: Path
+) -> None:
+    global_file.write_text(
+        "daemon: {host: 0.0.0.0, port: 9001, auto_start: false}\nhistory.retention_days: 3\n"
+    )
+    (tmp_path / ".choo.yaml").write_text("daemon.host: 127.0.0.1\n")
+    config = load(tmp_path, env={"CHOO_DAEMON_PORT": "9002"})
+    assert config["daemon.host"] == "0.0.0.0", "a non-loopback address from the user config"
+    assert config.sources["daemon.host"] == str(global_file)
+    assert (config["daemon.port"], config.sources["daemon.port"]) == (9002, "env CHOO_DAEMON_PORT")
+    assert (config["daemon.auto_start"], config["history.retention_days"]) == (False, 3)
+    assert len(config.warnings) == 1 and "daemon.host is a user setting" in config.warnings[0]
+    flagged = load(tmp_path, env={}).apply_flags({"daemon.host": "::"})
+    assert (flagged["daemon.host"], flagged.sources["daemon.host"]) == ("::", "flag")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.2", "::1", "localhost"])
+def test_the_environment_sets_a_loopback_host(tmp_path: Path, host: str) -> None:
+    config = load(tmp_path, env={"CHOO_DAEMON_HOST": host})
+    assert (config["daemon.host"], config.warnings) == (host, [])
+
+
+def test_the_environment_cannot_bind_a_non_loopback_address(
+    global_file: Path, tmp_path: Path
+) -> None:
+    global_file.write_text("daemon.host: 127.0.0.3\n")
+    config = load(tmp_path, env={"CHOO_DAEMON_HOST": "0.0.0.0"})
+    assert (config["daemon.host"], config.sources["daemon.host"]) == ("127.0.0.3", str(global_file))
+    assert config.warnings == [
+        "env CHOO_DAEMON_HOST: '0.0.0.0' is not a loopback address, and one is taken only "
+        f"from the user config {global_file} or a flag (`choo daemon start --host`); "
+        "it is ignored"
+    ]
+
+
+def test_explain_names_each_keys_scope(tmp_path: Path) -> None:
+    scopes = {row["key"]: row["scope"] for row in load(tmp_path, env={}).explain()}
+    user = {"daemon.host", "daemon.port", "daemon.auto_start", "history.retention_days"}
+    assert {k for k, scope in scopes.items() if scope == "user"} == user
+    assert set(scopes.values()) == {"user", "repo"}
 
 
 # -- through the CLI -------------------------------------------------------------

@@ -104,20 +104,22 @@ def test_config_show_prints_each_value_and_where_it_came_from(
 ) -> None:
     global_file.write_text("parallelism: 2\nhistory:\n  retention_days: 30\n")
     (repo / ".choo.yaml").write_text("parallelism: 3\nprovider: codex\n")
-    env = choo_env(CHOO_ATTEMPTS="5")
+    env = choo_env(CHOO_ATTEMPTS="5", COLUMNS="400")  # long temporary paths stay whole
     text = run_choo("config", "show", cwd=repo, env=env)
     assert text.returncode == 0, text.stderr
     rows = {
         cells[0]: cells[1:]
         for line in text.stdout.splitlines()
-        if (cells := [c.strip() for c in line.strip("│ ").split("│")]) and len(cells) == 4
+        if (cells := [c.strip() for c in line.strip("│ ").split("│")]) and len(cells) == 5
     }
     assert rows["parallelism"][:2] == ["3", str(repo / ".choo.yaml")]
     assert rows["provider.name"][:2] == ["codex", str(repo / ".choo.yaml")]
     assert rows["history.retention_days"][:2] == ["30", str(global_file)]
     assert rows["attempts"][:2] == ["5", "env CHOO_ATTEMPTS"]
     assert rows["daemon.port"][:2] == ["0", "env CHOO_DAEMON_PORT"]
-    assert rows["daemon.host"][:2] == ["127.0.0.1", "default"]
+    assert rows["daemon.host"][:3] == ["127.0.0.1", "default", "user"]
+    assert rows["history.enabled"][2] == "repo" and rows["parallelism"][2] == "repo"
+    assert "a repository's .choo.yaml may not" in text.stdout
     assert f"{global_file}: read" in text.stdout
     assert f"{repo / '.choo.yaml'}: read" in text.stdout
 
@@ -129,8 +131,10 @@ def test_config_show_prints_each_value_and_where_it_came_from(
         "key": "provider.timeout",
         "value": 1800.0,
         "source": "default",
+        "scope": "repo",
         "help": "seconds one agent call may take",
     }
+    assert keys["history.retention_days"]["scope"] == "user"
     assert data["files"] == [
         {"path": str(global_file), "found": True},
         {"path": str(repo / ".choo.yaml"), "found": True},
@@ -158,13 +162,16 @@ def test_config_show_warns_about_unknown_keys(repo: Path) -> None:
     ],
 )
 def test_a_wrong_value_stops_config_show_and_daemon_start(
-    repo: Path, home: Home, text: str, expected: str
+    global_file: Path, repo: Path, home: Home, text: str, expected: str
 ) -> None:
-    (repo / ".choo.yaml").write_text(text)
+    # The user's keys are read from the user config only.
+    user_key = text.startswith(("daemon", "history.retention"))
+    path = global_file if user_key else repo / ".choo.yaml"
+    path.write_text(text)
     for args in (["config", "show"], ["daemon", "start"]):
         result = run_choo(*args, cwd=repo)
         assert result.returncode == 2, (args, result.stdout)
-        assert f"{repo / '.choo.yaml'}: {expected}" in result.stderr
+        assert f"{path}: {expected}" in result.stderr
     assert not home.socket.exists(), "no daemon started"
     assert not home.pidfile.exists()
 
@@ -213,9 +220,10 @@ def test_a_retention_of_zero_keeps_every_run(repo: Path, home: Home) -> None:
 
 
 def test_choo_run_starts_the_daemon_with_the_configured_retention(
-    repo_factory: Callable[..., Repo], home: Home
+    global_file: Path, repo_factory: Callable[..., Repo], home: Home
 ) -> None:
-    repo = repo_factory(PLAN, config={"history": {"retention_days": 10}})
+    global_file.write_text("history:\n  retention_days: 10\n")
+    repo = repo_factory(PLAN)
     old_and_new_runs(home, 20)
     result = run_choo("run", "specs/tasks", cwd=repo.root)
     assert result.returncode == 0, result.stderr
@@ -262,9 +270,11 @@ def test_history_enabled_from_the_environment(
         stop_daemon(home)
 
 
-def test_the_database_is_untouched_by_a_refused_configuration(repo: Path, home: Home) -> None:
+def test_the_database_is_untouched_by_a_refused_configuration(
+    global_file: Path, repo: Path, home: Home
+) -> None:
     old_and_new_runs(home, 500)
-    (repo / ".choo.yaml").write_text("history.retention_days: soon\n")
+    global_file.write_text("history.retention_days: soon\n")
     result = run_choo("daemon", "start", cwd=repo)
     assert result.returncode == 2
     conn = apsw.Connection(str(home.database), flags=apsw.SQLITE_OPEN_READONLY)
@@ -272,3 +282,91 @@ def test_the_database_is_untouched_by_a_refused_configuration(repo: Path, home: 
         assert [r[0] for r in conn.execute("SELECT id FROM runs")] == ["run_500d"]
     finally:
         conn.close()
+
+
+# -- the user's keys: not from a repository; a non-loopback address ---------------------
+
+USER_KEYS = ("daemon.host", "daemon.port", "daemon.auto_start", "history.retention_days")
+EXPOSED = "which is not a loopback address: other machines can reach it"
+
+
+def daemon_argv(pid: int) -> list[str]:
+    return [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+
+
+def test_a_repository_cannot_move_expose_or_keep_the_daemon(
+    global_file: Path,
+    repo_factory: Callable[..., Repo],
+    home: Home,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CHOO_DAEMON_PORT")
+    port = free_port("127.0.0.1")
+    global_file.write_text(f"daemon.port: {port}\n")
+    setting = {
+        "daemon": {"host": "0.0.0.0", "port": 9999, "auto_start": False},
+        "history": {"retention_days": 1},
+    }
+    repo = repo_factory(PLAN, config=setting)
+    shown = run_choo("config", "show", cwd=repo.root)
+    result = run_choo("run", "specs/tasks", cwd=repo.root)
+    try:
+        assert result.returncode == 0, "auto_start: false is ignored: " + result.stderr
+        for key in USER_KEYS:
+            warning = f"{repo.root / '.choo.yaml'}: {key} is a user setting"
+            assert warning in result.stderr and warning in shown.stderr, key
+        assert f"Set it in the user config {global_file} instead" in result.stderr
+        assert EXPOSED not in result.stdout + result.stderr
+        status = json.loads(run_choo("daemon", "status", "--json", cwd=repo.root).stdout)
+        assert status["web"].startswith(f"http://127.0.0.1:{port}")
+        assert status["exposed"] is None
+        argv = daemon_argv(status["pid"])
+        assert argv[argv.index("--host") + 1] == "127.0.0.1"
+        assert argv[argv.index("--retention-days") + 1] == "90"
+        assert History(home).only_run()["status"] == "completed"
+    finally:
+        stop_daemon(home)
+
+
+def test_a_non_loopback_host_from_the_user_config_is_bound_with_a_warning(
+    global_file: Path, repo_factory: Callable[..., Repo], home: Home
+) -> None:
+    global_file.write_text("daemon:\n  host: 0.0.0.0\n")
+    repo = repo_factory(PLAN)
+    result = run_choo("run", "specs/tasks", cwd=repo.root)
+    try:
+        assert result.returncode == 0, result.stderr
+        assert f"the web UI binds 0.0.0.0, {EXPOSED}" in " ".join(result.stdout.split())
+        text = run_choo("daemon", "status", cwd=repo.root)
+        assert text.returncode == 0 and EXPOSED in text.stderr
+        status = json.loads(run_choo("daemon", "status", "--json", cwd=repo.root).stdout)
+        assert status["web"].startswith("http://0.0.0.0:")
+        assert EXPOSED in status["exposed"]
+        assert log_lines(home, EXPOSED), "the daemon logs it too"
+        again = run_choo("daemon", "start", cwd=repo.root)
+        assert "already running" in again.stdout and EXPOSED in again.stderr
+    finally:
+        stop_daemon(home)
+
+
+def test_a_non_loopback_host_from_a_flag_but_not_from_the_environment(
+    repo: Path, home: Home
+) -> None:
+    env = choo_env(CHOO_DAEMON_HOST="0.0.0.0")
+    refused = run_choo("daemon", "start", cwd=repo, env=env)
+    try:
+        assert refused.returncode == 0, refused.stderr
+        assert "env CHOO_DAEMON_HOST: '0.0.0.0' is not a loopback address" in refused.stderr
+        assert EXPOSED not in refused.stderr
+        status = json.loads(run_choo("daemon", "status", "--json", cwd=repo).stdout)
+        assert status["web"].startswith("http://127.0.0.1:") and status["exposed"] is None
+    finally:
+        stop_daemon(home)
+    started = run_choo("daemon", "start", "--host", "0.0.0.0", cwd=repo)
+    try:
+        assert started.returncode == 0, started.stderr
+        assert f"the web UI binds 0.0.0.0, {EXPOSED}" in started.stderr
+        status = json.loads(run_choo("daemon", "status", "--json", cwd=repo).stdout)
+        assert status["web"].startswith("http://0.0.0.0:") and EXPOSED in status["exposed"]
+    finally:
+        stop_daemon(home)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from choo_daemon import store
-from protocol.home import Home
+from protocol.home import Home, read_token
 from tests.choo.support import History, Repo, plan_md, run_choo, stop_daemon, task_md
 
 PLAN = {
@@ -60,7 +60,7 @@ def test_a_web_port_in_use_moves_the_web_ui_and_history_is_recorded(
         assert types[0] == "orch.started" and types[-1] == "orch.completed"
         out = one_line(result.stdout)
         assert f"live at {url}" in out
-        assert f"history: {url}/#/history?run={run['id']}" in out
+        assert f"history: {url}/?token={read_token(home)}#/history?run={run['id']}" in out
         assert f":{taken_port}" not in out
 
         shown = one_line(run_choo("daemon", "status", cwd=repo.root).stdout)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from choo import daemonctl
+from choo.config import load
 from protocol.home import Home
+from protocol.settings import default
 
 
 def test_a_daemon_killed_while_starting_is_started_again(
@@ -47,3 +50,16 @@ def test_a_daemon_that_fails_to_start_is_not_retried(
     with pytest.raises(daemonctl.DaemonControlError, match="exited with code 1"):
         daemonctl.start(home, timeout=5)
     assert calls == [1]
+
+
+def test_a_repository_does_not_choose_the_daemons_address_port_or_retention(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / ".choo.yaml").write_text(
+        "daemon: {host: 0.0.0.0, port: 9999}\nhistory.retention_days: 1\n"
+    )
+    settings = daemonctl.DaemonSettings.from_config(load(tmp_path, env={}))
+    argv = daemonctl.daemon_command(Home(tmp_path / "home"), settings)
+    assert argv[argv.index("--host") + 1] == default("daemon.host")
+    assert argv[argv.index("--port") + 1] == str(default("daemon.port"))
+    assert argv[argv.index("--retention-days") + 1] == str(default("history.retention_days"))

@@ -22,7 +22,7 @@ from choo import daemonctl, runner
 from choo.cli import app
 from choo.orchestrator.events import Event
 from choo.orchestrator.recorder import HistoryRecorder
-from protocol.home import Home, read_pid
+from protocol.home import Home, read_pid, read_token
 from tests.choo.support import (
     History,
     Repo,
@@ -141,8 +141,9 @@ def test_a_daemon_frozen_at_the_end_of_a_run_loses_nothing_and_stops_nothing(
         files[f"{unit}/IMPLEMENTATION_PLAN.md"] = plan_md(["a"])
         for n in range(1, 31):
             files[f"{unit}/{n:02d}-t.md"] = task_md(n, f"T{n}", backpressure="seq 1 800")
-    repo = repo_factory(files, config={"daemon": {"auto_start": False}})
-    done = run_choo("run", "specs/tasks", cwd=repo.root, timeout=120)
+    repo = repo_factory(files)
+    env = choo_env(CHOO_DAEMON_AUTO_START="false")  # a user key: not from the repository
+    done = run_choo("run", "specs/tasks", cwd=repo.root, env=env, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "saved to" in " ".join(done.stdout.split())  # spooled, with one warning
     daemon.send_signal(signal.SIGCONT)
@@ -336,7 +337,8 @@ def test_after_a_restart_on_another_port_the_history_link_points_at_the_new_daem
     run = history.only_run()
     assert run["status"] == "completed"
     lines = [line for line in result.stdout.splitlines() if line.startswith("history: ")]
-    assert lines == [f"history: {served}/#/history?run={run['id']}"], result.stdout
+    login = f"{served}/?token={read_token(home)}"
+    assert lines == [f"history: {login}#/history?run={run['id']}"], result.stdout
     run_choo("daemon", "stop", cwd=home.root)
 
 

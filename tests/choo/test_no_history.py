@@ -16,7 +16,7 @@ import trio
 from protocol.home import Home
 from tests.choo.support import CHOO, History, choo_env, make_repo, pid_gone, plan_md, task_md
 from tests.daemon.test_secrets import database_bytes
-from tests.web.support import SSE, open_sse
+from tests.web.support import SSE, bearer, open_sse
 
 
 def plan(marker: str) -> dict[str, str]:
@@ -55,7 +55,7 @@ async def test_a_run_without_history_is_shown_live_and_stored_nowhere(
     repo = make_repo(tmp_path / "repo", plan(marker), config=config)
     args = ["run", "--no-history", "specs/tasks"] if how == "flag" else ["run", "specs/tasks"]
     async with (
-        httpx.AsyncClient(base_url=await web_url()) as web,
+        httpx.AsyncClient(base_url=await web_url(), headers=bearer(daemon_process)) as web,
         open_sse(web, "/api/live") as live,
     ):
         ready = await live.next()

@@ -19,6 +19,7 @@ from choo_daemon.daemon import Daemon, DaemonOptions
 from protocol.home import Home
 from tests.daemon import dbhooks
 from tests.daemon.test_session import NOW, Peer, complete, event, stored
+from tests.web.support import bearer
 
 
 async def start_daemon(nursery: trio.Nursery, home: Home, **options: Any) -> Daemon:
@@ -182,7 +183,7 @@ async def test_a_full_disk_holds_acks_keeps_reads_and_loses_nothing(
             await trio.sleep(0.01)
     # While writes fail: nothing acked, the cause is reported, reads still answer.
     assert daemon.status()["write_error"] == "FullError: database or disk is full"
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=bearer(daemon.home)) as http:
         response = await http.get(f"{daemon.web_url}/api/history/runs")
     assert response.status_code == 200
     assert response.json()["total"] == 1

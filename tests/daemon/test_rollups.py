@@ -467,3 +467,43 @@ def test_a_v2_database_is_upgraded_and_its_events_added_up(
         reader.close()
     finally:
         writer.close()
+
+
+def test_v4_gives_the_tasks_of_a_v3_file_their_repository_and_new_tasks_get_it_too(
+    path: Path,
+) -> None:
+    raw = apsw.Connection(str(path))
+    migrate(raw, migrations=MIGRATIONS[:3])  # the file as choo left it before v4
+    with raw:
+        for n, repo in enumerate(("/repo", "/other")):
+            create_run(
+                raw,
+                run_id=f"run_{n}",
+                repo_path=repo,
+                started_at=f"2026-01-01T00:00:0{n}.000Z",
+                parallelism=1,
+                total_units=2,
+            )
+    for n in range(2):
+        write(raw, rows(f"run_{n}", retried_task()))
+    raw.close()
+    writer = open_write_connection(path)  # upgrades to v4
+    try:
+        s = Script()
+        s.started("u3", 1, "Later")
+        s.attempt("u3", 1, 1)
+        write(writer, rows("run_1", s, first_seq=1000))
+        found = writer.execute(
+            "SELECT t.run_id, t.unit, t.repo_path, r.repo_path FROM tasks AS t"
+            " JOIN runs AS r ON r.id = t.run_id ORDER BY 1, 2"
+        ).fetchall()
+        assert [(run, unit) for run, unit, _, _ in found] == [
+            ("run_0", "u1"), ("run_0", "u2"), ("run_1", "u1"), ("run_1", "u2"), ("run_1", "u3"),
+        ]  # fmt: skip
+        assert all(kept == repo for _, _, kept, repo in found)
+        reader = open_read_connection(path)
+        assert [t["unit"] for t in task_table(reader, "/other")["tasks"]] == ["u1", "u2", "u3"]
+        assert task_table(reader, "/repo")["total"] == 2
+        reader.close()
+    finally:
+        writer.close()

@@ -13,6 +13,7 @@ from protocol.home import Home
 from protocol.redact import MARK
 from tests.daemon.test_session import NOW, Peer, event
 from tests.protocol.test_redact import CORPUS
+from tests.web.support import bearer
 
 RUN = "run_secrets"
 AROUND = "deploy step 3 finished"
@@ -85,7 +86,7 @@ async def test_no_secret_reaches_the_database_files(daemon: Daemon, home: Home) 
 
     # What is around the secrets is stored and shown as it was.
     assert daemon.web_url is not None
-    async with httpx.AsyncClient(base_url=daemon.web_url) as web:
+    async with httpx.AsyncClient(base_url=daemon.web_url, headers=bearer(daemon.home)) as web:
         page = (await web.get(f"/api/history/runs/{RUN}/events?limit=1000")).json()
         run = (await web.get(f"/api/history/runs/{RUN}")).json()
         nodes = (await web.get(f"/api/history/runs/{RUN}/graph")).json()["nodes"]

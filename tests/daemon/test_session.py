@@ -335,8 +335,10 @@ async def test_silent_client_is_dropped_after_the_handshake_timeout(
 async def test_web_health_answers(daemon: Daemon) -> None:
     import httpx
 
+    from tests.web.support import bearer  # it imports this module
+
     assert daemon.web_url is not None
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=bearer(daemon.home)) as client:
         response = await client.get(daemon.web_url + "/api/health")
     assert response.status_code == 200
     body = response.json()

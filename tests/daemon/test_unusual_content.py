@@ -15,6 +15,7 @@ import protocol
 from choo_daemon.daemon import Daemon
 from protocol.home import Home
 from tests.daemon.test_session import Peer, event, stored
+from tests.web.support import bearer
 
 UNICODE = {
     "emoji": "deploy 🚀 done ✅ 👩‍👩‍👧‍👦 🇫🇷",
@@ -56,7 +57,9 @@ def just_under_the_limit(run: str, seq: int) -> dict[str, Any]:
 
 async def events_of(daemon: Daemon, run: str) -> list[dict[str, Any]]:
     assert daemon.web_url is not None
-    async with httpx.AsyncClient(base_url=daemon.web_url, timeout=30) as web:
+    async with httpx.AsyncClient(
+        base_url=daemon.web_url, headers=bearer(daemon.home), timeout=30
+    ) as web:
         response = await web.get(f"/api/history/runs/{run}/events?limit=1000")
     assert response.status_code == 200, response.text
     events: list[dict[str, Any]] = response.json()["events"]

@@ -28,6 +28,7 @@ from protocol.redact import (
     redact,
     redact_tail,
     redact_text,
+    redact_values,
     scrub,
 )
 
@@ -614,3 +615,30 @@ def test_a_cookie_named_key_hides_its_value() -> None:
     assert redact({"headers": {"Cookie": "sid=abc", "Accept": "*/*"}}) == {
         "headers": {"Cookie": MARK, "Accept": "*/*"}
     }
+
+
+# The recorder's one pre-check over a payload's values must change nothing
+# ``redact`` on each value would not: texts, nested secret-named keys, lists.
+_VALUES = st.one_of(
+    _TEXTS,
+    st.integers(),
+    st.booleans(),
+    st.none(),
+    st.lists(_TEXTS, max_size=3),
+    st.dictionaries(_TEXTS, _TEXTS, max_size=3),
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.dictionaries(st.sampled_from(["tool", "target", "call_id", "output_tail"]), _VALUES))
+def test_redact_values_is_redact_on_each_value(payload: dict[str, object]) -> None:
+    assert redact_values(payload) == {k: redact(v) for k, v in payload.items()}
+
+
+def test_redact_values_scrubs_a_secret_and_passes_what_json_cannot_hold() -> None:
+    assert redact_values({"target": "curl -H 'Authorization: Bearer abcdefgh12345'"}) == {
+        "target": "curl -H 'Authorization: Bearer [REDACTED]'"
+    }
+    assert redact_values({"n": 2**70, "t": "token=abc"}) == {"n": 2**70, "t": "token=[REDACTED]"}
+    clean = {"tool": "Bash", "target": "pytest -q", "exit_code": 0}
+    assert redact_values(clean) is clean

@@ -48,3 +48,31 @@ def test_a_new_key_is_loaded_with_its_default_and_from_the_environment(
     monkeypatch.setattr(config, "global_config_path", lambda: tmp_path / "none.yaml")
     assert config.load(tmp_path, env={}).values["demo.level"] == 5
     assert config.load(tmp_path, env={"CHOO_DEMO_LEVEL": "9"}).values["demo.level"] == 9
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.3.2.1", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("LocalHost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.5", False),
+        ("example.com", False),
+        ("localhost.example.com", False),
+        ("", False),
+    ],
+)
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert settings.is_loopback(host) is loopback
+    assert (settings.exposed_warning(host) is None) is loopback
+
+
+def test_the_daemons_keys_and_retention_are_the_users() -> None:
+    user = {name for name, key in KEYS.items() if key.scope == settings.USER}
+    assert user == {"daemon.host", "daemon.port", "daemon.auto_start", "history.retention_days"}
+    assert settings.Key("demo.level", "int", 5, "a new key").scope == settings.REPO

@@ -10,13 +10,16 @@ import pytest
 from choo_daemon.daemon import Daemon
 from protocol.home import Home
 from tests.daemon.test_session import Peer
-from tests.web.support import History
+from tests.web.support import History, bearer
 
 
 @pytest.fixture
-async def web(daemon: Daemon) -> AsyncIterator[httpx.AsyncClient]:
+async def web(daemon: Daemon, home: Home) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the daemon's web API, sending its token."""
     assert daemon.web_url is not None
-    async with httpx.AsyncClient(base_url=daemon.web_url, timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=daemon.web_url, headers=bearer(home), timeout=30
+    ) as client:
         yield client
 
 

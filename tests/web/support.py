@@ -15,10 +15,18 @@ import httpx
 import trio
 
 from choo_daemon.store import iso_utc
+from protocol.home import Home, read_token
 from tests.daemon.test_session import Peer
 
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
 TYPES = ("unit.started", "task.started", "task.claude.invoke", "task.completed", "unit.completed")
+
+
+def bearer(home: Home) -> dict[str, str]:
+    """The header that shows the daemon's web token (made at its start)."""
+    token = read_token(home)
+    assert token is not None, f"no web token in {home.token}"
+    return {"Authorization": f"Bearer {token}"}
 
 
 def at(seconds: float) -> str:
@@ -132,14 +140,16 @@ async def open_sse(
     """GET an event stream from ``client``'s server; nothing is read before asked.
 
     A bare h11 client on a trio socket: it reads exactly when the test asks,
-    and closing it leaves no half-consumed generator behind.
+    and closing it leaves no half-consumed generator behind. It sends the
+    client's Authorization header, if it has one (``headers`` may override it).
     """
     base = client.base_url
     assert base.port is not None
+    auth = client.headers.get("Authorization")
     stream = await trio.open_tcp_stream(base.host, base.port)
     async with stream:
         sse = SSE(stream)
-        await sse.request(url, headers or {})
+        await sse.request(url, {**({"Authorization": auth} if auth else {}), **(headers or {})})
         yield sse
 
 

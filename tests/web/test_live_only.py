@@ -18,7 +18,7 @@ from choo.api import HistoryAPI, HistoryError
 from choo.export import write_export
 from choo_daemon.daemon import Daemon
 from choo_daemon.liveonly import LiveOnlyReader
-from protocol.home import Home
+from protocol.home import Home, read_token
 from tests.daemon.test_secrets import database_bytes
 from tests.daemon.test_session import Peer
 from tests.web.support import SSE, TYPES, History, at, open_sse, varied
@@ -258,7 +258,7 @@ async def test_a_run_without_history_cannot_be_exported(daemon: Daemon, home: Ho
 
     def export() -> None:
         assert daemon.web_url is not None
-        api = HistoryAPI(daemon.web_url)
+        api = HistoryAPI(daemon.web_url, token=read_token(daemon.home))
         try:
             write_export(api, RUN, out)
         finally:

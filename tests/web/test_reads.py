@@ -18,7 +18,8 @@ from choo_web.app import create_app, serve_web
 from choo_web.errors import from_refusal
 from choo_web.jsonio import json_response
 from protocol.errors import UNAVAILABLE, Refusal
-from tests.web.support import History
+from protocol.home import TokenFile
+from tests.web.support import History, bearer
 
 
 def repo_runs(conn: apsw.Connection, repo: str) -> dict[str, Any]:
@@ -46,7 +47,9 @@ async def test_a_new_route_is_a_served_read_and_a_handler(
     await history.start("run_a", repo="/r/one")
     await history.start("run_b", repo="/r/one")
     reader = LiveOnlyReader(daemon.reader, daemon.liveonly)  # as the daemon passes it in
-    app = create_app(daemon.status, reader=reader, live=daemon.hub)
+    app = create_app(
+        daemon.status, reader=reader, live=daemon.hub, token=TokenFile(daemon.home.token).current
+    )
 
     @app.route("/api/repo-runs/<path:repo>")
     async def handler(repo: str) -> Response:
@@ -55,7 +58,7 @@ async def test_a_new_route_is_a_served_read_and_a_handler(
     stop = trio.Event()
     url = await nursery.start(serve_web, app, "127.0.0.1", 0, stop.wait)
     try:
-        async with httpx.AsyncClient(base_url=url) as web:
+        async with httpx.AsyncClient(base_url=url, headers=bearer(daemon.home)) as web:
             found = await web.get("/api/repo-runs/r/one")
             missing = await web.get("/api/repo-runs/r/none")
     finally:

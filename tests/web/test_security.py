@@ -13,16 +13,26 @@ import trio
 
 from choo_daemon.daemon import Daemon
 from choo_web.app import SECURITY_HEADERS, create_app, serve_web
-from tests.web.support import History, open_sse
+from protocol.home import Home, TokenFile
+from tests.web.support import History, bearer, open_sse
+
+
+def client_of(url: str) -> httpx.AsyncClient:
+    """A client of the app at ``url``, sending the test daemon's token."""
+    return httpx.AsyncClient(base_url=url, headers=bearer(Home.from_env()))
 
 
 async def raw_get(url: str, target: str, host: str = "127.0.0.1") -> tuple[int, bytes]:
-    """GET ``target`` byte for byte (httpx would normalise "..")."""
+    """GET ``target`` byte for byte (httpx would normalise ".."), with the token."""
     parsed = httpx.URL(url)
     assert parsed.port is not None
+    auth = bearer(Home.from_env())["Authorization"]
     stream = await trio.open_tcp_stream(parsed.host, parsed.port)
     async with stream:
-        request = f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        request = (
+            f"GET {target} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {auth}\r\n"
+            "Connection: close\r\n\r\n"
+        )
         await stream.send_all(request.encode())
         data = b""
         with trio.fail_after(10):
@@ -59,7 +69,10 @@ async def serve_app(daemon: Daemon, nursery: trio.Nursery) -> AsyncIterator[Any]
     stop = trio.Event()
 
     async def start(**options: Any) -> str:
-        app = create_app(daemon.status, reader=daemon.reader, live=daemon.hub, **options)
+        token = TokenFile(daemon.home.token).current
+        app = create_app(
+            daemon.status, reader=daemon.reader, live=daemon.hub, token=token, **options
+        )
         url: str = await nursery.start(serve_web, app, "127.0.0.1", 0, stop.wait)
         return url
 
@@ -94,7 +107,7 @@ async def test_other_host_names_are_refused(web: httpx.AsyncClient, host: str, p
 
 async def test_the_configured_host_is_served(serve_app: Any) -> None:
     url = await serve_app(allowed_hosts=["choo.lan"])
-    async with httpx.AsyncClient(base_url=url) as client:
+    async with client_of(url) as client:
         assert (await client.get("/api/health", headers={"Host": "choo.lan:8080"})).is_success
         assert (await client.get("/api/health", headers={"Host": "other.lan"})).status_code == 403
 
@@ -125,7 +138,7 @@ async def test_every_response_carries_the_security_headers(
 
 async def test_static_files_and_their_types(serve_app: Any, site: Path) -> None:
     url = await serve_app(static_dir=site)
-    async with httpx.AsyncClient(base_url=url) as client:
+    async with client_of(url) as client:
         index = await client.get("/")
         assert index.status_code == 200 and index.text.startswith("<!doctype html>")
         assert index.headers["content-type"] == "text/html; charset=utf-8"
@@ -141,7 +154,7 @@ async def test_static_files_are_revalidated_and_unchanged_ones_not_sent_again(
     serve_app: Any, site: Path
 ) -> None:
     url = await serve_app(static_dir=site)
-    async with httpx.AsyncClient(base_url=url) as client:
+    async with client_of(url) as client:
         first = await client.get("/static/js/app.js")
         assert first.headers["cache-control"] == "no-cache" and "expires" not in first.headers
         etag = first.headers["etag"]
@@ -198,7 +211,7 @@ async def test_the_daemon_never_serves_its_own_code(daemon: Daemon, target: str)
 
 async def test_a_missing_index_is_a_json_404(serve_app: Any, tmp_path: Path) -> None:
     url = await serve_app(static_dir=tmp_path / "empty")
-    async with httpx.AsyncClient(base_url=url) as client:
+    async with client_of(url) as client:
         response = await client.get("/")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
