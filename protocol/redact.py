@@ -127,7 +127,7 @@ def may_hold_secret(text: str, data: bytes | None = None) -> bool:
         or ("9" in text and _YA29.search(text) is not None)
         or ("-p" in text and ("mysql" in text or "mariadb" in text or "sshpass" in text))
         or ("\n" in text and _B64_LINE_START.search(text) is not None)
-        or ("\\n" in text and _B64_LINE_START_JSON.search(text) is not None)
+        or ("\\" in text and _B64_LINE_START_JSON.search(text) is not None)
         or (
             ("k_" in text or "k-" in text or "f_" in text)
             and _AFTER_DROPPED.search(text) is not None
