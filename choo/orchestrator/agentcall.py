@@ -42,6 +42,7 @@ from choo.orchestrator.events import EventBus
 from choo.orchestrator.process import MAX_ARG_BYTES, Completed, StartFailed, run_process
 from choo.orchestrator.promptdir import PromptDir, PromptFileError
 from choo.orchestrator.providers import Provider
+from protocol.redact import redact_tail
 
 log = logging.getLogger("choo.agentcall")
 
@@ -261,7 +262,8 @@ def _said(parser: StreamParser, done: Completed | None, chars: int) -> str:
     text = parser.text_tail(chars)
     if done is not None and done.errors.strip():
         text = (text.rstrip("\n") + "\n" if text.strip() else "") + done.errors
-    return text[-chars:]
+        return redact_tail(text, chars)
+    return text
 
 
 def _not_started(

@@ -29,6 +29,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 import orjson
 
 from protocol.prices import PriceTable, estimate_cost
+from protocol.redact import redact_tail
 from protocol.settings import OUTPUT_FORMATS as OUTPUT_FORMATS  # the one list, re-exported
 
 OutputFormat = Literal["claude-stream", "codex-json", "text"]  # OUTPUT_FORMATS, in the settings
@@ -109,7 +110,7 @@ class _Tail:
         return self._pieces[-1] if self._pieces else None
 
     def text(self, chars: int) -> str:
-        return "\n".join(self._pieces)[-chars:] if chars > 0 else ""
+        return redact_tail("\n".join(self._pieces), chars)
 
 
 class TextParser:

@@ -25,6 +25,7 @@ from pathlib import Path
 import trio
 
 from choo.errors import ChooError
+from protocol.redact import redact_tail
 
 KEEP_BYTES = 64 * 1024
 KILL_GRACE = 2.0
@@ -59,7 +60,8 @@ class Completed:
         return self.exit_code == 0 and not self.timed_out
 
     def tail(self, chars: int = 2000) -> str:
-        return self.output[-chars:]
+        """The output's end, scrubbed of secrets before it is cut at a line's start."""
+        return redact_tail(self.output, chars)
 
 
 def argv_problem(argv: list[str] | str) -> str | None:

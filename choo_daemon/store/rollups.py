@@ -35,6 +35,7 @@ import apsw
 import orjson
 
 from protocol.events import TOKENS
+from protocol.redact import cut_tail
 
 log = logging.getLogger("choo.daemon")
 
@@ -335,7 +336,7 @@ def _validated(a: _Attempt, payload: dict[str, Any]) -> None:
         sets["validation_command"] = command
     if type(ms) is int:
         sets["validation_ms"] = ms
-    sets["validation_output"] = tail[-OUTPUT_TAIL:] if type(tail) is str else None
+    sets["validation_output"] = cut_tail(tail, OUTPUT_TAIL) if type(tail) is str else None
 
 
 _ATTEMPT_EVENTS = {

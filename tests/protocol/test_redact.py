@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -20,13 +21,15 @@ from hypothesis import strategies as st
 
 from protocol.errors import BadField
 from protocol.redact import (
-    _SECRET,
     MARK,
+    cut_tail,
     may_hold_secret,
     payload_json_redacted,
     redact,
+    redact_tail,
     redact_text,
     redact_values,
+    scrub,
 )
 
 UPPER_DIGITS = string.ascii_uppercase + string.digits
@@ -197,7 +200,121 @@ def build_corpus(seed: int = 20260120) -> list[Secret]:
     add("json secret field", f'config: {{"secret": "{quoted}", "region": "eu"}}', quoted)
     db_password = r(rng, ALNUM, 12)
     add("yaml password", f"db_password: {db_password}", db_password)
+    _command_lines(rng, add)
+    _more_tokens(rng, add, token)
     return out
+
+
+Add = Callable[[str, str, str], None]
+
+
+def _command_lines(rng: random.Random, add: Add) -> None:
+    """Credentials given on a command line, in headers, and in assignments."""
+    r = _rand
+    for name, template in (
+        ("--password value", "mysqldump --password {} shop > shop.sql"),
+        ("--password=value", "psql --password={} -h db"),
+        ("--db-password value", "app migrate --db-password {} --yes"),
+        ("--token value", "gh-cli deploy --token {} --env prod"),
+        ("--api-key value", "vendor-cli --api-key {} upload"),
+        ("--client-secret value", "oauth-tool --client-secret {}"),
+        ("-storepass value", "keytool -list -keystore ks.jks -storepass {}"),
+        ("curl -u user:password", "curl -sS -u deploy:{} https://ci.internal/api"),
+        ("curl --user user:password", "curl --user admin:{} https://ci.internal/api"),
+        ("mysql -ppassword", "mysql -h db -u root -p{} shop"),
+        ("mariadb -p'password'", "mariadb -u root -p'{}' shop"),
+        ("sshpass -p 'password'", "sshpass -p '{}' ssh deploy@host"),
+        ("sshpass -ppassword", "sshpass -p{} scp a b:"),
+        ("PASS= assignment", "PASS={} ./deploy.sh"),
+        ("SMTP_PASS= assignment", "export SMTP_PASS={}"),
+        ("*_PASSWORD= assignment", "MYSQL_ROOT_PASSWORD={}"),
+        ("*_SECRET= assignment", "JWT_SECRET={} npm start"),
+        ("client secret env", "AZURE_CLIENT_SECRET={}"),
+        ("aws session token", "aws_session_token = {}"),
+        ("url query access_token", "GET /v1/me?access_token={}&fields=id"),
+        ("url query api_key", "GET /data?format=json&api_key={}"),
+        ("kubeconfig client-key-data", "    client-key-data: {}"),
+        ("docker run -e password", "docker run -e POSTGRES_PASSWORD={} postgres"),
+    ):
+        value = r(rng, ALNUM, 18)
+        add(name, template.format(value), value)
+    cookie = r(rng, URLSAFE, 32)
+    add("cookie header", f"Cookie: session={cookie}; theme=dark", cookie)
+    set_cookie = r(rng, URLSAFE, 32)
+    add("set-cookie header", f"< Set-Cookie: sid={set_cookie}; Path=/; HttpOnly", set_cookie)
+    curl_cookie = r(rng, URLSAFE, 32)
+    add("curl cookie header", f"curl -H 'Cookie: auth={curl_cookie}' https://x", curl_cookie)
+    hook = f"{r(rng, string.digits, 18)}/{r(rng, URLSAFE, 68)}"
+    add("discord webhook url", f"POST https://discord.com/api/webhooks/{hook} 204", hook)
+    workflow = f"T{r(rng, UPPER_DIGITS, 8)}/A{r(rng, UPPER_DIGITS, 10)}/{r(rng, ALNUM, 24)}"
+    add("slack workflow webhook", f"hook: https://hooks.slack.com/workflows/{workflow}", workflow)
+    sas = r(rng, B64, 43) + "%3D"
+    add(
+        "azure sas url",
+        f"https://acct.blob.core.windows.net/c/f?sv=2022-11-02&se=2026&sig={sas}",
+        sas[:40],
+    )
+    for scheme in ("mongodb+srv", "amqp", "ftp", "smtp"):
+        pw = r(rng, ALNUM, 14)
+        add(f"{scheme} url password", f"{scheme}://svc:{pw}@host.internal/x", pw)
+    ansi = r(rng, ALNUM, 36)
+    add("github token after an ansi code", f"\x1b[32mgh{'p'}_{ansi}\x1b[0m", ansi)
+    ansi_sk = r(rng, URLSAFE, 48)
+    add("openai key after an ansi code", f"key: \x1b[1;33msk-{ansi_sk}\x1b[0m", ansi_sk)
+    ansi_pw = r(rng, ALNUM, 16)
+    add("password after an ansi code", f"\x1b[31mpassword={ansi_pw}\x1b[0m", ansi_pw)
+
+
+def _more_tokens(rng: random.Random, add: Add, token: Callable[..., None]) -> None:
+    """Token shapes known by their prefix, and private keys in more wrappings."""
+    r = _rand
+    token("mailgun key", "ke" + "y-", r(rng, HEX, 32))
+    token("linear api key", "lin" + "_api_", r(rng, ALNUM, 40))
+    token("notion token", "nt" + "n_", r(rng, string.digits, 11) + r(rng, ALNUM, 35))
+    token("notion legacy token", "sec" + "ret_", r(rng, ALNUM, 43))
+    token("postman key", "PM" + "AK-", f"{r(rng, HEX, 24)}-{r(rng, HEX, 34)}")
+    token("new relic key", "NR" + "AK-", r(rng, UPPER_DIGITS, 27))
+    token("sentry org token", "sntr" + "ys_", r(rng, B64, 120))
+    token("sentry user token", "sntr" + "yu_", r(rng, HEX, 64))
+    token("grafana service account token", "gl" + "sa_", f"{r(rng, ALNUM, 32)}_{r(rng, HEX, 8)}")
+    token("grafana cloud token", "gl" + "c_", r(rng, B64, 80))
+    token("pulumi token", "pu" + "l-", r(rng, HEX, 40))
+    token("stripe webhook secret", "wh" + "sec_", r(rng, ALNUM, 32))
+    token("square access token", "sq0" + "atp-", r(rng, URLSAFE, 22))
+    token("square oauth secret", "sq0" + "csp-", r(rng, URLSAFE, 43))
+    token("google oauth client secret", "GOC" + "SPX-", r(rng, URLSAFE, 28))
+    token("supabase token", "sb" + "p_", r(rng, HEX, 40))
+    token("render key", "rn" + "d_", r(rng, ALNUM, 32))
+    token("buildkite token", "bk" + "ua_", r(rng, HEX, 40))
+    token("figma token", "fi" + "gd_", r(rng, URLSAFE, 40))
+    token("prefect key", "pn" + "u_", r(rng, ALNUM, 36))
+    token("netlify token", "nf" + "p_", r(rng, ALNUM, 40))
+    token("langsmith key", "ls" + "v2_pt_", f"{r(rng, HEX, 32)}_{r(rng, HEX, 10)}")
+    token("pinecone key", "pc" + "sk_", r(rng, ALNUM, 60))
+    token("tailscale key", "ts" + "key-auth-", f"{r(rng, ALNUM, 12)}-{r(rng, ALNUM, 30)}")
+    token("perplexity key", "pp" + "lx-", r(rng, ALNUM, 48))
+    token("gitlab ci build token", "gl" + "cbt-", r(rng, URLSAFE, 24))
+    token("shopify shared secret", "sh" + "pss_", r(rng, HEX, 32))
+    token("stripe publishable live key", "pk" + "_live_", r(rng, ALNUM, 99))
+    token("age secret key", "AGE-" + "SECRET-KEY-1", r(rng, UPPER_DIGITS, 58))
+    token(
+        "mapbox secret token",
+        "sk" + ".",
+        "ey" + "J" + f"{r(rng, URLSAFE, 40)}.{r(rng, URLSAFE, 22)}",
+    )
+    token("telegram bot token", r(rng, string.digits, 10) + ":" + "AA", r(rng, URLSAFE, 33))
+    jwt = ".".join(["ey" + "J" + r(rng, URLSAFE, 20), "ey" + "J" + r(rng, URLSAFE, 40), "s"])
+    jwt += r(rng, URLSAFE, 42)
+    add("jwt in a bearer header", f"Authorization: Bearer {jwt}", jwt[30:])
+    for label in ("DSA PRIVATE KEY", "PGP PRIVATE KEY BLOCK"):
+        block, core = _pem(rng, label)
+        add(f"pem {label.lower()}", f"gpg output:\n{block}\n", core)
+    block, core = _pem(rng, "PRIVATE KEY", lines=4)
+    add("pem key in a yaml literal", "tls:\n  key: |\n    " + block.replace("\n", "\n    "), core)
+    block, _ = _pem(rng, "RSA PRIVATE KEY", lines=12)
+    body = block.splitlines()[1:]
+    add("pem key cut off at its BEGIN line", "\n".join(body[4:]), body[7])
+    add("pem key cut off at both ends", "\n".join(body[3:9]), body[5])
 
 
 CORPUS = build_corpus()
@@ -227,12 +344,39 @@ ORDINARY = [
     "2026-01-20T14:30:52.123Z INFO worker: unit u1 done",
     "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
     "password_hash column migrated",
+    # Near the shapes added for command lines, headers and assignments
+    "mysql --password-file /run/secrets/db shop",
+    "vault login --token-file ~/.vault-token",
+    "echo hunter2 | docker login --password-stdin -u deploy registry",
+    "ssh-keygen --no-password -f key",
+    "docker run -p 8080:80 nginx",
+    "python -m http.server -p 8000",
+    "pip install -p requirements.txt",
+    "mysql -h db -u root -p shop",
+    "mysql -P 3306 -u root",
+    "docker run -u 1000:1000 alpine",
+    "PASS: tests/parse.test",
+    "3 tests pass, 0 fail",
+    "bypass=1 retries=3",
+    "the Cookie: header is not sent",
+    "set cookie: banner dismissed",
+    "--token 42 is the limit",
+    "class_name=Worker",
+    "https://discord.com/channels/123/456",
+    "https://hooks.slack.com/",
+    "9fceb02d0ae598e95dc970b74767f19372d61af8\n3f1c2a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a",
+    "\n".join(["e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"] * 3),
+    "\x1b[32mPASSED\x1b[0m tests/test_x.py::test_token_count",
+    "key-value store",
+    "ok: 42 tests passed in 3.1s\n" * 6,
 ]
 
 
 @pytest.mark.parametrize("secret", CORPUS, ids=lambda s: s.name)
 def test_every_corpus_secret_is_redacted_where_it_shows_up(secret: Secret) -> None:
     assert may_hold_secret(secret.text)
+    raw = orjson.dumps({"output_tail": secret.text})  # as the daemon's pre-check sees it
+    assert may_hold_secret(raw.decode(), raw)
     redacted = redact_text(secret.text)
     assert secret.core not in redacted
     assert MARK in redacted
@@ -248,8 +392,8 @@ def test_text_around_a_secret_stays_readable(secret: Secret) -> None:
     assert redacted.endswith("\nnext: upload artifacts")
 
 
-def test_the_corpus_has_over_forty_distinct_shapes() -> None:
-    assert len({s.name for s in CORPUS}) >= 40
+def test_the_corpus_has_a_hundred_distinct_shapes_or_more() -> None:
+    assert len({s.name for s in CORPUS}) >= 100
     assert len({s.core for s in CORPUS}) == len(CORPUS)
 
 
@@ -331,14 +475,26 @@ _PIECES = st.sampled_from(
         "\n", "\t", "\\", "/", ",", "{", "}", "[", "é", "\x00",
     ]
 )  # fmt: skip
+_PIECES_14 = st.sampled_from(
+    [
+        "--password ", "--api-key ", "--no-", "-p", "-u ", "--user=", "curl ", "mysql ",
+        "sshpass ", "PASS=", "pass", "Cookie: ", "Set-Cookie:", "a=b", "\x1b[32m", "m",
+        "https://discord.com/api/webhooks/1/", "hooks.slack.com/workflows/",
+        "-----END PRIVATE KEY-----", "-----END RSA PRIVATE KEY-----", "&sig=", "lin_api_",
+        "ntn_", "PMAK-", "NRAK-", "sntrys_", "glsa_", "pul-", "whsec_", "sq0atp-", "GOCSPX-",
+        "sbp_", "rnd_", "bkua_", "figd_", "pnu_", "nfp_", "lsv2_pt_", "pcsk_", "tskey-",
+        "AGE-SECRET-KEY-1", "sk.eyJ", "1234567890:AA", "key-", "\r",
+        "Ab3" * 14, "xY9+/" * 9,
+    ]
+)  # fmt: skip
 _FILL = st.text(alphabet=string.ascii_letters + string.digits, min_size=1, max_size=40)
-_TEXTS = st.lists(st.one_of(_PIECES, _FILL), max_size=12).map("".join)
+_TEXTS = st.lists(st.one_of(_PIECES, _PIECES_14, _FILL), max_size=12).map("".join)
 
 
 @settings(max_examples=3000, deadline=None)
 @given(_TEXTS)
 def test_the_pre_check_passes_nothing_the_patterns_would_change(text: str) -> None:
-    if _SECRET.sub("", text) != text:
+    if scrub(text) != text:
         assert may_hold_secret(text), text
         # The daemon runs it on the JSON text of a payload: escaping hides nothing.
         assert may_hold_secret(orjson.dumps({"v": [text]}).decode()), text
@@ -354,10 +510,111 @@ def test_the_pre_check_passes_nothing_the_patterns_would_change(text: str) -> No
     ],
 )
 def test_a_short_prefix_behind_a_dropped_quote_or_backslash_is_caught(text: str) -> None:
-    assert _SECRET.sub("", text) != text
+    assert scrub(text) != text
     assert may_hold_secret(text)
     assert may_hold_secret(orjson.dumps({"v": [text]}).decode())
     assert MARK in redact_text(text)
+
+
+# -- output tails: scrubbed before they are cut, cut at a line's start ----------
+
+FILLER = "".join(f"step {n}: ok\n" for n in range(60))
+
+
+def _pieces(core: str, size: int = 12) -> list[str]:
+    size = min(size, len(core))
+    return [core[i : i + size] for i in range(len(core) - size + 1)]
+
+
+@pytest.mark.parametrize("secret", CORPUS, ids=lambda s: s.name)
+def test_no_piece_of_a_secret_is_left_in_an_output_tail_wherever_it_is_cut(
+    secret: Secret,
+) -> None:
+    output = f"{FILLER}{secret.text}\n{FILLER}"
+    after = len(FILLER) + 1  # the secret's end, counted from the output's end
+    scrubbed = redact_text(output)
+    for chars in range(after, after + len(secret.text) + 40, 7):
+        tail = redact_tail(output, chars)
+        assert len(tail) <= chars
+        assert scrubbed.endswith(tail)  # the scrubbed output's end, from a line's start:
+        assert scrubbed[: len(scrubbed) - len(tail)].endswith("\n")
+        for piece in _pieces(secret.core):
+            assert piece not in tail, (chars, piece)
+
+
+def test_a_private_key_longer_than_the_tail_leaves_none_of_its_lines() -> None:
+    rng = random.Random(14)
+    block, _ = _pem(rng, "RSA PRIVATE KEY", lines=50)
+    body = block.splitlines()[1:-1]
+    output = f"{FILLER}cat id_rsa\n{block}\n$ "
+    for chars in (500, 1000, 2000, 2500):
+        tail = redact_tail(output, chars)
+        assert "-----BEGIN" not in tail
+        assert not [line for line in body if line[:20] in tail], chars
+
+
+def test_a_private_key_without_its_begin_and_end_lines_is_still_key_material() -> None:
+    rng = random.Random(15)
+    block, _ = _pem(rng, "OPENSSH PRIVATE KEY", lines=30)
+    body = block.splitlines()[1:-1]
+    text = "\n".join(["... output cut ...", *body[10:20], "done"])
+    redacted = redact_text(text)
+    assert redacted == f"... output cut ...\n{MARK}\ndone"
+    raw = orjson.dumps({"output_tail": text})
+    assert may_hold_secret(raw.decode(), raw)
+
+
+def test_a_token_cut_by_the_tail_leaves_no_part_of_it() -> None:
+    body = _rand(random.Random(16), ALNUM, 36)
+    output = f"{FILLER}export GH_TOKEN=gh{'p'}_{body}\n" + "x" * 10
+    for chars in range(11, 60):  # the cut falls inside the token, 30 of 36 characters...
+        tail = redact_tail(output, chars)
+        assert not any(piece in tail for piece in _pieces(body, 8)), chars
+
+
+def test_a_tail_starts_at_a_line_start() -> None:
+    text = "first line\nsecond line\nthird\n"
+    assert cut_tail(text, 100) == text
+    assert cut_tail(text, len("third\n")) == "third\n"
+    assert cut_tail(text, len("d line\nthird\n")) == "third\n"
+    assert cut_tail(text, len("second line\nthird\n")) == "second line\nthird\n"
+    assert cut_tail("one long line without an end", 8) == "t an end"  # its last line: cut
+    assert cut_tail("abc\n", 0) == ""
+
+
+def test_a_token_right_after_an_ansi_colour_code_is_redacted() -> None:
+    body = _rand(random.Random(17), ALNUM, 36)
+    line = f"\x1b[32mgh{'p'}_{body}\x1b[0m"
+    assert redact_text(line) == f"\x1b[32m{MARK}\x1b[0m"
+    assert body not in payload_json_redacted({"output_tail": line})
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        ("mysql -u root -pS3cr3t shop", f"mysql -u root -p{MARK} shop"),
+        ("mysql -u root -p shop", "mysql -u root -p shop"),  # it asks for the password
+        ("sshpass -p 'two words' ssh h", f"sshpass -p '{MARK}' ssh h"),
+        ("curl -u me:pw0rd https://x", f"curl -u me:{MARK} https://x"),
+        ("docker run -u 1000:1000 alpine", "docker run -u 1000:1000 alpine"),
+        ("app --password 's e c' --yes", f"app --password '{MARK}' --yes"),
+        ("app --password-file pw.txt", "app --password-file pw.txt"),
+        ("app --password --yes", "app --password --yes"),  # no value: a flag follows
+        ("Cookie: a=b; c=d", f"Cookie: {MARK}"),
+        ('{"Set-Cookie": "sid=x1; Path=/"}', f'{{"Set-Cookie": "{MARK}"}}'),
+        ("PASS=x1y2 make deploy", f"PASS={MARK} make deploy"),
+        ("PASS: test_x", "PASS: test_x"),
+    ],
+)
+def test_command_line_credentials_go_and_the_command_stays(text: str, redacted: str) -> None:
+    assert redact_text(text) == redacted
+    assert redact_text(redacted) == redacted
+
+
+def test_a_cookie_named_key_hides_its_value() -> None:
+    assert redact({"headers": {"Cookie": "sid=abc", "Accept": "*/*"}}) == {
+        "headers": {"Cookie": MARK, "Accept": "*/*"}
+    }
 
 
 # The recorder's one pre-check over a payload's values must change nothing
