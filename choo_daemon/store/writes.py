@@ -15,7 +15,7 @@ from typing import Any, Final
 import apsw
 import orjson
 
-from choo_daemon.store.errors import BadParameter, RunExists, UnknownRun
+from choo_daemon.store.errors import BadParameter, NotOwner, RunExists, UnknownRun
 from choo_daemon.store.rollups import fold_run, new_task_rows
 from protocol.events import RUN_RESUMED, RUN_STOPPED
 from protocol.messages import FINAL_STATUSES
@@ -234,21 +234,29 @@ def append_resume_marker(
 ) -> int:
     """Append ``run.resumed`` and set the run running again; return the marker's seq.
 
-    ``token`` makes a retried request harmless: if the run's last event is
-    already a ``run.resumed`` with this token, its seq is returned and
-    nothing changes. Events of the resumed run continue after that seq.
+    ``token`` makes a retried request harmless: if the run's latest
+    ``run.resumed`` carries this token (the resuming client sent it again,
+    after a reconnect, to take its run back), its seq is returned and
+    nothing changes. Events of the resumed run continue after that seq. An
+    earlier marker with this token raises NotOwner: the run was resumed by
+    another since.
     """
     _require_transaction(conn)
     status, last = _status_and_last_seq(conn, run_id)
-    row = conn.execute(
-        "SELECT seq, type, payload FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1",
-        (run_id,),
-    ).fetchone()
-    if row is not None and row[1] == RUN_RESUMED and row[2] is not None:
-        stored = orjson.loads(row[2])
+    markers = conn.execute(
+        "SELECT seq, payload FROM events WHERE run_id = ? AND type = ? ORDER BY seq DESC",
+        (run_id, RUN_RESUMED),
+    )
+    for index, (marker_seq, payload) in enumerate(markers):
+        stored = orjson.loads(payload) if payload is not None else None
         if isinstance(stored, dict) and stored.get("resume_id") == token:
-            seq: int = row[0]
+            if index > 0:  # a later resume took the run: this one is stale
+                raise NotOwner(run_id)
+            seq: int = marker_seq
             return seq
+    row = conn.execute(
+        "SELECT seq FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,)
+    ).fetchone()
     seq = max(last, row[0] if row is not None else 0) + 1
     if take_over and status == "running":
         # Taken over while the daemon still waited for the run's orchestrator:
