@@ -153,8 +153,11 @@ class Orphans:
             self._nursery = None
 
     async def _reconcile(self) -> None:
-        left: list[str] = await self.writer.run_in_writer(store.running_runs)
-        for run in left:
+        left: list[tuple[str, str | None]] = await self.writer.run_in_writer(
+            store.running_owner_tokens
+        )
+        for run, token in left:
+            self._token.setdefault(run, token)  # only its client takes it back
             if run not in self._owner:
                 self.watch(
                     run,

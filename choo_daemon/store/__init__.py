@@ -76,6 +76,7 @@ from choo_daemon.store.writes import (
     old_runs,
     retract_held_marker,
     run_exists,
+    running_owner_tokens,
     running_runs,
     store_graph,
 )
@@ -145,6 +146,7 @@ __all__ = [
     "run_git",
     "run_tasks",
     "run_unit_rollups",
+    "running_owner_tokens",
     "running_runs",
     "schema_version",
     "store_graph",

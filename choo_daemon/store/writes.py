@@ -358,6 +358,28 @@ def held_runs(conn: apsw.Connection) -> set[str]:
     return {row[0] for row in conn.execute("SELECT id FROM runs WHERE held_seq IS NOT NULL")}
 
 
+def running_owner_tokens(conn: apsw.Connection) -> list[tuple[str, str | None]]:
+    """(id, owner token) of the runs whose status is running, oldest first.
+
+    A run's owner token is the resume_id of its latest ``run.resumed``, else
+    the token of its run.start (PROTOCOL.md section 7, *Owners*).
+    """
+    runs = conn.execute(
+        "SELECT id, start_token FROM runs WHERE status = 'running' ORDER BY started_at, id"
+    ).fetchall()
+    tokens: list[tuple[str, str | None]] = []
+    for run_id, token in runs:
+        marker = conn.execute(
+            "SELECT payload FROM events WHERE run_id = ? AND type = ? ORDER BY seq DESC LIMIT 1",
+            (run_id, RUN_RESUMED),
+        ).fetchone()
+        stored = orjson.loads(marker[0]) if marker is not None and marker[0] else None
+        if isinstance(stored, dict) and isinstance(stored.get("resume_id"), str):
+            token = stored["resume_id"]
+        tokens.append((run_id, token))
+    return tokens
+
+
 def running_runs(conn: apsw.Connection) -> list[str]:
     """Ids of the runs whose status is running, oldest first."""
     cursor = conn.execute("SELECT id FROM runs WHERE status = 'running' ORDER BY started_at, id")

@@ -293,3 +293,41 @@ async def broken(client: DaemonClient) -> None:
     with trio.fail_after(10):
         while client._stream is None or client._stream is stream:
             await trio.sleep(0.01)
+
+
+async def test_a_restarted_daemon_gives_a_run_left_running_only_to_its_token(
+    home: Home, nursery: trio.Nursery
+) -> None:
+    async with trio.open_nursery() as first:  # the first daemon, gone when it ends
+        daemon = await start_daemon(first, home, grace_seconds=60)
+        owner = await owned(home, "run_x", token="tok-x")
+        await owner.stream.aclose()
+        daemon.request_shutdown()
+    await start_daemon(nursery, home, grace_seconds=60)
+    intruder = await raw(home)
+    await call(intruder.send, event("run_x", 2, type="intruder"))
+    assert (await call(intruder.read))["code"] == "not_owner"
+    back = await raw(home)
+    await call(back.send, start("run_x", 1, "tok-x"), event("run_x", 2, type="owner.two"))
+    answers = [await call(back.read), await call(back.read)]
+    assert {"t": "ack", "run": "run_x", "seq": 2} in answers
+    assert types_of(home, "run_x") == [(1, "owner.one"), (2, "owner.two")]
+
+
+async def test_a_spool_file_needs_no_owner(home: Home, nursery: trio.Nursery) -> None:
+    """The daemon imports spool files itself, whoever owns the run."""
+    async with trio.open_nursery() as first:
+        daemon = await start_daemon(first, home, grace_seconds=60)
+        owner = await owned(home, "run_p", token="tok-p")
+        await owner.stream.aclose()
+        daemon.request_shutdown()
+    spooler = DaemonClient(home)
+    for seq in (2, 3):
+        spooler.send_event("run_p", seq, "spooled", time=NOW)
+    assert spooler.spool() is not None
+    await start_daemon(nursery, home, grace_seconds=60)
+    with trio.fail_after(10):
+        while len(types_of(home, "run_p")) < 3:
+            await trio.sleep(0.02)
+    assert types_of(home, "run_p") == [(1, "owner.one"), (2, "spooled"), (3, "spooled")]
+    assert not list(home.spool.glob("*.frames"))
