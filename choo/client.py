@@ -190,9 +190,12 @@ class DaemonClient:
         # (run, packed item) that the sender groups into "events" frames.
         self._journal: dict[tuple[str, int], _Entry] = {}
         # The run.start (req, frame) of each run this client started and has
-        # not completed. It is sent again ahead of each replay: a daemon whose
+        # not completed, or the run.resume of each it resumed. It is sent
+        # again ahead of each replay: its token gives the run back to this
+        # client (PROTOCOL.md section 7, *Owners*), and a daemon whose
         # history.db was deleted or replaced meanwhile does not know the run,
-        # and would refuse its events. A repeated run.start changes nothing.
+        # and would refuse its events. A repeated run.start or run.resume
+        # (same token) changes nothing else.
         self._starts: dict[str, tuple[int, bytes]] = {}
         self._queue: list[_Entry] = []  # not yet written on this connection
         self._wake = trio.Event()
@@ -317,16 +320,20 @@ class DaemonClient:
         )
 
     async def append_resume_marker(self, run: str, *, time: str, reason: str | None = None) -> int:
-        """Append ``run.resumed`` to a run; returns its seq (number on from seq + 1)."""
-        data = await self._request(
-            {
-                "t": "run.resume",
-                "run": run,
-                "time": time,
-                "token": uuid.uuid4().hex,
-                "reason": reason,
-            }
-        )
+        """Append ``run.resumed`` to a run; returns its seq (number on from seq + 1).
+
+        The run is then this client's (its owner): the request is sent again
+        ahead of each replay, as a run.start is, to take it back.
+        """
+        message: Message = {
+            "t": "run.resume",
+            "run": run,
+            "time": time,
+            "token": uuid.uuid4().hex,
+            "reason": reason,
+        }
+        data = await self._request(message)
+        self._starts[run] = (message["req"], protocol.encode(message))
         last_seq = int(data["last_seq"])
         self._sent[run] = max(self._sent.get(run, 0), last_seq)
         self._acked[run] = max(self._acked.get(run, 0), last_seq)

@@ -132,7 +132,7 @@ class Applier:
             elif isinstance(op, RequestOp):
                 self._insert(pending)
                 pending.clear()
-                out.replies.append((op.sender, self._request(op.message, out)))
+                self._reply(op, out)
             elif self._check_runs(op, out) and (rows := self._rows(op, out)):
                 pending += rows
                 self._ack(out, op)
@@ -151,7 +151,7 @@ class Applier:
         try:
             with self.conn:  # a savepoint inside the batch's transaction
                 if isinstance(op, RequestOp):
-                    out.replies.append((op.sender, self._request(op.message, out)))
+                    self._reply(op, out)
                 elif self._check_runs(op, out) and (rows := self._rows(op, out)):
                     self._insert(rows)
                     self._ack(out, op)
@@ -201,6 +201,15 @@ class Applier:
         for run, seq in op.top.items():
             if seq > acks.get(run, 0):
                 acks[run] = seq
+
+    def _reply(self, op: RequestOp, out: Outcome) -> None:
+        """Apply a request and queue its reply; a stale resume (not_owner) is fatal:
+        the events behind it in its sender's replay are not the run's any more."""
+        reply = self._request(op.message, out)
+        if reply.get("code") == store.NotOwner.code:
+            out.fatal[op.sender] = (reply["code"], reply["message"])
+        else:
+            out.replies.append((op.sender, reply))
 
     def _request(self, msg: dict[str, Any], out: Outcome) -> dict[str, Any]:
         req, run = msg["req"], msg["run"]

@@ -1,7 +1,11 @@
 """Runs whose orchestrator went away.
 
-A run belongs to the connection that last spoke for it (run.start,
-run.resume, its events). When that connection ends without run.complete,
+A run belongs to one connection, its owner (PROTOCOL.md section 7,
+*Owners*): the one that started or resumed it, or that presented the run's
+owner token again (a client that reconnects re-sends its run.start or
+run.resume). While it has an owner no other connection may write to it;
+when it has none, the first connection that speaks for it and is allowed
+to (``admits``) takes it. When that connection ends without run.complete,
 or when the daemon starts and finds runs left ``running``, the run gets a
 grace period: if no connection speaks for it again in time (a client that
 reconnects and replays does), it is marked ``stopped`` with a
@@ -39,6 +43,10 @@ class Orphans:
         self.writer = writer
         self.grace = grace
         self._owner: dict[str, object] = {}  # run id -> the session speaking for it
+        # run id -> the token of the run.start or run.resume that gave it its
+        # owner; kept until the run completes, so that only that client takes
+        # the run back while it is waited for, or after.
+        self._token: dict[str, str | None] = {}
         self._until: dict[str, str] = {}  # run id -> when its grace period ends (UTC)
         self._nursery: trio.Nursery | None = None
 
@@ -46,9 +54,39 @@ class Orphans:
         self._owner[run] = session
         self._until.pop(run, None)
 
+    def take(self, run: str, session: object, token: str | None) -> None:
+        """``session`` owns ``run`` now, by a run.start or run.resume carrying ``token``."""
+        self._token[run] = token
+        self.claim(run, session)
+
+    def admits(self, run: str, session: object, token: str | None = None) -> bool:
+        """May ``session`` write to ``run`` (presenting ``token``, if any)?
+
+        Yes if it owns the run, if it presents the run's owner token, or if
+        the run has no owner now and no token to present (a run unknown to
+        this daemon, started without a token, or completed).
+        """
+        owner = self._owner.get(run)
+        if owner is session:
+            return True
+        known = self._token.get(run)
+        if token is not None and token == known:
+            return True
+        return owner is None and known is None
+
+    def known(self, run: str) -> bool:
+        """True if this daemon knows who owns ``run`` or waits for its owner."""
+        return run in self._owner or run in self._token
+
+    def release(self, run: str, session: object) -> None:
+        """Forget a claim the store refused (run_exists, unknown_run) made by ``session``."""
+        if self._owner.get(run) is session:
+            self.finished(run)
+
     def finished(self, run: str) -> None:
         self._owner.pop(run, None)
         self._until.pop(run, None)
+        self._token.pop(run, None)
 
     def owner(self, run: str) -> object | None:
         """The connection speaking for ``run`` now (None: none, or waited for)."""
@@ -115,8 +153,11 @@ class Orphans:
             self._nursery = None
 
     async def _reconcile(self) -> None:
-        left: list[str] = await self.writer.run_in_writer(store.running_runs)
-        for run in left:
+        left: list[tuple[str, str | None]] = await self.writer.run_in_writer(
+            store.running_owner_tokens
+        )
+        for run, token in left:
+            self._token.setdefault(run, token)  # only its client takes it back
             if run not in self._owner:
                 self.watch(
                     run,

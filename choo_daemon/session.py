@@ -26,6 +26,7 @@ from choo_daemon.dbmsg import TAKE_OVER
 from choo_daemon.work import Events, Inbound
 from protocol import Message, ProtocolError
 from protocol.connection import HALF_FRAME_TIMEOUT, HANDSHAKE_TIMEOUT, ServerConnection, State
+from protocol.errors import NotOwner
 from protocol.redact import redact
 
 if TYPE_CHECKING:
@@ -74,6 +75,10 @@ class Session:
         self._drained.set()
         self._reader_scope = trio.CancelScope()
         self._runs: set[str] = set()  # unfinished runs this connection speaks for
+        # req -> run of a run.start or run.resume that made this connection the
+        # owner of a run the daemon did not know: if the store refuses it, the
+        # claim is forgotten.
+        self._claims: dict[int, str] = {}
         self._nursery: trio.Nursery | None = None
 
     @property
@@ -85,6 +90,10 @@ class Session:
 
     def send_nowait(self, message: Message) -> None:
         """Queue a frame for the peer; drop the peer if it stopped reading."""
+        if self._claims and message.get("req") in self._claims:
+            run = self._claims.pop(message["req"])
+            if message["t"] == "error":
+                self.daemon.orphans.release(run, self)
         if self._broken:
             return
         self.conn.send(message)
@@ -204,6 +213,7 @@ class Session:
         events: Events | None = None
         ok = True
         live_only = self.daemon.liveonly
+        orphans = self.daemon.orphans
         for msg in messages:
             if live_only.wants(msg):
                 # A run that is not recorded (history: false) never reaches the writer.
@@ -216,6 +226,10 @@ class Session:
                 continue
             kind = msg["t"]
             if kind == "event" or kind == "events":
+                if not orphans.admits(msg["run"], self):
+                    self.fail(*_not_owner(msg, self._owner_name(msg["run"])))
+                    ok = False
+                    break
                 if events is None:
                     events = Events()
                     items.append(events)
@@ -227,22 +241,21 @@ class Session:
                     break
                 if msg["run"] not in self._runs:
                     self._runs.add(msg["run"])
-                    self.daemon.orphans.claim(msg["run"], self)
+                    orphans.claim(msg["run"], self)
                 continue
             events = None
             if kind == "run.resume" and (busy_with := self._resumed_elsewhere(msg)):
                 self.send_nowait(busy_with)
                 continue
             if kind == "run.resume":
-                msg = {**msg, TAKE_OVER: self.daemon.orphans.waiting(msg["run"])}
+                msg = {**msg, TAKE_OVER: orphans.waiting(msg["run"])}
             if kind in _WRITES:
+                if not self._own(msg):
+                    continue
                 items.append(redact_request(msg))
                 if kind == "run.complete":
                     self._runs.discard(msg["run"])
-                    self.daemon.orphans.finished(msg["run"])
-                else:
-                    self._runs.add(msg["run"])
-                    self.daemon.orphans.claim(msg["run"], self)
+                    orphans.finished(msg["run"])
             else:
                 self._local[kind](self, msg)
         if items:
@@ -261,11 +274,45 @@ class Session:
                 raise
         return ok
 
+    def _own(self, msg: Message) -> bool:
+        """Take or check the ownership a write request needs; False: refused (answered).
+
+        run.start and run.resume give the run to this connection when it may
+        have it (PROTOCOL.md section 7, *Owners*); run.graph and run.complete
+        need it. A run.start that may not take the run is passed on without
+        it: the store answers it (run_exists, or a copy's created: false).
+        """
+        orphans, run, kind = self.daemon.orphans, msg["run"], msg["t"]
+        token = msg.get("token")
+        if kind == "run.start" or kind == "run.resume":
+            if kind == "run.resume" or orphans.admits(run, self, token):
+                if not orphans.known(run):
+                    self._claims[msg["req"]] = run  # forgotten if the store refuses it
+                orphans.take(run, self, token)
+                self._runs.add(run)
+            return True
+        if orphans.admits(run, self):
+            self._runs.add(run)
+            orphans.claim(run, self)
+            return True
+        code, message = _not_owner(msg, self._owner_name(run))
+        self.send_nowait({"t": "error", "req": msg["req"], "code": code, "message": message})
+        return False
+
+    def _owner_name(self, run: str) -> str:
+        owner = self.daemon.orphans.owner(run)
+        if owner is None:
+            return "the client that started or resumed it, which is gone now"
+        return str(getattr(owner, "name", "a client"))
+
     def _resumed_elsewhere(self, msg: Message) -> Message | None:
         """The refusal for a resume of a run another live connection runs, if it is one."""
-        owner = self.daemon.orphans.owner(msg["run"])
+        orphans = self.daemon.orphans
+        owner = orphans.owner(msg["run"])
         if owner is None or owner is self:
             return None
+        if orphans.admits(msg["run"], self, msg["token"]):
+            return None  # its owner's resume, sent again from a new connection
         return {
             "t": "error",
             "req": msg["req"],
@@ -325,6 +372,13 @@ class Session:
 
 
 _WRITES = frozenset({"run.start", "run.resume", "run.graph", "run.complete"})
+
+
+def _not_owner(msg: Message, owner: str) -> tuple[str, str]:
+    """The ``not_owner`` error (code, message) for ``msg``, about a run ``owner`` owns."""
+    what = "events" if msg["t"] in ("event", "events") else msg["t"]
+    error = NotOwner(msg["run"], owner, what)
+    return error.code, error.message
 
 
 # The strings a write request stores, scrubbed like event payloads; run ids,

@@ -13,6 +13,8 @@
         ├── HandshakeRequired     the first frame was not the greeting (code handshake_required)
         └── VersionUnsupported    the peer speaks another version   (code version_unsupported)
 
+    NotOwner                      writes to a run another connection owns (code not_owner)
+
     Refusal                       a request understood, answered "no" (code varies;
                                   kind not_found, bad_request, unavailable or failed)
 
@@ -82,6 +84,21 @@ class HandshakeRequired(MessageError):
 
 class VersionUnsupported(MessageError):
     code = "version_unsupported"
+
+
+class NotOwner(Exception):
+    """Events, run.graph or run.complete for a run that belongs to another
+    connection (PROTOCOL.md section 7, *Owners*): nothing of them is stored."""
+
+    code = "not_owner"
+
+    def __init__(self, run: str, owner: str, what: str) -> None:
+        super().__init__(
+            f"run {run} belongs to {owner}: this connection did not start or resume it, "
+            f"so its {what} were not stored; `choo resume` the run to continue it"
+        )
+        self.message = str(self)
+        self.run = run
 
 
 # A refusal's kind: how the asker should take it.

@@ -8,6 +8,7 @@
         ├── UnknownRun        no run has this id (or id prefix)        (unknown_run; not_found)
         ├── NoGraph           the run has no dependency graph          (no_graph; not_found)
         ├── RunExists         the id is taken by a run of another repo (run_exists)
+        ├── NotOwner          a resume sent again after another resumed (not_owner)
         ├── AmbiguousRun      an id prefix matches several runs        (ambiguous_run; bad_request)
         ├── BadCursor         a page cursor is not one we handed out   (bad_cursor; bad_request)
         └── BadParameter      a filter or limit is out of range        (bad_parameter; bad_request)
@@ -103,6 +104,17 @@ class RunExists(StoreError):
         )
         super().__init__(
             f"run {run_id!r} already exists ({whose}); start the run with a new run id"
+        )
+        self.run_id = run_id
+
+
+class NotOwner(StoreError):
+    code = "not_owner"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            f"run {run_id!r} was resumed again since this run.resume (by another "
+            "orchestrator): it is not this client's any more; `choo resume` it to continue it"
         )
         self.run_id = run_id
 

@@ -15,7 +15,7 @@ from typing import Any, Final
 import apsw
 import orjson
 
-from choo_daemon.store.errors import BadParameter, RunExists, UnknownRun
+from choo_daemon.store.errors import BadParameter, NotOwner, RunExists, UnknownRun
 from choo_daemon.store.rollups import fold_run, new_task_rows
 from protocol.events import RUN_RESUMED, RUN_STOPPED
 from protocol.messages import FINAL_STATUSES
@@ -234,21 +234,29 @@ def append_resume_marker(
 ) -> int:
     """Append ``run.resumed`` and set the run running again; return the marker's seq.
 
-    ``token`` makes a retried request harmless: if the run's last event is
-    already a ``run.resumed`` with this token, its seq is returned and
-    nothing changes. Events of the resumed run continue after that seq.
+    ``token`` makes a retried request harmless: if the run's latest
+    ``run.resumed`` carries this token (the resuming client sent it again,
+    after a reconnect, to take its run back), its seq is returned and
+    nothing changes. Events of the resumed run continue after that seq. An
+    earlier marker with this token raises NotOwner: the run was resumed by
+    another since.
     """
     _require_transaction(conn)
     status, last = _status_and_last_seq(conn, run_id)
-    row = conn.execute(
-        "SELECT seq, type, payload FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1",
-        (run_id,),
-    ).fetchone()
-    if row is not None and row[1] == RUN_RESUMED and row[2] is not None:
-        stored = orjson.loads(row[2])
+    markers = conn.execute(
+        "SELECT seq, payload FROM events WHERE run_id = ? AND type = ? ORDER BY seq DESC",
+        (run_id, RUN_RESUMED),
+    )
+    for index, (marker_seq, payload) in enumerate(markers):
+        stored = orjson.loads(payload) if payload is not None else None
         if isinstance(stored, dict) and stored.get("resume_id") == token:
-            seq: int = row[0]
+            if index > 0:  # a later resume took the run: this one is stale
+                raise NotOwner(run_id)
+            seq: int = marker_seq
             return seq
+    row = conn.execute(
+        "SELECT seq FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,)
+    ).fetchone()
     seq = max(last, row[0] if row is not None else 0) + 1
     if take_over and status == "running":
         # Taken over while the daemon still waited for the run's orchestrator:
@@ -348,6 +356,28 @@ def retract_held_marker(conn: apsw.Connection, run_id: str) -> bool:
 def held_runs(conn: apsw.Connection) -> set[str]:
     """The runs whose last word is a marker the daemon wrote on its own."""
     return {row[0] for row in conn.execute("SELECT id FROM runs WHERE held_seq IS NOT NULL")}
+
+
+def running_owner_tokens(conn: apsw.Connection) -> list[tuple[str, str | None]]:
+    """(id, owner token) of the runs whose status is running, oldest first.
+
+    A run's owner token is the resume_id of its latest ``run.resumed``, else
+    the token of its run.start (PROTOCOL.md section 7, *Owners*).
+    """
+    runs = conn.execute(
+        "SELECT id, start_token FROM runs WHERE status = 'running' ORDER BY started_at, id"
+    ).fetchall()
+    tokens: list[tuple[str, str | None]] = []
+    for run_id, token in runs:
+        marker = conn.execute(
+            "SELECT payload FROM events WHERE run_id = ? AND type = ? ORDER BY seq DESC LIMIT 1",
+            (run_id, RUN_RESUMED),
+        ).fetchone()
+        stored = orjson.loads(marker[0]) if marker is not None and marker[0] else None
+        if isinstance(stored, dict) and isinstance(stored.get("resume_id"), str):
+            token = stored["resume_id"]
+        tokens.append((run_id, token))
+    return tokens
 
 
 def running_runs(conn: apsw.Connection) -> list[str]:

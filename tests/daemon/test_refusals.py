@@ -118,8 +118,19 @@ EVENTS = 3000
 async def test_a_flood_of_refused_events_costs_healthy_streams_nothing(
     daemon: Daemon, home: Home
 ) -> None:
+    # Each flooder takes the run with its owner token (PROTOCOL.md section 7, *Owners*).
+    start = {
+        "t": "run.start",
+        "req": 1,
+        "run": "run_bad",
+        "repo_path": "/repo",
+        "started_at": NOW,
+        "parallelism": 1,
+        "total_units": 1,
+        "token": "tok-bad",
+    }
     bad = await Peer.connect(home)
-    await bad.start_run("run_bad")
+    assert (await bad.request(start))["t"] == "ok"
     await daemon.writer.run_in_writer(dbhooks.refuse_events_of, "run_bad")
     refused = 0
     done = trio.Event()
@@ -128,7 +139,9 @@ async def test_a_flood_of_refused_events_costs_healthy_streams_nothing(
         nonlocal refused
         while not done.is_set():
             peer = await Peer.connect(home)
-            await peer.send(*(event("run_bad", s, payload={"x": "y" * 50}) for s in range(1, 40)))
+            flood = (event("run_bad", s, payload={"x": "y" * 50}) for s in range(1, 40))
+            await peer.send(start, *flood)
+            assert (await peer.receive())["t"] == "ok"
             error = await peer.receive()
             assert (error["t"], error["code"]) == ("error", "internal")
             assert await peer.closed()

@@ -13,6 +13,7 @@ import pytest
 from choo_daemon.store import (
     BadParameter,
     EventRow,
+    NotOwner,
     RunExists,
     UnknownRun,
     append_events,
@@ -443,16 +444,21 @@ def test_resume_retried_with_the_same_token_changes_nothing(conn: apsw.Connectio
     assert run_row(conn)["resume_count"] == 2
 
 
-def test_resume_token_only_counts_while_its_marker_is_the_last_event(
+def test_resume_token_counts_while_its_marker_is_the_latest_resume(
     conn: apsw.Connection,
 ) -> None:
+    """A resume sent again (after a reconnect, to take the run back) resumes nothing;
+    once another resumed the run, it is stale (PROTOCOL.md section 7, *Owners*)."""
     new_run(conn)
     with conn:
         stop(conn)
         assert append_resume_marker(conn, "run_1", time=T0, token="tok-1") == 1
         append_events(conn, [ev("run_1", 2)])
         stop(conn)
-        assert append_resume_marker(conn, "run_1", time=T0, token="tok-1") == 3
+        assert append_resume_marker(conn, "run_1", time=T0, token="tok-1") == 1
+        assert append_resume_marker(conn, "run_1", time=T0, token="tok-2") == 3
+        with pytest.raises(NotOwner):
+            append_resume_marker(conn, "run_1", time=T0, token="tok-1")
 
 
 def test_a_resume_that_takes_over_a_running_run_records_where_it_stopped(
