@@ -376,7 +376,7 @@ def running_owner_tokens(conn: apsw.Connection) -> list[tuple[str, str | None]]:
         stored = orjson.loads(marker[0]) if marker is not None and marker[0] else None
         if isinstance(stored, dict) and isinstance(stored.get("resume_id"), str):
             token = stored["resume_id"]
-        tokens.append((run_id, token))
+        tokens.append((str(run_id), token if isinstance(token, str) else None))
     return tokens
 
 
