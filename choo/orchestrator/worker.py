@@ -325,6 +325,7 @@ class Worker:
         if not files:
             return None
         run.conflict(space, files)
+        before = await run.head(space)
         conflicted = await run.bring_in_run_branch(space)
         if conflicted:
             left = await self._resolve(unit, provider, space, conflicted)
@@ -334,6 +335,9 @@ class Worker:
                     f"{', '.join(left[:10])}, and its agent did not resolve it"
                 )
             await run.conclude_merge(space)
+        if unit.tasks and before is not None:
+            # The merge (and the agent's fixes) as the resolution attempt's commit.
+            await run.commit_task(space, unit.tasks[-1], self.settings.attempts + 1, before)
         failed = await self._revalidate(unit, space)
         if failed is not None:
             return f"after the conflict was resolved, {failed}"

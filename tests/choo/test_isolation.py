@@ -300,6 +300,15 @@ def test_a_conflict_the_agent_resolves_merges_after_validation(
     after = [e["type"] for e in events if e["seq"] > conflict["seq"] and e["unit"] == loser]
     assert after.index("task.claude.invoke") < after.index("unit.merged")
     assert "task.validation.ok" in after
+    # The resolution is an attempt of the unit's last task, after its retries
+    # (3 by default), and its merge commit is recorded as that attempt's.
+    (resolved,) = [
+        e
+        for e in of_type(events, "task.committed")
+        if e["unit"] == loser and e["seq"] > conflict["seq"]
+    ]
+    assert resolved["payload"]["attempt"] == 4
+    assert "shared.txt" in resolved["payload"]["files"]
     merged = repo.show(f"choo/{run_id}", "shared.txt").splitlines()
     assert sorted(merged) == ["left", "right"], "both sides kept, no markers"
     assert repo.show(f"choo/{run_id}", "after.txt") == "done"
