@@ -131,25 +131,11 @@ def create_app(
 
     @get("/api/history/runs/<run>/tasks")
     async def tasks(run: str) -> Response:
-        args = request.args
-        task = params.text(args, "task")
-        page = await reader.run_tasks(
-            run,
-            unit=params.text(args, "unit"),
-            task=None if task is None else params.integer(task, "task", 0, "a task number"),
-        )
-        return json_response(page)
+        return json_response(await reader.run_tasks(run, **_unit_task(request.args)))
 
     @get("/api/history/runs/<run>/git")
     async def git(run: str) -> Response:
-        args = request.args
-        task = params.text(args, "task")
-        found = await reader.run_git(
-            run,
-            unit=params.text(args, "unit"),
-            task=None if task is None else params.integer(task, "task", 0, "a task number"),
-        )
-        return json_response(found)
+        return json_response(await reader.run_git(run, **_unit_task(request.args)))
 
     @get("/api/history/tasks")
     async def task_table() -> Response:
@@ -196,6 +182,15 @@ def create_app(
         return await send_static(static_dir, path)
 
     return app
+
+
+def _unit_task(args: Any) -> dict[str, Any]:
+    """``?unit=&task=``, which narrow a run's tasks or git record to one unit or task."""
+    task = params.text(args, "task")
+    return {
+        "unit": params.text(args, "unit"),
+        "task": None if task is None else params.integer(task, "task", 0, "a task number"),
+    }
 
 
 def _install_guards(app: Any, hosts: frozenset[str]) -> None:

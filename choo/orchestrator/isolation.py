@@ -36,6 +36,7 @@ from choo.orchestrator.planfile import DEFAULT_MAX_BYTES, PlanFileRefused
 from choo.orchestrator.process import Completed, StartFailed, run_process
 from choo.orchestrator.runstate import RunState
 from protocol.home import Home
+from protocol.settings import default
 from protocol.times import utc_now
 
 T = TypeVar("T")
@@ -77,7 +78,9 @@ def decide(tasks_dir: Path, isolation: str, parallel: bool) -> tuple[Isolation |
         )
         return None, (warning if parallel else None)
     plan_rel = tasks_dir.resolve().relative_to(repo.root)
-    changed = gitwork.dirty_paths(repo.root, tasks_dir.resolve())
+    dirty = gitwork.dirty_paths(repo.root)  # one `git status`: the plan's share is in it
+    inside = plan_rel.as_posix() + "/"
+    changed = dirty if inside == "./" else [p for p in dirty if p.startswith(inside)]
     if changed:
         listed = "\n  ".join(changed[:20]) + ("\n  …" if len(changed) > 20 else "")
         raise IsolationRefused(
@@ -85,7 +88,6 @@ def decide(tasks_dir: Path, isolation: str, parallel: bool) -> tuple[Isolation |
             f"would not have:\n  {listed}\nCommit them (git add {plan_rel} && git commit), "
             "or run in the main tree with --in-place"
         )
-    dirty = gitwork.dirty_paths(repo.root)
     return Isolation(repo, base, gitwork.current_branch(repo.root), dirty), None
 
 
@@ -114,7 +116,8 @@ class Setup:
     setup: str | None = None  # worktree.setup
     teardown: str | None = None  # worktree.teardown
     baseline_checks: tuple[Mapping[str, str], ...] = ()
-    check_timeout: float = 600.0  # backpressure.timeout, for setup and baseline commands
+    # For setup and baseline commands, as for validations.
+    check_timeout: float = default("backpressure.timeout")
     max_file_bytes: int = DEFAULT_MAX_BYTES  # plan.max_file_bytes, to read the plan at the end
 
 
@@ -166,7 +169,7 @@ class RunSpace:
             gitwork.create_branch(iso.repo, branch, state.base)
         space = cls(home, iso, state, plan, bus, setup)
         space.folder.mkdir(parents=True, exist_ok=True)
-        space._ensure_worktree(space.folder / runstate.MERGE_TREE, branch)
+        gitwork.add_worktree(iso.repo, space.folder / runstate.MERGE_TREE, branch, branch)
         runstate.save(home, iso.repo, state)
         return space
 
@@ -182,11 +185,6 @@ class RunSpace:
             isolation="worktree",
         )
 
-    def _ensure_worktree(self, path: Path, branch: str, start: str | None = None) -> bool:
-        """The worktree at ``path`` on ``branch`` (made from ``start`` if new);
-        True when it was made now."""
-        return gitwork.add_worktree(self.repo, path, branch, start or branch)
-
     def save(self) -> None:
         runstate.save(self.home, self.repo, self.state)
 
@@ -199,7 +197,7 @@ class RunSpace:
         branch = runstate.unit_branch(self.state.run_id, unit.id)
         async with self.merge_lock:  # the run branch's tip must not move under us
             base = await _git(gitwork.branch_tip, self.repo, self.state.branch) or self.state.base
-            made = await _git(self._ensure_worktree, path, branch, self.state.branch)
+            made = await _git(gitwork.add_worktree, self.repo, path, branch, self.state.branch)
         space = UnitSpace(unit.id, path, branch, base, path / self._plan_rel)
         self.state.units[unit.id] = "working"
         self.save()

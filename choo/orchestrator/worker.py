@@ -2,7 +2,8 @@
 
 Per task: run the provider with a prompt built from the task file
 (``agentcall``), then the task's backpressure command (a shell command in
-the repository root). A failure is retried, with its output in the next
+the repository root, or in the unit's worktree when the run is isolated:
+``isolation``). A failure is retried, with its output in the next
 prompt; success writes ``status: complete`` into the task file.
 
 Every attempt ends with a ``stop_reason`` (``protocol.events.STOP_REASONS``)
