@@ -35,7 +35,7 @@ from choo_web.errors import (
     bad_parameter,
     from_refusal,
 )
-from choo_web.jsonio import json_response
+from choo_web.jsonio import json_response, json_text_response
 from choo_web.sources import HistoryReader, LiveSource
 from choo_web.static import STATIC_DIR, StaticResponse, send_static
 from choo_web.streams import LiveStream, RunStream
@@ -131,7 +131,10 @@ def create_app(
 
     @get("/api/history/runs/<run>/tasks")
     async def tasks(run: str) -> Response:
-        return json_response(await reader.run_tasks(run, **_unit_task(request.args)))
+        which = _unit_task(request.args)
+        if which["task"] is None:  # the whole run's or a unit's: JSON text as SQLite wrote it
+            return json_text_response(await reader.run_tasks_json(run, unit=which["unit"]))
+        return json_response(await reader.run_tasks(run, **which))
 
     @get("/api/history/runs/<run>/git")
     async def git(run: str) -> Response:

@@ -217,6 +217,7 @@ KINDS: Final[tuple[str, ...]] = tuple(dict.fromkeys(t.kind for t in CATALOGUE))
 UNIT_EVENT_TYPES: Final[tuple[str, ...]] = tuple(
     t.name for t in CATALOGUE if t.unit_status is not None or t.task_done
 )
+TASK_DONE_TYPES: Final[tuple[str, ...]] = tuple(t.name for t in CATALOGUE if t.task_done)
 MARKER_TYPES: Final[tuple[str, ...]] = tuple(t.name for t in CATALOGUE if t.marker is not None)
 
 

@@ -60,6 +60,7 @@ from choo_daemon.store.schema import (
 from choo_daemon.store.taskreads import (
     empty_unit_rollup,
     run_tasks,
+    run_tasks_json,
     run_unit_rollups,
     task_table,
 )
@@ -145,6 +146,7 @@ __all__ = [
     "run_exists",
     "run_git",
     "run_tasks",
+    "run_tasks_json",
     "run_unit_rollups",
     "running_owner_tokens",
     "running_runs",

@@ -69,6 +69,66 @@ def run_unit_rollups(conn: apsw.Connection, run: str) -> dict[str, TaskRollup]:
     return found
 
 
+def _json_object(columns: Iterable[str], *, bools: Iterable[str] = ()) -> str:
+    """SQL for a JSON object of ``columns`` (named as they are), ``bools`` as true/false."""
+    flags = set(bools)
+    return "json_object({})".format(
+        ", ".join(
+            f"'{c}', json(iif({c}, 'true', 'false'))" if c in flags else f"'{c}', {c}"
+            for c in columns
+        )
+    )
+
+
+_TASK_JSON: Final = _json_object(
+    ("unit", "task", "title", "status", "stop_reason", "flaky"), bools=("flaky",)
+)
+_ATTEMPT_JSON: Final = _json_object(_ATTEMPT, bools=("cost_estimated",))
+
+
+def _tasks_text(conn: apsw.Connection, run_id: str, unit: str | None, task: int | None) -> str:
+    """A run's TaskRollups (narrowed to ``unit``, ``task``) as one JSON array.
+
+    SQLite writes each task and attempt as JSON text, and only the text is
+    joined here: a whole run holds thousands of attempts, and making a
+    Python object of each of their values and then writing it out again
+    cost three times as much as this.
+    """
+    where = "run_id = ?"
+    params: list[apsw.SQLiteValue] = [run_id]
+    if unit is not None:
+        where += " AND unit = ?"
+        params.append(unit)
+    if task is not None:
+        where += " AND task = ?"
+        params.append(task)
+    attempts: dict[tuple[str, int], list[str]] = {}
+    for u, t, text in conn.execute(
+        f"SELECT unit, task, {_ATTEMPT_JSON} FROM task_attempts"
+        f" WHERE {where} ORDER BY unit, task, attempt",
+        params,
+    ):
+        attempts.setdefault((u, t), []).append(text)
+    tasks = [
+        # The task's object, opened again at its closing brace for its attempts.
+        f'{text[:-1]},"attempts":[{",".join(attempts.get((u, t), ()))}]}}'
+        for u, t, text in conn.execute(
+            f"SELECT unit, task, {_TASK_JSON} FROM tasks WHERE {where} ORDER BY unit, task",
+            params,
+        )
+    ]
+    return f"[{','.join(tasks)}]"
+
+
+@served
+def run_tasks_json(conn: apsw.Connection, run: str, *, unit: str | None = None) -> bytes:
+    """``run_tasks`` without ``task``, as the JSON text of its answer (what the web API sends)."""
+    with conn:
+        run_id = resolve_run_id(conn, run)
+        tasks = _tasks_text(conn, run_id, unit, None)
+    return b'{"run_id":%b,"tasks":%b}' % (orjson.dumps(run_id), tasks.encode())
+
+
 @served
 def run_tasks(
     conn: apsw.Connection, run: str, *, unit: str | None = None, task: int | None = None
@@ -79,76 +139,29 @@ def run_tasks(
     whose attempts then list their tool calls (``tools``, at most MAX_TOOLS,
     ``tools_more`` counting the rest).
     """
-    where = "run_id = ?"
-    params: list[apsw.SQLiteValue] = []
-    if unit is not None:
-        where += " AND unit = ?"
-        params.append(unit)
-    if task is not None:
-        where += " AND task = ?"
-        params.append(task)
-    one_task = task is not None and unit is not None
     with conn:
         run_id = resolve_run_id(conn, run)
         if task is not None and unit is None:
             raise BadParameter("task", task, "given with unit (?unit=U&task=N)")
-        # Rows are read as they come, not fetched all first: a whole run
-        # holds thousands of attempts, and fewer objects alive at once mean
-        # fewer garbage collections in the middle.
-        by_task, starts = _attempts_by_task(
-            conn.execute(
-                # The attempt's own fields first: each row is zipped with _ATTEMPT.
-                f"SELECT {', '.join(_ATTEMPT)}, unit, task, try, start_seq FROM task_attempts"
-                f" WHERE {where} ORDER BY unit, task, attempt",
-                [run_id, *params],
-            ),
-            keep_starts=one_task,
-        )
-        tasks = [
-            {
-                "unit": u,
-                "task": t,
-                "title": title,
-                "status": status,
-                "stop_reason": reason,
-                "flaky": bool(flaky),
-                "attempts": by_task.get((u, t), []),
-            }
-            for u, t, title, status, reason, flaky in conn.execute(
-                "SELECT unit, task, title, status, stop_reason, flaky FROM tasks"
-                f" WHERE {where} ORDER BY unit, task",
-                [run_id, *params],
-            )
-        ]
-        if unit is not None and task is not None:
+        tasks: list[dict[str, Any]] = orjson.loads(_tasks_text(conn, run_id, unit, task))
+        if unit is not None and task is not None and tasks:
+            starts: list[_Start] = [
+                (start_seq, try_, one)
+                for (start_seq, try_), one in zip(
+                    conn.execute(
+                        "SELECT start_seq, try FROM task_attempts"
+                        " WHERE run_id = ? AND unit = ? AND task = ? ORDER BY attempt",
+                        (run_id, unit, task),
+                    ),
+                    tasks[0]["attempts"],
+                    strict=True,
+                )
+            ]
             _give_tools(_tools(conn, run_id, unit, task), starts)
     return {"run_id": run_id, "tasks": tasks}
 
 
 _Start = tuple[int, int | None, dict[str, Any]]  # (start_seq, try, attempt)
-
-
-def _attempts_by_task(
-    rows: Iterable[Row], *, keep_starts: bool
-) -> tuple[dict[tuple[str, int], list[dict[str, Any]]], list[_Start]]:
-    """Each task's attempts as dicts, from rows in (unit, task, attempt) order;
-    and, if ``keep_starts``, where each attempt began (for its tool calls)."""
-    by_task: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    starts: list[_Start] = []
-    mine: list[dict[str, Any]] = []
-    at = len(_ATTEMPT)
-    unit: str | None = None
-    task: int | None = None
-    for row in rows:
-        one = dict(zip(_ATTEMPT, row, strict=False))  # the row's last four are not the attempt's
-        one["cost_estimated"] = bool(one["cost_estimated"])
-        if row[at] != unit or row[at + 1] != task:  # a task's rows come together
-            unit, task = row[at], row[at + 1]
-            mine = by_task.setdefault((row[at], row[at + 1]), [])
-        mine.append(one)
-        if keep_starts:
-            starts.append((row[at + 3], row[at + 2], one))
-    return by_task, starts
 
 
 # (seq, try, tool dict) of a task's tool calls, seq order.

@@ -26,6 +26,7 @@ from choo_daemon.store import (
     open_read_connection,
     open_write_connection,
     run_tasks,
+    run_tasks_json,
     run_unit_rollups,
     task_table,
 )
@@ -177,6 +178,43 @@ def test_attempts_tasks_and_run_totals_are_added_up(
         "tool_calls": 4,
     }
     assert units["u2"]["cost_usd"] == 0 and units["u2"]["attempts"] == 1
+
+
+HOSTILE = 'quote " back \\ nl\n tab\t nul\x00 bell\x07 é 😀 </script> \u2028'
+
+
+def test_the_json_text_of_a_runs_tasks_keeps_every_value_exactly(
+    writer: apsw.Connection, reader: apsw.Connection
+) -> None:
+    """SQLite writes the whole run's TaskPage (run_tasks_json): strings with quotes,
+    control characters and astral characters, floats, nulls and booleans come out
+    as the values that went in."""
+    s = Script()
+    s.started("ü1", 1, HOSTILE)
+    s.attempt("ü1", 1, 1, cost=0.1 + 0.2, passed=False, validation=HOSTILE)
+    s.retry("ü1", 1, 1, "validation_failed")
+    s.attempt("ü1", 1, 2, cost=None, estimated=True, validation=None)
+    s.completed("ü1", 1, 2, flaky=True)
+    new_run(writer)
+    write(writer, rows("run_1", s))
+    page = orjson.loads(run_tasks_json(reader, "run_1"))
+    assert (
+        page
+        == run_tasks(reader, "run_1")
+        == orjson.loads(run_tasks_json(reader, "run_1", unit="ü1"))
+    )
+    (task,) = page["tasks"]
+    assert (task["unit"], task["title"], task["flaky"]) == ("ü1", HOSTILE, True)
+    first, second = task["attempts"]
+    assert first["validation_command"] == HOSTILE
+    assert first["validation_output"] == "FAILED test_x"
+    assert first["cost_usd"] == pytest.approx(0.1 + 0.2, rel=1e-15)
+    assert (first["cost_estimated"], second["cost_estimated"]) == (False, True)
+    assert (second["cost_usd"], second["validation_command"]) == (None, None)
+    assert orjson.loads(run_tasks_json(reader, "run_1", unit="nope")) == {
+        "run_id": "run_1",
+        "tasks": [],
+    }
 
 
 def test_replayed_events_are_not_counted_twice(
