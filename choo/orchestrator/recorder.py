@@ -22,7 +22,10 @@ from protocol.redact import redact_text, redact_values
 
 def allowed_payload(event: Event) -> dict[str, Any]:
     keep = allowed_payload_keys(event.type)
-    return redact_values({k: v for k, v in event.payload.items() if k in keep})
+    payload = event.payload
+    if not keep.issuperset(payload):  # most events hold only allowed fields: no copy then
+        payload = {k: v for k, v in payload.items() if k in keep}
+    return redact_values(payload)
 
 
 class HistoryRecorder:

@@ -10,9 +10,11 @@ Two parts, each against a real daemon in a temporary CHOO_HOME:
    Claude stream-json lines (a tool_use and its tool_result per call)
    through ``agentstream.make_parser``. The issue's target is at most 20 µs
    per tool call to parse and emit: the figure held against it is the
-   orchestrator process's CPU time (the client's sending included, the
-   daemon's work not); wall time is printed too, and on a busy machine it
-   counts other processes' turns.
+   orchestrator process's CPU time (the client's sending and its acks
+   included, the daemon's work not), the best of ``--rounds`` rounds: as
+   with ``timeit``, the lowest time is what the code costs, and the higher
+   ones are other processes' interference (the median is printed too, and
+   the wall time, which on a busy machine counts other processes' turns).
 2. A plan of 8 parallel units (4 on a fake ``claude``, 4 on a fake
    ``codex``, from ``tests/fixtures/agent-streams/bin``), each agent
    streaming 5,000 tool calls, run by the installed ``choo``; then every
@@ -28,6 +30,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,7 +58,7 @@ def claude_lines(calls: int) -> list[str]:
     return out
 
 
-def emit_cost(emits: int) -> None:
+def emit_cost(emits: int, rounds: int) -> None:
     import trio
 
     from choo.client import open_daemon_client
@@ -75,54 +78,60 @@ def emit_cost(emits: int) -> None:
             recorder = HistoryRecorder(client, run, warn=print)
             bus.subscribe(recorder.handle)
             ids: dict[str, Any] = {"unit": "u", "task": 1, "attempt": 1}
-            start, cpu = time.perf_counter(), time.process_time()
-            for n in range(emits):
-                bus.emit(
-                    "task.agent.tool",
-                    **ids,
-                    tool="Bash",
-                    target=f"pytest -q tests/test_{n % 50}.py",
-                    call_id=f"toolu_{n}",
-                    exit_code=0,
-                    is_error=False,
-                )
-                if n % 200 == 0:
-                    await trio.lowlevel.checkpoint()  # let the client send, as a run does
-            emitted, emitted_cpu = time.perf_counter() - start, time.process_time() - cpu
-            await client.wait_acked(run)
-            acked = time.perf_counter() - start
-            print(
-                f"emit + record: {emitted_cpu / emits * 1e6:.1f} µs CPU per tool call"
-                f" ({emitted / emits * 1e6:.1f} µs wall; {emits} calls)"
-            )
-            print(f"  all acked (stored) after {acked:.2f} s: {emits / acked:,.0f} events/s")
 
-            lines = claude_lines(emits // 2)
-            parser = agentstream.make_parser("claude-stream")
-            start, cpu = time.perf_counter(), time.process_time()
-            calls = 0
-            for n, line in enumerate(lines):
-                for call in parser.feed(line):
-                    calls += 1
+            async def emit_round() -> tuple[float, float]:
+                start, cpu = time.perf_counter(), time.process_time()
+                for n in range(emits):
                     bus.emit(
                         "task.agent.tool",
                         **ids,
-                        tool=call.tool,
-                        target=call.target,
-                        call_id=call.call_id,
-                        exit_code=call.exit_code,
-                        is_error=call.is_error,
+                        tool="Bash",
+                        target=f"pytest -q tests/test_{n % 50}.py",
+                        call_id=f"toolu_{n}",
+                        exit_code=0,
+                        is_error=False,
                     )
-                if n % 400 == 0:
-                    await trio.lowlevel.checkpoint()
-            took, took_cpu = time.perf_counter() - start, time.process_time() - cpu
-            await client.wait_acked(run)
-            per_call = took_cpu / calls * 1e6
-            print(
-                f"parse + emit per tool call: {per_call:.1f} µs CPU"
-                f" ({took / calls * 1e6:.1f} µs wall; {calls} calls);"
-                f" target <= 20 µs: {'met' if per_call <= 20 else 'NOT met'}"
-            )
+                    if n % 200 == 0:
+                        await trio.lowlevel.checkpoint()  # let the client send, as a run does
+                await client.wait_acked(run)  # its acks are the client's work too
+                return (time.process_time() - cpu) / emits, (time.perf_counter() - start) / emits
+
+            lines = claude_lines(emits // 2)
+
+            async def parse_round() -> tuple[float, float]:
+                parser = agentstream.make_parser("claude-stream")
+                start, cpu = time.perf_counter(), time.process_time()
+                calls = 0
+                for n, line in enumerate(lines):
+                    for call in parser.feed(line):
+                        calls += 1
+                        bus.emit(
+                            "task.agent.tool",
+                            **ids,
+                            tool=call.tool,
+                            target=call.target,
+                            call_id=call.call_id,
+                            exit_code=call.exit_code,
+                            is_error=call.is_error,
+                        )
+                    if n % 400 == 0:
+                        await trio.lowlevel.checkpoint()
+                await client.wait_acked(run)
+                return (time.process_time() - cpu) / calls, (time.perf_counter() - start) / calls
+
+            for name, one_round, count in (
+                ("emit + record", emit_round, emits),
+                ("parse + emit", parse_round, emits // 2),
+            ):
+                timed = [await one_round() for _ in range(rounds)]
+                cpu_times, wall_times = zip(*timed, strict=True)
+                best, middle = min(cpu_times) * 1e6, statistics.median(cpu_times) * 1e6
+                verdict = f"; target <= 20 µs: {'met' if best <= 20 else 'NOT met'}"
+                print(
+                    f"{name} per tool call: {best:.1f} µs CPU best of {rounds} rounds,"
+                    f" median {middle:.1f} (wall median {statistics.median(wall_times) * 1e6:.1f};"
+                    f" {count} calls a round)" + (verdict if name == "parse + emit" else "")
+                )
 
     trio.run(main)
 
@@ -197,6 +206,8 @@ def main() -> None:
     parser.add_argument("--units", type=int, default=8)
     parser.add_argument("--tools", type=int, default=5000)
     parser.add_argument("--emits", type=int, default=50_000)
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="timed rounds; the best is held against the target")  # fmt: skip
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="chb", dir="/tmp"))  # short: a socket path lives here
     os.environ["CHOO_HOME"] = str(home)
@@ -205,7 +216,7 @@ def main() -> None:
     if started.returncode != 0:
         raise SystemExit(f"the daemon did not start:\n{started.stdout}{started.stderr}")
     try:
-        emit_cost(args.emits)
+        emit_cost(args.emits, args.rounds)
         busy_plan(args.units, args.tools)
     finally:
         subprocess.run([str(CHOO), "daemon", "stop"], capture_output=True, stdin=subprocess.DEVNULL)
