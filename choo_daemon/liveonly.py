@@ -395,6 +395,11 @@ class LiveOnlyReader:
             raise store.BadParameter("task", task, "given with unit (?unit=U&task=N)")
         return {"run_id": run, "tasks": []}
 
+    async def settled_stamp(self, run: str) -> Any:
+        if self.runs.get(run) is not None:
+            return None  # running (and never kept)
+        return await self.history.settled_stamp(run)
+
     async def run_tasks_json(self, run: str, *, unit: str | None) -> bytes:
         if self.runs.get(run) is None:
             return await self.history.run_tasks_json(run, unit=unit)  # type: ignore[no-any-return]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,8 @@ from choo_web.errors import (
     bad_parameter,
     from_refusal,
 )
-from choo_web.jsonio import json_response, json_text_response
+from choo_web.jsonio import dumps, json_response, json_text_response
+from choo_web.memo import Memo
 from choo_web.sources import HistoryReader, LiveSource
 from choo_web.static import STATIC_DIR, StaticResponse, send_static
 from choo_web.streams import LiveStream, RunStream
@@ -81,6 +83,8 @@ def create_app(
     _install_guards(app, hosts)
     install_token_check(app, token)
 
+    memo = Memo()  # finished runs' roll-ups, as sent (memo.py)
+
     def get(rule: str) -> Callable[[Any], Any]:
         return app.route(rule, methods=["GET"], provide_automatic_options=False)
 
@@ -88,7 +92,8 @@ def create_app(
     async def health() -> Response:
         if not authorized():  # open to all: that the daemon is up, nothing more
             return json_response({"ok": True})
-        return json_response({"ok": True, **status(), "live": live.statistics()})
+        figures = {**status(), "live": live.statistics(), "roll_ups": memo.statistics()}
+        return json_response({"ok": True, **figures})
 
     @get("/api/repos")
     async def repos() -> Response:
@@ -127,13 +132,22 @@ def create_app(
 
     @get("/api/history/runs/<run>/units")
     async def units(run: str) -> Response:
-        return json_response(await unit_outcomes(reader, run))
+        async def compute() -> bytes:
+            return dumps(await unit_outcomes(reader, run))
+
+        stamp = await reader.settled_stamp(run)
+        return json_text_response(await memo.answer(stamp and ("units", stamp), compute))
 
     @get("/api/history/runs/<run>/tasks")
     async def tasks(run: str) -> Response:
         which = _unit_task(request.args)
         if which["task"] is None:  # the whole run's or a unit's: JSON text as SQLite wrote it
-            return json_text_response(await reader.run_tasks_json(run, unit=which["unit"]))
+            stamp = await reader.settled_stamp(run)
+            body = await memo.answer(
+                stamp and ("tasks", stamp, which["unit"]),
+                partial(reader.run_tasks_json, run, unit=which["unit"]),
+            )
+            return json_text_response(body)
         return json_response(await reader.run_tasks(run, **which))
 
     @get("/api/history/runs/<run>/git")

@@ -62,6 +62,7 @@ from choo_daemon.store.taskreads import (
     run_tasks,
     run_tasks_json,
     run_unit_rollups,
+    settled_stamp,
     task_table,
 )
 from choo_daemon.store.writes import (
@@ -151,6 +152,7 @@ __all__ = [
     "running_owner_tokens",
     "running_runs",
     "schema_version",
+    "settled_stamp",
     "store_graph",
     "task_table",
     "utc_now",

@@ -443,7 +443,7 @@ def unit_events(conn: apsw.Connection, run_id: str, upto: int) -> list[dict[str,
             f" WHERE run_id = ? AND type IN ({marks}) AND seq <= ? ORDER BY seq",
             (*TASK_DONE_TYPES, run_id, *UNIT_EVENT_TYPES, upto),
         )
-        return [
+        found = [
             {
                 "seq": seq,
                 "time": time,
@@ -455,3 +455,4 @@ def unit_events(conn: apsw.Connection, run_id: str, upto: int) -> list[dict[str,
             }
             for seq, time, kind, unit, task, payload, error in rows
         ]
+    return found

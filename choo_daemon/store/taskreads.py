@@ -121,6 +121,27 @@ def _tasks_text(conn: apsw.Connection, run_id: str, unit: str | None, task: int 
 
 
 @served
+def settled_stamp(conn: apsw.Connection, run: str) -> tuple[str, int, int, int] | None:
+    """(id, last seq, event count, resume count) of the run ``run`` names once it
+    has ended and its events are all added up: its roll-ups are final until
+    the stamp changes. None while it runs, or while a fold is still due."""
+    with conn:
+        run_id = resolve_run_id(conn, run)
+        row = conn.execute(
+            "SELECT status, last_seq, event_count, resume_count,"
+            " rolled_seq >= last_seq AND NOT EXISTS (SELECT 1 FROM rollup_queue q"
+            " WHERE q.run_id = runs.id) FROM runs WHERE id = ?",
+            (run_id,),
+        ).fetchone()
+    if row is None:
+        return None
+    status, last, count, resumes, whole = row
+    if status == "running" or not whole:
+        return None
+    return (run_id, last, count, resumes)
+
+
+@served
 def run_tasks_json(conn: apsw.Connection, run: str, *, unit: str | None = None) -> bytes:
     """``run_tasks`` without ``task``, as the JSON text of its answer (what the web API sends)."""
     with conn:

@@ -146,3 +146,50 @@ async def test_a_run_that_is_not_recorded_has_empty_roll_ups(
     ]
     tasks = await web.get(f"/api/history/runs/{RUN}/tasks", params={"unit": "u1", "task": 1})
     assert tasks.json() == {"run_id": RUN, "tasks": []}
+
+
+async def test_a_finished_runs_roll_ups_are_kept_until_the_run_changes(
+    web: httpx.AsyncClient, history: History
+) -> None:
+    """/units and /tasks of an ended run are computed once and given again (the
+    health's roll_ups.hits count them), and not once the run is resumed."""
+    run = "run_kept"
+
+    async def hits() -> int:
+        count: int = (await web.get("/api/health")).json()["roll_ups"]["hits"]
+        return count
+
+    async def tasks() -> list[tuple[str, int, int]]:
+        body = (await web.get(f"/api/history/runs/{run}/tasks")).json()
+        return [(t["unit"], t["task"], len(t["attempts"])) for t in body["tasks"]]
+
+    async def units() -> list[str]:
+        body = (await web.get(f"/api/history/runs/{run}/units")).json()
+        return [u["unit"] for u in body["units"]]
+
+    await history.start(run)
+    steps = retried_task()
+    await history.send(messages(run, steps))
+    with trio.fail_after(30):  # running: read afresh, until the quiet moment's fold shows
+        while await tasks() != [("u1", 1, 2), ("u2", 1, 1)]:
+            await trio.sleep(0.02)
+    assert await hits() == 0
+    await history.complete(run, "stopped")
+    before = await hits()
+    assert await tasks() == await tasks() == [("u1", 1, 2), ("u2", 1, 1)]
+    assert await units() == await units() == ["u1", "u2"]
+    assert await hits() == before + 2
+
+    last = await history.resume(run, token="t1")
+    more = Script()
+    more.started("u3", 1, "Ship it")
+    more.attempt("u3", 1, 1)
+    more.completed("u3", 1, 1)
+    await history.send(messages(run, more, first_seq=last + 1))
+    with trio.fail_after(30):  # a kept answer would never show u3
+        while await tasks() != [("u1", 1, 2), ("u2", 1, 1), ("u3", 1, 1)]:
+            await trio.sleep(0.02)
+    assert await units() == ["u1", "u2", "u3"]
+    await history.complete(run)
+    assert await tasks() == [("u1", 1, 2), ("u2", 1, 1), ("u3", 1, 1)]
+    assert await units() == ["u1", "u2", "u3"]
