@@ -521,6 +521,7 @@ export class RunView {
     cancelAnimationFrame(this.frame);
     this.frame = 0;
     this.timeline?.destroy();
+    this.graph?.destroy();
   }
 
   destroy() {
