@@ -183,6 +183,7 @@ export class RunView {
     this.syncControls();
     this.timeline = new Timeline(this.tlBody, {
       onToggle: (seq) => navigate({ event: seq === null ? null : String(seq) }, { replace: true }),
+      origin: this.run.started_at,
     });
     this.renderHead();
     this.showPane();
@@ -504,6 +505,14 @@ export class RunView {
       if (seq === null) this.timeline.open(null);
       else this.reveal(seq);
     }
+  }
+
+  /** Times are to be shown another way (local, UTC, relative): the header and the rows. */
+  timeChanged() {
+    if (!this.run || !this.timeline) return;
+    this.header.shape = null;
+    this.renderHead();
+    this.timeline.redrawTimes();
   }
 
   teardown() {
