@@ -140,7 +140,7 @@ function attemptColumn(a, commits = null) {
     h("h4", { text: "Validation" }),
     a.validation_command ? h("code", { class: "validation-command", text: a.validation_command }) : null,
     a.validation_output
-      ? h("pre", { class: "validation-output", text: a.validation_output })
+      ? h("pre", { class: "validation-output", tabindex: 0, "aria-label": "validation output", text: a.validation_output })
       : h("p", { class: "muted none", text: a.validation_command ? "No output." : "No validation ran." }),
     commitList(commits),
   );

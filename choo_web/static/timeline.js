@@ -99,9 +99,13 @@ function detail(event, origin) {
     "div",
     { class: "ev-detail" },
     h(
-      "dl",
-      {},
-      fields.map(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })]),
+      "div",
+      { class: "ev-facts" },
+      h(
+        "dl",
+        {},
+        fields.map(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })]),
+      ),
       event.unit && Number.isInteger(event.task)
         ? h("a", {
             class: "ev-open-task",
@@ -113,6 +117,8 @@ function detail(event, origin) {
     event.error ? h("div", { class: "ev-error", text: event.error }) : null,
     h("pre", {
       class: "ev-payload",
+      tabindex: 0, // it scrolls: the keyboard must reach it
+      "aria-label": "payload",
       text:
         event.payload === null || event.payload === undefined
           ? "(no payload)"
