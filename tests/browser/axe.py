@@ -21,7 +21,8 @@ from playwright.sync_api import Page
 
 AXE_VERSION = "4.10.3"
 AXE_INTEGRITY = (
-    "sha512-Xm7bpRXnDSX2YE2YFfBk2FnF0ep6tmG7xPh8iHee8MIcrgq762Nkce856dYtJYLkuIoYZvGfTs/PbZhideTcEg=="
+    "sha512-"
+    "Xm7bpRXnDSX2YE2YFfBk2FnF0ep6tmG7xPh8iHee8MIcrgq762Nkce856dYtJYLkuIoYZvGfTs/PbZhideTcEg=="
 )
 REGISTRY = "https://registry.npmjs.org/axe-core"
 CACHE = Path.home() / ".cache" / "choo-tests"
@@ -49,9 +50,14 @@ def download() -> bytes:
             f"the accessibility tests need the npm registry once (then {CACHE} holds it)"
         ) from exc
     if published != AXE_INTEGRITY:
-        raise AxeFetchError(f"the registry's integrity for axe-core {AXE_VERSION} is {published}, pinned {AXE_INTEGRITY}")
+        raise AxeFetchError(
+            f"the registry's integrity for axe-core {AXE_VERSION} is {published}, "
+            f"but tests/browser/axe.py pins {AXE_INTEGRITY}: check the release, then the pin"
+        )
     if integrity_of(data) != published:
-        raise AxeFetchError(f"axe-core {AXE_VERSION}'s tarball does not match its integrity {published}")
+        raise AxeFetchError(
+            f"axe-core {AXE_VERSION}'s tarball does not match its integrity {published}"
+        )
     return data
 
 

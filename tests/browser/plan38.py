@@ -73,7 +73,9 @@ def attempts(n: int, *, fail: bool) -> list[Attempt]:
     cost = round(0.05 + (n % 11) * 0.031, 4)
     good = Attempt(input_tokens=14_000 + n * 977, output_tokens=1_100 + n * 41, cost_usd=cost)
     if fail:
-        return [Attempt(passed=False, cost_usd=0.19, validation_output="2 failed") for _ in range(3)]
+        return [
+            Attempt(passed=False, cost_usd=0.19, validation_output="2 failed") for _ in range(3)
+        ]
     return [Attempt(passed=False, cost_usd=0.11), good] if n % 7 == 3 else [good]
 
 
@@ -82,11 +84,16 @@ def record_plan38(writer: Writer, run_id: str, repo: str) -> FakeRun:
     run = FakeRun(writer, run_id, repo, units=dict(PLAN38), tasks=3).start()
     for n, unit in enumerate(PLAN38):
         if unit == BLOCKED:
-            run.send([run.event("unit.blocked", unit, blocked_by=[FAILS], depends_on=list(PLAN38[unit]))])
+            run.send(
+                [run.event("unit.blocked", unit, blocked_by=[FAILS], depends_on=list(PLAN38[unit]))]
+            )
             continue
         count = 2 + n % 4
         tasks = {
-            t: (f"{unit.replace('-', ' ').capitalize()} part {t}", attempts(n + t, fail=unit == FAILS and t == 2))
+            t: (
+                f"{unit.replace('-', ' ').capitalize()} part {t}",
+                attempts(n + t, fail=unit == FAILS and t == 2),
+            )
             for t in range(1, count + 1)
         }
         run.send(agent_unit_events(run, unit, tasks))

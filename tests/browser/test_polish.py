@@ -32,7 +32,7 @@ def plan38(writer: Writer) -> str:
 
 @pytest.fixture
 def new_page(browser: Browser, site: Site) -> Iterator[PagesFactory]:
-    """Pages of contexts with the options a test needs (time zone, color scheme, size, CSP bypass)."""
+    """Pages of contexts with the options a test needs (zone, color scheme, size, CSP bypass)."""
     contexts = []
     errors: list[str] = []
 
@@ -88,7 +88,10 @@ GEOMETRY = """() => {
       const p = path.getPointAtLength(at);
       const hit = boxes.find(({ unit, r }) => !ends.has(unit) &&
         p.x > r.x + 1 && p.x < r.x + r.width - 1 && p.y > r.y + 1 && p.y < r.y + r.height - 1);
-      if (hit) { crossings.push(`${path.dataset.to} → ${path.dataset.from} through ${hit.unit}`); break; }
+      if (hit) {
+        crossings.push(`${path.dataset.to} → ${path.dataset.from} through ${hit.unit}`);
+        break;
+      }
     }
   }
   return { labels, crossings, edges: document.querySelectorAll("path.edge").length };
@@ -119,10 +122,12 @@ def view_box(page: Page) -> list[float]:
 def all_nodes_in_view(page: Page) -> bool:
     result: bool = page.evaluate(
         """() => {
-          const [x, y, w, h] = document.querySelector("svg.graph").getAttribute("viewBox").split(" ").map(Number);
+          const svg = document.querySelector("svg.graph");
+          const [x, y, w, h] = svg.getAttribute("viewBox").split(" ").map(Number);
           return [...document.querySelectorAll(".node-box")].every((b) => {
             const r = b.getBBox();
-            return r.x >= x - 0.5 && r.y >= y - 0.5 && r.x + r.width <= x + w + 0.5 && r.y + r.height <= y + h + 0.5;
+            return r.x >= x - 0.5 && r.y >= y - 0.5 &&
+              r.x + r.width <= x + w + 0.5 && r.y + r.height <= y + h + 0.5;
           });
         }"""
     )
@@ -135,7 +140,9 @@ def test_graph_fits_its_box_and_zooms_and_pans(page: Page, plan38: str) -> None:
     box = page.locator(".graph-box")
     fitted = float(box.get_attribute("data-zoom") or 0)
     assert all_nodes_in_view(page)
-    assert fitted >= 0.75, f"at 1280x900 the 38-unit graph is drawn at {fitted:.2f}: too small to read"
+    assert fitted >= 0.75, (
+        f"at 1280x900 the 38-unit graph is drawn at {fitted:.2f}: too small to read"
+    )
 
     page.get_by_role("button", name="zoom in").click()
     expect(box).not_to_have_attribute("data-zoom", f"{fitted:.3f}")
@@ -239,7 +246,9 @@ def test_times_say_their_zone_and_rows_agree_with_the_detail(
     head = page.locator(".tl-time-head")
 
     def shows(mode: str, row_text: str, detail_text: str, head_text: str) -> None:
-        expect(page.locator(f".time-chip[data-time='{mode}']")).to_have_attribute("aria-pressed", "true")
+        expect(page.locator(f".time-chip[data-time='{mode}']")).to_have_attribute(
+            "aria-pressed", "true"
+        )
         expect(row).to_have_text(row_text)
         expect(detail).to_have_text(detail_text)
         expect(head).to_have_text(head_text)
@@ -304,7 +313,7 @@ def test_dark_color_scheme_is_honoured(new_page: PagesFactory, plan38: str) -> N
         page = new_page(color_scheme=scheme)
         open_run(page, plan38)
         colors = page.evaluate(
-            """() => [document.body, document.querySelector('.card'), document.querySelector('.ev-type')]
+            """() => [document.body, ...['.card', '.ev-type'].map((s) => document.querySelector(s))]
                 .map((el) => [getComputedStyle(el).backgroundColor, getComputedStyle(el).color])"""
         )
         body, card, text = colors
