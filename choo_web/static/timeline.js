@@ -245,7 +245,7 @@ export class Timeline {
     for (let i = first; i <= last; i++) {
       const event = list.get(i);
       const key = event
-        ? `${event.seq}|${event.seq === this.openSeq}|${i === this.cursor}`
+        ? `${event.seq}|${event.seq === this.openSeq}`
         : list.isAbsent(i)
           ? "absent"
           : `wait|${list.error ? 1 : 0}`;
@@ -259,6 +259,8 @@ export class Timeline {
         el = fresh;
       }
       el.style.transform = `translateY(${scrollTop + this.top(i, open) - vTop}px)`;
+      // A class, not a new row: a row replaced under the pointer would lose its click.
+      el.classList.toggle("cursor", i === this.cursor);
     }
   }
 
@@ -284,7 +286,6 @@ export class Timeline {
     if (isMarker) classes.push("marker", marker === "stop" ? "marker-stop" : "marker-resume");
     const isOpen = event.seq === this.openSeq;
     if (isOpen) classes.push("open");
-    if (i === this.cursor) classes.push("cursor");
     const cells = isMarker ? markerRow(event, this.origin) : eventCells(event, this.origin);
     const line = h("div", { class: "ev-line" }, cells);
     return h(
