@@ -9,9 +9,9 @@
 // Edges go from a unit to a unit it depends on ({from, to}); they are drawn
 // from the dependency (left) to the dependent (right).
 
-export const NODE_W = 164;
+export const NODE_W = 172;
 export const NODE_H = 48;
-const COL_GAP = 60;
+const COL_GAP = 56;
 const ROW_GAP = 10;
 const WAY_GAP = 7; // between a waypoint and its neighbours in a column
 const PAD = 14;
