@@ -173,14 +173,19 @@ export class GraphView {
     return group;
   }
 
-  /** Cut the name and the cost so that they never run into the counts beside them. */
-  fitLabels(node, costText) {
+  /**
+   * Cut the texts so that none runs into another: the name gives way to the
+   * task count; on the second line the status gives way to the cost (the
+   * status is also the box's color), which keeps at least most of the line.
+   */
+  fitLabels(node, status, costText) {
     const inner = NODE_W - 2 * INSET;
-    const gap = 8;
+    const gap = 6;
     const progress = node.progress.textContent ? node.progress.getComputedTextLength() + gap : 0;
     fitText(node.name, node.id, inner - progress);
-    const meta = node.meta.getComputedTextLength() + gap;
-    fitText(node.cost, costText, inner - meta);
+    fitText(node.cost, costText, inner * 0.7);
+    const cost = costText ? node.cost.getComputedTextLength() + gap : 0;
+    fitText(node.meta, status, inner - cost);
   }
 
   /** Recolor nodes from the unit states (cheap when nothing changed). */
@@ -197,11 +202,10 @@ export class GraphView {
       node.group.setAttribute("class", `node status-${status}${id === this.selected ? " selected" : ""}`);
       node.group.dataset.status = status;
       node.group.dataset.done = String(done);
-      node.meta.textContent = status;
       node.progress.textContent = tasks ? `${done}/${tasks}` : "";
       node.bar.setAttribute("width", tasks ? ((NODE_W - 2 * INSET) * done) / tasks : 0);
       const spent = used && used.cost_usd ? `${usd(used.cost_usd, used.cost_estimated)} · ` : "";
-      this.fitLabels(node, used ? `${spent}${used.attempts} att` : "");
+      this.fitLabels(node, status, used ? `${spent}${used.attempts} att` : "");
       node.group.dataset.attempts = used ? String(used.attempts) : "";
       node.group.dataset.cost = used && used.cost_usd !== null ? String(used.cost_usd) : "";
       const text = `${id}: ${status}, ${done} of ${tasks} tasks done${used ? usageLine(used) : ""}`;
