@@ -7,7 +7,10 @@ function parse(iso) {
   return Number.isNaN(date.getTime()) ? null : date;
 }
 
-/** "2026-01-20 15:30:52" in the browser's time zone. */
+/**
+ * "2026-01-20 15:30:52" in the browser's time zone, whatever the time toggle
+ * says (kept for callers that predate it: prefer dateTime() and clock()).
+ */
 export function localDateTime(iso) {
   const d = parse(iso);
   if (!d) return iso || "—";
