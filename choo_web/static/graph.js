@@ -135,7 +135,14 @@ export class GraphView {
     const cost = s("text", { ...right, y: at.y + 35, class: "node-cost" });
     const progress = s("text", { ...right, y: at.y + 19, class: "node-progress" });
     const bar = (cls) =>
-      s("rect", { x: at.x + INSET, y: at.y + NODE_H - 8, width: NODE_W - 2 * INSET, height: 3, rx: 1.5, class: cls });
+      s("rect", {
+        x: at.x + INSET,
+        y: at.y + NODE_H - 8,
+        width: NODE_W - 2 * INSET,
+        height: 3,
+        rx: 1.5,
+        class: cls,
+      });
     const track = bar("node-track");
     const done = bar("node-bar");
     done.setAttribute("width", 0);

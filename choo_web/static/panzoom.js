@@ -38,7 +38,14 @@ export class PanZoom {
 
   buildControls(label) {
     const button = (text, name, action) =>
-      h("button", { type: "button", class: "zoom-button", "aria-label": name, title: name, text, on: { click: action } });
+      h("button", {
+        type: "button",
+        class: "zoom-button",
+        "aria-label": name,
+        title: name,
+        text,
+        on: { click: action },
+      });
     return h(
       "div",
       { class: "zoom-controls", role: "group", "aria-label": `${label} zoom` },
