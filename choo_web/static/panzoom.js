@@ -2,7 +2,8 @@
 // enlarged past 1:1); the buttons, the wheel (about the pointer) and
 // dragging change the view, which is the SVG's viewBox. A drag does not
 // click what it started on. The box's height follows the drawing's, up to
-// what its container leaves it (CSS max-height / flex).
+// what its container leaves it (CSS max-height / flex). With the focus in
+// the box, + and - zoom and 0 fits.
 
 import { h } from "./dom.js";
 
@@ -26,6 +27,7 @@ export class PanZoom {
     svg.setAttribute("height", "100%");
     this.controls = this.buildControls(label);
     box.addEventListener("wheel", (e) => this.wheel(e), { passive: false });
+    box.addEventListener("keydown", (e) => this.key(e));
     box.addEventListener("pointerdown", (e) => this.down(e));
     box.addEventListener("pointermove", (e) => this.move(e));
     box.addEventListener("pointerup", (e) => this.up(e));
@@ -135,6 +137,20 @@ export class PanZoom {
     event.preventDefault();
     const rect = this.box.getBoundingClientRect();
     this.zoomBy(Math.exp(-event.deltaY * 0.0015), event.clientX - rect.left, event.clientY - rect.top);
+  }
+
+  /** With the focus inside: + and - zoom, 0 fits. */
+  key(event) {
+    if (event.altKey || event.ctrlKey || event.metaKey) return;
+    const action = {
+      "+": () => this.zoomBy(STEP),
+      "=": () => this.zoomBy(STEP),
+      "-": () => this.zoomBy(1 / STEP),
+      0: () => this.fit(),
+    };
+    if (!(event.key in action)) return;
+    event.preventDefault();
+    action[event.key]();
   }
 
   down(event) {

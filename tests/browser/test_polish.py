@@ -198,6 +198,13 @@ def test_keyboard_focus_is_visible_arrows_move_and_enter_opens(page: Page, plan3
     expect(page).to_have_url(re.compile(rf"unit={re.escape(quote(unit or ''))}"))
     page.keyboard.press("Enter")
     expect(page).not_to_have_url(re.compile("unit="))
+    # With the focus in the graph, + zooms in and 0 fits again.
+    box = page.locator(".graph-box")
+    fitted = box.get_attribute("data-zoom")
+    page.keyboard.press("+")
+    expect(box).not_to_have_attribute("data-zoom", fitted or "")
+    page.keyboard.press("0")
+    expect(box).to_have_attribute("data-zoom", fitted or "")
 
     # The timeline: focus it, the arrows move a visible cursor, Enter opens, Escape closes.
     viewport = page.locator(".tl-viewport")
