@@ -9,6 +9,7 @@ import { RunView } from "./run.js";
 import { RunsView } from "./runs.js";
 import { TasksView } from "./tasks.js";
 import { link, navigate, parse } from "./state.js";
+import { mountTimeToggle } from "./timemode.js";
 
 const main = document.getElementById("main");
 const picker = document.getElementById("repo");
@@ -113,6 +114,21 @@ onReconnect(() => {
   current?.view.restored?.();
 });
 
+/** Times are shown another way: a view redraws them, or is built again. */
+function timeChanged() {
+  if (!current) return;
+  if (current.view.timeChanged) {
+    current.view.timeChanged();
+    return;
+  }
+  current.view.destroy();
+  main.replaceChildren();
+  current = null;
+  route();
+}
+
+mountTimeToggle(document.getElementById("time-mode"));
+window.addEventListener("choo:time", timeChanged);
 window.addEventListener("hashchange", route);
 if (!location.hash) history.replaceState(null, "", "#/live");
 route();

@@ -9,7 +9,7 @@
 import { getJSON } from "./api.js";
 import { gitRequest, taskRequest } from "./boot.js";
 import { h, put } from "./dom.js";
-import { count, duration, localDateTime, plural, tokens, usd, usdTitle } from "./format.js";
+import { count, dateTime, duration, plural, tokens, usd, usdTitle } from "./format.js";
 import { flakyTag, stopBadge } from "./stops.js";
 import { statusBadge } from "./widgets.js";
 
@@ -133,14 +133,14 @@ function attemptColumn(a, commits = null) {
       field("exit code", known(a.exit_code) ? String(a.exit_code) : "—", null, "exit_code"),
       field("model", a.model ?? "—", null, "model"),
       field("session", a.session_id ?? "—", a.session_id ?? null, "session_id"),
-      field("started", a.started_at ? localDateTime(a.started_at) : "—", a.started_at ?? null, "started"),
+      field("started", a.started_at ? dateTime(a.started_at) : "—", a.started_at ?? null, "started"),
     ),
     h("h4", { text: `Tool calls${tools.length ? ` (${count(tools.length + (a.tools_more || 0))})` : ""}` }),
     toolList,
     h("h4", { text: "Validation" }),
     a.validation_command ? h("code", { class: "validation-command", text: a.validation_command }) : null,
     a.validation_output
-      ? h("pre", { class: "validation-output", text: a.validation_output })
+      ? h("pre", { class: "validation-output", tabindex: 0, "aria-label": "validation output", text: a.validation_output })
       : h("p", { class: "muted none", text: a.validation_command ? "No output." : "No validation ran." }),
     commitList(commits),
   );

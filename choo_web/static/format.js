@@ -7,7 +7,10 @@ function parse(iso) {
   return Number.isNaN(date.getTime()) ? null : date;
 }
 
-/** "2026-01-20 15:30:52" in the browser's time zone. */
+/**
+ * "2026-01-20 15:30:52" in the browser's time zone, whatever the time toggle
+ * says (kept for callers that predate it: prefer dateTime() and clock()).
+ */
 export function localDateTime(iso) {
   const d = parse(iso);
   if (!d) return iso || "—";
@@ -22,6 +25,112 @@ export function localClock(iso) {
   const d = parse(iso);
   if (!d) return iso || "";
   return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+}
+
+// --- which clock times are shown in: local (with its zone's name), UTC, or
+// relative (a run's events from its start; other times from now). The
+// choice is the user's, kept in localStorage; "choo:time" is dispatched on
+// window when it changes.
+
+export const TIME_MODES = ["local", "utc", "relative"];
+const TIME_KEY = "choo.time";
+let mode = storedMode();
+
+function storedMode() {
+  try {
+    const stored = localStorage.getItem(TIME_KEY);
+    return TIME_MODES.includes(stored) ? stored : "local";
+  } catch {
+    return "local"; // storage refused (a private window): local, not remembered
+  }
+}
+
+export const timeMode = () => mode;
+
+export function setTimeMode(next) {
+  if (!TIME_MODES.includes(next) || next === mode) return;
+  mode = next;
+  try {
+    localStorage.setItem(TIME_KEY, next);
+  } catch {
+    // not remembered, but still applied
+  }
+  window.dispatchEvent(new CustomEvent("choo:time", { detail: next }));
+}
+
+let zoneFormat = null; // built on first use: an Intl formatter costs a few ms
+
+/** The short name of the browser's zone at `date`: "CET", "GMT+1", "EST". */
+export function zoneName(date = new Date()) {
+  zoneFormat ||= new Intl.DateTimeFormat(undefined, { timeZoneName: "short" });
+  const part = zoneFormat.formatToParts(date).find((p) => p.type === "timeZoneName");
+  return part ? part.value : "local";
+}
+
+/** What the times are in, for a column head: "CET", "UTC", "from start". */
+export function zoneLabel(date = new Date()) {
+  if (mode === "utc") return "UTC";
+  return mode === "relative" ? "from start" : zoneName(date);
+}
+
+function parts(d) {
+  const utc = mode === "utc";
+  return {
+    date: utc
+      ? `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`
+      : `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`,
+    time: utc
+      ? `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`
+      : `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`,
+    ms: pad(d.getMilliseconds(), 3),
+  };
+}
+
+/** "+3:12.345" or "+1:03:12.345" (h:mm:ss) from `origin`; "−0:01.000" before it. */
+export function sinceStart(ms) {
+  const sign = ms < 0 ? "−" : "+";
+  const total = Math.abs(Math.round(ms));
+  const s = Math.floor(total / 1000);
+  const rest = `${pad(s % 60)}.${pad(total % 1000, 3)}`;
+  if (s < 3600) return `${sign}${Math.floor(s / 60)}:${rest}`;
+  return `${sign}${Math.floor(s / 3600)}:${pad(Math.floor((s % 3600) / 60))}:${rest}`;
+}
+
+/** An event's time in a row: "15:30:52.123" (local or UTC), or "+3:12.345" from `origin`. */
+export function clock(iso, origin = null) {
+  const d = parse(iso);
+  if (!d) return iso || "";
+  const start = mode === "relative" ? millis(origin) : null;
+  if (start !== null) return sinceStart(d.getTime() - start);
+  const p = parts(d);
+  return `${p.time}.${p.ms}`;
+}
+
+/** An event's time in full: "2026-01-20 15:30:52.123 CET", "… UTC", or "+3:12.345 from the start". */
+export function fullTime(iso, origin = null) {
+  const d = parse(iso);
+  if (!d) return iso || "—";
+  const start = mode === "relative" ? millis(origin) : null;
+  if (start !== null) return `${sinceStart(d.getTime() - start)} from the start`;
+  const p = parts(d);
+  return `${p.date} ${p.time}.${p.ms} ${mode === "utc" ? "UTC" : zoneName(d)}`;
+}
+
+/** When something happened, for lists: "2026-01-20 15:30:52 CET", "… UTC", or "2 h 05 m ago". */
+export function dateTime(iso) {
+  const d = parse(iso);
+  if (!d) return iso || "—";
+  if (mode === "relative") return `${duration(Date.now() - d.getTime())} ago`;
+  const p = parts(d);
+  return `${p.date} ${p.time} ${mode === "utc" ? "UTC" : zoneName(d)}`;
+}
+
+/** A time of day, for compact places: "15:30:52 CET", "14:30:52 UTC" or "3 m 12 s ago". */
+export function timeOfDay(iso) {
+  const d = parse(iso);
+  if (!d) return iso || "";
+  if (mode === "relative") return `${duration(Date.now() - d.getTime())} ago`;
+  return `${parts(d).time} ${mode === "utc" ? "UTC" : zoneName(d)}`;
 }
 
 export function millis(iso) {

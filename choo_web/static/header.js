@@ -5,7 +5,7 @@
 
 import { append, h, put } from "./dom.js";
 import { markerOf } from "./eventtypes.js";
-import { count, duration, localClock, localDateTime, millis, tokens, usd, usdTitle } from "./format.js";
+import { clock, count, dateTime, duration, millis, tokens, usd, usdTitle } from "./format.js";
 import { link } from "./state.js";
 import { notRecordedTag, statusBadge } from "./widgets.js";
 
@@ -151,7 +151,7 @@ export class RunHeader {
         "div",
         { class: "stats" },
         unitsBox,
-        stat("started", localDateTime(run.started_at))[0],
+        stat("started", dateTime(run.started_at))[0],
         tookBox,
         eventsBox,
         stat("parallelism", String(run.parallelism))[0],
@@ -181,7 +181,7 @@ export class RunHeader {
         on: { click: () => this.onMarker(marker.seq) },
       },
       h("b", { text: stopped ? "■ stopped" : "▶ resumed" }),
-      ` ${localClock(marker.time)}`,
+      ` ${clock(marker.time, this.run.started_at)}`,
       marker.reason ? h("span", { class: "reason", text: ` — ${marker.reason}` }) : null,
     );
   }

@@ -6,7 +6,7 @@ import { ApiError, getJSON, openStream, url } from "./api.js";
 import { runPath } from "./boot.js";
 import { h, put } from "./dom.js";
 import { UNIT_FINISHED, unitStatusOf } from "./eventtypes.js";
-import { basename, count, duration, localClock, millis } from "./format.js";
+import { basename, count, duration, millis, timeOfDay } from "./format.js";
 import { RunView } from "./run.js";
 import { link, navigate } from "./state.js";
 import { message, notRecordedTag, statusBadge } from "./widgets.js";
@@ -79,7 +79,7 @@ class Card {
       h("div", {
         class: "rc-repo muted",
         title: run.repo_path,
-        text: `${basename(run.repo_path)} · started ${localClock(run.started_at).slice(0, 8)}`,
+        text: `${basename(run.repo_path)} · started ${timeOfDay(run.started_at)}`,
       }),
       bar,
       h(

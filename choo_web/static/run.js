@@ -183,6 +183,7 @@ export class RunView {
     this.syncControls();
     this.timeline = new Timeline(this.tlBody, {
       onToggle: (seq) => navigate({ event: seq === null ? null : String(seq) }, { replace: true }),
+      origin: this.run.started_at,
     });
     this.renderHead();
     this.showPane();
@@ -506,6 +507,14 @@ export class RunView {
     }
   }
 
+  /** Times are to be shown another way (local, UTC, relative): the header and the rows. */
+  timeChanged() {
+    if (!this.run || !this.timeline) return;
+    this.header.shape = null;
+    this.renderHead();
+    this.timeline.redrawTimes();
+  }
+
   teardown() {
     this.destroyed = true;
     this.controller.abort();
@@ -521,6 +530,7 @@ export class RunView {
     cancelAnimationFrame(this.frame);
     this.frame = 0;
     this.timeline?.destroy();
+    this.graph?.destroy();
   }
 
   destroy() {

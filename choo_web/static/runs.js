@@ -5,7 +5,7 @@
 import { getJSON } from "./api.js";
 import { RUNS_LIMIT, runsRequest } from "./boot.js";
 import { h, put } from "./dom.js";
-import { basename, count, duration, localDateTime, usd, usdTitle } from "./format.js";
+import { basename, count, dateTime, duration, usd, usdTitle } from "./format.js";
 import { link, navigate } from "./state.js";
 import { message, statusBadge } from "./widgets.js";
 
@@ -143,7 +143,7 @@ export class RunsView {
         showRepo ? h("td", { class: "repo", title: run.repo_path, text: basename(run.repo_path) }) : null,
         h("td", {}, statusBadge(run.status)),
         h("td", {}, unitCounts(run)),
-        h("td", { title: run.started_at, text: localDateTime(run.started_at) }),
+        h("td", { title: run.started_at, text: dateTime(run.started_at) }),
         h("td", { class: "num", text: run.status === "running" ? "running" : duration(run.duration_ms) }),
         h("td", {
           class: "num cost",

@@ -7,7 +7,7 @@
 import { getJSON } from "./api.js";
 import { repoTasksRequest } from "./boot.js";
 import { h, put } from "./dom.js";
-import { basename, count, duration, localDateTime, percent, plural, tokens, usd } from "./format.js";
+import { basename, count, dateTime, duration, percent, plural, tokens, usd } from "./format.js";
 import { link, navigate, taskKey } from "./state.js";
 import { flakyTag, stopReason } from "./stops.js";
 import { message } from "./widgets.js";
@@ -18,7 +18,7 @@ const GLYPHS = { good: "✓", bad: "✗", warn: "!", neutral: "■" };
 function outcomeChip(t, last) {
   const reason = last.stop_reason ? stopReason(last.stop_reason) : { tone: "neutral", label: "not ended" };
   const retried = last.attempts > 1;
-  const when = localDateTime(last.started_at);
+  const when = dateTime(last.started_at);
   const text = `${last.run_id} · ${when} · ${reason.label} · ${plural(last.attempts ?? 0, "attempt")}`;
   return h("a", {
     class: `outcome stop-${reason.tone}${retried ? " retried" : ""}`,

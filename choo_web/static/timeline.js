@@ -4,10 +4,15 @@
 //
 // Past MAX_PX of content the scrollbar is scaled (browsers cap element
 // heights), so the position maps onto the rows proportionally.
+//
+// From the keyboard: the arrows (and Page Up/Down, Home, End) move a cursor
+// through the rows, Enter opens or closes the row under it, Escape closes.
+// Times are shown as the time toggle says (format.js): the rows and the open
+// row's detail alike; relative times count from `origin` (the run's start).
 
 import { h, put } from "./dom.js";
 import { kindOf, markerOf } from "./eventtypes.js";
-import { duration, localClock } from "./format.js";
+import { clock, duration, fullTime, zoneLabel } from "./format.js";
 import { link, taskKey } from "./state.js";
 
 export const ROW_H = 28;
@@ -52,12 +57,12 @@ export function summary(event) {
   return parts.join(" · ");
 }
 
-function markerRow(event) {
+function markerRow(event, origin) {
   const stopped = markerOf(event.type) === "stop";
   const reason = event.payload && typeof event.payload === "object" ? event.payload.reason : null;
   return [
     h("span", { class: "ev-seq", text: `#${event.seq}` }),
-    h("span", { class: "ev-time", text: localClock(event.time) }),
+    h("span", { class: "ev-time", title: event.time, text: clock(event.time, origin) }),
     h(
       "span",
       { class: "ev-marker" },
@@ -67,10 +72,10 @@ function markerRow(event) {
   ];
 }
 
-function eventCells(event) {
+function eventCells(event, origin) {
   return [
     h("span", { class: "ev-seq", text: `#${event.seq}` }),
-    h("span", { class: "ev-time", text: localClock(event.time) }),
+    h("span", { class: "ev-time", title: event.time, text: clock(event.time, origin) }),
     h("span", { class: "ev-type", text: event.type }),
     h("span", { class: "ev-unit", text: event.unit ?? "" }),
     h("span", {
@@ -81,10 +86,10 @@ function eventCells(event) {
   ];
 }
 
-function detail(event) {
+function detail(event, origin) {
   const fields = [
     ["seq", event.seq],
-    ["time", `${event.time} (UTC)`],
+    ["time", fullTime(event.time, origin)],
     ["type", event.type],
     ["unit", event.unit],
     ["task", event.task],
@@ -94,9 +99,13 @@ function detail(event) {
     "div",
     { class: "ev-detail" },
     h(
-      "dl",
-      {},
-      fields.map(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })]),
+      "div",
+      { class: "ev-facts" },
+      h(
+        "dl",
+        {},
+        fields.map(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })]),
+      ),
       event.unit && Number.isInteger(event.task)
         ? h("a", {
             class: "ev-open-task",
@@ -108,6 +117,8 @@ function detail(event) {
     event.error ? h("div", { class: "ev-error", text: event.error }) : null,
     h("pre", {
       class: "ev-payload",
+      tabindex: 0, // it scrolls: the keyboard must reach it
+      "aria-label": "payload",
       text:
         event.payload === null || event.payload === undefined
           ? "(no payload)"
@@ -117,11 +128,13 @@ function detail(event) {
 }
 
 export class Timeline {
-  /** `onToggle(seq | null)` is called when the user opens or closes a row. */
-  constructor(root, { onToggle }) {
+  /** `onToggle(seq | null)` is called when the user opens or closes a row; `origin`: the run's start. */
+  constructor(root, { onToggle, origin = null }) {
     this.onToggle = onToggle;
+    this.origin = origin;
     this.list = null;
     this.openSeq = null;
+    this.cursor = -1; // the row the keyboard is on
     this.rows = new Map(); // index → element
     this.frame = 0;
     this.sizer = h("div", { class: "tl-sizer" });
@@ -134,22 +147,41 @@ export class Timeline {
     );
     this.viewport.addEventListener("scroll", () => this.schedule(), { passive: true });
     this.viewport.addEventListener("click", (event) => this.clicked(event));
+    this.viewport.addEventListener("keydown", (event) => this.key(event));
+    this.viewport.addEventListener("focus", () => this.focused());
+    this.viewport.addEventListener("pointerdown", () => this.viewport.classList.remove("keys"));
     this.resize = new ResizeObserver(() => this.schedule());
     this.resize.observe(this.viewport);
+    this.timeHead = h("span", { class: "tl-time-head" });
     put(
       root,
       h(
         "div",
         { class: "tl-head", "aria-hidden": "true" },
-        ["#", "time", "type", "unit", "task", "details"].map((t) => h("span", { text: t })),
+        h("span", { text: "#" }),
+        this.timeHead,
+        ["type", "unit", "task", "details"].map((t) => h("span", { text: t })),
       ),
       this.viewport,
     );
+    this.labelTime();
+  }
+
+  labelTime() {
+    this.timeHead.textContent = `time (${zoneLabel()})`;
+  }
+
+  /** The times are to be shown another way: draw every row again. */
+  redrawTimes() {
+    this.labelTime();
+    this.clearRows();
+    this.render();
   }
 
   setList(list, { openSeq = null } = {}) {
     this.list = list;
     this.openSeq = openSeq;
+    this.cursor = openSeq === null ? -1 : list.indexOfSeq(openSeq);
     this.clearRows();
     this.viewport.scrollTop = 0;
     this.render();
@@ -227,6 +259,8 @@ export class Timeline {
         el = fresh;
       }
       el.style.transform = `translateY(${scrollTop + this.top(i, open) - vTop}px)`;
+      // A class, not a new row: a row replaced under the pointer would lose its click.
+      el.classList.toggle("cursor", i === this.cursor);
     }
   }
 
@@ -252,7 +286,8 @@ export class Timeline {
     if (isMarker) classes.push("marker", marker === "stop" ? "marker-stop" : "marker-resume");
     const isOpen = event.seq === this.openSeq;
     if (isOpen) classes.push("open");
-    const line = h("div", { class: "ev-line" }, isMarker ? markerRow(event) : eventCells(event));
+    const cells = isMarker ? markerRow(event, this.origin) : eventCells(event, this.origin);
+    const line = h("div", { class: "ev-line" }, cells);
     return h(
       "div",
       {
@@ -263,7 +298,7 @@ export class Timeline {
         "aria-expanded": String(isOpen),
       },
       line,
-      isOpen ? detail(event) : null,
+      isOpen ? detail(event, this.origin) : null,
     );
   }
 
@@ -277,8 +312,78 @@ export class Timeline {
     const row = event.target.closest(".ev[data-seq]");
     if (!row) return;
     const seq = Number(row.dataset.seq);
+    this.cursor = this.list.indexOfSeq(seq);
+    this.toggle(seq);
+  }
+
+  /** Open `seq`'s row, or close it if it is the open one, as a click does. */
+  toggle(seq) {
     this.open(this.openSeq === seq ? null : seq);
     this.onToggle(this.openSeq);
+  }
+
+  /** Focus came to the list: put the cursor on the open row, or the first in view. */
+  focused() {
+    if (this.cursor >= 0 || !this.list || !this.list.length) return;
+    const open = this.openIndex();
+    const sizes = this.heights(open);
+    const vTop = this.virtualTop(this.viewport.scrollTop, this.viewport.clientHeight, sizes);
+    this.cursor = open >= 0 ? open : Math.min(this.list.length - 1, Math.max(0, Math.ceil(vTop / ROW_H)));
+    this.render();
+  }
+
+  key(event) {
+    if (!this.list || !this.list.length || event.altKey || event.ctrlKey || event.metaKey) return;
+    const page = Math.max(1, Math.floor(this.viewport.clientHeight / ROW_H) - 1);
+    const last = this.list.length - 1;
+    const moves = {
+      ArrowDown: 1,
+      ArrowUp: -1,
+      PageDown: page,
+      PageUp: -page,
+      Home: -Infinity,
+      End: Infinity,
+    };
+    if (event.key in moves) {
+      event.preventDefault();
+      this.viewport.classList.add("keys");
+      const from = this.cursor < 0 ? 0 : this.cursor;
+      this.moveCursor(Math.min(last, Math.max(0, from + moves[event.key])));
+    } else if (event.key === "Enter" || event.key === " ") {
+      const row = this.cursor >= 0 ? this.list.get(this.cursor) : null;
+      if (!row) return;
+      event.preventDefault();
+      this.viewport.classList.add("keys");
+      this.toggle(row.seq);
+    } else if (event.key === "Escape" && this.openSeq !== null) {
+      event.preventDefault();
+      this.toggle(this.openSeq);
+    }
+  }
+
+  moveCursor(i) {
+    this.cursor = i;
+    this.revealIndex(i);
+    this.render();
+  }
+
+  /** Scroll just enough for row `i` (and its detail, if open) to be in view. */
+  revealIndex(i) {
+    const open = this.openIndex();
+    const sizes = this.heights(open);
+    const view = this.viewport.clientHeight;
+    const vTop = this.virtualTop(this.viewport.scrollTop, view, sizes);
+    const top = this.top(i, open);
+    const bottom = top + ROW_H + (i === open ? DETAIL_H : 0);
+    let target = null;
+    if (top < vTop) target = top;
+    else if (bottom > vTop + view) target = Math.min(top, bottom - view);
+    if (target === null) return;
+    const scaled =
+      sizes.total <= sizes.physical || sizes.physical <= view
+        ? target
+        : (target / (sizes.total - view)) * (sizes.physical - view);
+    this.viewport.scrollTop = scaled;
   }
 
   open(seq) {

@@ -5,8 +5,9 @@
 Starts a private daemon, runs the example plan with the installed ``choo``
 (once to the end, once stopped with SIGINT and resumed, once live while
 the Live view is captured), adds a few recorded runs, and saves
-docs/history.png, docs/run.png, docs/live.png, docs/attempts.png and
-docs/tasks.png. The recorded runs' agents report tool calls, tokens and
+docs/history.png, docs/run.png, docs/live.png, docs/attempts.png,
+docs/tasks.png, and docs/graph38.png (the 38-unit plan of
+tests/browser/plan38.py, at 1280 x 900). The recorded runs' agents report tool calls, tokens and
 cost (tests/browser/agents.py); ``--serve`` leaves the
 daemon running afterwards and prints its URL, to look around by hand.
 """
@@ -25,6 +26,7 @@ from playwright.sync_api import Page, sync_playwright
 
 from tests.browser.agents import Attempt
 from tests.browser.agents import unit_events as agent_unit_events
+from tests.browser.plan38 import record_plan38
 from tests.browser.support import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -147,6 +149,7 @@ def main() -> None:
         writer = Writer(site.home)
         try:
             resumed = populate(site, repo, writer)
+            plan38 = record_plan38(writer, "run_20260310_091500_p38a", "/srv/shop").run_id
         finally:
             writer.close()
         with sync_playwright() as p:
@@ -174,6 +177,14 @@ def main() -> None:
             page.goto(f"/#/tasks?repo={quote(str(repo))}")
             page.locator("tr[data-task]").first.wait_for()
             shoot(page, "tasks.png", until=".tasks-table")
+
+            wide = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=site.url)
+            log_in(wide, site)
+            big = wide.new_page()
+            big.goto(f"/#/history?run={plan38}")
+            big.locator("g.node[data-status='completed']").nth(35).wait_for()
+            shoot(big, "graph38.png")
+            wide.close()
 
             page.goto(f"/#/live?repo={quote(str(repo))}")
             # Fresh task files (the runs above marked them complete), same repository.
