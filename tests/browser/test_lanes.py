@@ -31,7 +31,10 @@ def plan(tmp: Path) -> dict[str, str]:
     return {
         "base/IMPLEMENTATION_PLAN.md": plan_md(),
         "base/01-base.md": task_md(
-            1, "Lay the base", "AGENT:sleep=0.5 AGENT:write-second=base.txt", backpressure="test -f base.txt"
+            1,
+            "Lay the base",
+            "AGENT:sleep=0.5 AGENT:write-second=base.txt",
+            backpressure="test -f base.txt",
         ),
         "left/IMPLEMENTATION_PLAN.md": plan_md(depends_on=["base"]),
         "left/01-left.md": task_md(1, "Left side", "AGENT:sleep=0.3"),
