@@ -23,7 +23,7 @@ from typing import Any, Final
 import apsw
 
 from choo_daemon.store.reads import Row, get_graph, get_run, resolve_run_id, served
-from choo_daemon.store.records import Marker
+from choo_daemon.store.records import Graph, Marker
 from protocol.events import RUN_RESUMED, RUN_STOPPED
 from protocol.times import parse_iso_utc
 
@@ -139,7 +139,12 @@ def run_lanes(conn: apsw.Connection, run: str) -> dict[str, Any]:
     running = detail["status"] == "running"
     end = _end_ms(clock, detail, running)
     markers = detail["markers"]
-    order = [str(n["id"]) for n in (graph or {}).get("nodes", []) if isinstance(n, dict)]
+    nodes: Any = graph["nodes"] if graph is not None else []
+    order = [
+        str(n["id"])
+        for n in (nodes if isinstance(nodes, list) else [])
+        if isinstance(n, dict) and n.get("id") is not None
+    ]
     lanes = _walk(clock, order, unit_rows, markers, end)
     bars = _bars(clock, attempts, markers, end, first_seqs, titles)
     for bar in bars:
@@ -207,11 +212,10 @@ def _walk(
         if unit is None:
             _marker(lanes, kind, at)
             continue
-        lane = lanes.get(unit)
-        if lane is None:
-            lane = lanes[unit] = _Lane(unit)
-            lane.open_wait(0)
-        lane.apply(kind, at, seq)
+        if unit not in lanes:
+            lanes[unit] = _Lane(unit)
+            lanes[unit].open_wait(0)
+        lanes[unit].apply(kind, at, seq)
     for lane in lanes.values():
         lane.close_run(end, "running" if lane.status == "running" else "stopped")
         if lane.wait is not None:
@@ -333,10 +337,11 @@ def _segments(
     return agent_end, None
 
 
-def _edges(graph: Any) -> dict[str, list[str]]:
+def _edges(graph: Graph | None) -> dict[str, list[str]]:
     """unit -> the units it depends on, from the stored graph's edges ({from, to})."""
     deps: dict[str, list[str]] = {}
-    for edge in (graph or {}).get("edges", []):
+    edges: Any = graph["edges"] if graph is not None else []
+    for edge in edges if isinstance(edges, list) else []:
         if isinstance(edge, dict) and edge.get("from") is not None and edge.get("to") is not None:
             deps.setdefault(str(edge["from"]), []).append(str(edge["to"]))
     return deps

@@ -180,17 +180,17 @@ def main() -> None:
         detail = site.get_json(f"/api/history/runs/{run.run_id}")
         print(
             f"run: {len(run.units)} units, {detail['event_count']:,} events,"
-            f" {detail['totals']['attempts']} attempts (written in {time.perf_counter() - began:.1f} s)"
+            f" {detail['totals']['attempts']} attempts"
+            f" (written in {time.perf_counter() - began:.1f} s)"
         )
         api_ms = []
         for _ in range(args.repeat):
             t0 = time.perf_counter()
             lanes = site.get_json(f"/api/history/runs/{run.run_id}/lanes")
             api_ms.append((time.perf_counter() - t0) * 1000)
-        path = [s["unit"] for s in lanes["critical_path"]["steps"]]
-        print(
-            f"critical path: {' -> '.join(path)} ({lanes['critical_path']['duration_ms'] / 60000:.1f} min)"
-        )
+        path = lanes["critical_path"]
+        units_on = " -> ".join(s["unit"] for s in path["steps"])
+        print(f"critical path: {units_on} ({path['duration_ms'] / 60000:.1f} min)")
         opens, draws, zooms = [], [], []
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -218,9 +218,8 @@ def main() -> None:
             ("zoom step", zooms),
         ):
             each = " ".join(f"{v:.0f}" for v in values)
-            print(
-                f"{name:24s} median {statistics.median(values):7.1f} ms   max {max(values):7.1f} ms   [{each}]"
-            )
+            middle = statistics.median(values)
+            print(f"{name:24s} median {middle:7.1f} ms   max {max(values):7.1f} ms   [{each}]")
         worst = max(max(opens), max(draws))
         verdict = "OK" if worst <= TARGET_MS else "OVER"
         print(f"target: draw <= {TARGET_MS} ms: {verdict} (worst open {max(opens):.0f} ms)")
