@@ -231,6 +231,8 @@ def _marker(lanes: dict[str, _Lane], kind: str, at: int) -> None:
         if kind == RUN_STOPPED:
             lane.close_run(at, "stopped")
             lane.close_wait(at)
+            if lane.status in ("queued", "running"):
+                lane.status = "stopped"
         elif kind == RUN_RESUMED and not lane.finished:
             lane.open_wait(at)
 
