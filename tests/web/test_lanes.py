@@ -8,7 +8,10 @@ from typing import Any
 import httpx
 import trio
 
+from protocol.home import Home
+from tests.daemon.test_session import Peer
 from tests.web.support import History, at
+from tests.web.test_live_only import RUN, live_start, reply
 
 # A diamond: b and c need a, d needs b and c. c ends after b, so the path is a, c, d.
 DIAMOND = {
@@ -213,3 +216,13 @@ async def test_a_running_run_grows_to_now(web: httpx.AsyncClient, history: Histo
 async def test_an_unknown_run_has_no_lanes(web: httpx.AsyncClient) -> None:
     response = await web.get("/api/history/runs/run_nowhere/lanes")
     assert response.status_code == 404 and response.json()["error"]["code"] == "unknown_run"
+
+
+async def test_a_run_that_is_not_recorded_has_no_lanes(home: Home, web: httpx.AsyncClient) -> None:
+    peer = await Peer.connect(home)
+    await peer.send(live_start(RUN))
+    assert (await reply(peer, 1))["t"] == "ok"
+    body = (await web.get(f"/api/history/runs/{RUN}/lanes")).json()
+    assert (body["run_id"], body["run_status"], body["open"]) == (RUN, "running", True)
+    assert body["lanes"] == [] and body["gaps"] == []
+    assert body["critical_path"]["steps"] == []
