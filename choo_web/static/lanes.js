@@ -325,6 +325,7 @@ export class LanesView {
     for (let t = Math.ceil(view.start / step) * step; t <= view.start + view.span; t += step) {
       const x = LABEL_W + (t - view.start) * scale;
       ticks.push(s("line", { class: "lanes-tick", x1: x, x2: x, y1: AXIS_H - 5, y2: this.height }));
+      if (x > this.width - 40) continue; // no room for its label
       ticks.push(s("text", { class: "lanes-tick-label", x: x + 3, y: AXIS_H - 8, text: t === 0 ? "0" : duration(t) }));
     }
     this.axis.replaceChildren(...ticks);
