@@ -100,7 +100,7 @@ export class LanesView {
       return;
     }
     this.width = Math.max(480, this.root.clientWidth || 900);
-    this.height = AXIS_H + data.lanes.length * LANE_H + 4;
+    this.height = data.lanes.length * LANE_H + 4;
     this.items = [];
     this.svg = s("svg", {
       class: "lanes-svg",
@@ -109,7 +109,10 @@ export class LanesView {
       role: "group",
       "aria-label": `lanes of ${plural(data.lanes.length, "unit")}`,
     });
+    // The axis stays in view over the lanes as they scroll (a sticky SVG of its own).
     this.axis = s("g", { class: "lanes-axis" });
+    const axisSvg = s("svg", { class: "lanes-axis-svg", width: this.width, height: AXIS_H, "aria-hidden": "true" }, this.axis);
+    this.grid = s("g", { class: "lanes-grid" });
     const plot = s("g", { "clip-path": "url(#lanes-clip)" });
     this.svg.append(
       s(
@@ -122,17 +125,30 @@ export class LanesView {
         ),
       ),
       plot,
-      this.axis,
     );
     const rows = new Map();
-    data.lanes.forEach((lane, i) => rows.set(lane.unit, AXIS_H + i * LANE_H));
+    data.lanes.forEach((lane, i) => rows.set(lane.unit, i * LANE_H));
+    // Backgrounds, then the gaps over them, then what the lanes hold (bars stay clickable).
+    const backs = s("g", { class: "lanes-backs" });
+    data.lanes.forEach((lane) =>
+      backs.append(s("rect", { class: "lane-bg", x: 0, y: rows.get(lane.unit), width: this.width, height: LANE_H })),
+    );
+    plot.append(backs, this.drawGaps(), this.grid);
     data.lanes.forEach((lane) => plot.append(this.drawLane(lane, rows.get(lane.unit))));
-    plot.append(this.drawGaps(), this.drawPath(rows));
-    if (data.open) plot.append(this.span(s("line", { class: "lanes-now", y1: AXIS_H, y2: this.height }), data.end_ms, null, "line"));
+    plot.append(this.drawPath(rows));
+    if (data.open) plot.append(this.span(s("line", { class: "lanes-now", y1: 0, y2: this.height }), data.end_ms, null, "line"));
     this.svg.append(this.drawLabels(rows));
-    const plotBox = h("div", { class: "lanes-plot", tabindex: "0", "aria-label": "lanes: arrows pan, + and − zoom, 0 fits" }, this.svg);
+    const before = this.root.querySelector(".lanes-plot");
+    const top = before ? before.scrollTop : 0;
+    const plotBox = h(
+      "div",
+      { class: "lanes-plot", tabindex: "0", "aria-label": "lanes: arrows pan, + and − zoom, 0 fits" },
+      axisSvg,
+      this.svg,
+    );
     this.listen(plotBox);
     put(this.root, this.toolbar(), plotBox, this.legend());
+    plotBox.scrollTop = top;
     this.place();
     this.svg.dataset.bars = String(data.lanes.reduce((n, l) => n + l.bars.length, 0));
     this.root.dataset.drawMs = String(Math.round(performance.now() - began));
@@ -161,7 +177,6 @@ export class LanesView {
       class: `lane status-${lane.status}${lane.critical ? " critical" : ""}`,
       "data-unit": lane.unit,
     });
-    g.append(s("rect", { class: "lane-bg", x: 0, y: top, width: this.width, height: LANE_H }));
     for (const w of lane.waits) {
       const ready = w.ready_ms ?? w.end_ms;
       if (ready > w.start_ms) {
@@ -221,7 +236,7 @@ export class LanesView {
     const g = s("g", { class: "lanes-gaps" });
     for (const gap of this.data.gaps) {
       const end = gap.end_ms ?? this.data.end_ms;
-      const rect = s("rect", { class: "lane-gap", y: AXIS_H, height: this.height - AXIS_H, "data-stop-seq": String(gap.stop_seq) });
+      const rect = s("rect", { class: "lane-gap", y: 0, height: this.height, "data-stop-seq": String(gap.stop_seq) });
       const why = gap.reason ? `: ${gap.reason}` : "";
       const until = gap.end_ms === null ? " (not resumed)" : `, resumed after ${duration(end - gap.start_ms)}`;
       rect.append(s("title", { text: `stopped${why}${until}` }));
@@ -321,14 +336,17 @@ export class LanesView {
 
   drawAxis(view, scale) {
     const step = TICKS.find((t) => t * scale >= 80) || TICKS[TICKS.length - 1];
-    const ticks = [s("rect", { class: "lanes-axis-bg", x: LABEL_W, y: 0, width: this.width - LABEL_W, height: AXIS_H })];
+    const ticks = [s("rect", { class: "lanes-axis-bg", x: 0, y: 0, width: this.width, height: AXIS_H })];
+    const lines = [];
     for (let t = Math.ceil(view.start / step) * step; t <= view.start + view.span; t += step) {
       const x = LABEL_W + (t - view.start) * scale;
-      ticks.push(s("line", { class: "lanes-tick", x1: x, x2: x, y1: AXIS_H - 5, y2: this.height }));
+      ticks.push(s("line", { class: "lanes-tick", x1: x, x2: x, y1: AXIS_H - 5, y2: AXIS_H }));
+      lines.push(s("line", { class: "lanes-tick", x1: x, x2: x, y1: 0, y2: this.height }));
       if (x > this.width - 40) continue; // no room for its label
       ticks.push(s("text", { class: "lanes-tick-label", x: x + 3, y: AXIS_H - 8, text: t === 0 ? "0" : duration(t) }));
     }
     this.axis.replaceChildren(...ticks);
+    this.grid.replaceChildren(...lines);
   }
 
   zoom(factor, anchor = null) {
