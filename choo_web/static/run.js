@@ -131,8 +131,10 @@ export class RunView {
     this.countLabel = h("span", { class: "tl-count" });
     this.filters = new FilterBar({ onLatest: () => this.timeline.scrollToEnd() });
     this.controls = this.filters.element;
-    const paneLink = (pane, text) =>
-      h("a", { class: "pane-link", href: link({ pane: pane === "events" ? null : pane, event: null }), text });
+    const paneLink = (pane, text, cls = "pane-link") =>
+      h("a", { class: cls, href: link({ pane: pane === "events" ? null : pane, event: null }), text });
+    // Its own class: beside another pane's link, "a card's .pane-link" stays one link.
+    const lanesLink = () => paneLink("lanes", "Lanes →", "pane-link-lanes");
     this.tasksBody = h("div", { class: "tasks-body" });
     this.eventsCard = h(
       "div",
@@ -143,7 +145,7 @@ export class RunView {
         h("h2", { text: "Events" }),
         this.countLabel,
         h("span", { class: "spacer" }),
-        paneLink("lanes", "Lanes →"),
+        lanesLink(),
         " ",
         paneLink("tasks", "Tasks and attempts →"),
       ),
@@ -161,7 +163,7 @@ export class RunView {
         h("span", { class: "spacer" }),
         paneLink("events", "← Events"),
         " ",
-        paneLink("lanes", "Lanes →"),
+        lanesLink(),
       ),
       this.tasksBody,
     );

@@ -52,7 +52,7 @@ TARGET_MS = 500
 
 OPEN_JS = """() => new Promise((resolve) => {
   const t0 = performance.now();
-  document.querySelector(".tl-card .pane-link[href*='pane=lanes']").click();
+  document.querySelector(".tl-card .pane-link-lanes").click();
   const check = () => {
     const svg = document.querySelector("svg.lanes-svg[data-ready]");
     if (!svg) return requestAnimationFrame(check);

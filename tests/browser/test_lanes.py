@@ -102,7 +102,10 @@ def test_lanes_of_a_run_with_a_retry_a_stop_and_a_resume(
 
     lanes = api(site, f"/api/history/runs/{run_id}/lanes")
     assert lanes["run_status"] == "completed" and len(lanes["gaps"]) == 1
-    page.reload()
+    # From the events, by the "Lanes →" link.
+    page.goto(f"/#/history?run={run_id}")
+    page.locator(".tl-card .pane-link-lanes").click()
+    expect(page).to_have_url(re.compile(r"pane=lanes"))
     expect(page.locator("svg.lanes-svg[data-ready]")).to_be_visible()
 
     # Lanes and bars as the API has them.
