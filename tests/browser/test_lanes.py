@@ -104,6 +104,7 @@ def test_lanes_of_a_run_with_a_retry_a_stop_and_a_resume(
     assert lanes["run_status"] == "completed" and len(lanes["gaps"]) == 1
     # From the events, by the "Lanes →" link.
     page.goto(f"/#/history?run={run_id}")
+    page.reload()  # the view of before the stop does not follow the resume (issue 15, paging)
     page.locator(".tl-card .pane-link-lanes").click()
     expect(page).to_have_url(re.compile(r"pane=lanes"))
     expect(page.locator("svg.lanes-svg[data-ready]")).to_be_visible()
