@@ -226,3 +226,35 @@ async def test_a_run_that_is_not_recorded_has_no_lanes(home: Home, web: httpx.As
     assert (body["run_id"], body["run_status"], body["open"]) == (RUN, "running", True)
     assert body["lanes"] == [] and body["gaps"] == []
     assert body["critical_path"]["steps"] == []
+
+
+async def test_a_failed_unit_ends_the_path_and_its_dependent_waits_until_blocked(
+    web: httpx.AsyncClient, history: History
+) -> None:
+    run = "run_lanes_failed"
+    await history.start(run, units=2)
+    graph = {
+        "nodes": [{"id": "a"}, {"id": "b"}],
+        "edges": [{"from": "b", "to": "a"}],
+        "levels": [["a"], ["b"]],
+    }
+    await history.request({"t": "run.graph", "run": run, **graph})
+    e = Events(run)
+    e(0, "unit.queued", "a")
+    e(2, "unit.started", "a")
+    e(2, "task.started", "a", 1, title="Breaks")
+    attempt(e, "a", 2, 1, 1, kind="task.failed", attempts=1, stop_reason="validation_failed")
+    e(5, "unit.failed", "a")
+    e(5, "unit.blocked", "b", blocked_by="a")
+    await history.send(e.take())
+    await history.complete(run, "failed", ended=6, done=0)
+    body = (await web.get(f"/api/history/runs/{run}/lanes")).json()
+    a, b = body["lanes"]
+    assert (a["status"], a["waits"]) == ("failed", [{"start_ms": 0, "ready_ms": 0, "end_ms": 2000}])
+    assert [(r["end_ms"], r["status"]) for r in a["runs"]] == [(5000, "failed")]
+    assert [(x["stop_reason"], x["end_ms"]) for x in a["bars"]] == [("validation_failed", 4000)]
+    assert (b["status"], b["runs"], b["bars"]) == ("blocked", [], [])
+    assert b["waits"] == [{"start_ms": 0, "ready_ms": None, "end_ms": 5000}]
+    path = body["critical_path"]
+    assert [(s["unit"], s["after"]) for s in path["steps"]] == [("a", None)]
+    assert (path["duration_ms"], path["stopped_ms"], body["gaps"]) == (5000, 0, [])
