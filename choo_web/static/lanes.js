@@ -63,6 +63,16 @@ export class LanesView {
     this.timer = 0;
     this.controller = null;
     put(root, h("div", { class: "loading-block", text: "Loading lanes…" }));
+    // A wider or narrower box: drawn again to fit it (once a frame at most).
+    this.resized = new ResizeObserver(() => {
+      const width = Math.max(480, root.clientWidth);
+      if (!this.data || !root.clientWidth || Math.abs(width - this.width) < 8 || this.frame) return;
+      this.frame = requestAnimationFrame(() => {
+        this.frame = 0;
+        this.render();
+      });
+    });
+    this.resized.observe(root);
   }
 
   async load() {
@@ -432,6 +442,8 @@ export class LanesView {
   }
 
   destroy() {
+    this.resized.disconnect();
+    cancelAnimationFrame(this.frame);
     this.controller?.abort();
     clearTimeout(this.timer);
     this.timer = 0;

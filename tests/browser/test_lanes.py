@@ -167,6 +167,14 @@ def test_lanes_of_a_run_with_a_retry_a_stop_and_a_resume(
     assert panned[0] > before[0] and panned[1] == before[1]
     page.get_by_role("button", name="fit the whole run").click()
     assert view(page) == (start, span)
+    # A narrower window: drawn again to its width.
+    wide = int(page.locator("svg.lanes-svg").get_attribute("width") or 0)
+    page.set_viewport_size({"width": 1000, "height": 800})
+    wait_until(
+        lambda: int(page.locator("svg.lanes-svg").get_attribute("width") or 0) < wide - 200,
+        10,
+        "the lanes to fit the narrower window",
+    )
 
     # A bar opens its task's events: the unit's timeline at the attempt's first event.
     first = page.locator(".lane-bar[data-unit='base'][data-attempt='1']")
