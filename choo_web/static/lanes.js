@@ -28,14 +28,7 @@ const clip = (text, n) => (text.length > n ? `${text.slice(0, n - 1)}…` : text
 
 /** "agent 3.0 s, validation 1.0 s" and why the attempt ended, for a bar's label. */
 function barText(b) {
-  const why =
-    b.ended === "open"
-      ? "running"
-      : b.ended === "stopped"
-        ? "interrupted by a stop"
-        : b.stop_reason
-          ? stopReason(b.stop_reason).label
-          : "ended";
+  const why = kindOf(b).label;
   const parts = [`${b.unit} task ${b.task}${b.title ? ` (${b.title})` : ""}, attempt ${b.attempt}: ${why}`];
   parts.push(`agent ${duration(b.agent_end_ms - b.start_ms)}`);
   if (b.validation_start_ms !== null) parts.push(`validation ${duration(b.end_ms - b.validation_start_ms)}`);
@@ -44,11 +37,18 @@ function barText(b) {
   return parts.join(", ");
 }
 
-/** The tone a bar is colored by: its stop reason's, or running / interrupted. */
-function toneOf(b) {
-  if (b.ended === "open") return "running";
-  if (b.ended === "stopped") return "interrupted";
-  return b.stop_reason ? stopReason(b.stop_reason).tone : "neutral";
+// Bars not ended by a stop reason: still running, interrupted by a stop, or ended without one.
+const UNREASONED = {
+  open: { tone: "running", label: "running" },
+  stopped: { tone: "interrupted", label: "interrupted by a stop" },
+  finished: { tone: "neutral", label: "ended" },
+};
+
+/** What a bar is colored by: {key (its stop reason, else how it ended), tone, label}. */
+function kindOf(b) {
+  const key = b.stop_reason ?? b.ended;
+  const known = b.stop_reason ? stopReason(b.stop_reason) : UNREASONED[b.ended] || UNREASONED.finished;
+  return { key, tone: known.tone, label: known.label };
 }
 
 export class LanesView {
@@ -211,8 +211,9 @@ export class LanesView {
 
   drawBar(b, y) {
     const label = barText(b);
+    const kind = kindOf(b);
     const g = s("g", {
-      class: `lane-bar tone-${toneOf(b)}${b.critical ? " critical" : ""}`,
+      class: `lane-bar tone-${kind.tone}${b.critical ? " critical" : ""}`,
       tabindex: "0",
       role: "button",
       "aria-label": `${label}; open its events`,
@@ -220,7 +221,7 @@ export class LanesView {
       "data-task": String(b.task),
       "data-attempt": String(b.attempt),
       "data-seq": String(b.seq),
-      "data-stop": b.stop_reason ?? b.ended,
+      "data-stop": kind.key,
     });
     g.append(s("title", { text: label }));
     g.append(this.span(s("rect", { class: "bar-span", y: y + BAR_H / 2 - 1, height: 2 }), b.start_ms, b.end_ms));
@@ -309,17 +310,18 @@ export class LanesView {
 
   legend() {
     const item = (cls, text) => h("span", { class: `legend-item ${cls}` }, h("span", { class: "swatch" }), text);
-    const reasons = new Map();
+    const kinds = new Map(); // the kinds of bar drawn, in the order first seen
     for (const lane of this.data.lanes)
       for (const b of lane.bars) {
-        const tone = toneOf(b);
-        const key = b.ended === "finished" ? b.stop_reason || "ended" : tone;
-        if (!reasons.has(key)) reasons.set(key, { tone, label: b.ended === "finished" && b.stop_reason ? stopReason(b.stop_reason).label : tone });
+        const kind = kindOf(b);
+        if (!kinds.has(kind.key)) kinds.set(kind.key, kind);
       }
     return h(
       "div",
       { class: "legend lanes-legend" },
-      [...reasons.entries()].map(([key, r]) => h("span", { class: `legend-item tone-${r.tone}`, "data-stop": key }, h("span", { class: "swatch" }), r.label)),
+      [...kinds.values()].map((k) =>
+        h("span", { class: `legend-item tone-${k.tone}`, "data-stop": k.key }, h("span", { class: "swatch" }), k.label),
+      ),
       item("lg-check", "validation (thin)"),
       item("lg-wait", "queued for a slot"),
       item("lg-gap", "stopped"),
