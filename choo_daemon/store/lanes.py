@@ -22,8 +22,9 @@ from typing import Any, Final
 
 import apsw
 
+from choo_daemon.store.errors import UnknownRun
 from choo_daemon.store.reads import Row, get_graph, get_run, resolve_run_id, served
-from choo_daemon.store.records import Graph, Marker
+from choo_daemon.store.records import Graph, Marker, RunDetail
 from protocol.events import RUN_RESUMED, RUN_STOPPED
 from protocol.times import parse_iso_utc
 
@@ -101,86 +102,110 @@ class _Lane:
         return self.status in ("completed", "failed", "blocked")
 
 
-@served
-def run_lanes(conn: apsw.Connection, run: str) -> dict[str, Any]:
-    """The lanes of the run ``run`` names (module docstring; docs/API.md, Lanes)."""
+@dataclass
+class _Read:
+    """What the lanes are laid out from, read in one transaction."""
+
+    detail: RunDetail
+    graph: Graph | None
+    unit_rows: list[Row]  # (seq, time, type, unit) of the units' status events
+    first_seqs: dict[tuple[str, int], int]  # (unit, task) -> its first task.started
+    titles: dict[tuple[str, int], str | None]
+    attempts: list[Row]  # task_attempts rows, as _bars reads them
+
+
+def _read(conn: apsw.Connection, run: str) -> _Read:
     with conn:
         run_id = resolve_run_id(conn, run)
         detail = get_run(conn, run_id)
-        graph = get_graph(conn, run_id)
+        if detail is None:  # cannot happen inside one transaction; for the type checker
+            raise UnknownRun(run_id)
         marks = ", ".join("?" * len(UNIT_TYPES))
-        unit_rows: list[Row] = conn.execute(
-            "SELECT seq, time, type, unit FROM events INDEXED BY events_run_type_seq"
-            f" WHERE run_id = ? AND type IN ({marks}) AND unit IS NOT NULL ORDER BY seq",
-            (run_id, *UNIT_TYPES),
-        ).fetchall()
-        first_seqs = {
-            (unit, task): seq
-            for unit, task, seq in conn.execute(
-                "SELECT unit, task, min(seq) FROM events INDEXED BY events_run_type_seq"
-                " WHERE run_id = ? AND type = 'task.started' GROUP BY unit, task",
+        read = _Read(
+            detail,
+            get_graph(conn, run_id),
+            conn.execute(
+                "SELECT seq, time, type, unit FROM events INDEXED BY events_run_type_seq"
+                f" WHERE run_id = ? AND type IN ({marks}) AND unit IS NOT NULL ORDER BY seq",
+                (run_id, *UNIT_TYPES),
+            ).fetchall(),
+            {
+                (unit, task): seq
+                for unit, task, seq in conn.execute(
+                    "SELECT unit, task, min(seq) FROM events INDEXED BY events_run_type_seq"
+                    " WHERE run_id = ? AND type = 'task.started' GROUP BY unit, task",
+                    (run_id,),
+                )
+            },
+            {
+                (unit, task): title
+                for unit, task, title in conn.execute(
+                    "SELECT unit, task, title FROM tasks WHERE run_id = ?", (run_id,)
+                )
+            },
+            conn.execute(
+                "SELECT unit, task, attempt, start_seq, started_at, finished_at, stop_reason,"
+                " agent_ms, validation_ms, validation_command FROM task_attempts"
+                " WHERE run_id = ? ORDER BY unit, start_seq",
                 (run_id,),
-            )
-        }
-        titles = {
-            (unit, task): title
-            for unit, task, title in conn.execute(
-                "SELECT unit, task, title FROM tasks WHERE run_id = ?", (run_id,)
-            )
-        }
-        attempts: list[Row] = conn.execute(
-            "SELECT unit, task, attempt, start_seq, started_at, finished_at, stop_reason,"
-            " agent_ms, validation_ms, validation_command FROM task_attempts"
-            " WHERE run_id = ? ORDER BY unit, start_seq",
-            (run_id,),
-        ).fetchall()
-    assert detail is not None  # resolved in the same transaction
+            ).fetchall(),
+        )
+    return read
+
+
+@served
+def run_lanes(conn: apsw.Connection, run: str) -> dict[str, Any]:
+    """The lanes of the run ``run`` names (module docstring; docs/API.md, Lanes)."""
+    read = _read(conn, run)
+    detail = read.detail
     clock = _Clock(detail["started_at"])
     running = detail["status"] == "running"
     end = _end_ms(clock, detail, running)
     markers = detail["markers"]
-    nodes: Any = graph["nodes"] if graph is not None else []
-    order = [
-        str(n["id"])
-        for n in (nodes if isinstance(nodes, list) else [])
-        if isinstance(n, dict) and n.get("id") is not None
-    ]
-    lanes = _walk(clock, order, unit_rows, markers, end)
-    bars = _bars(clock, attempts, markers, end, first_seqs, titles)
-    for bar in bars:
+    lanes = _walk(clock, _unit_order(read.graph), read.unit_rows, markers, end)
+    by_unit: dict[str, list[dict[str, Any]]] = {}
+    for bar in _bars(clock, read.attempts, markers, end, read.first_seqs, read.titles):
+        by_unit.setdefault(bar["unit"], []).append(bar)
         lanes.setdefault(bar["unit"], _Lane(bar["unit"]))
-    path = critical_path(lanes, _edges(graph))
-    on_path = {step["unit"] for step in path["steps"]}
+    path = critical_path(lanes, _edges(read.graph))
     gaps = _gaps(clock, markers)
     for step in path["steps"]:
-        step["tasks"] = sorted({b["task"] for b in bars if b["unit"] == step["unit"]})
+        step["tasks"] = sorted({b["task"] for b in by_unit.get(step["unit"], [])})
+        for b in by_unit.get(step["unit"], []):
+            b["critical"] = True
     path["stopped_ms"] = _stopped_within(gaps, path["end_ms"], end)
-    lane_list = []
-    for name, lane in lanes.items():
-        mine = [b for b in bars if b["unit"] == name]
-        for b in mine:
-            b["critical"] = name in on_path
-        lane_list.append(
-            {
-                "unit": name,
-                "status": lane.status,
-                "critical": name in on_path,
-                "waits": lane.waits,
-                "runs": lane.runs,
-                "bars": mine,
-            }
-        )
+    on_path = {step["unit"] for step in path["steps"]}
     return {
-        "run_id": run_id,
+        "run_id": detail["id"],
         "run_status": detail["status"],
         "seq": detail["last_seq"],
         "started_at": detail["started_at"],
         "end_ms": end,
         "open": running,
         "gaps": gaps,
-        "lanes": lane_list,
+        "lanes": [
+            {
+                "unit": name,
+                "status": lane.status,
+                "critical": name in on_path,
+                "waits": lane.waits,
+                "runs": lane.runs,
+                "bars": by_unit.get(name, []),
+            }
+            for name, lane in lanes.items()
+        ],
         "critical_path": path,
     }
+
+
+def _unit_order(graph: Graph | None) -> list[str]:
+    """The units in the graph's node order (the daemon does not check a graph's shape)."""
+    nodes: Any = graph["nodes"] if graph is not None else []
+    return [
+        str(n["id"])
+        for n in (nodes if isinstance(nodes, list) else [])
+        if isinstance(n, dict) and n.get("id") is not None
+    ]
 
 
 def _end_ms(clock: _Clock, detail: Any, running: bool) -> int:
