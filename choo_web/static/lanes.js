@@ -30,8 +30,10 @@ const clip = (text, n) => (text.length > n ? `${text.slice(0, n - 1)}…` : text
 function barText(b) {
   const why = kindOf(b).label;
   const parts = [`${b.unit} task ${b.task}${b.title ? ` (${b.title})` : ""}, attempt ${b.attempt}: ${why}`];
-  parts.push(`agent ${duration(b.agent_end_ms - b.start_ms)}`);
-  if (b.validation_start_ms !== null) parts.push(`validation ${duration(b.end_ms - b.validation_start_ms)}`);
+  // The measured times when known; a segment still running, as drawn so far.
+  parts.push(`agent ${duration(b.agent_ms ?? b.agent_end_ms - b.start_ms)}`);
+  if (b.validation_start_ms !== null)
+    parts.push(`validation ${duration(b.validation_ms ?? b.end_ms - b.validation_start_ms)}`);
   parts.push(`${duration(b.end_ms - b.start_ms)} in all`);
   if (b.critical) parts.push("on the critical path");
   return parts.join(", ");
