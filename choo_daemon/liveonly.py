@@ -404,6 +404,22 @@ class LiveOnlyReader:
         if self.runs.get(run) is None:
             return await self.history.run_tasks_json(run, unit=unit)  # type: ignore[no-any-return]
         return orjson.dumps({"run_id": run, "tasks": []})
+    async def run_lanes(self, run: str) -> Any:
+        live = self.runs.get(run)
+        if live is None:
+            return await self.history.run_lanes(run)
+        detail = live.detail()  # not recorded: no roll-ups to draw lanes from
+        return {
+            "run_id": run,
+            "run_status": detail["status"],
+            "seq": detail["last_seq"],
+            "started_at": detail["started_at"],
+            "end_ms": 0,
+            "open": detail["status"] == "running",
+            "gaps": [],
+            "lanes": [],
+            "critical_path": {"steps": [], "duration_ms": 0, "end_ms": None, "stopped_ms": 0},
+        }
 
     async def run_git(self, run: str, *, unit: str | None, task: int | None) -> Any:
         live = self.runs.get(run)

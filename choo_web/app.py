@@ -150,6 +150,10 @@ def create_app(
             return json_text_response(body)
         return json_response(await reader.run_tasks(run, **which))
 
+    @get("/api/history/runs/<run>/lanes")
+    async def lanes(run: str) -> Response:
+        return json_response(await reader.run_lanes(run))
+
     @get("/api/history/runs/<run>/git")
     async def git(run: str) -> Response:
         return json_response(await reader.run_git(run, **_unit_task(request.args)))

@@ -6,7 +6,8 @@ by the writer, with every batch of write calls inside ``with conn:``; any
 number of read connections (open_read_connection), each used by one thread
 at a time. ``SERVED`` names the reads the web API may ask for (see reads.py; the
 roll-ups of tasks and attempts, kept at write time by rollups.py, are read
-by taskreads.py; what a run did in git, by gitreads.py).
+by taskreads.py; what a run did in git, by gitreads.py; where its time
+went, by lanes.py).
 """
 
 from choo_daemon.store.errors import (
@@ -23,6 +24,7 @@ from choo_daemon.store.errors import (
     UnknownRun,
 )
 from choo_daemon.store.gitreads import run_git
+from choo_daemon.store.lanes import run_lanes
 from choo_daemon.store.reads import (
     MAX_EVENTS_PAGE,
     MAX_RUNS_PAGE,
@@ -146,6 +148,7 @@ __all__ = [
     "run_events",
     "run_exists",
     "run_git",
+    "run_lanes",
     "run_tasks",
     "run_tasks_json",
     "run_unit_rollups",

@@ -1,6 +1,7 @@
 // One run: its summary and stop/resume markers, the dependency graph, and
 // the event timeline with its filters, or in its place the run's tasks
-// (runtasks.js), each of which opens its attempts (attempts.js). A running
+// (runtasks.js), each of which opens its attempts (attempts.js), or its
+// lanes (lanes.js: where the time went). A running
 // run follows its event stream: new events reach the timeline, and the
 // graph's colors follow; what the agents used is asked for again now and then.
 
@@ -10,6 +11,7 @@ import { gitRequest, runPath, runRequests } from "./boot.js";
 import { h, put } from "./dom.js";
 import { GRAPH_TYPES, markerOf } from "./eventtypes.js";
 import { IndexedEvents, SequentialEvents } from "./events.js";
+import { LanesView } from "./lanes.js";
 import { count, plural } from "./format.js";
 import { FilterBar } from "./filters.js";
 import { GraphView } from "./graph.js";
@@ -45,7 +47,7 @@ export class RunView {
   }
 
   get pane() {
-    return this.state.pane === "tasks" ? "tasks" : "events";
+    return ["tasks", "lanes"].includes(this.state.pane) ? this.state.pane : "events";
   }
 
   get filter() {
@@ -129,8 +131,10 @@ export class RunView {
     this.countLabel = h("span", { class: "tl-count" });
     this.filters = new FilterBar({ onLatest: () => this.timeline.scrollToEnd() });
     this.controls = this.filters.element;
-    const paneLink = (pane, text) =>
-      h("a", { class: "pane-link", href: link({ pane: pane === "tasks" ? pane : null, event: null }), text });
+    const paneLink = (pane, text, cls = "pane-link") =>
+      h("a", { class: cls, href: link({ pane: pane === "events" ? null : pane, event: null }), text });
+    // Its own class: beside another pane's link, "a card's .pane-link" stays one link.
+    const lanesLink = () => paneLink("lanes", "Lanes →", "pane-link-lanes");
     this.tasksBody = h("div", { class: "tasks-body" });
     this.eventsCard = h(
       "div",
@@ -141,6 +145,8 @@ export class RunView {
         h("h2", { text: "Events" }),
         this.countLabel,
         h("span", { class: "spacer" }),
+        lanesLink(),
+        " ",
         paneLink("tasks", "Tasks and attempts →"),
       ),
       this.controls,
@@ -156,8 +162,26 @@ export class RunView {
         h("span", { class: "hint", text: "open a task to compare its attempts" }),
         h("span", { class: "spacer" }),
         paneLink("events", "← Events"),
+        " ",
+        lanesLink(),
       ),
       this.tasksBody,
+    );
+    this.lanesBody = h("div", { class: "lanes-body" });
+    this.lanesCard = h(
+      "div",
+      { class: "card lanes-card" },
+      h(
+        "div",
+        { class: "card-head" },
+        h("h2", { text: "Lanes" }),
+        h("span", { class: "hint", text: "where the time went; open an attempt to see its events" }),
+        h("span", { class: "spacer" }),
+        paneLink("events", "← Events"),
+        " ",
+        paneLink("tasks", "Tasks and attempts →"),
+      ),
+      this.lanesBody,
     );
     put(
       this.root,
@@ -178,6 +202,7 @@ export class RunView {
         ),
         this.eventsCard,
         this.tasksCard,
+        this.lanesCard,
       ),
     );
     this.syncControls();
@@ -189,17 +214,32 @@ export class RunView {
     this.showPane();
   }
 
-  /** The events or the tasks, as the URL's `pane` says. */
+  /** The events, the tasks or the lanes, as the URL's `pane` says. */
   showPane() {
     const tasks = this.pane === "tasks";
-    this.eventsCard.hidden = tasks;
+    this.eventsCard.hidden = this.pane !== "events";
     this.tasksCard.hidden = !tasks;
+    this.lanesCard.hidden = this.pane !== "lanes";
+    if (this.pane === "lanes") this.showLanes();
     if (!tasks) return;
     if (!this.tasks) {
       this.tasks = new RunTasks(this.tasksBody, this.run.id);
       this.tasks.load();
     }
     this.tasks.filter(this.filter.unit);
+  }
+
+  /** The lanes, made on first showing; shown again, they are asked for again. */
+  showLanes() {
+    if (this.lanes) {
+      this.lanes.poke();
+      return;
+    }
+    this.lanes = new LanesView(this.lanesBody, this.run.id, {
+      // An attempt's events: its unit's timeline, opened at the attempt's first event.
+      onOpen: (bar) => navigate({ pane: null, type: null, unit: bar.unit, event: String(bar.seq) }),
+    });
+    this.lanes.load();
   }
 
   /** The task whose attempts are open (the URL's `task`), if any. */
@@ -455,6 +495,7 @@ export class RunView {
     this.units.apply(event);
     this.scheduleGraph(); // the graph's colors and the header's counts
     if (event.unit) this.refreshUsage();
+    if (this.lanes && this.pane === "lanes") this.lanes.poke(); // the lanes grow
     if (!this.graph) this.retryGraph();
     const marker = markerOf(event.type);
     if (marker && !(run.markers || []).some((m) => m.seq === event.seq)) {
@@ -477,6 +518,7 @@ export class RunView {
     this.run = detail;
     this.renderHead();
     this.refreshUsage(); // the last attempts' usage
+    this.lanes?.poke();
     // How it landed; a run that was not recorded is forgotten as it ends (a 404).
     if (detail.history !== false) this.loadGit();
     this.graph?.update(this.units, detail.status);
@@ -525,6 +567,8 @@ export class RunView {
     this.usageTimer = 0;
     this.tasks?.destroy();
     this.tasks = null;
+    this.lanes?.destroy();
+    this.lanes = null;
     this.panel?.destroy();
     this.panel = null;
     cancelAnimationFrame(this.frame);

@@ -6,7 +6,7 @@
 //   status  run list filter          cursor, prev, limit: run list paging
 //   run     the run shown            type, unit: its event filters
 //   event   the seq of the event whose payload is open
-//   pane    "tasks": the run's task list in place of its events
+//   pane    "tasks": the run's task list in place of its events; "lanes": its lanes
 //   task    "unit:N", the task whose attempts are open (see taskKey)
 
 export const TABS = ["live", "history", "tasks"];

@@ -5,9 +5,9 @@
 Starts a private daemon, runs the example plan with the installed ``choo``
 (once to the end, once stopped with SIGINT and resumed, once live while
 the Live view is captured), adds a few recorded runs, and saves
-docs/history.png, docs/run.png, docs/live.png, docs/attempts.png,
-docs/tasks.png, and docs/graph38.png (the 38-unit plan of
-tests/browser/plan38.py, at 1280 x 900). The recorded runs' agents report tool calls, tokens and
+docs/history.png, docs/run.png, docs/lanes.png, docs/live.png,
+docs/attempts.png, docs/tasks.png, and docs/graph38.png (the 38-unit plan
+of tests/browser/plan38.py, at 1280 x 900). The recorded runs' agents report tool calls, tokens and
 cost (tests/browser/agents.py); ``--serve`` leaves the
 daemon running afterwards and prints its URL, to look around by hand.
 """
@@ -168,6 +168,10 @@ def main() -> None:
             page.locator(".marker-chip.marker-stop").click()
             page.locator(".ev.open .ev-line").click()  # the boundary, payload closed
             shoot(page, "run.png")
+
+            page.goto(f"/#/history?repo={quote(str(repo))}&run={resumed}&pane=lanes")
+            page.locator("svg.lanes-svg[data-ready]").wait_for()
+            shoot(page, "lanes.png", until=".lanes-legend")
 
             flaky = runs_of(site, repo)[-2]["id"]  # the second recorded run
             page.goto(f"/#/history?repo={quote(str(repo))}&run={flaky}&task=models%3A2")
