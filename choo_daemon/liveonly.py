@@ -404,6 +404,7 @@ class LiveOnlyReader:
         if self.runs.get(run) is None:
             return await self.history.run_tasks_json(run, unit=unit)  # type: ignore[no-any-return]
         return orjson.dumps({"run_id": run, "tasks": []})
+
     async def run_lanes(self, run: str) -> Any:
         live = self.runs.get(run)
         if live is None:

@@ -150,7 +150,7 @@ def test_lanes_of_a_run_with_a_retry_a_stop_and_a_resume(
 
     # Zoom (buttons, wheel), pan (drag), fit.
     start, span = view(page)
-    page.get_by_role("button", name="zoom in").click()
+    page.locator(".lanes-card").get_by_role("button", name="zoom in").click()
     zoomed = view(page)
     assert zoomed[1] < span
     page.locator(".lanes-plot").hover()
@@ -165,7 +165,7 @@ def test_lanes_of_a_run_with_a_retry_a_stop_and_a_resume(
     page.mouse.up()
     panned = view(page)
     assert panned[0] > before[0] and panned[1] == before[1]
-    page.get_by_role("button", name="fit the whole run").click()
+    page.locator(".lanes-card").get_by_role("button", name="fit the whole run").click()
     assert view(page) == (start, span)
     # A narrower window: drawn again to its width.
     wide = int(page.locator("svg.lanes-svg").get_attribute("width") or 0)
@@ -193,7 +193,7 @@ def test_lanes_of_a_run_with_a_retry_a_stop_and_a_resume(
     page.go_back()
     expect(page.locator(".lanes-card")).to_be_visible()
     tail = lanes["lanes"][units.index("tail")]["bars"][0]
-    page.locator(f".lane-bar[data-unit='tail'][data-seq='{tail['seq']}'] .bar-agent").click(
-        force=True
-    )
+    bar = page.locator(f".lane-bar[data-unit='tail'][data-seq='{tail['seq']}'] .bar-agent")
+    bar.scroll_into_view_if_needed()
+    bar.click(force=True)
     expect(page.locator(f".ev[data-seq='{tail['seq']}']")).to_be_visible()
