@@ -395,6 +395,11 @@ class LiveOnlyReader:
             raise store.BadParameter("task", task, "given with unit (?unit=U&task=N)")
         return {"run_id": run, "tasks": []}
 
+    async def run_task_sums(self, run: str) -> Any:
+        if self.runs.get(run) is not None:
+            return {"run_id": run, "tasks": []}  # not recorded: no roll-ups
+        return await self.history.run_task_sums(run)
+
     async def run_git(self, run: str, *, unit: str | None, task: int | None) -> Any:
         live = self.runs.get(run)
         if live is None:

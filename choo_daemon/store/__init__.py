@@ -6,9 +6,11 @@ by the writer, with every batch of write calls inside ``with conn:``; any
 number of read connections (open_read_connection), each used by one thread
 at a time. ``SERVED`` names the reads the web API may ask for (see reads.py; the
 roll-ups of tasks and attempts, kept at write time by rollups.py, are read
-by taskreads.py; what a run did in git, by gitreads.py).
+by taskreads.py; what a run did in git, by gitreads.py; the sums two runs are
+compared by, by comparereads.py).
 """
 
+from choo_daemon.store.comparereads import run_task_sums
 from choo_daemon.store.errors import (
     AmbiguousRun,
     BadCursor,
@@ -144,6 +146,7 @@ __all__ = [
     "run_events",
     "run_exists",
     "run_git",
+    "run_task_sums",
     "run_tasks",
     "run_unit_rollups",
     "running_owner_tokens",
