@@ -31,14 +31,17 @@ function usageLine(u) {
 }
 
 export class GraphView {
-  /** `onSelect(unitId)` is called when a node is clicked. */
-  constructor(root, graph, { onSelect }) {
+  /**
+   * `onSelect(unitId)` is called when a node is clicked; `laid`: the graph's
+   * layout, if made already (the compare page draws two graphs with one).
+   */
+  constructor(root, graph, { onSelect, laid = null }) {
     this.root = root;
     this.onSelect = onSelect;
     this.selected = null;
     this.nodes = new Map(); // id → {group, status, fill, label, meta}
     this.edges = []; // {path, from, to}
-    this.laid = layout(graph);
+    this.laid = laid || layout(graph);
     this.legend = h("div", { class: "legend" });
     this.svg = this.draw();
     put(root, h("div", { class: "graph-scroll" }, this.svg), this.legend);
