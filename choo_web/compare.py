@@ -23,7 +23,6 @@ from choo_web.errors import bad_parameter
 from choo_web.sources import HistoryReader
 from choo_web.units import unit_outcomes
 from protocol.errors import NOT_FOUND, Refusal
-from protocol.events import TOKENS
 
 SIDES = ("a", "b")
 # The run summary's figures compared, from its detail (or its totals).
@@ -87,7 +86,7 @@ def compare(a: Side, b: Side) -> dict[str, Any]:
         "a": a.detail,
         "b": b.detail,
         "same_repo": a.detail["repo_path"] == b.detail["repo_path"],
-        "run": compare_summary(a.detail, b.detail),
+        "run": compare_summary(a, b),
         "units": units,
         "tasks": tasks,
         "changed": {
@@ -132,24 +131,25 @@ def _only_in(a: object | None, b: object | None) -> str | None:
 # -- the runs --------------------------------------------------------------------
 
 
-def compare_summary(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    """The runs' own figures side by side: status, units, duration, totals."""
-    found: dict[str, Any] = {"status": text(a["status"], b["status"])}
+def compare_summary(a: Side, b: Side) -> dict[str, Any]:
+    """The runs' own figures side by side: status, units, duration, totals; tokens
+    and cost over the tasks that reported them (null if none did)."""
+    da, db = a.detail, b.detail
+    found: dict[str, Any] = {"status": text(da["status"], db["status"])}
     for key in RUN_NUMBERS:
-        found[key] = number(a[key], b[key])
-    ta, tb = a.get("totals") or {}, b.get("totals") or {}
+        found[key] = number(da[key], db[key])
+    ta, tb = da.get("totals") or {}, db.get("totals") or {}
     for key in TOTAL_NUMBERS:
         found[key] = number(ta.get(key), tb.get(key))
-    found["tokens"] = number(_tokens(ta), _tokens(tb))
-    found["cost_usd"] = number(a["cost_usd"], b["cost_usd"])
-    found["cost_estimated"] = bool(a["cost_estimated"] or b["cost_estimated"])
+    for key in ("tokens", "cost_usd"):
+        found[key] = number(_known_sum(a.tasks, key), _known_sum(b.tasks, key))
+    found["cost_estimated"] = bool(da["cost_estimated"] or db["cost_estimated"])
     return found
 
 
-def _tokens(totals: Mapping[str, Any]) -> int | None:
-    if not totals:
-        return None
-    return sum(int(totals.get(kind) or 0) for kind in TOKENS)
+def _known_sum(tasks: list[dict[str, Any]], key: str) -> int | float | None:
+    known = [t[key] for t in tasks if t[key] is not None]
+    return sum(known) if known else None
 
 
 # -- units -----------------------------------------------------------------------

@@ -38,13 +38,16 @@ function deltaCell(pair, show) {
   return h("td", { class: `delta ${dir}`, "data-delta": pair.delta ?? "", text });
 }
 
+const REASON_CHARS = 32;
+
 function outcomeCell(status, reason) {
-  if (status === null || status === undefined) return h("td", { class: "outcome absent", text: "—" });
+  if (status === null || status === undefined) return h("td", { class: "cmp-outcome absent", text: "—" });
+  const short = reason && reason.length > REASON_CHARS ? `${reason.slice(0, REASON_CHARS - 1)}…` : reason;
   return h(
     "td",
-    { class: "outcome" },
+    { class: "cmp-outcome", title: reason || "" },
     statusBadge(status),
-    reason ? h("span", { class: "muted stop-reason", text: ` ${reason}` }) : null,
+    reason ? h("span", { class: "muted stop-reason", text: ` ${short}` }) : null,
   );
 }
 
