@@ -5,8 +5,8 @@
 Starts a private daemon, runs the example plan with the installed ``choo``
 (once to the end, once stopped with SIGINT and resumed, once live while
 the Live view is captured), adds a few recorded runs, and saves
-docs/history.png, docs/run.png, docs/live.png, docs/attempts.png and
-docs/tasks.png. The recorded runs' agents report tool calls, tokens and
+docs/history.png, docs/run.png, docs/live.png, docs/attempts.png,
+docs/tasks.png and docs/compare.png. The recorded runs' agents report tool calls, tokens and
 cost (tests/browser/agents.py); ``--serve`` leaves the
 daemon running afterwards and prints its URL, to look around by hand.
 """
@@ -174,6 +174,11 @@ def main() -> None:
             page.goto(f"/#/tasks?repo={quote(str(repo))}")
             page.locator("tr[data-task]").first.wait_for()
             shoot(page, "tasks.png", until=".tasks-table")
+
+            recorded = runs_of(site, repo)[-3:]  # newest first: the dry run, the failed one, ...
+            page.goto(f"/#/compare?a={recorded[1]['id']}&b={recorded[0]['id']}")
+            page.locator(".compare-graph.side-b g.node").first.wait_for()
+            shoot(page, "compare.png")
 
             page.goto(f"/#/live?repo={quote(str(repo))}")
             # Fresh task files (the runs above marked them complete), same repository.
