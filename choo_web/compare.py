@@ -262,10 +262,11 @@ def union_graph(
             if isinstance(node, Mapping) and isinstance(node.get("id"), str):
                 nodes.setdefault(node["id"], dict(node))
         for edge in _list(graph.get("edges")):
-            if isinstance(edge, Mapping):
-                pair = (edge.get("from"), edge.get("to"))
-                if isinstance(pair[0], str) and isinstance(pair[1], str):
-                    edges.setdefault(pair, {"from": pair[0], "to": pair[1]})
+            if not isinstance(edge, Mapping):
+                continue
+            start, end = edge.get("from"), edge.get("to")
+            if isinstance(start, str) and isinstance(end, str):
+                edges.setdefault((start, end), {"from": start, "to": end})
     for unit in units:
         nodes.setdefault(unit, {"id": unit})
     kept = [e for e in edges.values() if e["from"] in nodes and e["to"] in nodes]

@@ -370,12 +370,14 @@ export class CompareView {
         h("h2", { text: "Dependency graphs" }),
         h("span", { class: "hint", text: "the same layout for both; units whose outcome changed are marked" }),
       ),
-      h("div", { class: "compare-graph-pair" }, boxes),
+      (this.graphPair = h("div", { class: "compare-graph-pair" }, boxes)),
     );
   }
 
   drawGraphs(data) {
     const laid = layout(data.graph); // once, for both
+    // Side by side when both fit, else one above the other (a unit then keeps its column).
+    this.graphPair.style.gridTemplateColumns = `repeat(auto-fit, minmax(min(100%, ${laid.width + 16}px), 1fr))`;
     const byUnit = new Map(data.units.map((u) => [u.unit, u]));
     for (const side of SIDES) {
       const view = new GraphView(this.graphBoxes[side], data.graph, { onSelect: (id) => this.select(id), laid });
