@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 
+from choo_web.compare import levels, number, union_graph
 from tests.daemon.attempts import Script
 from tests.web.support import History, ev
 from tests.web.test_api import error_of
@@ -168,3 +169,18 @@ async def test_errors_name_the_run_and_the_parameter(
     # Runs of two repositories can be compared; the answer says they are.
     body = await compared(web, "run_err_a", "run_err_b")
     assert body["same_repo"] is False and body["b"]["repo_path"] == "/elsewhere"
+
+
+def test_levels_and_union_graph_take_any_shape() -> None:
+    edges = [{"from": "b", "to": "a"}, {"from": "c", "to": "d"}, {"from": "d", "to": "c"}]
+    # a cycle's units go together, after the rest
+    assert levels(["a", "b", "c", "d"], edges) == [["a"], ["b"], ["c", "d"]]
+    assert union_graph(None, None, ["a"]) is None
+    odd = {"nodes": [{"id": "x"}, "junk", {"id": 3}], "edges": [{"from": "x", "to": 5}], "levels": 1}
+    assert union_graph(odd, None, ["x", "y"]) == {
+        "nodes": [{"id": "x"}, {"id": "y"}],  # y: a unit of the events, in no graph
+        "edges": [],
+        "levels": [["x", "y"]],
+    }
+    assert number(0.1, 0.3) == {"a": 0.1, "b": 0.3, "delta": 0.2}  # not 0.19999999999999998
+    assert number(True, 2)["delta"] is None and number(None, 2)["delta"] is None
