@@ -176,7 +176,7 @@ def test_levels_and_union_graph_take_any_shape() -> None:
     # a cycle's units go together, after the rest
     assert levels(["a", "b", "c", "d"], edges) == [["a"], ["b"], ["c", "d"]]
     assert union_graph(None, None, ["a"]) is None
-    odd = {"nodes": [{"id": "x"}, "junk", {"id": 3}], "edges": [{"from": "x", "to": 5}], "levels": 1}
+    odd = {"nodes": [{"id": "x"}, "junk", {"id": 3}], "edges": [{"from": "x", "to": 5}]}
     assert union_graph(odd, None, ["x", "y"]) == {
         "nodes": [{"id": "x"}, {"id": "y"}],  # y: a unit of the events, in no graph
         "edges": [],
