@@ -7,9 +7,12 @@ from typing import Any
 import httpx
 
 from choo_web.compare import levels, number, union_graph
+from protocol.home import Home
 from tests.daemon.attempts import Script
+from tests.daemon.test_session import Peer
 from tests.web.support import History, ev
 from tests.web.test_api import error_of
+from tests.web.test_live_only import GRAPH, RUN, acked, live_start, reply
 
 
 def unit(kind: str, name: str, **payload: Any) -> tuple[str, str, None, dict[str, Any]]:
@@ -184,3 +187,23 @@ def test_levels_and_union_graph_take_any_shape() -> None:
     }
     assert number(0.1, 0.3) == {"a": 0.1, "b": 0.3, "delta": 0.2}  # not 0.19999999999999998
     assert number(True, 2)["delta"] is None and number(None, 2)["delta"] is None
+
+
+async def test_a_run_not_recorded_is_compared_while_it_runs(
+    home: Home, web: httpx.AsyncClient, history: History
+) -> None:
+    await write(history, "run_cmp_a", first_run())
+    peer = await Peer.connect(home)
+    await peer.send(live_start(RUN))
+    assert (await reply(peer, 1))["t"] == "ok"
+    await peer.send({"t": "run.graph", "req": 2, "run": RUN, **GRAPH})
+    assert (await reply(peer, 2))["t"] == "ok"
+    await peer.send(ev(RUN, 1, "unit.started", unit="u1", payload={"tasks": 1, "pending": 1}))
+    await acked(peer, RUN, 1)
+    body = await compared(web, "run_cmp_a", RUN)
+    assert body["b"]["history"] is False and body["same_repo"] is False
+    units = {u["unit"]: u for u in body["units"]}
+    assert units["u1"]["status"] == {"a": "failed", "b": "running", "changed": True}
+    assert units["u1"]["attempts"] == {"a": 2, "b": 0, "delta": -2}  # no roll-ups: not recorded
+    assert {t["only_in"] for t in body["tasks"]} == {"a"}
+    assert [n["id"] for n in body["graph"]["nodes"]] == ["u1", "u2", "u3"]
