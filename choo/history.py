@@ -123,6 +123,18 @@ def run_report(api: HistoryAPI, run_id: str) -> dict[str, Any]:
     return {"run": run, "units": units, "git": git}
 
 
+# -- diff ------------------------------------------------------------------------
+
+
+def compare_runs(api: HistoryAPI, run_a: str, run_b: str) -> dict[str, Any]:
+    """Two runs side by side, as the daemon sets them (``GET /api/history/compare``):
+    per unit and task, outcomes, durations, attempts, tokens and cost, deltas ``b - a``."""
+    result: dict[str, Any] = api.get(
+        "/api/history/compare", a=check_run_id(run_a), b=check_run_id(run_b)
+    )
+    return result
+
+
 # -- tasks -----------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from choo import export, history
+from choo import diff_view, export, history
 from choo.api import HistoryAPI, HistoryError, HistoryUnavailable
 from choo.config import ConfigError
 from choo.config import load as load_config
@@ -340,6 +340,36 @@ def _units_table(units: list[dict[str, Any]]) -> Table:
             note,
         )
     return table
+
+
+# -- diff --------------------------------------------------------------------------
+
+
+@history_app.command("diff")
+def diff_cmd(
+    run_a: Annotated[
+        str, typer.Argument(help="The first run (A), e.g. the older one.", show_default=False)
+    ],
+    run_b: Annotated[
+        str, typer.Argument(help="The run to compare it with (B).", show_default=False)
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Compare two runs: each unit and task side by side (outcome, duration, attempts,
+    stop reasons, tokens, cost) with the deltas B − A; units of only one run are marked."""
+    with _api() as api:
+        found = history.compare_runs(api, run_a, run_b)
+        web = api.base_url
+    if as_json:
+        print_json(found)
+        return
+    out.print(diff_view.summary_table(found))
+    if found["units"]:
+        out.print(diff_view.units_table(found["units"]))
+    if found["tasks"]:
+        out.print(diff_view.tasks_table(found["tasks"]))
+    for line in diff_view.footer(found, web):
+        out.print(line)
 
 
 # -- tasks -------------------------------------------------------------------------

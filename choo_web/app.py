@@ -27,6 +27,7 @@ from werkzeug.exceptions import HTTPException
 
 from choo_web import params
 from choo_web.auth import Token, authorized, install_token_check, until_revoked
+from choo_web.compare import compare_runs
 from choo_web.errors import (
     ApiError,
     Forbidden,
@@ -170,6 +171,13 @@ def create_app(
             last=params.integer(args.get("last"), "last", TASKS_LAST, "an integer, 1 to 100"),
         )
         return json_response(table)
+
+    @get("/api/history/compare")
+    async def compare() -> Response:
+        args = request.args
+        return json_response(
+            await compare_runs(reader, params.text(args, "a"), params.text(args, "b"))
+        )
 
     @get("/api/event-types")
     async def event_types() -> Response:

@@ -7,9 +7,10 @@ number of read connections (open_read_connection), each used by one thread
 at a time. ``SERVED`` names the reads the web API may ask for (see reads.py; the
 roll-ups of tasks and attempts, kept at write time by rollups.py, are read
 by taskreads.py; what a run did in git, by gitreads.py; where its time
-went, by lanes.py).
+went, by lanes.py; the sums two runs are compared by, by comparereads.py).
 """
 
+from choo_daemon.store.comparereads import run_task_sums
 from choo_daemon.store.errors import (
     AmbiguousRun,
     BadCursor,
@@ -149,6 +150,7 @@ __all__ = [
     "run_exists",
     "run_git",
     "run_lanes",
+    "run_task_sums",
     "run_tasks",
     "run_tasks_json",
     "run_unit_rollups",

@@ -4,6 +4,7 @@
 import { getJSON, onReconnect } from "./api.js";
 import { h, put } from "./dom.js";
 import { basename, count } from "./format.js";
+import { CompareView } from "./compare.js";
 import { LiveView } from "./live.js";
 import { RunView } from "./run.js";
 import { RunsView } from "./runs.js";
@@ -19,6 +20,7 @@ let current = null; // {key, view}
 function viewKey(state) {
   if (state.tab === "live") return `live|${state.repo || ""}`;
   if (state.tab === "tasks") return "tasks";
+  if (state.tab === "compare") return "compare";
   if (state.run) return `run|${state.run}`;
   return "runs";
 }
@@ -26,6 +28,7 @@ function viewKey(state) {
 function createView(state) {
   if (state.tab === "live") return new LiveView(main, state, { onNewRepo: noteRepo });
   if (state.tab === "tasks") return new TasksView(main, state);
+  if (state.tab === "compare") return new CompareView(main, state);
   if (state.run) return new RunView(main, state);
   return new RunsView(main, state);
 }

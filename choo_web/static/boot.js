@@ -49,6 +49,11 @@ export function repoTasksRequest(state) {
   return url("/api/history/tasks", { repo: state.repo });
 }
 
+/** Two runs side by side, as the compare page shows them. */
+export function compareRequest(state) {
+  return url("/api/history/compare", { a: state.a, b: state.b });
+}
+
 /** A page of the run list, as the History tab shows it. */
 export function runsRequest(state) {
   return url("/api/history/runs", {
@@ -87,4 +92,6 @@ if (state.run) {
   start(runsRequest(state));
 } else if (state.tab === "tasks" && state.repo) {
   start(repoTasksRequest(state));
+} else if (state.tab === "compare" && state.a && state.b) {
+  start(compareRequest(state));
 }

@@ -63,14 +63,18 @@ function usageLine(u) {
 }
 
 export class GraphView {
-  /** `onSelect(unitId)` is called when a node is clicked (or Enter is pressed on it). */
-  constructor(root, graph, { onSelect }) {
+  /**
+   * `onSelect(unitId)` is called when a node is clicked (or Enter is pressed
+   * on it); `laid`: the graph's layout, if made already (the compare page
+   * draws two graphs with one).
+   */
+  constructor(root, graph, { onSelect, laid = null }) {
     this.root = root;
     this.onSelect = onSelect;
     this.selected = null;
     this.nodes = new Map(); // id → {group, title, name, meta, cost, progress, bar, key}
     this.edges = []; // {path, from, to}
-    this.laid = layout(graph);
+    this.laid = laid || layout(graph);
     this.legend = h("div", { class: "legend" });
     this.svg = this.draw();
     this.box = h("div", { class: "graph-box" }, this.svg);

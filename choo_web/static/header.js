@@ -145,6 +145,9 @@ export class RunHeader {
         statusBadge(run.status),
         run.dry_run ? h("span", { class: "tag", text: "dry run" }) : null,
         notRecordedTag(run),
+        run.history === false
+          ? null
+          : h("a", { class: "compare-with", href: link({ tab: "compare", a: run.id }, {}), text: "Compare with…" }),
       ),
       h("div", { class: "run-path muted", title: run.tasks_dir || "", text: run.tasks_dir || run.repo_path }),
       h(

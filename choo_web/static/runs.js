@@ -35,6 +35,7 @@ export class RunsView {
   constructor(root, state) {
     this.root = root;
     this.controller = null;
+    this.picked = new Map(); // run id → started_at: the runs ticked to compare
     this.update(state);
   }
 
@@ -74,6 +75,7 @@ export class RunsView {
       h("h1", { text: state.repo ? basename(state.repo) : "All repositories" }),
       state.repo ? h("span", { class: "muted repo-path", text: state.repo }) : null,
       h("span", { class: "spacer" }),
+      this.compareButton(),
       state.repo
         ? h("a", {
             class: "button tasks-link",
@@ -133,12 +135,14 @@ export class RunsView {
     const head = h(
       "tr",
       {},
+      h("th", { class: "pick", title: "tick two runs to compare them", text: "⇄" }),
       ["Run", "Status", "Units", "Started", "Duration", "Cost", "Resumes", ""].map((t) => h("th", { text: t })),
     );
-    if (showRepo) head.insertBefore(h("th", { text: "Repository" }), head.children[1]);
+    if (showRepo) head.insertBefore(h("th", { text: "Repository" }), head.children[2]);
     const rows = page.runs.map((run) => {
       const href = link({ run: run.id, type: null, unit: null, event: null, pane: null, task: null });
       const cells = [
+        h("td", { class: "pick" }, this.pickBox(run)),
         h("td", { class: "run-id" }, h("a", { href, text: run.id })),
         showRepo ? h("td", { class: "repo", title: run.repo_path, text: basename(run.repo_path) }) : null,
         h("td", {}, statusBadge(run.status)),
@@ -157,7 +161,10 @@ export class RunsView {
         "tr",
         {
           "data-run": run.id,
-          on: { click: (e) => e.target.closest("a") || navigate({ run: run.id, pane: null, task: null }) },
+          on: {
+            click: (e) =>
+              e.target.closest("a, td.pick") || navigate({ run: run.id, pane: null, task: null }),
+          },
         },
         cells,
       );
@@ -205,6 +212,43 @@ export class RunsView {
         ),
       ),
     );
+  }
+
+  /** The box that ticks a run to compare; two ticked make Compare a link. */
+  pickBox(run) {
+    return h("input", {
+      type: "checkbox",
+      class: "pick-run",
+      "aria-label": `compare ${run.id}`,
+      checked: this.picked.has(run.id),
+      on: {
+        change: (e) => {
+          if (e.target.checked) this.picked.set(run.id, run.started_at);
+          else this.picked.delete(run.id);
+          this.syncCompare();
+        },
+      },
+    });
+  }
+
+  compareButton() {
+    this.compare = h("a", { class: "button compare-runs" });
+    this.syncCompare();
+    return this.compare;
+  }
+
+  /** "Compare" links the two ticked runs, the earlier as A; otherwise it says what to do. */
+  syncCompare() {
+    const picked = [...this.picked].sort((x, y) => (x[1] < y[1] ? -1 : x[1] > y[1] ? 1 : 0));
+    const ready = picked.length === 2;
+    this.compare.textContent = ready ? "Compare 2 runs" : `Compare (${picked.length}/2 ticked)`;
+    this.compare.classList.toggle("disabled", !ready);
+    if (ready) {
+      this.compare.href = link({ tab: "compare", a: picked[0][0], b: picked[1][0] }, { tab: "compare" });
+    } else {
+      this.compare.removeAttribute("href");
+    }
+    this.compare.title = ready ? "" : "tick two runs below to compare them";
   }
 
   restored() {

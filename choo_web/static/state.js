@@ -8,11 +8,13 @@
 //   event   the seq of the event whose payload is open
 //   pane    "tasks": the run's task list in place of its events; "lanes": its lanes
 //   task    "unit:N", the task whose attempts are open (see taskKey)
+//   a, b    the two runs compared (tab "compare"; B − A is each delta)
 
-export const TABS = ["live", "history", "tasks"];
+export const TABS = ["live", "history", "tasks", "compare"];
 export const KEYS = [
   ...["repo", "status", "limit", "cursor", "prev"],
   ...["run", "type", "unit", "event", "pane", "task"],
+  ...["a", "b"],
 ];
 
 export function parse(hash = location.hash) {

@@ -6,9 +6,9 @@ Starts a private daemon, runs the example plan with the installed ``choo``
 (once to the end, once stopped with SIGINT and resumed, once live while
 the Live view is captured), adds a few recorded runs, and saves
 docs/history.png, docs/run.png, docs/lanes.png, docs/live.png,
-docs/attempts.png, docs/tasks.png, and docs/graph38.png (the 38-unit plan
-of tests/browser/plan38.py, at 1280 x 900). The recorded runs' agents report tool calls, tokens and
-cost (tests/browser/agents.py); ``--serve`` leaves the
+docs/attempts.png, docs/tasks.png, docs/compare.png, and docs/graph38.png
+(the 38-unit plan of tests/browser/plan38.py, at 1280 x 900). The recorded
+runs' agents report tool calls, tokens and cost (tests/browser/agents.py); ``--serve`` leaves the
 daemon running afterwards and prints its URL, to look around by hand.
 """
 
@@ -189,6 +189,10 @@ def main() -> None:
             big.locator("g.node[data-status='completed']").nth(35).wait_for()
             shoot(big, "graph38.png")
             wide.close()
+            recorded = runs_of(site, repo)[-3:]  # newest first: the dry run, the failed one, ...
+            page.goto(f"/#/compare?a={recorded[1]['id']}&b={recorded[0]['id']}")
+            page.locator(".compare-graph.side-b g.node").first.wait_for()
+            shoot(page, "compare.png")
 
             page.goto(f"/#/live?repo={quote(str(repo))}")
             # Fresh task files (the runs above marked them complete), same repository.
