@@ -117,7 +117,9 @@ def create_app(
             type=params.text(args, "type"),
             unit=params.text(args, "unit"),
             after=params.integer(args.get("after"), "after", 0, "a seq, 0 or more"),
+            before=params.optional_integer(args.get("before"), "before", "a seq, 1 or more"),
             limit=params.integer(args.get("limit"), "limit", EVENTS_LIMIT, "an integer, 1 to 1000"),
+            count=True,
         )
         return json_response(page)
 

@@ -332,57 +332,113 @@ def _types_in_range(conn: apsw.Connection, run_id: str, low: str, high: str) -> 
 
 
 def _seek(
-    conn: apsw.Connection, index: str, where: str, params: list[apsw.SQLiteValue], limit: int
+    conn: apsw.Connection,
+    index: str,
+    where: str,
+    params: list[apsw.SQLiteValue],
+    limit: int,
+    order: str = "",
 ) -> apsw.Cursor:
     # Naming the index turns a plan regression into an error instead of a
     # slow deep page; every shape below is ordered by the index's last column.
     return conn.execute(
         f"SELECT {_EVENT_COLUMNS} FROM events INDEXED BY {index} WHERE {where}"
-        " ORDER BY seq LIMIT ?",
+        f" ORDER BY seq {order} LIMIT ?",
         [*params, limit],
     )
 
 
-def _select_events(
-    conn: apsw.Connection, run_id: str, kind: str | None, unit: str | None, after: int, limit: int
-) -> list[Row]:
-    """Rows (seq order) of the matching events after ``after``, at most ``limit``."""
+# Above every seq: the open end of a seq range.
+_NO_END: Final = 2**63 - 1
+
+
+# How to find a filter's events: (index, WHERE, parameters) of each seek.
+Shape = tuple[str, str, list[Any]]
+
+
+def _shapes(conn: apsw.Connection, run_id: str, kind: str | None, unit: str | None) -> list[Shape]:
+    """The seeks that find the matching events, each ordered by seq on its index."""
     if kind is not None and not kind.endswith("."):
-        where, params = "run_id = ? AND type = ? AND seq > ?", [run_id, kind, after]
+        where, params = "run_id = ? AND type = ?", [run_id, kind]
         if unit is not None:
             where += " AND unit = ?"
             params.append(unit)
-        return _seek(conn, "events_run_type_seq", where, params, limit).fetchall()
+        return [("events_run_type_seq", where, params)]
     if unit is not None:
-        where, params = "run_id = ? AND unit = ? AND seq > ?", [run_id, unit, after]
+        where, params = "run_id = ? AND unit = ?", [run_id, unit]
         if kind is not None:
             where += " AND type >= ? AND type < ?"
             params.extend(_type_bounds(kind))
-        return _seek(conn, "events_run_unit_seq", where, params, limit).fetchall()
+        return [("events_run_unit_seq", where, params)]
     if kind is not None:
         # A range on type cannot also come out ordered by seq, so a prefix is
-        # one exact-type seek per type present, merged by seq: each seek
-        # yields lazily, so only about `limit` rows are read in all.
-        seeks: list[apsw.Cursor] = [
-            _seek(
-                conn,
-                "events_run_type_seq",
-                "run_id = ? AND type = ? AND seq > ?",
-                [run_id, exact, after],
-                limit,
-            )
+        # one exact-type seek per type present, merged by seq.
+        return [
+            ("events_run_type_seq", "run_id = ? AND type = ?", [run_id, exact])
             for exact in _types_in_range(conn, run_id, *_type_bounds(kind))
         ]
-        try:
-            return list(islice(heapq.merge(*seeks, key=itemgetter(1)), limit))
-        finally:
-            # Unfinished statements would hold the read snapshot (and block
-            # checkpoints) past the end of the transaction.
-            for seek in seeks:
-                seek.close()
-    return _seek(
-        conn, "events_run_seq", "run_id = ? AND seq > ?", [run_id, after], limit
-    ).fetchall()
+    return [("events_run_seq", "run_id = ?", [run_id])]
+
+
+def _select_events(
+    conn: apsw.Connection,
+    run_id: str,
+    kind: str | None,
+    unit: str | None,
+    span: tuple[int, int],
+    limit: int,
+    *,
+    backward: bool = False,
+) -> list[Row]:
+    """Rows of the matching events with ``low < seq < high`` (``span``), at most
+    ``limit``: the first ones in seq order, or (``backward``) the last ones in
+    descending seq order."""
+    order = "DESC" if backward else ""
+    seeks = [
+        _seek(conn, index, f"{where} AND seq > ? AND seq < ?", [*params, *span], limit, order)
+        for index, where, params in _shapes(conn, run_id, kind, unit)
+    ]
+    try:
+        # Each seek yields lazily, so only about `limit` rows are read in all.
+        merged = heapq.merge(*seeks, key=itemgetter(1), reverse=backward)
+        return list(islice(merged, limit))
+    finally:
+        # Unfinished statements would hold the read snapshot (and block
+        # checkpoints) past the end of the transaction.
+        for seek in seeks:
+            seek.close()
+
+
+def _any_event(
+    conn: apsw.Connection, run_id: str, kind: str | None, unit: str | None, span: tuple[int, int]
+) -> bool:
+    """Whether a matching event has ``low < seq < high``."""
+    return bool(_select_events(conn, run_id, kind, unit, span, 1))
+
+
+# Counting walks the index entries of the matching events (a few ms per
+# 100,000); past this many a page's count stops and says so, so that a page
+# costs about the same whatever the filter (DESIGN.md §9: p95 <= 15 ms).
+COUNT_CAP: Final = 100_000
+
+
+def _count_events(
+    conn: apsw.Connection, run_id: str, kind: str | None, unit: str | None
+) -> tuple[int, bool]:
+    """(matching events in the run, whether that is exact); COUNT_CAP when not."""
+    if kind is None and unit is None:  # kept as events are written
+        total: int = conn.execute("SELECT event_count FROM runs WHERE id = ?", (run_id,)).get
+        return total, True
+    found = 0
+    for index, where, params in _shapes(conn, run_id, kind, unit):
+        n: int = conn.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM events INDEXED BY {index} WHERE {where} LIMIT ?)",
+            [*params, COUNT_CAP + 1 - found],
+        ).get
+        found += n
+        if found > COUNT_CAP:
+            return COUNT_CAP, False
+    return found, True
 
 
 def _event(row: Row) -> Event:
@@ -397,28 +453,61 @@ def run_events(
     type: str | None = None,
     unit: str | None = None,
     after: int = 0,
+    before: int | None = None,
     limit: int = 100,
+    count: bool = False,
 ) -> EventPage:
     """A page of the events of the run ``run`` names (an id or its start),
-    in seq order, those with seq above ``after``.
+    in seq order: the first ``limit`` with seq above ``after``, or, given
+    ``before``, the last ``limit`` of those below ``before`` (a page back).
 
     ``type`` matches exactly, or as a prefix when it ends with "." ("task."
     matches every task.* type). ``next_after`` is the seq to pass as
-    ``after`` for the next page, or None when this page is the last.
+    ``after`` for the next page, ``prev_before`` the one to pass as
+    ``before`` for the previous page; each None when no matching event lies
+    that way. With ``count``, ``total`` is how many events match in the
+    whole run (``total_exact`` False: at least COUNT_CAP); else both None.
     Raises UnknownRun or AmbiguousRun if ``run`` names no one run.
     """
+    check_events_page(type, after, before, limit)
+    with conn:
+        run_id = resolve_run_id(conn, run)
+        if before is None:
+            rows = _select_events(conn, run_id, type, unit, (after, _NO_END), limit + 1)
+            page, later = rows[:limit], len(rows) > limit
+            earlier = (
+                bool(page) and after > 0 and _any_event(conn, run_id, type, unit, (0, page[0][1]))
+            )
+        else:
+            rows = _select_events(
+                conn, run_id, type, unit, (after, before), limit + 1, backward=True
+            )
+            page = rows[:limit][::-1]
+            earlier = len(rows) > limit or (
+                bool(page) and after > 0 and _any_event(conn, run_id, type, unit, (0, page[0][1]))
+            )
+            later = bool(page) and _any_event(conn, run_id, type, unit, (page[-1][1], _NO_END))
+        total, exact = _count_events(conn, run_id, type, unit) if count else (None, None)
+    events = [_event(row) for row in page]
+    return {
+        "events": events,
+        "next_after": events[-1]["seq"] if later else None,
+        "prev_before": events[0]["seq"] if earlier else None,
+        "total": total,
+        "total_exact": exact,
+    }
+
+
+def check_events_page(type: str | None, after: int, before: int | None, limit: int) -> None:
+    """BadParameter unless these make an events page (run_events and the live-only runs')."""
     if not 1 <= limit <= MAX_EVENTS_PAGE:
         raise BadParameter("limit", limit, f"1 to {MAX_EVENTS_PAGE}")
     if after < 0:
         raise BadParameter("after", after, "a seq, 0 or more")
+    if before is not None and before < 1:
+        raise BadParameter("before", before, "a seq, 1 or more")
     if type in ("", "."):
         raise BadParameter("type", type, 'an event type, or a prefix ending in "." like "task."')
-    with conn:
-        run_id = resolve_run_id(conn, run)
-        rows = _select_events(conn, run_id, type, unit, after, limit + 1)
-    events = [_event(row) for row in rows[:limit]]
-    next_after = events[-1]["seq"] if len(rows) > limit else None
-    return {"events": events, "next_after": next_after}
 
 
 @served

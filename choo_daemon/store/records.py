@@ -70,6 +70,9 @@ Event = dict[str, Any]
 class EventPage(TypedDict):
     events: list[Event]
     next_after: int | None
+    prev_before: int | None
+    total: int | None
+    total_exact: bool | None
 
 
 class Graph(TypedDict):
