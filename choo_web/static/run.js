@@ -260,7 +260,7 @@ export class RunView {
   /** A new list for the filter; `first` is its first page if already fetched (or an error). */
   makeList(first = null) {
     this.list?.destroy();
-    const changed = () => this.changed();
+    const changed = (info) => this.changed(info);
     const { type, unit } = this.filter;
     const dense = !type && !unit && this.run.event_count === this.run.last_seq;
     this.list = dense
@@ -282,7 +282,9 @@ export class RunView {
     this.timeline.scrollToSeq(seq);
   }
 
-  changed() {
+  /** The list got rows; `info.shift`: that many were put above the ones in view. */
+  changed(info = null) {
+    if (info && info.shift) this.timeline.shift(info.shift);
     this.timeline.render();
     this.renderCount();
   }
@@ -293,9 +295,14 @@ export class RunView {
       this.countLabel.textContent = plural(list.length, "event");
     } else {
       const n = list.count;
-      this.countLabel.textContent = list.complete
-        ? `${plural(n, "matching event")}`
-        : `${count(n)}+ matching events (loading as you scroll)`;
+      if (list.total !== null)
+        this.countLabel.textContent = list.totalExact
+          ? plural(n, "matching event")
+          : `${count(n)}+ matching events`;
+      else
+        this.countLabel.textContent = list.complete
+          ? `${plural(n, "matching event")}`
+          : `${count(n)}+ matching events (loading as you scroll)`;
     }
   }
 

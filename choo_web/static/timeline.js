@@ -134,6 +134,7 @@ export class Timeline {
     );
     this.viewport.addEventListener("scroll", () => this.schedule(), { passive: true });
     this.viewport.addEventListener("click", (event) => this.clicked(event));
+    this.viewport.addEventListener("keydown", (event) => this.keyed(event));
     this.resize = new ResizeObserver(() => this.schedule());
     this.resize.observe(this.viewport);
     put(
@@ -308,10 +309,27 @@ export class Timeline {
     return v.scrollTop + v.clientHeight >= v.scrollHeight - ROW_H;
   }
 
-  scrollToEnd() {
-    this.render();
+  /** To the last row; a list loaded page by page first fetches its last page. */
+  async scrollToEnd() {
+    const list = this.list;
+    if (list && list.toEnd) await list.toEnd();
+    if (list !== this.list) return;
+    this.sizer.style.height = `${this.heights(this.openIndex()).physical}px`;
     this.viewport.scrollTop = this.viewport.scrollHeight;
     this.render();
+  }
+
+  /** End goes to the last matching event, however many are not loaded yet. */
+  keyed(event) {
+    if (event.key !== "End" || event.ctrlKey || event.altKey || event.metaKey) return;
+    event.preventDefault();
+    this.scrollToEnd();
+  }
+
+  /** Rows were put before the ones in view: keep those where they are. */
+  shift(rows) {
+    if (!rows) return;
+    this.viewport.scrollTop += rows * ROW_H;
   }
 
   /** Rows were added at the end: follow them if the user was at the end. */

@@ -8,6 +8,7 @@ starts a real daemon on it, and times sequential HTTP requests (httpx) of:
   - the first events page of the biggest run,
   - the deepest events page of that run (after = last seq - limit),
   - a filtered events page (type prefix "task." and one unit), first and deep,
+    and the last page of a filter (before=), each with its count of matches,
   - the roll-ups of a run of --rollup-events events (its own repository):
     per unit (/units), per task and attempt (/tasks), and one task with its
     tool calls (/tasks?unit=&task=),
@@ -326,6 +327,14 @@ def report(web: str, requests: int, home: Home) -> None:
             (
                 "filtered (task. + unit), deep",
                 f"{events}?limit={LIMIT}&type=task.&unit=unit-03&after={last - 20 * LIMIT}",
+            ),
+            (
+                "filtered (task.), last (before)",
+                f"{events}?limit={LIMIT}&type=task.&before={last + 1}",
+            ),
+            (
+                "filtered (task. + unit), last",
+                f"{events}?limit={LIMIT}&type=task.&unit=unit-03&before={last + 1}",
             ),
             ("roll-ups: run detail (totals)", rollups),
             ("roll-ups: per unit", f"{rollups}/units"),
