@@ -352,32 +352,40 @@ def _seek(
 _NO_END: Final = 2**63 - 1
 
 
-# How to find a filter's events: (index, WHERE, parameters) of each seek.
-Shape = tuple[str, str, list[Any]]
+# How to find a filter's events, one seek of an index: (index, what the
+# index finds, its parameters, what is left to check on each row (a lookup
+# of the row; "1": nothing), its parameters).
+Shape = tuple[str, str, list[Any], str, list[Any]]
 
 
 def _shapes(conn: apsw.Connection, run_id: str, kind: str | None, unit: str | None) -> list[Shape]:
     """The seeks that find the matching events, each ordered by seq on its index."""
     if kind is not None and not kind.endswith("."):
-        where, params = "run_id = ? AND type = ?", [run_id, kind]
+        seek, params = "run_id = ? AND type = ?", [run_id, kind]
         if unit is not None:
-            where += " AND unit = ?"
-            params.append(unit)
-        return [("events_run_type_seq", where, params)]
+            return [("events_run_type_seq", seek, params, "unit = ?", [unit])]
+        return [("events_run_type_seq", seek, params, "1", [])]
     if unit is not None:
-        where, params = "run_id = ? AND unit = ?", [run_id, unit]
+        seek, params = "run_id = ? AND unit = ?", [run_id, unit]
         if kind is not None:
-            where += " AND type >= ? AND type < ?"
-            params.extend(_type_bounds(kind))
-        return [("events_run_unit_seq", where, params)]
+            return [
+                (
+                    "events_run_unit_seq",
+                    seek,
+                    params,
+                    "type >= ? AND type < ?",
+                    [*_type_bounds(kind)],
+                )
+            ]
+        return [("events_run_unit_seq", seek, params, "1", [])]
     if kind is not None:
         # A range on type cannot also come out ordered by seq, so a prefix is
         # one exact-type seek per type present, merged by seq.
         return [
-            ("events_run_type_seq", "run_id = ? AND type = ?", [run_id, exact])
+            ("events_run_type_seq", "run_id = ? AND type = ?", [run_id, exact], "1", [])
             for exact in _types_in_range(conn, run_id, *_type_bounds(kind))
         ]
-    return [("events_run_seq", "run_id = ?", [run_id])]
+    return [("events_run_seq", "run_id = ?", [run_id], "1", [])]
 
 
 def _select_events(
@@ -395,8 +403,15 @@ def _select_events(
     descending seq order."""
     order = "DESC" if backward else ""
     seeks = [
-        _seek(conn, index, f"{where} AND seq > ? AND seq < ?", [*params, *span], limit, order)
-        for index, where, params in _shapes(conn, run_id, kind, unit)
+        _seek(
+            conn,
+            index,
+            f"{where} AND {rest} AND seq > ? AND seq < ?",
+            [*params, *rest_params, *span],
+            limit,
+            order,
+        )
+        for index, where, params, rest, rest_params in _shapes(conn, run_id, kind, unit)
     ]
     try:
         # Each seek yields lazily, so only about `limit` rows are read in all.
@@ -416,28 +431,35 @@ def _any_event(
     return bool(_select_events(conn, run_id, kind, unit, span, 1))
 
 
-# Counting walks the index entries of the matching events (a few ms per
-# 100,000); past this many a page's count stops and says so, so that a page
-# costs about the same whatever the filter (DESIGN.md §9: p95 <= 15 ms).
-COUNT_CAP: Final = 100_000
+# A count reads at most COUNT_CAP index entries, or, for a filter that no
+# one index answers (a type and a unit), LOOKUP_CAP rows (each a lookup in
+# the table, scattered over the run): a few ms either way, so that a page
+# with its count costs about the same whatever the filter and the run's size
+# (DESIGN.md §9: an events page p95 <= 15 ms; scripts/bench/query.py).
+# Past it the count is a lower bound (``total_exact`` false).
+COUNT_CAP: Final = 5_000
+LOOKUP_CAP: Final = 1_000
 
 
 def _count_events(
     conn: apsw.Connection, run_id: str, kind: str | None, unit: str | None
 ) -> tuple[int, bool]:
-    """(matching events in the run, whether that is exact); COUNT_CAP when not."""
+    """(matching events in the run, whether that is all of them)."""
     if kind is None and unit is None:  # kept as events are written
         total: int = conn.execute("SELECT event_count FROM runs WHERE id = ?", (run_id,)).get
         return total, True
-    found = 0
-    for index, where, params in _shapes(conn, run_id, kind, unit):
-        n: int = conn.execute(
-            f"SELECT count(*) FROM (SELECT 1 FROM events INDEXED BY {index} WHERE {where} LIMIT ?)",
-            [*params, COUNT_CAP + 1 - found],
-        ).get
-        found += n
-        if found > COUNT_CAP:
-            return COUNT_CAP, False
+    shapes = _shapes(conn, run_id, kind, unit)
+    found, budget = 0, COUNT_CAP if all(shape[3] == "1" for shape in shapes) else LOOKUP_CAP
+    for index, where, params, rest, rest_params in shapes:
+        read, matched = conn.execute(
+            f"SELECT count(*), coalesce(sum({rest}), 0) FROM"
+            f" (SELECT type, unit FROM events INDEXED BY {index} WHERE {where} LIMIT ?)",
+            [*rest_params, *params, budget],
+        ).fetchall()[0]
+        found += matched
+        budget -= read
+        if budget <= 0:
+            return found, False
     return found, True
 
 

@@ -107,9 +107,9 @@ def test_latest_and_end_reach_the_end_of_a_filtered_view_at_once(
 
     page.goto(f"/#/history?run={big_run}&type=task.")
     expect(page.locator(".ev[data-seq]").first).to_be_visible()
-    # The count is the API's, exact, before anything is scrolled.
-    expect(page.locator(".tl-count")).to_have_text(f"{last['total']:,} matching events")
-    assert last["total_exact"] and last["total"] > 90_000
+    # The count is the API's (a lower bound past its cap), before anything is scrolled.
+    plus = "" if last["total_exact"] else "+"
+    expect(page.locator(".tl-count")).to_have_text(f"{last['total']:,}{plus} matching events")
 
     page.get_by_role("button", name="Latest ↓").click()
     expect(page.locator(f".ev[data-seq='{final['seq']}']")).to_be_visible()

@@ -549,10 +549,16 @@ def test_a_count_past_the_cap_stops_and_says_so(
     reader: apsw.Connection, events_run: list[EventRow], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(reads, "COUNT_CAP", 40)
+    monkeypatch.setattr(reads, "LOOKUP_CAP", 40)
     many = run_events(reader, "run_1", type="task.", count=True)
     assert (many["total"], many["total_exact"]) == (40, False)
-    few = run_events(reader, "run_1", type="task.retry", unit="u2", count=True)
-    assert few["total_exact"] is True and few["total"] < 40
+    # A filter no index answers alone reads at most the cap's rows: a lower bound.
+    both = [r for r in events_run if r[3] == "task.retry" and r[4] == "u2"]
+    some = run_events(reader, "run_1", type="task.retry", unit="u2", count=True)
+    assert some["total_exact"] is False and 0 < some["total"] < len(both)
+    monkeypatch.setattr(reads, "LOOKUP_CAP", N_EVENTS)
+    every = run_events(reader, "run_1", type="task.retry", unit="u2", count=True)
+    assert (every["total"], every["total_exact"]) == (len(both), True)
     # The whole run's count is kept as events are written: always exact.
     assert run_events(reader, "run_1", count=True)["total"] == N_EVENTS
 
