@@ -79,6 +79,7 @@ export class RunView {
     this.makeList(await first);
     this.loadGraph(graph);
     if (run.status === "running") this.follow();
+    else this.watchForResume();
     this.ticker = setInterval(() => this.run.status === "running" && this.renderHead(), 1000);
     this.showTask();
   }
@@ -436,6 +437,35 @@ export class RunView {
     });
   }
 
+  /**
+   * A stopped or failed run can be resumed (`choo resume`): until then the
+   * live feed says when it starts again, and the view follows it once more.
+   */
+  watchForResume() {
+    const run = this.run;
+    if (this.watcher || this.destroyed || run.dry_run || run.history === false) return;
+    if (run.status !== "stopped" && run.status !== "failed") return;
+    const started = (detail) => detail.id === this.run.id && this.resumed(detail);
+    this.watcher = openStream(() => url("/api/live", { repo: run.repo_path }), {
+      ready: (data) => data.runs.forEach(started),
+      "run.started": (data) => started(data.run),
+    });
+  }
+
+  /** The run started again: its new state, then its events from the last one shown. */
+  resumed(detail) {
+    this.watcher?.close();
+    this.watcher = null;
+    if (this.destroyed || this.stream) return;
+    const { last_seq, event_count, totals } = this.run;
+    // The stream brings the events after the last one shown, and counts them.
+    this.run = { ...detail, last_seq, event_count, totals: detail.totals || totals };
+    this.renderHead();
+    this.loadUnits();
+    this.graph?.update(this.units, detail.status);
+    this.follow();
+  }
+
   /** A run that is not recorded is forgotten when it ends: its stream then answers 404. */
   async checkGone() {
     try {
@@ -486,6 +516,7 @@ export class RunView {
     // How it landed; a run that was not recorded is forgotten as it ends (a 404).
     if (detail.history !== false) this.loadGit();
     this.graph?.update(this.units, detail.status);
+    this.watchForResume();
   }
 
   /** The daemon came back: a finished view stays; a live one has its stream. */
@@ -517,6 +548,8 @@ export class RunView {
     this.destroyed = true;
     this.controller.abort();
     this.stream?.close();
+    this.watcher?.close();
+    this.watcher = null;
     clearInterval(this.ticker);
     clearTimeout(this.graphTimer);
     clearTimeout(this.usageTimer);
