@@ -8,6 +8,7 @@ import { count, plural, tokens, usd } from "./format.js";
 import { UNIT_STATUSES } from "./units.js";
 
 const NAME_CHARS = 20;
+const PLANNED = "planned"; // a dry run's units (not a unit status: nothing ran)
 
 const clip = (text, n) => (text.length > n ? `${text.slice(0, n - 1)}…` : text);
 
@@ -31,10 +32,11 @@ function usageLine(u) {
 }
 
 export class GraphView {
-  /** `onSelect(unitId)` is called when a node is clicked. */
-  constructor(root, graph, { onSelect }) {
+  /** `onSelect(unitId)` is called when a node is clicked; `dryRun`: nothing ran, units are "planned". */
+  constructor(root, graph, { onSelect, dryRun = false }) {
     this.root = root;
     this.onSelect = onSelect;
+    this.dryRun = dryRun;
     this.selected = null;
     this.nodes = new Map(); // id → {group, status, fill, label, meta}
     this.edges = []; // {path, from, to}
@@ -153,9 +155,12 @@ export class GraphView {
 
   /** Recolor nodes from the unit states (cheap when nothing changed). */
   update(units, runStatus) {
-    const counts = Object.fromEntries(UNIT_STATUSES.map((st) => [st, 0]));
+    const counts = Object.fromEntries([...UNIT_STATUSES, PLANNED].map((st) => [st, 0]));
     for (const [id, node] of this.nodes) {
-      const { status, done, tasks, usage } = units.view(id, runStatus);
+      const shown = units.view(id, runStatus);
+      const { done, tasks, usage } = shown;
+      // A dry run ran nothing: its units were planned, not left pending or stopped.
+      const status = this.dryRun ? PLANNED : shown.status;
       counts[status] += 1;
       const used = usage && usage.attempts ? usage : null;
       const spend = used ? `${used.attempts}|${used.cost_usd}|${used.tool_calls}` : "";
@@ -178,9 +183,11 @@ export class GraphView {
   }
 
   drawLegend(counts) {
-    const items = UNIT_STATUSES.filter((st) => counts[st] > 0).map((st) =>
-      h("span", { class: `legend-item status-${st}` }, h("i", { class: "swatch" }), `${st} ${counts[st]}`),
-    );
+    const items = [...UNIT_STATUSES, PLANNED]
+      .filter((st) => counts[st] > 0)
+      .map((st) =>
+        h("span", { class: `legend-item status-${st}` }, h("i", { class: "swatch" }), `${st} ${counts[st]}`),
+      );
     put(this.legend, ...items);
   }
 

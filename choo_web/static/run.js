@@ -384,6 +384,7 @@ export class RunView {
     }
     this.units.plan(graph.nodes);
     this.graph = new GraphView(this.graphBody, graph, {
+      dryRun: this.run.dry_run,
       onSelect: (id) => navigate({ unit: this.filter.unit === id ? null : id, event: null }),
     });
     this.graph.update(this.units, this.run.status);

@@ -7,7 +7,7 @@ import { RUNS_LIMIT, runsRequest } from "./boot.js";
 import { h, put } from "./dom.js";
 import { basename, count, duration, localDateTime, usd, usdTitle } from "./format.js";
 import { link, navigate } from "./state.js";
-import { message, statusBadge } from "./widgets.js";
+import { message, plannedUnits, runBadge } from "./widgets.js";
 
 const STATUSES = ["running", "completed", "failed", "stopped"];
 const NO_CURSOR = "0"; // stands for "no cursor" in the prev list
@@ -17,6 +17,7 @@ function pages(state) {
 }
 
 function unitCounts(run) {
+  if (run.dry_run) return plannedUnits(run);
   if (run.status === "running") return h("span", { class: "units muted", text: `${run.total_units} units` });
   return h(
     "span",
@@ -141,7 +142,7 @@ export class RunsView {
       const cells = [
         h("td", { class: "run-id" }, h("a", { href, text: run.id })),
         showRepo ? h("td", { class: "repo", title: run.repo_path, text: basename(run.repo_path) }) : null,
-        h("td", {}, statusBadge(run.status)),
+        h("td", {}, runBadge(run)),
         h("td", {}, unitCounts(run)),
         h("td", { title: run.started_at, text: localDateTime(run.started_at) }),
         h("td", { class: "num", text: run.status === "running" ? "running" : duration(run.duration_ms) }),
@@ -151,7 +152,7 @@ export class RunsView {
           text: usd(run.cost_usd || null, run.cost_estimated),
         }),
         h("td", { class: "num", text: run.resume_count ? String(run.resume_count) : "—" }),
-        h("td", {}, run.dry_run ? h("span", { class: "tag", text: "dry run" }) : null),
+        h("td", {}),
       ];
       return h(
         "tr",
