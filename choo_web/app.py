@@ -102,6 +102,8 @@ def create_app(
             status=params.text(args, "status"),
             limit=params.integer(args.get("limit"), "limit", RUNS_LIMIT, "an integer, 1 to 500"),
             cursor=params.text(args, "cursor"),
+            before=params.text(args, "before"),
+            oldest=params.integer(args.get("oldest"), "oldest", 0, "1 (the oldest page) or 0") == 1,
         )
         return json_response(page)
 

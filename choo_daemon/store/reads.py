@@ -136,12 +136,22 @@ def list_runs(
     status: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    before: str | None = None,
+    oldest: bool = False,
 ) -> RunPage:
-    """A page of runs, newest first (started_at, then id), and the total matching."""
+    """A page of runs, newest first (started_at, then id), and the total matching.
+
+    The page is the first one, or the one after ``cursor`` (older runs), or
+    the one just before ``before`` (newer runs), or with ``oldest`` the last
+    one. ``next_cursor`` and ``prev_cursor`` lead to the older and newer
+    pages; ``newer`` is how many matching runs come before this page.
+    """
     if status is not None and status not in RUN_STATUSES:
         raise BadParameter("status", status, "one of " + ", ".join(RUN_STATUSES))
     if not 1 <= limit <= MAX_RUNS_PAGE:
         raise BadParameter("limit", limit, f"1 to {MAX_RUNS_PAGE}")
+    if sum((cursor is not None, before is not None, oldest)) > 1:
+        raise BadParameter("cursor", cursor or before or "", "only one of cursor, before, oldest")
     filters: list[str] = []
     params: list[apsw.SQLiteValue] = []
     if repo is not None:
@@ -151,23 +161,69 @@ def list_runs(
         filters.append("status = ?")
         params.append(status)
     where = " AND ".join(filters) or "1"
-    page_where, page_params = where, list(params)
-    if cursor is not None:
-        page_where += " AND (started_at, id) < (?, ?)"
-        page_params.extend(decode_cursor(cursor))
     with conn:
         total: int = conn.execute(f"SELECT count(*) FROM runs WHERE {where}", params).get
-        rows = conn.execute(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE {page_where}"
-            " ORDER BY started_at DESC, id DESC LIMIT ?",
-            [*page_params, limit + 1],
-        ).fetchall()
-    runs = [_run(row) for row in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = runs[-1]
-        next_cursor = encode_cursor(last["started_at"], last["id"])
-    return {"runs": runs, "next_cursor": next_cursor, "total": total}
+        rows: list[Row] = []
+        if before is not None or oldest:
+            # Read from the old end up, then turn the page around.
+            rows = _run_rows(conn, where, params, ">", before, limit + 1, "ASC")[::-1]
+            if before is not None and len(rows) <= limit:
+                rows, cursor = [], None  # the newest runs: the first page, full
+            else:
+                rows = rows[-limit:]
+        if not rows:
+            rows = _run_rows(conn, where, params, "<", cursor, limit, "DESC")
+        runs = [_run(row) for row in rows]
+        if runs:
+            ahead = _newer(conn, where, params, runs[0]["started_at"], runs[0]["id"])
+        else:
+            ahead = total if cursor is not None else 0
+    first, last = (runs[0], runs[-1]) if runs else ({}, {})
+    return {
+        "runs": runs,
+        "next_cursor": _cursor_of(last) if ahead + len(runs) < total else None,
+        "prev_cursor": _cursor_of(first) if runs and ahead > 0 else None,
+        "total": total,
+        "newer": ahead,
+    }
+
+
+def _cursor_of(run: Any) -> str | None:
+    return encode_cursor(run["started_at"], run["id"]) if run else None
+
+
+def _run_rows(
+    conn: apsw.Connection,
+    where: str,
+    params: list[apsw.SQLiteValue],
+    op: str,
+    cursor: str | None,
+    limit: int,
+    order: str,
+) -> list[Row]:
+    """Up to ``limit`` runs in (started_at, id) ``order``, from the cursor's position
+    (``op`` "<": older than it, ">": newer), or from that end without one."""
+    page_where, page_params = where, list(params)
+    if cursor is not None:
+        page_where += f" AND (started_at, id) {op} (?, ?)"
+        page_params.extend(decode_cursor(cursor))
+    rows: list[Row] = conn.execute(
+        f"SELECT {_RUN_COLUMNS} FROM runs WHERE {page_where}"
+        f" ORDER BY started_at {order}, id {order} LIMIT ?",
+        [*page_params, limit],
+    ).fetchall()
+    return rows
+
+
+def _newer(
+    conn: apsw.Connection, where: str, params: list[apsw.SQLiteValue], started_at: str, run_id: str
+) -> int:
+    """How many matching runs come before (started_at, run_id) in the list: the newer ones."""
+    found: int = conn.execute(
+        f"SELECT count(*) FROM runs WHERE {where} AND (started_at, id) > (?, ?)",
+        [*params, started_at, run_id],
+    ).get
+    return found
 
 
 def _markers(conn: apsw.Connection, run_id: str) -> list[Marker]:

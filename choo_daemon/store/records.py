@@ -59,7 +59,9 @@ class RunDetail(RunSummary):
 class RunPage(TypedDict):
     runs: list[RunSummary]
     next_cursor: str | None
+    prev_cursor: str | None
     total: int
+    newer: int
 
 
 # An event as the API serves it (docs/API.md, "Event"): the one place that

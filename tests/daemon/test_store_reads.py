@@ -189,7 +189,13 @@ def test_run_list_parameters_are_checked(reader: apsw.Connection) -> None:
     for limit in (0, 501):
         with pytest.raises(BadParameter, match="limit"):
             list_runs(reader, limit=limit)
-    assert list_runs(reader, limit=500) == {"runs": [], "next_cursor": None, "total": 0}
+    assert list_runs(reader, limit=500) == {
+        "runs": [],
+        "next_cursor": None,
+        "prev_cursor": None,
+        "total": 0,
+        "newer": 0,
+    }
 
 
 def test_a_run_has_every_field(writer: apsw.Connection, reader: apsw.Connection) -> None:
@@ -301,6 +307,49 @@ def test_list_repos_newest_first_with_counts(
         {"repo_path": "/a", "run_count": 60, "last_started_at": last},  # run_119
         {"repo_path": "/b", "run_count": 60, "last_started_at": last},  # run_118, same minute
     ]
+
+
+def _ids(page: Any) -> list[str]:
+    return [run["id"] for run in page["runs"]]
+
+
+@pytest.mark.parametrize("filters", [{}, {"repo": "/a"}, {"status": "failed"}])
+@pytest.mark.parametrize("limit", [1, 7, 50])
+def test_run_pages_go_back_from_the_oldest_to_the_newest(
+    reader: apsw.Connection,
+    many_runs: list[tuple[str, str, str, str]],
+    filters: dict[str, Any],
+    limit: int,
+) -> None:
+    newest_first, total = _all_pages(reader, limit, **filters)
+    page = list_runs(reader, limit=limit, oldest=True, **filters)
+    assert _ids(page) == newest_first[-limit:] and page["next_cursor"] is None
+    assert page["newer"] == total - len(page["runs"])
+    walked = _ids(page)
+    while page["prev_cursor"] is not None:
+        page = list_runs(reader, limit=limit, before=page["prev_cursor"], **filters)
+        assert len(page["runs"]) == limit
+        # Each page says where it is, and leads on both ways.
+        assert _ids(page) == newest_first[page["newer"] : page["newer"] + limit]
+        assert page["next_cursor"] is not None
+        walked = _ids(page) + [i for i in walked if i not in _ids(page)]
+    assert page["newer"] == 0
+    assert walked == newest_first
+
+
+def test_a_page_before_the_newest_runs_is_the_first_page(
+    reader: apsw.Connection, many_runs: list[tuple[str, str, str, str]]
+) -> None:
+    first = list_runs(reader, limit=10)
+    assert first["prev_cursor"] is None and first["newer"] == 0
+    second = list_runs(reader, limit=10, cursor=first["next_cursor"])
+    assert second["newer"] == 10 and second["prev_cursor"] is not None
+    # From a position 3 runs down, the page before holds the newest 10, not 3.
+    three = list_runs(reader, limit=3)
+    near = list_runs(reader, limit=10, before=three["next_cursor"])
+    assert _ids(near) == _ids(first) and near["newer"] == 0
+    with pytest.raises(BadParameter, match="only one"):
+        list_runs(reader, cursor=first["next_cursor"], oldest=True)
 
 
 def test_list_repos_order_follows_the_latest_run(
@@ -635,4 +684,9 @@ def test_run_pages_seek_on_an_index_without_sorting(
     assert len(page_plans) == 1
     text = " | ".join(page_plans[0])
     assert text.startswith("SEARCH runs USING") and "(started_at,id)<(?,?)" in text, text
+    assert "TEMP B-TREE" not in text, text
+    back = _plans_of(reader, lambda: list_runs(reader, limit=10, before=cursor, **filters))
+    (back_page,) = [plan for sql, plan in back if "ORDER BY" in sql]
+    text = " | ".join(back_page)
+    assert text.startswith("SEARCH runs USING") and "(started_at,id)>(?,?)" in text, text
     assert "TEMP B-TREE" not in text, text
