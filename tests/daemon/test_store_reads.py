@@ -685,7 +685,8 @@ def test_run_pages_seek_on_an_index_without_sorting(
     text = " | ".join(page_plans[0])
     assert text.startswith("SEARCH runs USING") and "(started_at,id)<(?,?)" in text, text
     assert "TEMP B-TREE" not in text, text
-    back = _plans_of(reader, lambda: list_runs(reader, limit=10, before=cursor, **filters))
+    deeper = list_runs(reader, limit=10, cursor=cursor, **filters)["next_cursor"]
+    back = _plans_of(reader, lambda: list_runs(reader, limit=10, before=deeper, **filters))
     (back_page,) = [plan for sql, plan in back if "ORDER BY" in sql]
     text = " | ".join(back_page)
     assert text.startswith("SEARCH runs USING") and "(started_at,id)>(?,?)" in text, text
