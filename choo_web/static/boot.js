@@ -56,6 +56,8 @@ export function runsRequest(state) {
     status: state.status,
     limit: Number(state.limit) || RUNS_LIMIT,
     cursor: state.cursor,
+    before: state.before,
+    oldest: state.oldest,
   });
 }
 

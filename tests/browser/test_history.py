@@ -139,3 +139,47 @@ def test_a_dry_run_looks_like_one(page: Page, writer: Writer) -> None:
     expect(page.locator("g.node[data-status='planned']")).to_have_count(6)
     expect(page.locator("g.node[data-unit='config'] .node-meta")).to_have_text("planned")
     expect(page.locator(".legend")).to_have_text("planned 6")
+
+
+def test_the_run_list_jumps_to_either_end_and_its_url_stays_short(
+    page: Page, writer: Writer
+) -> None:
+    repo = "/srv/many-pages"
+    base = datetime(2026, 2, 1, 8, 0, tzinfo=UTC)
+    ids = []
+    for n in range(41):
+        run = FakeRun(
+            writer, f"run_20260201_{n:06d}_many", repo, started=base + timedelta(minutes=n)
+        )
+        run.start(graph=False)
+        run.complete("completed")
+        ids.append(run.run_id)
+    newest_first = ids[::-1]
+
+    page.goto(f"/#/history?repo={quote(repo)}&limit=2")
+    expect(page.locator(".page-info")).to_have_text("1–2 of 41 runs · page 1")
+    expect(page.get_by_role("link", name="« Newest")).to_have_count(0)
+    lengths = []
+    for n in range(2, 16):
+        page.get_by_role("link", name="Older ›").click()
+        expect(page.locator(".page-info")).to_have_text(
+            f"{2 * n - 1}–{2 * n} of 41 runs · page {n}"
+        )
+        lengths.append(len(page.url))
+    assert runs_on_page(page) == newest_first[28:30]
+    # Only the current position is in the URL: it does not grow with the pages.
+    assert max(lengths) == min(lengths) and max(lengths) < 250, lengths
+
+    page.get_by_role("link", name="Oldest »").click()
+    expect(page.locator(".page-info")).to_have_text("40–41 of 41 runs · page 21")
+    assert runs_on_page(page) == newest_first[-2:]
+    expect(page.get_by_role("link", name="Older ›")).to_have_count(0)
+    page.get_by_role("link", name="‹ Newer").click()
+    expect(page.locator(".page-info")).to_have_text("38–39 of 41 runs · page 20")
+    assert runs_on_page(page) == newest_first[37:39]
+    page.reload()  # the position is in the URL
+    expect(page.locator(".page-info")).to_have_text("38–39 of 41 runs · page 20")
+
+    page.get_by_role("link", name="« Newest").click()
+    expect(page.locator(".page-info")).to_have_text("1–2 of 41 runs · page 1")
+    assert runs_on_page(page) == newest_first[:2]
