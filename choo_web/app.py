@@ -36,6 +36,7 @@ from choo_web.errors import (
     from_refusal,
 )
 from choo_web.jsonio import json_response
+from choo_web.runview import run_view
 from choo_web.sources import HistoryReader, LiveSource
 from choo_web.static import STATIC_DIR, StaticResponse, send_static
 from choo_web.streams import LiveStream, RunStream
@@ -124,6 +125,22 @@ def create_app(
             count=True,
         )
         return json_response(page)
+
+    @get("/api/view/run")
+    async def view_run() -> Response:
+        args = request.args
+        run = params.text(args, "run")
+        if run is None:
+            raise bad_parameter("run", "", "a run id or the start of one (?run=)")
+        view = await run_view(
+            reader,
+            run,
+            type=params.text(args, "type"),
+            unit=params.text(args, "unit"),
+            limit=params.integer(args.get("limit"), "limit", EVENTS_LIMIT, "an integer, 1 to 1000"),
+            catalogue=EVENT_CATALOGUE,
+        )
+        return json_response(view)
 
     @get("/api/history/runs/<run>/graph")
     async def graph(run: str) -> Response:

@@ -56,27 +56,30 @@ export class RunView {
     const id = this.state.run;
     const signal = this.controller.signal;
     const { type, unit } = this.filter;
-    // Everything a run view needs, asked for at once; errors are dealt with below.
+    // One request says whether there is such a run (and brings its first
+    // events); then the rest, at once.
     const urls = runRequests(id, { type, unit }, this.live);
-    const first = getJSON(urls.first, {}, { signal })
-      .then((page) => ({ ...page, type, unit }))
-      .catch((e) => e);
-    const graph = urls.graph ? getJSON(urls.graph, {}, { signal }).catch((e) => e) : null;
-    const git = getJSON(urls.git, {}, { signal }).catch((e) => e);
-    this.loadUnits();
-    let run;
+    let view;
     try {
-      run = await getJSON(urls.detail, {}, { signal });
+      view = await getJSON(urls.view, {}, { signal });
     } catch (error) {
       if (error.name !== "AbortError") this.failed(error);
       return;
     }
     if (this.destroyed) return;
+    if (!view.run) {
+      this.failed(new ApiError(view.error.status, view.error.code, view.error.message));
+      return;
+    }
+    const graph = urls.graph ? getJSON(urls.graph, {}, { signal }).catch((e) => e) : null;
+    const git = getJSON(urls.git, {}, { signal }).catch((e) => e);
+    this.loadUnits();
+    const run = view.run;
     this.run = run;
     document.title = `${run.id} · choo`;
     this.build();
     git.then((found) => this.showGit(found));
-    this.makeList(await first);
+    this.makeList({ ...view.events, type, unit });
     this.loadGraph(graph);
     if (run.status === "running") this.follow();
     else this.watchForResume();
