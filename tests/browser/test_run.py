@@ -184,7 +184,8 @@ def test_unknown_run_says_so_after_one_request(page: Page, page_errors: PageErro
     page.wait_for_load_state("networkidle")
     # One request for the run (the repository picker asks for its list on every page).
     run_requests = [url for url in asked if "/api/repos" not in url]
-    assert len(run_requests) == 1 and "/api/view/run?run=run_20990101_000000_none" in run_requests[0]
+    (only,) = run_requests
+    assert "/api/view/run?run=run_20990101_000000_none" in only, only
     # No console errors: the fixture fails the test on any (the browser logs a 404 as one).
     page.get_by_role("link", name="← Back to runs").click()
     expect(page).to_have_url(re.compile(r"#/history$"))
