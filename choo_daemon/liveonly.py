@@ -387,11 +387,14 @@ class LiveOnlyReader:
         before: int | None = None,
         count: bool = False,
     ) -> Any:
-        page = {"type": type, "unit": unit, "after": after, "limit": limit, "before": before}
         live = self.runs.get(run)
         if live is None:
-            return await self.history.run_events(run, **page, count=count)
-        return live.events_page(**page, count=count)
+            return await self.history.run_events(
+                run, type=type, unit=unit, after=after, limit=limit, before=before, count=count
+            )
+        return live.events_page(
+            type=type, unit=unit, after=after, limit=limit, before=before, count=count
+        )
 
     async def run_graph(self, run: str) -> Any:
         live = self.runs.get(run)

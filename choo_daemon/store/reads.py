@@ -178,18 +178,17 @@ def list_runs(
             ahead = _newer(conn, where, params, runs[0]["started_at"], runs[0]["id"])
         else:
             ahead = total if cursor is not None else 0
-    first, last = (runs[0], runs[-1]) if runs else ({}, {})
     return {
         "runs": runs,
-        "next_cursor": _cursor_of(last) if ahead + len(runs) < total else None,
-        "prev_cursor": _cursor_of(first) if runs and ahead > 0 else None,
+        "next_cursor": _cursor_of(runs[-1]) if runs and ahead + len(runs) < total else None,
+        "prev_cursor": _cursor_of(runs[0]) if runs and ahead > 0 else None,
         "total": total,
         "newer": ahead,
     }
 
 
-def _cursor_of(run: Any) -> str | None:
-    return encode_cursor(run["started_at"], run["id"]) if run else None
+def _cursor_of(run: RunSummary) -> str:
+    return encode_cursor(run["started_at"], run["id"])
 
 
 def _run_rows(
@@ -507,13 +506,13 @@ def _count_events(
     shapes = _shapes(conn, run_id, kind, unit)
     found, budget = 0, COUNT_CAP if all(shape[3] == "1" for shape in shapes) else LOOKUP_CAP
     for index, where, params, rest, rest_params in shapes:
-        read, matched = conn.execute(
+        row: Row = conn.execute(
             f"SELECT count(*), coalesce(sum({rest}), 0) FROM"
             f" (SELECT type, unit FROM events INDEXED BY {index} WHERE {where} LIMIT ?)",
             [*rest_params, *params, budget],
         ).fetchall()[0]
-        found += matched
-        budget -= read
+        found += int(row[1])
+        budget -= int(row[0])
         if budget <= 0:
             return found, False
     return found, True
