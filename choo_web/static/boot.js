@@ -31,7 +31,6 @@ export function runPath(id, tail = "") {
 export function runRequests(id, { type = null, unit = null } = {}, live = false) {
   return {
     view: url("/api/view/run", { run: id, type, unit, limit: FIRST_PAGE }),
-    detail: runPath(id),
     graph: live ? null : runPath(id, "/graph"),
     units: runPath(id, "/units"),
     git: gitRequest(id),
@@ -102,12 +101,8 @@ if (state.run) {
   if (state.pane === "tasks") start(runPath(state.run, "/tasks"));
   const open = parseTaskKey(state.task);
   if (open) start(taskRequest(state.run, open.unit, open.task));
-} else if (state.tab === "history") {
-  start(EVENT_TYPES_URL);
-  start(runsRequest(state));
-} else if (state.tab === "tasks" && state.repo) {
-  start(EVENT_TYPES_URL);
-  start(repoTasksRequest(state));
 } else {
   start(EVENT_TYPES_URL);
+  if (state.tab === "history") start(runsRequest(state));
+  else if (state.tab === "tasks" && state.repo) start(repoTasksRequest(state));
 }
