@@ -22,7 +22,7 @@ totals, no tasks).
 from __future__ import annotations
 
 import logging
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -126,32 +126,43 @@ class LiveRun:
             self.summary["resume_count"] += 1
 
     def events_page(
-        self, *, type: str | None, unit: str | None, after: int, limit: int
+        self,
+        *,
+        type: str | None,
+        unit: str | None,
+        after: int,
+        limit: int,
+        before: int | None = None,
+        count: bool = False,
     ) -> dict[str, Any]:
         """Like store.run_events, over the events kept in memory."""
-        if not 1 <= limit <= store.MAX_EVENTS_PAGE:
-            raise store.BadParameter("limit", limit, f"1 to {store.MAX_EVENTS_PAGE}")
-        if after < 0:
-            raise store.BadParameter("after", after, "a seq, 0 or more")
-        if type in ("", "."):
-            raise store.BadParameter(
-                "type", type, 'an event type, or a prefix ending in "." like "task."'
-            )
-        found: list[EventRow] = []
-        rows = self.rows
-        for index in range(bisect_right(rows, after, key=_seq), len(rows)):
-            row = rows[index]
+        store.check_events_page(type, after, before, limit)
+
+        def wanted(row: EventRow) -> bool:
             if unit is not None and row[Col.UNIT] != unit:
-                continue
-            if type is not None and not (
-                row[Col.TYPE].startswith(type) if type.endswith(".") else row[Col.TYPE] == type
-            ):
-                continue
-            found.append(row)
-            if len(found) > limit:
-                break
-        events = [event_from_row(row) for row in found[:limit]]
-        return {"events": events, "next_after": events[-1]["seq"] if len(found) > limit else None}
+                return False
+            kind = row[Col.TYPE]
+            return type is None or (kind.startswith(type) if type.endswith(".") else kind == type)
+
+        # The runs kept in memory are small (the latest events only): a scan.
+        matching = [row for row in self.rows if wanted(row)]
+        inside = [
+            row
+            for row in matching
+            if row[Col.SEQ] > after and (before is None or row[Col.SEQ] < before)
+        ]
+        chosen = inside[:limit] if before is None else inside[-limit:]
+        later = bool(chosen) and matching[-1][Col.SEQ] > chosen[-1][Col.SEQ]
+        earlier = bool(chosen) and matching[0][Col.SEQ] < chosen[0][Col.SEQ]
+        events = [event_from_row(row) for row in chosen]
+        total = len(matching) if count else None
+        return {
+            "events": events,
+            "next_after": events[-1]["seq"] if later else None,
+            "prev_before": events[0]["seq"] if earlier else None,
+            "total": total,
+            "total_exact": None if total is None else True,
+        }
 
     def git(self, *, unit: str | None, task: int | None) -> dict[str, Any]:
         """Like store.run_git, over the events kept in memory."""
@@ -366,14 +377,24 @@ class LiveOnlyReader:
         return live.detail() if live is not None else await self.history.run_detail(run)
 
     async def run_events(
-        self, run: str, *, type: str | None, unit: str | None, after: int, limit: int
+        self,
+        run: str,
+        *,
+        type: str | None,
+        unit: str | None,
+        after: int,
+        limit: int,
+        before: int | None = None,
+        count: bool = False,
     ) -> Any:
         live = self.runs.get(run)
         if live is None:
             return await self.history.run_events(
-                run, type=type, unit=unit, after=after, limit=limit
+                run, type=type, unit=unit, after=after, limit=limit, before=before, count=count
             )
-        return live.events_page(type=type, unit=unit, after=after, limit=limit)
+        return live.events_page(
+            type=type, unit=unit, after=after, limit=limit, before=before, count=count
+        )
 
     async def run_graph(self, run: str) -> Any:
         live = self.runs.get(run)

@@ -39,6 +39,7 @@ from choo_web.errors import (
 )
 from choo_web.jsonio import dumps, json_response, json_text_response
 from choo_web.memo import Memo
+from choo_web.runview import run_view
 from choo_web.sources import HistoryReader, LiveSource
 from choo_web.static import STATIC_DIR, StaticResponse, send_static
 from choo_web.streams import LiveStream, RunStream
@@ -108,6 +109,8 @@ def create_app(
             status=params.text(args, "status"),
             limit=params.integer(args.get("limit"), "limit", RUNS_LIMIT, "an integer, 1 to 500"),
             cursor=params.text(args, "cursor"),
+            before=params.text(args, "before"),
+            oldest=params.integer(args.get("oldest"), "oldest", 0, "1 (the oldest page) or 0") == 1,
         )
         return json_response(page)
 
@@ -123,9 +126,27 @@ def create_app(
             type=params.text(args, "type"),
             unit=params.text(args, "unit"),
             after=params.integer(args.get("after"), "after", 0, "a seq, 0 or more"),
+            before=params.optional_integer(args.get("before"), "before", "a seq, 1 or more"),
             limit=params.integer(args.get("limit"), "limit", EVENTS_LIMIT, "an integer, 1 to 1000"),
+            count=True,
         )
         return json_response(page)
+
+    @get("/api/view/run")
+    async def view_run() -> Response:
+        args = request.args
+        run = params.text(args, "run")
+        if run is None:
+            raise bad_parameter("run", "", "a run id or the start of one (?run=)")
+        view = await run_view(
+            reader,
+            run,
+            type=params.text(args, "type"),
+            unit=params.text(args, "unit"),
+            limit=params.integer(args.get("limit"), "limit", EVENTS_LIMIT, "an integer, 1 to 1000"),
+            catalogue=EVENT_CATALOGUE,
+        )
+        return json_response(view)
 
     @get("/api/history/runs/<run>/graph")
     async def graph(run: str) -> Response:

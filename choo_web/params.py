@@ -25,3 +25,10 @@ def integer(value: str | None, name: str, default: int, expected: str) -> int:
     if _INTEGER.fullmatch(value) is None:
         raise bad_parameter(name, value, expected)
     return int(value)
+
+
+def optional_integer(value: str | None, name: str, expected: str) -> int | None:
+    """An integer parameter with no default: None when absent or empty."""
+    if value is None or value == "":
+        return None
+    return integer(value, name, 0, expected)

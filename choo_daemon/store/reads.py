@@ -136,12 +136,22 @@ def list_runs(
     status: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    before: str | None = None,
+    oldest: bool = False,
 ) -> RunPage:
-    """A page of runs, newest first (started_at, then id), and the total matching."""
+    """A page of runs, newest first (started_at, then id), and the total matching.
+
+    The page is the first one, or the one after ``cursor`` (older runs), or
+    the one just before ``before`` (newer runs), or with ``oldest`` the last
+    one. ``next_cursor`` and ``prev_cursor`` lead to the older and newer
+    pages; ``newer`` is how many matching runs come before this page.
+    """
     if status is not None and status not in RUN_STATUSES:
         raise BadParameter("status", status, "one of " + ", ".join(RUN_STATUSES))
     if not 1 <= limit <= MAX_RUNS_PAGE:
         raise BadParameter("limit", limit, f"1 to {MAX_RUNS_PAGE}")
+    if sum((cursor is not None, before is not None, oldest)) > 1:
+        raise BadParameter("cursor", cursor or before or "", "only one of cursor, before, oldest")
     filters: list[str] = []
     params: list[apsw.SQLiteValue] = []
     if repo is not None:
@@ -151,23 +161,68 @@ def list_runs(
         filters.append("status = ?")
         params.append(status)
     where = " AND ".join(filters) or "1"
-    page_where, page_params = where, list(params)
-    if cursor is not None:
-        page_where += " AND (started_at, id) < (?, ?)"
-        page_params.extend(decode_cursor(cursor))
     with conn:
         total: int = conn.execute(f"SELECT count(*) FROM runs WHERE {where}", params).get
-        rows = conn.execute(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE {page_where}"
-            " ORDER BY started_at DESC, id DESC LIMIT ?",
-            [*page_params, limit + 1],
-        ).fetchall()
-    runs = [_run(row) for row in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = runs[-1]
-        next_cursor = encode_cursor(last["started_at"], last["id"])
-    return {"runs": runs, "next_cursor": next_cursor, "total": total}
+        rows: list[Row] = []
+        if before is not None or oldest:
+            # Read from the old end up, then turn the page around.
+            rows = _run_rows(conn, where, params, ">", before, limit + 1, "ASC")[::-1]
+            if before is not None and len(rows) <= limit:
+                rows, cursor = [], None  # the newest runs: the first page, full
+            else:
+                rows = rows[-limit:]
+        if not rows:
+            rows = _run_rows(conn, where, params, "<", cursor, limit, "DESC")
+        runs = [_run(row) for row in rows]
+        if runs:
+            ahead = _newer(conn, where, params, runs[0]["started_at"], runs[0]["id"])
+        else:
+            ahead = total if cursor is not None else 0
+    return {
+        "runs": runs,
+        "next_cursor": _cursor_of(runs[-1]) if runs and ahead + len(runs) < total else None,
+        "prev_cursor": _cursor_of(runs[0]) if runs and ahead > 0 else None,
+        "total": total,
+        "newer": ahead,
+    }
+
+
+def _cursor_of(run: RunSummary) -> str:
+    return encode_cursor(run["started_at"], run["id"])
+
+
+def _run_rows(
+    conn: apsw.Connection,
+    where: str,
+    params: list[apsw.SQLiteValue],
+    op: str,
+    cursor: str | None,
+    limit: int,
+    order: str,
+) -> list[Row]:
+    """Up to ``limit`` runs in (started_at, id) ``order``, from the cursor's position
+    (``op`` "<": older than it, ">": newer), or from that end without one."""
+    page_where, page_params = where, list(params)
+    if cursor is not None:
+        page_where += f" AND (started_at, id) {op} (?, ?)"
+        page_params.extend(decode_cursor(cursor))
+    rows: list[Row] = conn.execute(
+        f"SELECT {_RUN_COLUMNS} FROM runs WHERE {page_where}"
+        f" ORDER BY started_at {order}, id {order} LIMIT ?",
+        [*page_params, limit],
+    ).fetchall()
+    return rows
+
+
+def _newer(
+    conn: apsw.Connection, where: str, params: list[apsw.SQLiteValue], started_at: str, run_id: str
+) -> int:
+    """How many matching runs come before (started_at, run_id) in the list: the newer ones."""
+    found: int = conn.execute(
+        f"SELECT count(*) FROM runs WHERE {where} AND (started_at, id) > (?, ?)",
+        [*params, started_at, run_id],
+    ).get
+    return found
 
 
 def _markers(conn: apsw.Connection, run_id: str) -> list[Marker]:
@@ -332,57 +387,135 @@ def _types_in_range(conn: apsw.Connection, run_id: str, low: str, high: str) -> 
 
 
 def _seek(
-    conn: apsw.Connection, index: str, where: str, params: list[apsw.SQLiteValue], limit: int
+    conn: apsw.Connection,
+    index: str,
+    where: str,
+    params: list[apsw.SQLiteValue],
+    limit: int,
+    order: str = "",
 ) -> apsw.Cursor:
     # Naming the index turns a plan regression into an error instead of a
     # slow deep page; every shape below is ordered by the index's last column.
     return conn.execute(
         f"SELECT {_EVENT_COLUMNS} FROM events INDEXED BY {index} WHERE {where}"
-        " ORDER BY seq LIMIT ?",
+        f" ORDER BY seq {order} LIMIT ?",
         [*params, limit],
     )
 
 
-def _select_events(
-    conn: apsw.Connection, run_id: str, kind: str | None, unit: str | None, after: int, limit: int
-) -> list[Row]:
-    """Rows (seq order) of the matching events after ``after``, at most ``limit``."""
+# Above every seq: the open end of a seq range.
+_NO_END: Final = 2**63 - 1
+
+
+# How to find a filter's events, one seek of an index: (index, what the
+# index finds, its parameters, what is left to check on each row (a lookup
+# of the row; "1": nothing), its parameters).
+Shape = tuple[str, str, list[Any], str, list[Any]]
+
+
+def _shapes(conn: apsw.Connection, run_id: str, kind: str | None, unit: str | None) -> list[Shape]:
+    """The seeks that find the matching events, each ordered by seq on its index."""
     if kind is not None and not kind.endswith("."):
-        where, params = "run_id = ? AND type = ? AND seq > ?", [run_id, kind, after]
+        seek, params = "run_id = ? AND type = ?", [run_id, kind]
         if unit is not None:
-            where += " AND unit = ?"
-            params.append(unit)
-        return _seek(conn, "events_run_type_seq", where, params, limit).fetchall()
+            return [("events_run_type_seq", seek, params, "unit = ?", [unit])]
+        return [("events_run_type_seq", seek, params, "1", [])]
     if unit is not None:
-        where, params = "run_id = ? AND unit = ? AND seq > ?", [run_id, unit, after]
+        seek, params = "run_id = ? AND unit = ?", [run_id, unit]
         if kind is not None:
-            where += " AND type >= ? AND type < ?"
-            params.extend(_type_bounds(kind))
-        return _seek(conn, "events_run_unit_seq", where, params, limit).fetchall()
+            return [
+                (
+                    "events_run_unit_seq",
+                    seek,
+                    params,
+                    "type >= ? AND type < ?",
+                    [*_type_bounds(kind)],
+                )
+            ]
+        return [("events_run_unit_seq", seek, params, "1", [])]
     if kind is not None:
         # A range on type cannot also come out ordered by seq, so a prefix is
-        # one exact-type seek per type present, merged by seq: each seek
-        # yields lazily, so only about `limit` rows are read in all.
-        seeks: list[apsw.Cursor] = [
-            _seek(
-                conn,
-                "events_run_type_seq",
-                "run_id = ? AND type = ? AND seq > ?",
-                [run_id, exact, after],
-                limit,
-            )
+        # one exact-type seek per type present, merged by seq.
+        return [
+            ("events_run_type_seq", "run_id = ? AND type = ?", [run_id, exact], "1", [])
             for exact in _types_in_range(conn, run_id, *_type_bounds(kind))
         ]
-        try:
-            return list(islice(heapq.merge(*seeks, key=itemgetter(1)), limit))
-        finally:
-            # Unfinished statements would hold the read snapshot (and block
-            # checkpoints) past the end of the transaction.
-            for seek in seeks:
-                seek.close()
-    return _seek(
-        conn, "events_run_seq", "run_id = ? AND seq > ?", [run_id, after], limit
-    ).fetchall()
+    return [("events_run_seq", "run_id = ?", [run_id], "1", [])]
+
+
+def _select_events(
+    conn: apsw.Connection,
+    run_id: str,
+    kind: str | None,
+    unit: str | None,
+    span: tuple[int, int],
+    limit: int,
+    *,
+    backward: bool = False,
+) -> list[Row]:
+    """Rows of the matching events with ``low < seq < high`` (``span``), at most
+    ``limit``: the first ones in seq order, or (``backward``) the last ones in
+    descending seq order."""
+    order = "DESC" if backward else ""
+    seeks = [
+        _seek(
+            conn,
+            index,
+            f"{where} AND {rest} AND seq > ? AND seq < ?",
+            [*params, *rest_params, *span],
+            limit,
+            order,
+        )
+        for index, where, params, rest, rest_params in _shapes(conn, run_id, kind, unit)
+    ]
+    try:
+        # Each seek yields lazily, so only about `limit` rows are read in all.
+        merged = heapq.merge(*seeks, key=itemgetter(1), reverse=backward)
+        return list(islice(merged, limit))
+    finally:
+        # Unfinished statements would hold the read snapshot (and block
+        # checkpoints) past the end of the transaction.
+        for seek in seeks:
+            seek.close()
+
+
+def _any_event(
+    conn: apsw.Connection, run_id: str, kind: str | None, unit: str | None, span: tuple[int, int]
+) -> bool:
+    """Whether a matching event has ``low < seq < high``."""
+    return bool(_select_events(conn, run_id, kind, unit, span, 1))
+
+
+# A count reads at most COUNT_CAP index entries, or, for a filter that no
+# one index answers (a type and a unit), LOOKUP_CAP rows (each a lookup in
+# the table, scattered over the run): a few ms either way, so that a page
+# with its count costs about the same whatever the filter and the run's size
+# (DESIGN.md §9: an events page p95 <= 15 ms; scripts/bench/query.py).
+# Past it the count is a lower bound (``total_exact`` false).
+COUNT_CAP: Final = 5_000
+LOOKUP_CAP: Final = 1_000
+
+
+def _count_events(
+    conn: apsw.Connection, run_id: str, kind: str | None, unit: str | None
+) -> tuple[int, bool]:
+    """(matching events in the run, whether that is all of them)."""
+    if kind is None and unit is None:  # kept as events are written
+        total: int = conn.execute("SELECT event_count FROM runs WHERE id = ?", (run_id,)).get
+        return total, True
+    shapes = _shapes(conn, run_id, kind, unit)
+    found, budget = 0, COUNT_CAP if all(shape[3] == "1" for shape in shapes) else LOOKUP_CAP
+    for index, where, params, rest, rest_params in shapes:
+        row: Row = conn.execute(
+            f"SELECT count(*), coalesce(sum({rest}), 0) FROM"
+            f" (SELECT type, unit FROM events INDEXED BY {index} WHERE {where} LIMIT ?)",
+            [*rest_params, *params, budget],
+        ).fetchall()[0]
+        found += int(row[1])
+        budget -= int(row[0])
+        if budget <= 0:
+            return found, False
+    return found, True
 
 
 def _event(row: Row) -> Event:
@@ -397,28 +530,61 @@ def run_events(
     type: str | None = None,
     unit: str | None = None,
     after: int = 0,
+    before: int | None = None,
     limit: int = 100,
+    count: bool = False,
 ) -> EventPage:
     """A page of the events of the run ``run`` names (an id or its start),
-    in seq order, those with seq above ``after``.
+    in seq order: the first ``limit`` with seq above ``after``, or, given
+    ``before``, the last ``limit`` of those below ``before`` (a page back).
 
     ``type`` matches exactly, or as a prefix when it ends with "." ("task."
     matches every task.* type). ``next_after`` is the seq to pass as
-    ``after`` for the next page, or None when this page is the last.
+    ``after`` for the next page, ``prev_before`` the one to pass as
+    ``before`` for the previous page; each None when no matching event lies
+    that way. With ``count``, ``total`` is how many events match in the
+    whole run (``total_exact`` False: at least COUNT_CAP); else both None.
     Raises UnknownRun or AmbiguousRun if ``run`` names no one run.
     """
+    check_events_page(type, after, before, limit)
+    with conn:
+        run_id = resolve_run_id(conn, run)
+        if before is None:
+            rows = _select_events(conn, run_id, type, unit, (after, _NO_END), limit + 1)
+            page, later = rows[:limit], len(rows) > limit
+            earlier = (
+                bool(page) and after > 0 and _any_event(conn, run_id, type, unit, (0, page[0][1]))
+            )
+        else:
+            rows = _select_events(
+                conn, run_id, type, unit, (after, before), limit + 1, backward=True
+            )
+            page = rows[:limit][::-1]
+            earlier = len(rows) > limit or (
+                bool(page) and after > 0 and _any_event(conn, run_id, type, unit, (0, page[0][1]))
+            )
+            later = bool(page) and _any_event(conn, run_id, type, unit, (page[-1][1], _NO_END))
+        total, exact = _count_events(conn, run_id, type, unit) if count else (None, None)
+    events = [_event(row) for row in page]
+    return {
+        "events": events,
+        "next_after": events[-1]["seq"] if later else None,
+        "prev_before": events[0]["seq"] if earlier else None,
+        "total": total,
+        "total_exact": exact,
+    }
+
+
+def check_events_page(type: str | None, after: int, before: int | None, limit: int) -> None:
+    """BadParameter unless these make an events page (run_events and the live-only runs')."""
     if not 1 <= limit <= MAX_EVENTS_PAGE:
         raise BadParameter("limit", limit, f"1 to {MAX_EVENTS_PAGE}")
     if after < 0:
         raise BadParameter("after", after, "a seq, 0 or more")
+    if before is not None and before < 1:
+        raise BadParameter("before", before, "a seq, 1 or more")
     if type in ("", "."):
         raise BadParameter("type", type, 'an event type, or a prefix ending in "." like "task."')
-    with conn:
-        run_id = resolve_run_id(conn, run)
-        rows = _select_events(conn, run_id, type, unit, after, limit + 1)
-    events = [_event(row) for row in rows[:limit]]
-    next_after = events[-1]["seq"] if len(rows) > limit else None
-    return {"events": events, "next_after": next_after}
 
 
 @served

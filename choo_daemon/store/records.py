@@ -59,7 +59,9 @@ class RunDetail(RunSummary):
 class RunPage(TypedDict):
     runs: list[RunSummary]
     next_cursor: str | None
+    prev_cursor: str | None
     total: int
+    newer: int
 
 
 # An event as the API serves it (docs/API.md, "Event"): the one place that
@@ -70,6 +72,9 @@ Event = dict[str, Any]
 class EventPage(TypedDict):
     events: list[Event]
     next_after: int | None
+    prev_before: int | None
+    total: int | None
+    total_exact: bool | None
 
 
 class Graph(TypedDict):

@@ -23,11 +23,14 @@ export function runPath(id, tail = "") {
   return `/api/history/runs/${encodeURIComponent(id)}${tail}`;
 }
 
-/** What a run view asks for first (a live one waits for its graph to be stored). */
+/**
+ * What a run view asks for: first `view` (GET /api/view/run: the run, its
+ * first events, the event catalogue; or that there is no such run), then,
+ * once the run is known, the rest (a live one waits for its graph to be stored).
+ */
 export function runRequests(id, { type = null, unit = null } = {}, live = false) {
   return {
-    detail: runPath(id),
-    first: url(runPath(id, "/events"), { type, unit, after: 0, limit: FIRST_PAGE }),
+    view: url("/api/view/run", { run: id, type, unit, limit: FIRST_PAGE }),
     graph: live ? null : runPath(id, "/graph"),
     units: runPath(id, "/units"),
     git: gitRequest(id),
@@ -61,6 +64,8 @@ export function runsRequest(state) {
     status: state.status,
     limit: Number(state.limit) || RUNS_LIMIT,
     cursor: state.cursor,
+    before: state.before,
+    oldest: state.oldest,
   });
 }
 
@@ -75,23 +80,35 @@ function start(target) {
   const response = fetch(target, { headers: { Accept: "application/json" } });
   response.catch(() => {}); // a failure is reported by whoever takes it over
   early.set(target, response);
+  return response;
+}
+
+/** The event catalogue out of a run view's response (else asked for on its own). */
+async function catalogueOf(view) {
+  const response = await view;
+  if (!response.ok) return fetch(EVENT_TYPES_URL, { headers: { Accept: "application/json" } });
+  const body = await response.clone().json();
+  return new Response(JSON.stringify(body.event_types), {
+    headers: { "Content-Type": "application/json" },
+  });
 }
 
 export const EVENT_TYPES_URL = "/api/event-types";
 
 const state = parse();
-start(EVENT_TYPES_URL); // every view waits for it (eventtypes.js)
+// Every view waits for the catalogue (eventtypes.js); a run view's comes with
+// the run, which is then all the page asks for before it knows the run exists.
 if (state.run) {
-  for (const target of Object.values(runRequests(state.run, state, state.tab === "live"))) {
-    if (target) start(target);
-  }
+  const view = start(runRequests(state.run, state).view);
+  const catalogue = catalogueOf(view);
+  catalogue.catch(() => {});
+  early.set(EVENT_TYPES_URL, catalogue);
   if (state.pane === "tasks") start(runPath(state.run, "/tasks"));
   const open = parseTaskKey(state.task);
   if (open) start(taskRequest(state.run, open.unit, open.task));
-} else if (state.tab === "history") {
-  start(runsRequest(state));
-} else if (state.tab === "tasks" && state.repo) {
-  start(repoTasksRequest(state));
-} else if (state.tab === "compare" && state.a && state.b) {
-  start(compareRequest(state));
+} else {
+  start(EVENT_TYPES_URL);
+  if (state.tab === "history") start(runsRequest(state));
+  else if (state.tab === "tasks" && state.repo) start(repoTasksRequest(state));
+  else if (state.tab === "compare" && state.a && state.b) start(compareRequest(state));
 }

@@ -18,6 +18,7 @@ const MAX_INFLIGHT = 4;
 const MAX_CACHED = 60_000; // events kept; the farthest from view are dropped first
 const PAGE = 500;
 const PREFETCH = 150; // rows before the end at which the next page is asked for
+const LAST_SEQ = Number.MAX_SAFE_INTEGER; // `before` this: the last page
 
 /** Does `event` pass the filter? A type ending in "." is a prefix ("task."). */
 export function matches(filter, event) {
@@ -129,16 +130,24 @@ export class IndexedEvents {
 }
 
 export class SequentialEvents {
+  /**
+   * A window onto the matching events: a run of them in seq order, which
+   * grows forward (after=) as the user scrolls down, backward (before=) as
+   * they scroll up, and can jump to the end at once (before=, the last page).
+   */
   constructor(runId, filter, markers, onChange) {
     this.runId = runId;
     this.filter = filter;
     this.onChange = onChange;
     this.rows = [];
-    this.after = 0;
-    this.done = false;
+    this.done = false; // nothing matching after the window (for now)
+    this.earlier = false; // matching events before the window, not loaded
     this.loading = false;
     this.error = null;
+    this.firstSeq = 0; // the window's first and last event (0: none yet)
     this.lastSeq = 0;
+    this.total = null; // matching events in the run, as the API counted them
+    this.totalExact = true;
     // Markers the filter would hide are slotted in as rows of their own.
     this.markers = markers
       .filter((m) => !matches(filter, { type: m.type, unit: null }))
@@ -156,20 +165,27 @@ export class SequentialEvents {
   }
 
   get complete() {
-    return this.done;
+    return this.done && !this.earlier;
   }
 
-  /** Rows, plus one "loading" row while more may follow. */
+  /** A leading "loading" row while earlier events may be loaded. */
+  get lead() {
+    return this.earlier ? 1 : 0;
+  }
+
+  /** Rows, plus a "loading" row at either end while more may come that way. */
   get length() {
-    return this.rows.length + (this.done ? 0 : 1);
+    return this.lead + this.rows.length + (this.done ? 0 : 1);
   }
 
+  /** Matching events: the API's count when known, else those loaded. */
   get count() {
+    if (this.total !== null) return this.total;
     return this.rows.length - this.rows.filter((r) => r.marker).length;
   }
 
   get(i) {
-    return this.rows[i];
+    return this.rows[i - this.lead];
   }
 
   isAbsent() {
@@ -182,15 +198,75 @@ export class SequentialEvents {
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
       const at = this.rows[mid].seq;
-      if (at === seq) return mid;
+      if (at === seq) return mid + this.lead;
       if (at < seq) lo = mid + 1;
       else hi = mid - 1;
     }
     return -1;
   }
 
-  ensure(_first, last) {
-    if (!this.done && !this.loading && !this.error && last >= this.rows.length - PREFETCH) this.next();
+  ensure(first, last) {
+    if (this.loading || this.error) return;
+    if (!this.done && last >= this.length - PREFETCH) this.next();
+    else if (this.earlier && first <= PREFETCH) this.previous();
+  }
+
+  async page(params) {
+    if (this.loading) return null;
+    this.loading = true;
+    try {
+      const page = await getJSON(
+        eventsUrl(this.runId),
+        { type: this.filter.type, unit: this.filter.unit, limit: PAGE, ...params },
+        { signal: this.controller.signal },
+      );
+      this.error = null;
+      this.counted(page);
+      return page;
+    } catch (error) {
+      if (error.name !== "AbortError") this.error = error;
+      return null;
+    } finally {
+      this.loading = false;
+    }
+  }
+
+  counted(page) {
+    if (page.total === null || page.total === undefined) return;
+    this.total = page.total;
+    this.totalExact = page.total_exact !== false;
+  }
+
+  /** The next page down. */
+  async next() {
+    const page = await this.page({ after: this.lastSeq });
+    if (!page) return false;
+    this.take(page);
+    this.onChange();
+    return true;
+  }
+
+  /** The page before the window; the rows above move down by what it adds. */
+  async previous() {
+    const page = await this.page({ before: this.firstSeq });
+    if (!page) return false;
+    const added = this.prepend(page);
+    this.onChange({ shift: added });
+    return true;
+  }
+
+  /** Replace the window with the last page of the matching events ("Latest ↓", End). */
+  async toEnd() {
+    while (this.loading) await new Promise((resolve) => setTimeout(resolve, 20));
+    if (this.done) return;
+    const page = await this.page({ before: LAST_SEQ });
+    if (!page) return;
+    this.rows = [];
+    this.firstSeq = this.lastSeq = 0;
+    this.done = true;
+    this.prepend(page);
+    // No onChange: the caller scrolls to the end, then draws (drawn at the
+    // top first, the rows there would ask for the page before).
   }
 
   /** Load pages until `seq` is in (or the end is reached); for deep links. */
@@ -200,40 +276,43 @@ export class SequentialEvents {
     }
   }
 
-  async next() {
-    if (this.loading) return false;
-    this.loading = true;
-    try {
-      const page = await getJSON(
-        eventsUrl(this.runId),
-        { type: this.filter.type, unit: this.filter.unit, after: this.after, limit: PAGE },
-        { signal: this.controller.signal },
-      );
-      this.take(page);
-    } catch (error) {
-      if (error.name === "AbortError") return false;
-      this.error = error;
-      return false;
-    } finally {
-      this.loading = false;
+  take(page) {
+    const events = page.events;
+    if (page.next_after === null) this.done = true;
+    const high = this.done ? Infinity : events.length ? events.at(-1).seq : this.lastSeq;
+    const fresh = events.filter((e) => e.seq > this.lastSeq);
+    this.rows.push(...this.interleave(fresh, this.lastSeq, high));
+    if (fresh.length) {
+      this.lastSeq = fresh.at(-1).seq;
+      if (!this.firstSeq) this.firstSeq = fresh[0].seq;
     }
-    this.onChange();
-    return true;
   }
 
-  take(page) {
-    for (const event of page.events) this.push(event);
-    if (page.next_after === null) {
-      this.done = true;
-      this.flushMarkers(Infinity);
-    } else {
-      this.after = page.next_after;
+  /** Put a page before the window (its events with lower seqs); the rows it adds. */
+  prepend(page) {
+    const fresh = this.firstSeq ? page.events.filter((e) => e.seq < this.firstSeq) : page.events;
+    this.earlier = page.prev_before !== null;
+    const low = this.earlier ? (fresh.length ? fresh[0].seq : this.firstSeq) : 0;
+    const high = this.firstSeq || Infinity;
+    const rows = this.interleave(fresh, low, high);
+    this.rows = [...rows, ...this.rows];
+    if (fresh.length) {
+      this.firstSeq = fresh[0].seq;
+      if (!this.lastSeq) this.lastSeq = fresh.at(-1).seq;
     }
-    this.error = null;
+    return rows.length;
+  }
+
+  /** `events` with the hidden markers whose seq is in (low, high) slotted in. */
+  interleave(events, low, high) {
+    const marks = this.markers.filter((m) => m.seq > low && m.seq < high);
+    if (!marks.length) return events;
+    return [...events, ...marks].sort((a, b) => a.seq - b.seq);
   }
 
   /** The first page, fetched (with this list's filter, after=0) along with the run. */
   seed(page) {
+    this.counted(page);
     this.take(page);
   }
 
@@ -242,36 +321,19 @@ export class SequentialEvents {
     this.onChange();
   }
 
-  flushMarkers(beforeSeq) {
-    while (this.markers.length && this.markers[0].seq < beforeSeq) this.rows.push(this.markers.shift());
-  }
-
-  push(event) {
-    if (event.seq <= this.lastSeq) return;
-    this.flushMarkers(event.seq);
-    this.rows.push(event);
-    this.lastSeq = event.seq;
-    this.after = Math.max(this.after, event.seq);
-  }
-
   /** A live event; true if it adds a row. */
   append(event) {
     const isMarker = markerOf(event.type) !== null;
-    if (matches(this.filter, event)) {
-      // Until the pages reach the end, they will bring it.
-      if (!this.done) return false;
-      const before = this.rows.length;
-      this.push(event);
-      return this.rows.length > before;
-    }
-    if (!isMarker) return false;
-    const row = { ...event, marker: true };
-    if (this.done) {
-      this.rows.push(row);
-      return true;
-    }
-    this.markers.push(row);
-    return false;
+    const matching = matches(this.filter, event);
+    if (!matching && !isMarker) return false;
+    if (!matching) this.markers.push({ ...event, marker: true });
+    // Until the pages reach the end, they will bring it.
+    if (!this.done || event.seq <= this.lastSeq) return false;
+    this.rows.push(matching ? event : { ...event, marker: true });
+    this.lastSeq = event.seq;
+    if (!this.firstSeq) this.firstSeq = event.seq;
+    if (matching && this.total !== null && this.totalExact) this.total += 1;
+    return true;
   }
 
   destroy() {

@@ -11,6 +11,7 @@ import { UNIT_STATUSES } from "./units.js";
 
 const INSET = 12; // text inside a node's box, either side
 const LARGE = 12; // nodes above which the graph takes the room it needs, the events below
+const PLANNED = "planned"; // a dry run's units (not a unit status: nothing ran)
 
 const clip = (text, n) => (text.length > n ? `${text.slice(0, Math.max(1, n - 1))}…` : text);
 
@@ -66,11 +67,12 @@ export class GraphView {
   /**
    * `onSelect(unitId)` is called when a node is clicked (or Enter is pressed
    * on it); `laid`: the graph's layout, if made already (the compare page
-   * draws two graphs with one).
+   * draws two graphs with one); `dryRun`: nothing ran, units are "planned".
    */
-  constructor(root, graph, { onSelect, laid = null }) {
+  constructor(root, graph, { onSelect, laid = null, dryRun = false }) {
     this.root = root;
     this.onSelect = onSelect;
+    this.dryRun = dryRun;
     this.selected = null;
     this.nodes = new Map(); // id → {group, title, name, meta, cost, progress, bar, key}
     this.edges = []; // {path, from, to}
@@ -201,9 +203,12 @@ export class GraphView {
 
   /** Recolor nodes from the unit states (cheap when nothing changed). */
   update(units, runStatus) {
-    const counts = Object.fromEntries(UNIT_STATUSES.map((st) => [st, 0]));
+    const counts = Object.fromEntries([...UNIT_STATUSES, PLANNED].map((st) => [st, 0]));
     for (const [id, node] of this.nodes) {
-      const { status, done, tasks, usage } = units.view(id, runStatus);
+      const shown = units.view(id, runStatus);
+      const { done, tasks, usage } = shown;
+      // A dry run ran nothing: its units were planned, not left pending or stopped.
+      const status = this.dryRun ? PLANNED : shown.status;
       counts[status] += 1;
       const used = usage && usage.attempts ? usage : null;
       const spend = used ? `${used.attempts}|${used.cost_usd}|${used.tool_calls}` : "";
@@ -227,9 +232,11 @@ export class GraphView {
   }
 
   drawLegend(counts) {
-    const items = UNIT_STATUSES.filter((st) => counts[st] > 0).map((st) =>
-      h("span", { class: `legend-item status-${st}` }, h("i", { class: "swatch" }), `${st} ${counts[st]}`),
-    );
+    const items = [...UNIT_STATUSES, PLANNED]
+      .filter((st) => counts[st] > 0)
+      .map((st) =>
+        h("span", { class: `legend-item status-${st}` }, h("i", { class: "swatch" }), `${st} ${counts[st]}`),
+      );
     put(this.legend, ...items);
   }
 

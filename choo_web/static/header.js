@@ -7,7 +7,7 @@ import { append, h, put } from "./dom.js";
 import { markerOf } from "./eventtypes.js";
 import { clock, count, dateTime, duration, millis, tokens, usd, usdTitle } from "./format.js";
 import { link } from "./state.js";
-import { notRecordedTag, statusBadge } from "./widgets.js";
+import { notRecordedTag, plannedUnits, runBadge } from "./widgets.js";
 
 export class RunHeader {
   /** `onMarker(seq)` is called when a stop/resume marker is clicked. */
@@ -71,13 +71,15 @@ export class RunHeader {
     const done = running
       ? units.counts(run.status)
       : { completed: run.completed_units, failed: run.failed_units, blocked: run.blocked_units };
-    put(
-      this.stats.units,
-      h("span", { class: "n-done", title: "completed", text: `✓ ${done.completed}` }),
-      h("span", { class: "n-failed", title: "failed", text: `✗ ${done.failed}` }),
-      h("span", { class: "n-blocked", title: "blocked", text: `⊘ ${done.blocked}` }),
-      h("span", { class: "muted", text: ` of ${run.total_units}` }),
-    );
+    if (run.dry_run) put(this.stats.units, plannedUnits(run));
+    else
+      put(
+        this.stats.units,
+        h("span", { class: "n-done", title: "completed", text: `✓ ${done.completed}` }),
+        h("span", { class: "n-failed", title: "failed", text: `✗ ${done.failed}` }),
+        h("span", { class: "n-blocked", title: "blocked", text: `⊘ ${done.blocked}` }),
+        h("span", { class: "muted", text: ` of ${run.total_units}` }),
+      );
     this.stats.tookLabel.textContent = running ? "running for" : "duration";
     this.stats.took.textContent = duration(took);
     this.stats.events.textContent = count(run.event_count);
@@ -142,8 +144,7 @@ export class RunHeader {
         "div",
         { class: "run-title" },
         h("h1", { class: "run-id", text: run.id }),
-        statusBadge(run.status),
-        run.dry_run ? h("span", { class: "tag", text: "dry run" }) : null,
+        runBadge(run),
         notRecordedTag(run),
         run.history === false
           ? null

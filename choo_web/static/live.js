@@ -9,7 +9,7 @@ import { UNIT_FINISHED, unitStatusOf } from "./eventtypes.js";
 import { basename, count, duration, millis, timeOfDay } from "./format.js";
 import { RunView } from "./run.js";
 import { link, navigate } from "./state.js";
-import { message, notRecordedTag, statusBadge } from "./widgets.js";
+import { message, notRecordedTag, runBadge } from "./widgets.js";
 
 const RECENT = 6;
 
@@ -74,7 +74,7 @@ class Card {
         "div",
         { class: "rc-top" },
         h("span", { class: "rc-id", text: run.id }),
-        h("span", { class: "rc-tags" }, notRecordedTag(run), statusBadge(run.status)),
+        h("span", { class: "rc-tags" }, notRecordedTag(run), runBadge(run)),
       ),
       h("div", {
         class: "rc-repo muted",

@@ -58,29 +58,33 @@ export class RunView {
     const id = this.state.run;
     const signal = this.controller.signal;
     const { type, unit } = this.filter;
-    // Everything a run view needs, asked for at once; errors are dealt with below.
+    // One request says whether there is such a run (and brings its first
+    // events); then the rest, at once.
     const urls = runRequests(id, { type, unit }, this.live);
-    const first = getJSON(urls.first, {}, { signal })
-      .then((page) => ({ ...page, type, unit }))
-      .catch((e) => e);
-    const graph = urls.graph ? getJSON(urls.graph, {}, { signal }).catch((e) => e) : null;
-    const git = getJSON(urls.git, {}, { signal }).catch((e) => e);
-    this.loadUnits();
-    let run;
+    let view;
     try {
-      run = await getJSON(urls.detail, {}, { signal });
+      view = await getJSON(urls.view, {}, { signal });
     } catch (error) {
       if (error.name !== "AbortError") this.failed(error);
       return;
     }
     if (this.destroyed) return;
+    if (!view.run) {
+      this.failed(new ApiError(view.error.status, view.error.code, view.error.message));
+      return;
+    }
+    const graph = urls.graph ? getJSON(urls.graph, {}, { signal }).catch((e) => e) : null;
+    const git = getJSON(urls.git, {}, { signal }).catch((e) => e);
+    this.loadUnits();
+    const run = view.run;
     this.run = run;
     document.title = `${run.id} · choo`;
     this.build();
     git.then((found) => this.showGit(found));
-    this.makeList(await first);
+    this.makeList({ ...view.events, type, unit });
     this.loadGraph(graph);
     if (run.status === "running") this.follow();
+    else this.watchForResume();
     this.ticker = setInterval(() => this.run.status === "running" && this.renderHead(), 1000);
     this.showTask();
   }
@@ -301,7 +305,7 @@ export class RunView {
   /** A new list for the filter; `first` is its first page if already fetched (or an error). */
   makeList(first = null) {
     this.list?.destroy();
-    const changed = () => this.changed();
+    const changed = (info) => this.changed(info);
     const { type, unit } = this.filter;
     const dense = !type && !unit && this.run.event_count === this.run.last_seq;
     this.list = dense
@@ -323,7 +327,9 @@ export class RunView {
     this.timeline.scrollToSeq(seq);
   }
 
-  changed() {
+  /** The list got rows; `info.shift`: that many were put above the ones in view. */
+  changed(info = null) {
+    if (info && info.shift) this.timeline.shift(info.shift);
     this.timeline.render();
     this.renderCount();
   }
@@ -334,9 +340,14 @@ export class RunView {
       this.countLabel.textContent = plural(list.length, "event");
     } else {
       const n = list.count;
-      this.countLabel.textContent = list.complete
-        ? `${plural(n, "matching event")}`
-        : `${count(n)}+ matching events (loading as you scroll)`;
+      if (list.total !== null)
+        this.countLabel.textContent = list.totalExact
+          ? plural(n, "matching event")
+          : `${count(n)}+ matching events`;
+      else
+        this.countLabel.textContent = list.complete
+          ? `${plural(n, "matching event")}`
+          : `${count(n)}+ matching events (loading as you scroll)`;
     }
   }
 
@@ -417,6 +428,7 @@ export class RunView {
     }
     this.units.plan(graph.nodes);
     this.graph = new GraphView(this.graphBody, graph, {
+      dryRun: this.run.dry_run,
       onSelect: (id) => navigate({ unit: this.filter.unit === id ? null : id, event: null }),
     });
     this.graph.update(this.units, this.run.status);
@@ -468,6 +480,35 @@ export class RunView {
       end: (detail) => this.onEnd(detail),
       closed: () => this.run.history === false && this.checkGone(),
     });
+  }
+
+  /**
+   * A stopped or failed run can be resumed (`choo resume`): until then the
+   * live feed says when it starts again, and the view follows it once more.
+   */
+  watchForResume() {
+    const run = this.run;
+    if (this.watcher || this.destroyed || run.dry_run || run.history === false) return;
+    if (run.status !== "stopped" && run.status !== "failed") return;
+    const started = (detail) => detail.id === this.run.id && this.resumed(detail);
+    this.watcher = openStream(() => url("/api/live", { repo: run.repo_path }), {
+      ready: (data) => data.runs.forEach(started),
+      "run.started": (data) => started(data.run),
+    });
+  }
+
+  /** The run started again: its new state, then its events from the last one shown. */
+  resumed(detail) {
+    this.watcher?.close();
+    this.watcher = null;
+    if (this.destroyed || this.stream) return;
+    const { last_seq, event_count, totals } = this.run;
+    // The stream brings the events after the last one shown, and counts them.
+    this.run = { ...detail, last_seq, event_count, totals: detail.totals || totals };
+    this.renderHead();
+    this.loadUnits();
+    this.graph?.update(this.units, detail.status);
+    this.follow();
   }
 
   /** A run that is not recorded is forgotten when it ends: its stream then answers 404. */
@@ -522,6 +563,7 @@ export class RunView {
     // How it landed; a run that was not recorded is forgotten as it ends (a 404).
     if (detail.history !== false) this.loadGit();
     this.graph?.update(this.units, detail.status);
+    this.watchForResume();
   }
 
   /** The daemon came back: a finished view stays; a live one has its stream. */
@@ -561,6 +603,8 @@ export class RunView {
     this.destroyed = true;
     this.controller.abort();
     this.stream?.close();
+    this.watcher?.close();
+    this.watcher = null;
     clearInterval(this.ticker);
     clearTimeout(this.graphTimer);
     clearTimeout(this.usageTimer);

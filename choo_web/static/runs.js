@@ -1,22 +1,25 @@
 // The History tab's run list: a page of runs, newest first, with a status
-// filter and cursor paging (the cursors of earlier pages ride in the URL's
-// "prev", so Newer works after a reload too).
+// filter and cursor paging. The URL holds only where the page is (`cursor`,
+// `before` or `oldest`); the API says what lies either side of it.
 
 import { getJSON } from "./api.js";
 import { RUNS_LIMIT, runsRequest } from "./boot.js";
 import { h, put } from "./dom.js";
 import { basename, count, dateTime, duration, usd, usdTitle } from "./format.js";
 import { link, navigate } from "./state.js";
-import { message, statusBadge } from "./widgets.js";
+import { message, plannedUnits, runBadge } from "./widgets.js";
 
 const STATUSES = ["running", "completed", "failed", "stopped"];
-const NO_CURSOR = "0"; // stands for "no cursor" in the prev list
+const AT_START = { cursor: null, before: null, oldest: null }; // the newest page
 
-function pages(state) {
-  return state.prev ? state.prev.split(",") : [];
+/** A pager link, or the same words disabled when there is nowhere to go. */
+function pagerLink(text, patch, rel = null) {
+  if (!patch) return h("span", { class: "button disabled", text });
+  return h("a", { class: "button", href: link({ ...AT_START, ...patch }), rel, text });
 }
 
 function unitCounts(run) {
+  if (run.dry_run) return plannedUnits(run);
   if (run.status === "running") return h("span", { class: "units muted", text: `${run.total_units} units` });
   return h(
     "span",
@@ -67,8 +70,7 @@ export class RunsView {
 
   render(page, limit) {
     const state = this.state;
-    const prev = pages(state);
-    const first = prev.length * limit + 1;
+    const first = page.newer + 1;
     const toolbar = h(
       "div",
       { class: "runs-toolbar" },
@@ -91,7 +93,7 @@ export class RunsView {
           "select",
           {
             class: "status-filter",
-            on: { change: (e) => navigate({ status: e.target.value || null, cursor: null, prev: null }) },
+            on: { change: (e) => navigate({ status: e.target.value || null, ...AT_START }) },
           },
           h("option", { value: "", text: "any" }),
           STATUSES.map((st) => h("option", { value: st, text: st, selected: st === state.status })),
@@ -109,7 +111,7 @@ export class RunsView {
             "p",
             {},
             h("a", {
-              href: link({ status: null, cursor: null, prev: null }),
+              href: link({ status: null, ...AT_START }),
               text: "Show runs of any status",
             }),
           )
@@ -145,7 +147,7 @@ export class RunsView {
         h("td", { class: "pick" }, this.pickBox(run)),
         h("td", { class: "run-id" }, h("a", { href, text: run.id })),
         showRepo ? h("td", { class: "repo", title: run.repo_path, text: basename(run.repo_path) }) : null,
-        h("td", {}, statusBadge(run.status)),
+        h("td", {}, runBadge(run)),
         h("td", {}, unitCounts(run)),
         h("td", { title: run.started_at, text: dateTime(run.started_at) }),
         h("td", { class: "num", text: run.status === "running" ? "running" : duration(run.duration_ms) }),
@@ -155,7 +157,7 @@ export class RunsView {
           text: usd(run.cost_usd || null, run.cost_estimated),
         }),
         h("td", { class: "num", text: run.resume_count ? String(run.resume_count) : "—" }),
-        h("td", {}, run.dry_run ? h("span", { class: "tag", text: "dry run" }) : null),
+        h("td", {}),
       ];
       return h(
         "tr",
@@ -170,25 +172,18 @@ export class RunsView {
       );
     });
     const last = first + page.runs.length - 1;
-    const newer = prev.length
-      ? h("a", {
-          class: "button",
-          href: link({
-            cursor: prev.at(-1) === NO_CURSOR ? null : prev.at(-1),
-            prev: prev.slice(0, -1).join(",") || null,
-          }),
-          rel: "prev",
-          text: "‹ Newer",
-        })
-      : h("span", { class: "button disabled", text: "‹ Newer" });
-    const older = page.next_cursor
-      ? h("a", {
-          class: "button",
-          href: link({ cursor: page.next_cursor, prev: [...prev, state.cursor || NO_CURSOR].join(",") }),
-          rel: "next",
-          text: "Older ›",
-        })
-      : h("span", { class: "button disabled", text: "Older ›" });
+    const newer = page.prev_cursor !== null;
+    const older = page.next_cursor !== null;
+    const pager = [
+      pagerLink("« Newest", newer && {}, "first"),
+      pagerLink("‹ Newer", newer && { before: page.prev_cursor }, "prev"),
+      h("span", {
+        class: "page-info",
+        text: `${count(first)}–${count(last)} of ${count(page.total)} runs · page ${Math.ceil(last / limit)}`,
+      }),
+      pagerLink("Older ›", older && { cursor: page.next_cursor }, "next"),
+      pagerLink("Oldest »", older && { oldest: "1" }, "last"),
+    ];
     put(
       this.root,
       h(
@@ -200,16 +195,7 @@ export class RunsView {
           { class: "card table-card" },
           h("table", { class: "runs-table" }, h("thead", {}, head), h("tbody", {}, rows)),
         ),
-        h(
-          "nav",
-          { class: "pager" },
-          newer,
-          h("span", {
-            class: "page-info",
-            text: `${count(first)}–${count(last)} of ${count(page.total)} runs · page ${prev.length + 1}`,
-          }),
-          older,
-        ),
+        h("nav", { class: "pager" }, pager),
       ),
     );
   }

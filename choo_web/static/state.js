@@ -3,7 +3,9 @@
 //
 //   tab     live | history | tasks (a repository's tasks across its runs)
 //   repo    a repository path (absent: all repositories)
-//   status  run list filter          cursor, prev, limit: run list paging
+//   status  run list filter          limit: run list page size
+//   cursor  run list position: the page after it; before: the page before it;
+//           oldest=1: the last page (only the current position, never a trail)
 //   run     the run shown            type, unit: its event filters
 //   event   the seq of the event whose payload is open
 //   pane    "tasks": the run's task list in place of its events; "lanes": its lanes
@@ -12,7 +14,7 @@
 
 export const TABS = ["live", "history", "tasks", "compare"];
 export const KEYS = [
-  ...["repo", "status", "limit", "cursor", "prev"],
+  ...["repo", "status", "limit", "cursor", "before", "oldest"],
   ...["run", "type", "unit", "event", "pane", "task"],
   ...["a", "b"],
 ];

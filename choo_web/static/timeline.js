@@ -342,9 +342,12 @@ export class Timeline {
       PageDown: page,
       PageUp: -page,
       Home: -Infinity,
-      End: Infinity,
     };
-    if (event.key in moves) {
+    if (event.key === "End") {
+      event.preventDefault();
+      this.viewport.classList.add("keys");
+      this.toLast();
+    } else if (event.key in moves) {
       event.preventDefault();
       this.viewport.classList.add("keys");
       const from = this.cursor < 0 ? 0 : this.cursor;
@@ -413,10 +416,28 @@ export class Timeline {
     return v.scrollTop + v.clientHeight >= v.scrollHeight - ROW_H;
   }
 
-  scrollToEnd() {
-    this.render();
+  /** To the last row; a list loaded page by page first fetches its last page. */
+  async scrollToEnd() {
+    const list = this.list;
+    if (list && list.toEnd) await list.toEnd();
+    if (list !== this.list) return;
+    this.sizer.style.height = `${this.heights(this.openIndex()).physical}px`;
     this.viewport.scrollTop = this.viewport.scrollHeight;
     this.render();
+  }
+
+  /** End: the cursor to the last matching event, however many are not loaded yet. */
+  async toLast() {
+    const list = this.list;
+    await this.scrollToEnd();
+    if (list !== this.list || !list.length) return;
+    this.moveCursor(list.length - 1);
+  }
+
+  /** Rows were put before the ones in view: keep those where they are. */
+  shift(rows) {
+    if (!rows) return;
+    this.viewport.scrollTop += rows * ROW_H;
   }
 
   /** Rows were added at the end: follow them if the user was at the end. */

@@ -4,10 +4,12 @@
 Builds a history of --runs runs and --events events straight into a fresh
 CHOO_HOME's history.db with the store's write functions (big transactions),
 starts a real daemon on it, and times sequential HTTP requests (httpx) of:
-  - a page of the run list (newest first), and one deep in it (by cursor),
+  - a page of the run list (newest first), one deep in it (by cursor), and
+    the oldest page (oldest=1),
   - the first events page of the biggest run,
   - the deepest events page of that run (after = last seq - limit),
   - a filtered events page (type prefix "task." and one unit), first and deep,
+    and the last page of a filter (before=), each with its count of matches,
   - the roll-ups of a run of --rollup-events events (its own repository):
     per unit (/units), per task and attempt (/tasks), and one task with its
     tool calls (/tasks?unit=&task=),
@@ -326,12 +328,21 @@ def report(web: str, requests: int, home: Home) -> None:
             ("run list, first page (50)", "/api/history/runs?limit=50"),
             ("run list, deep page (cursor)", f"/api/history/runs?limit=50&cursor={cursor}"),
             ("run list, status=failed", "/api/history/runs?limit=50&status=failed"),
+            ("run list, oldest page", "/api/history/runs?limit=50&oldest=1"),
             ("events, first page", f"{events}?limit={LIMIT}"),
             ("events, deepest page", f"{events}?limit={LIMIT}&after={last - LIMIT}"),
             ("filtered (task. + unit), first", f"{events}?limit={LIMIT}&type=task.&unit=unit-03"),
             (
                 "filtered (task. + unit), deep",
                 f"{events}?limit={LIMIT}&type=task.&unit=unit-03&after={last - 20 * LIMIT}",
+            ),
+            (
+                "filtered (task.), last (before)",
+                f"{events}?limit={LIMIT}&type=task.&before={last + 1}",
+            ),
+            (
+                "filtered (task. + unit), last",
+                f"{events}?limit={LIMIT}&type=task.&unit=unit-03&before={last + 1}",
             ),
             ("roll-ups: run detail (totals)", rollups),
             ("roll-ups: per unit", f"{rollups}/units"),

@@ -72,8 +72,8 @@ def test_status_filter_and_cursor_paging_live_in_the_url(page: Page, writer: Wri
     page.goto(f"/#/history?repo={quote(repo)}&limit=2")
     assert runs_on_page(page) == newest_first[:2]
     expect(page.locator(".page-info")).to_have_text("1–2 of 5 runs · page 1")
-    expect(page.locator(f"tr[data-run='{ids[4]}'] .tag")).to_have_text("dry run")
-    expect(page.locator(f"tr[data-run='{ids[3]}'] .tag")).to_have_count(0)
+    expect(page.locator(f"tr[data-run='{ids[4]}'] .badge")).to_have_text("dry run")
+    expect(page.locator(f"tr[data-run='{ids[3]}'] .badge")).to_have_text("stopped")
     # Started is shown in local time (the browser's zone here is the machine's).
     local = page.evaluate(
         "iso => { const d = new Date(iso); const p = n => String(n).padStart(2, '0');"
@@ -118,3 +118,68 @@ def test_empty_history_says_how_to_start(page: Page) -> None:
     expect(page.locator(".runs")).to_contain_text("choo run specs/tasks")
     # A repository nobody ran anything in still shows in the picker, as picked.
     expect(page.locator("#repo")).to_have_value("/srv/never-run")
+
+
+def test_a_dry_run_looks_like_one(page: Page, writer: Writer) -> None:
+    """Not "completed ✓ 0/6": the list, the header and the graph say it was planned, not run."""
+    run = FakeRun(writer, "run_20260302_100000_dryr", "/srv/dry", dry_run=True).start()
+    run.send([run.event("orch.started", units=6, parallelism=2)])
+    run.complete("completed")
+
+    page.goto(f"/#/history?repo={quote('/srv/dry')}")
+    row = page.locator(f"tr[data-run='{run.run_id}']")
+    expect(row.locator(".badge")).to_have_text("dry run")
+    expect(row.locator(".units")).to_have_text("6 planned")
+    expect(row).not_to_contain_text("✓")
+
+    row.locator("a").click()
+    expect(page.locator(".run-head .badge")).to_have_text("dry run")
+    expect(page.locator(".run-head .stat", has_text="units")).to_contain_text("6 planned")
+    expect(page.locator(".run-head")).not_to_contain_text("✓")
+    expect(page.locator("g.node[data-status='planned']")).to_have_count(6)
+    expect(page.locator("g.node[data-unit='config'] .node-meta")).to_have_text("planned")
+    expect(page.locator(".legend")).to_have_text("planned 6")
+
+
+def test_the_run_list_jumps_to_either_end_and_its_url_stays_short(
+    page: Page, writer: Writer
+) -> None:
+    repo = "/srv/many-pages"
+    base = datetime(2026, 2, 1, 8, 0, tzinfo=UTC)
+    ids = []
+    for n in range(41):
+        run = FakeRun(
+            writer, f"run_20260201_{n:06d}_many", repo, started=base + timedelta(minutes=n)
+        )
+        run.start(graph=False)
+        run.complete("completed")
+        ids.append(run.run_id)
+    newest_first = ids[::-1]
+
+    page.goto(f"/#/history?repo={quote(repo)}&limit=2")
+    expect(page.locator(".page-info")).to_have_text("1–2 of 41 runs · page 1")
+    expect(page.get_by_role("link", name="« Newest")).to_have_count(0)
+    lengths = []
+    for n in range(2, 16):
+        page.get_by_role("link", name="Older ›").click()
+        expect(page.locator(".page-info")).to_have_text(
+            f"{2 * n - 1}–{2 * n} of 41 runs · page {n}"
+        )
+        lengths.append(len(page.url))
+    assert runs_on_page(page) == newest_first[28:30]
+    # Only the current position is in the URL: it does not grow with the pages.
+    assert max(lengths) == min(lengths) and max(lengths) < 250, lengths
+
+    page.get_by_role("link", name="Oldest »").click()
+    expect(page.locator(".page-info")).to_have_text("40–41 of 41 runs · page 21")
+    assert runs_on_page(page) == newest_first[-2:]
+    expect(page.get_by_role("link", name="Older ›")).to_have_count(0)
+    page.get_by_role("link", name="‹ Newer").click()
+    expect(page.locator(".page-info")).to_have_text("38–39 of 41 runs · page 20")
+    assert runs_on_page(page) == newest_first[37:39]
+    page.reload()  # the position is in the URL
+    expect(page.locator(".page-info")).to_have_text("38–39 of 41 runs · page 20")
+
+    page.get_by_role("link", name="« Newest").click()
+    expect(page.locator(".page-info")).to_have_text("1–2 of 41 runs · page 1")
+    assert runs_on_page(page) == newest_first[:2]

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from playwright.sync_api import Page, Request, expect
 
-from tests.browser.support import FakeRun, Writer, big_run_events, send_many
+from tests.browser.support import FakeRun, Site, Writer, big_run_events, send_many
 from tests.conftest import Summary
 
 EVENTS = 100_000
@@ -94,3 +94,41 @@ def test_100k_event_run_opens_with_few_rows_in_the_dom(
     assert page.locator(".ev").count() <= MAX_ROWS
     # Pages were fetched for what was looked at only.
     assert sum(fetched) <= 6000, len(fetched)
+
+
+def test_latest_and_end_reach_the_end_of_a_filtered_view_at_once(
+    page: Page, big_run: str, site: Site
+) -> None:
+    events = f"/api/history/runs/{big_run}/events"
+    last = site.get_json(events, type="task.", before=EVENTS + 1, limit=1)
+    (final,) = last["events"]
+    pages: list[str] = []
+    page.on("request", lambda r: "/events" in r.url and "type=" in r.url and pages.append(r.url))
+
+    page.goto(f"/#/history?run={big_run}&type=task.")
+    expect(page.locator(".ev[data-seq]").first).to_be_visible()
+    # The count is the API's (a lower bound past its cap), before anything is scrolled.
+    plus = "" if last["total_exact"] else "+"
+    expect(page.locator(".tl-count")).to_have_text(f"{last['total']:,}{plus} matching events")
+
+    page.get_by_role("button", name="Latest ↓").click()
+    expect(page.locator(f".ev[data-seq='{final['seq']}']")).to_be_visible()
+    assert len(pages) <= 3, pages  # the first page, the last one: no walk through the rest
+    assert len(rows(page)) <= MAX_ROWS
+
+    # Scrolling up from the end loads the pages before it, in seq order.
+    viewport = page.locator(".tl-viewport")
+    viewport.evaluate("v => { v.scrollTop = 0 }")
+    expect(page.locator(".ev.loading")).to_have_count(0)
+    seqs = rows(page)
+    assert seqs == sorted(seqs) and max(seqs) < final["seq"], seqs
+
+    # End from the top of a fresh view: at once too.
+    page.goto(f"/#/history?run={big_run}&type=task.&unit=u00")
+    expect(page.locator(".ev[data-seq]").first).to_be_visible()
+    unit_last = site.get_json(events, type="task.", unit="u00", before=EVENTS + 1, limit=1)
+    viewport.focus()
+    before = len(pages)
+    page.keyboard.press("End")
+    expect(page.locator(f".ev[data-seq='{unit_last['events'][0]['seq']}']")).to_be_visible()
+    assert len(pages) - before <= 1, pages[before:]

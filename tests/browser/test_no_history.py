@@ -70,7 +70,9 @@ def test_a_run_without_history_is_followed_live_then_gone(
         assert get_json(site, f"/api/history/runs?{query}") == {
             "runs": [],
             "next_cursor": None,
+            "prev_cursor": None,
             "total": 0,
+            "newer": 0,
         }
 
         (repo.root / "go.txt").write_text("go\n")

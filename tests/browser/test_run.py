@@ -175,10 +175,17 @@ def test_stop_and_resume_are_marked(page: Page, writer: Writer) -> None:
     assert len(before) == 2  # config's two tasks, then the boundary
 
 
-def test_unknown_run_says_so(page: Page, page_errors: PageErrors) -> None:
-    page_errors.allowed.append("status of 404")  # the browser logs the API's 404
+def test_unknown_run_says_so_after_one_request(page: Page, page_errors: PageErrors) -> None:
+    asked: list[str] = []
+    page.on("request", lambda r: "/api/" in r.url and asked.append(r.url))
     page.goto("/#/history?run=run_20990101_000000_none")
     expect(page.locator(".notice h2")).to_have_text("Run not found")
     expect(page.locator(".notice")).to_contain_text("run_20990101_000000_none")
+    page.wait_for_load_state("networkidle")
+    # One request for the run (the repository picker asks for its list on every page).
+    run_requests = [url for url in asked if "/api/repos" not in url]
+    (only,) = run_requests
+    assert "/api/view/run?run=run_20990101_000000_none" in only, only
+    # No console errors: the fixture fails the test on any (the browser logs a 404 as one).
     page.get_by_role("link", name="← Back to runs").click()
     expect(page).to_have_url(re.compile(r"#/history$"))

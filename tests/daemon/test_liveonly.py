@@ -59,3 +59,16 @@ def test_stop_and_resume_markers_are_counted_as_they_arrive() -> None:
     ]
     assert live.summary["resume_count"] == 1
     assert live.detail()["history"] is False
+
+
+def test_pages_back_and_the_count_as_the_store_gives_them() -> None:
+    live = run(keep=100)
+    for s in range(1, 21):
+        live.add(row(s, "task.started" if s % 2 else "unit.started"))
+    last = live.events_page(type="task.", unit=None, after=0, limit=3, before=10**9, count=True)
+    assert [e["seq"] for e in last["events"]] == [15, 17, 19]
+    assert (last["next_after"], last["prev_before"]) == (None, 15)
+    assert (last["total"], last["total_exact"]) == (10, True)
+    back = live.events_page(type="task.", unit=None, after=0, limit=3, before=15)
+    assert [e["seq"] for e in back["events"]] == [9, 11, 13]
+    assert (back["next_after"], back["prev_before"], back["total"]) == (13, 9, None)

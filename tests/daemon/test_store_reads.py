@@ -31,6 +31,7 @@ from choo_daemon.store import (
     mark_stopped,
     open_read_connection,
     open_write_connection,
+    reads,
     resolve_run_id,
     run_events,
     store_graph,
@@ -188,7 +189,13 @@ def test_run_list_parameters_are_checked(reader: apsw.Connection) -> None:
     for limit in (0, 501):
         with pytest.raises(BadParameter, match="limit"):
             list_runs(reader, limit=limit)
-    assert list_runs(reader, limit=500) == {"runs": [], "next_cursor": None, "total": 0}
+    assert list_runs(reader, limit=500) == {
+        "runs": [],
+        "next_cursor": None,
+        "prev_cursor": None,
+        "total": 0,
+        "newer": 0,
+    }
 
 
 def test_a_run_has_every_field(writer: apsw.Connection, reader: apsw.Connection) -> None:
@@ -300,6 +307,49 @@ def test_list_repos_newest_first_with_counts(
         {"repo_path": "/a", "run_count": 60, "last_started_at": last},  # run_119
         {"repo_path": "/b", "run_count": 60, "last_started_at": last},  # run_118, same minute
     ]
+
+
+def _ids(page: Any) -> list[str]:
+    return [run["id"] for run in page["runs"]]
+
+
+@pytest.mark.parametrize("filters", [{}, {"repo": "/a"}, {"status": "failed"}])
+@pytest.mark.parametrize("limit", [1, 7, 50])
+def test_run_pages_go_back_from_the_oldest_to_the_newest(
+    reader: apsw.Connection,
+    many_runs: list[tuple[str, str, str, str]],
+    filters: dict[str, Any],
+    limit: int,
+) -> None:
+    newest_first, total = _all_pages(reader, limit, **filters)
+    page = list_runs(reader, limit=limit, oldest=True, **filters)
+    assert _ids(page) == newest_first[-limit:] and page["next_cursor"] is None
+    assert page["newer"] == total - len(page["runs"])
+    walked = _ids(page)
+    while page["prev_cursor"] is not None:
+        page = list_runs(reader, limit=limit, before=page["prev_cursor"], **filters)
+        assert len(page["runs"]) == limit
+        # Each page says where it is, and leads on both ways.
+        assert _ids(page) == newest_first[page["newer"] : page["newer"] + limit]
+        assert page["next_cursor"] is not None
+        walked = _ids(page) + [i for i in walked if i not in _ids(page)]
+    assert page["newer"] == 0
+    assert walked == newest_first
+
+
+def test_a_page_before_the_newest_runs_is_the_first_page(
+    reader: apsw.Connection, many_runs: list[tuple[str, str, str, str]]
+) -> None:
+    first = list_runs(reader, limit=10)
+    assert first["prev_cursor"] is None and first["newer"] == 0
+    second = list_runs(reader, limit=10, cursor=first["next_cursor"])
+    assert second["newer"] == 10 and second["prev_cursor"] is not None
+    # From a position 3 runs down, the page before holds the newest 10, not 3.
+    three = list_runs(reader, limit=3)
+    near = list_runs(reader, limit=10, before=three["next_cursor"])
+    assert _ids(near) == _ids(first) and near["newer"] == 0
+    with pytest.raises(BadParameter, match="only one"):
+        list_runs(reader, cursor=first["next_cursor"], oldest=True)
 
 
 def test_list_repos_order_follows_the_latest_run(
@@ -461,6 +511,113 @@ def test_event_page_parameters_are_checked(
         run_events(reader, "ghost")
 
 
+def _walk_back(conn: apsw.Connection, limit: int, **filters: Any) -> list[int]:
+    """Every matching seq, paging backward from the end with ``before``."""
+    pages: list[list[int]] = []
+    before = filters.pop("before", N_EVENTS + 1)
+    while True:
+        page = run_events(conn, "run_1", before=before, limit=limit, **filters)
+        seqs = [event["seq"] for event in page["events"]]
+        assert seqs == sorted(seqs) and len(seqs) <= limit
+        pages.append(seqs)
+        if page["prev_before"] is None:
+            return [seq for chunk in reversed(pages) for seq in chunk]
+        assert len(seqs) == limit and page["prev_before"] == seqs[0]
+        before = page["prev_before"]
+
+
+@pytest.mark.parametrize(
+    ("filters", "keep"),
+    [
+        ({}, lambda r: True),
+        ({"type": "task.started"}, lambda r: r[3] == "task.started"),
+        ({"type": "task."}, lambda r: r[3].startswith("task.")),
+        ({"type": "nothing."}, lambda r: False),
+        ({"unit": "u2"}, lambda r: r[4] == "u2"),
+        ({"unit": "u1", "type": "task."}, lambda r: r[4] == "u1" and r[3].startswith("task.")),
+        ({"before": 151, "type": "task."}, lambda r: r[1] < 151 and r[3].startswith("task.")),
+        ({"before": 1}, lambda r: False),
+    ],
+)
+@pytest.mark.parametrize("limit", [1, 7, 100])
+def test_pages_back_from_before_cover_every_match_once_in_seq_order(
+    reader: apsw.Connection,
+    events_run: list[EventRow],
+    filters: dict[str, Any],
+    keep: Any,
+    limit: int,
+) -> None:
+    expected = [row[1] for row in events_run if keep(row)]
+    assert _walk_back(reader, limit, **filters) == expected
+
+
+def test_the_last_page_of_a_filter_comes_at_once_with_links_both_ways(
+    reader: apsw.Connection, events_run: list[EventRow]
+) -> None:
+    matching = [r[1] for r in events_run if r[3].startswith("task.") and r[4] == "u1"]
+    page = run_events(reader, "run_1", type="task.", unit="u1", before=N_EVENTS + 1, limit=5)
+    assert [e["seq"] for e in page["events"]] == matching[-5:]
+    assert page["next_after"] is None  # nothing matches after the last page
+    assert page["prev_before"] == matching[-5]
+    # One page back from the middle links forward again, and back.
+    middle = run_events(reader, "run_1", type="task.", unit="u1", before=matching[10], limit=3)
+    assert [e["seq"] for e in middle["events"]] == matching[7:10]
+    assert middle["next_after"] == matching[9] and middle["prev_before"] == matching[7]
+    # A forward page after the start knows that events precede it.
+    ahead = run_events(reader, "run_1", type="task.", unit="u1", after=matching[3], limit=2)
+    assert ahead["prev_before"] == matching[4]
+    first = run_events(reader, "run_1", type="task.", unit="u1", limit=2)
+    assert first["prev_before"] is None
+
+
+@pytest.mark.parametrize(
+    ("filters", "keep"),
+    [
+        ({}, lambda r: True),
+        ({"type": "task.started"}, lambda r: r[3] == "task.started"),
+        ({"type": "task."}, lambda r: r[3].startswith("task.")),
+        ({"type": "task"}, lambda r: False),
+        ({"unit": "u2"}, lambda r: r[4] == "u2"),
+        ({"unit": "u2", "type": "task.retry"}, lambda r: r[4] == "u2" and r[3] == "task.retry"),
+        ({"unit": "u1", "type": "task."}, lambda r: r[4] == "u1" and r[3].startswith("task.")),
+    ],
+)
+def test_the_count_is_of_the_matching_events_in_the_whole_run(
+    reader: apsw.Connection, events_run: list[EventRow], filters: dict[str, Any], keep: Any
+) -> None:
+    expected = sum(1 for row in events_run if keep(row))
+    for where in ({"after": 0}, {"after": 200}, {"before": 50}):
+        page = run_events(reader, "run_1", limit=3, count=True, **where, **filters)
+        assert (page["total"], page["total_exact"]) == (expected, True)
+    # Without count (the stream's backlog pages), none is made.
+    page = run_events(reader, "run_1", limit=3, **filters)
+    assert (page["total"], page["total_exact"]) == (None, None)
+
+
+def test_a_count_past_the_cap_stops_and_says_so(
+    reader: apsw.Connection, events_run: list[EventRow], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reads, "COUNT_CAP", 40)
+    monkeypatch.setattr(reads, "LOOKUP_CAP", 40)
+    many = run_events(reader, "run_1", type="task.", count=True)
+    assert (many["total"], many["total_exact"]) == (40, False)
+    # A filter no index answers alone reads at most the cap's rows: a lower bound.
+    both = [r for r in events_run if r[3] == "task.retry" and r[4] == "u2"]
+    some = run_events(reader, "run_1", type="task.retry", unit="u2", count=True)
+    assert some["total_exact"] is False and 0 < some["total"] < len(both)
+    monkeypatch.setattr(reads, "LOOKUP_CAP", N_EVENTS)
+    every = run_events(reader, "run_1", type="task.retry", unit="u2", count=True)
+    assert (every["total"], every["total_exact"]) == (len(both), True)
+    # The whole run's count is kept as events are written: always exact.
+    assert run_events(reader, "run_1", count=True)["total"] == N_EVENTS
+
+
+def test_before_must_be_a_seq(reader: apsw.Connection, events_run: list[EventRow]) -> None:
+    for before in (0, -3):
+        with pytest.raises(BadParameter, match="before"):
+            run_events(reader, "run_1", before=before)
+
+
 # --- query plans ----------------------------------------------------------------
 
 
@@ -509,6 +666,10 @@ def test_event_pages_seek_on_an_index_without_sorting(
         assert "SCAN" not in text and "TEMP B-TREE" not in text, text
     seeks = [plan for sql, plan in plans if "ORDER BY seq" in sql]
     assert seeks and all("seq>?" in " | ".join(plan) for plan in seeks)
+    backward = _plans_of(reader, lambda: run_events(reader, "run_1", before=200, **filters))
+    for sql, plan in backward:
+        text = " | ".join(plan)
+        assert "SCAN" not in text and "TEMP B-TREE" not in text, (sql, text)
 
 
 @pytest.mark.parametrize(
@@ -523,4 +684,10 @@ def test_run_pages_seek_on_an_index_without_sorting(
     assert len(page_plans) == 1
     text = " | ".join(page_plans[0])
     assert text.startswith("SEARCH runs USING") and "(started_at,id)<(?,?)" in text, text
+    assert "TEMP B-TREE" not in text, text
+    deeper = list_runs(reader, limit=10, cursor=cursor, **filters)["next_cursor"]
+    back = _plans_of(reader, lambda: list_runs(reader, limit=10, before=deeper, **filters))
+    (back_page,) = [plan for sql, plan in back if "ORDER BY" in sql]
+    text = " | ".join(back_page)
+    assert text.startswith("SEARCH runs USING") and "(started_at,id)>(?,?)" in text, text
     assert "TEMP B-TREE" not in text, text

@@ -207,6 +207,45 @@ async def test_events_filters(web: httpx.AsyncClient, history: History) -> None:
     ]
 
 
+async def test_the_run_view_opens_with_one_request(
+    web: httpx.AsyncClient, history: History
+) -> None:
+    await history.start("run_v")
+    await history.send(varied("run_v", range(1, 31)))
+    view = (await web.get("/api/view/run?run=run_v&type=task.&limit=5")).json()
+    assert view["run"]["id"] == "run_v" and view["error"] is None
+    assert [e["type"][:5] for e in view["events"]["events"]] == ["task."] * 5
+    assert view["events"]["total"] == sum(1 for s in range(1, 31) if s % 5 in (1, 2, 3))
+    assert view["event_types"] == (await web.get("/api/event-types")).json()
+    # No such run: an answer, not an HTTP error (the browser would log a 404).
+    response = await web.get("/api/view/run?run=run_nowhere")
+    assert response.status_code == 200
+    missing = response.json()
+    assert (missing["run"], missing["events"]) == (None, None)
+    assert missing["error"]["status"] == 404 and missing["error"]["code"] == "unknown_run"
+    assert "run_nowhere" in missing["error"]["message"]
+    await error_of(await web.get("/api/view/run"), 400, "bad_parameter")
+
+
+async def test_events_page_back_from_the_end_with_the_count(
+    web: httpx.AsyncClient, history: History
+) -> None:
+    await history.start("run_b")
+    await history.send(varied("run_b", range(1, 101)))
+    wanted = [s for s in range(1, 101) if s % 5 in (1, 2, 3)]  # type=task.
+    page = (await web.get("/api/history/runs/run_b/events?type=task.&before=101&limit=4")).json()
+    assert [e["seq"] for e in page["events"]] == wanted[-4:]
+    assert page["next_after"] is None and page["prev_before"] == wanted[-4]
+    assert (page["total"], page["total_exact"]) == (len(wanted), True)
+    back = (
+        await web.get(f"/api/history/runs/run_b/events?type=task.&before={wanted[-4]}&limit=4")
+    ).json()
+    assert [e["seq"] for e in back["events"]] == wanted[-8:-4]
+    assert back["next_after"] == wanted[-5]
+    whole = (await web.get("/api/history/runs/run_b/events?limit=1")).json()
+    assert (whole["total"], whole["prev_before"]) == (100, None)
+
+
 @pytest.mark.parametrize(
     ("query", "names"),
     [
@@ -216,6 +255,8 @@ async def test_events_filters(web: httpx.AsyncClient, history: History) -> None:
         ("limit=abc", ["limit", "'abc'"]),
         ("limit=1001", ["limit", "1001"]),
         ("type=.", ["type", "'.'"]),
+        ("before=0", ["before", "0"]),
+        ("before=x", ["before", "'x'"]),
     ],
 )
 async def test_bad_events_parameters_are_400(
