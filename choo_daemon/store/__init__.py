@@ -6,7 +6,8 @@ by the writer, with every batch of write calls inside ``with conn:``; any
 number of read connections (open_read_connection), each used by one thread
 at a time. ``SERVED`` names the reads the web API may ask for (see reads.py; the
 roll-ups of tasks and attempts, kept at write time by rollups.py, are read
-by taskreads.py; what a run did in git, by gitreads.py).
+by taskreads.py; what a run did in git, by gitreads.py; full-text search
+over the events' text, indexed behind the writer, by search.py).
 """
 
 from choo_daemon.store.errors import (
@@ -57,6 +58,13 @@ from choo_daemon.store.schema import (
     open_write_connection,
     schema_version,
 )
+from choo_daemon.store.search import (
+    MAX_SEARCH_PAGE,
+    build_index,
+    index_pending,
+    parse_query,
+    search_events,
+)
 from choo_daemon.store.taskreads import (
     empty_unit_rollup,
     run_tasks,
@@ -88,6 +96,7 @@ __all__ = [
     "FINAL_STATUSES",
     "MAX_EVENTS_PAGE",
     "MAX_RUNS_PAGE",
+    "MAX_SEARCH_PAGE",
     "MIGRATIONS",
     "RUN_RESUMED",
     "RUN_STATUSES",
@@ -120,6 +129,7 @@ __all__ = [
     "UnknownRun",
     "append_events",
     "append_resume_marker",
+    "build_index",
     "complete_run",
     "counts",
     "create_run",
@@ -131,6 +141,7 @@ __all__ = [
     "get_graph",
     "get_run",
     "held_runs",
+    "index_pending",
     "iso_utc",
     "list_repos",
     "list_runs",
@@ -139,6 +150,7 @@ __all__ = [
     "old_runs",
     "open_read_connection",
     "open_write_connection",
+    "parse_query",
     "resolve_run_id",
     "retract_held_marker",
     "run_events",
@@ -149,6 +161,7 @@ __all__ = [
     "running_owner_tokens",
     "running_runs",
     "schema_version",
+    "search_events",
     "store_graph",
     "task_table",
     "utc_now",

@@ -9,6 +9,8 @@ appended to ``MIGRATIONS``.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -16,6 +18,9 @@ import apsw
 
 from choo_daemon.store.errors import CorruptDatabase, MigrationFailed, SchemaTooNew, StoreError
 from choo_daemon.store.rollups import backfill
+from choo_daemon.store.search import CREATE_INDEX_SQL, build_index
+
+log = logging.getLogger("choo.daemon")
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -206,11 +211,38 @@ def _v4_tasks_by_repo(conn: apsw.Connection) -> None:
     )
 
 
+def _v5_search(conn: apsw.Connection) -> None:
+    # Full-text search (search.py): the index of the events stored so far is
+    # built here, in this one transaction, with its progress in the log; later
+    # events are indexed behind the writer by the database process.
+    conn.execute(CREATE_INDEX_SQL)
+    build_index(conn, _BuildProgress())
+
+
+class _BuildProgress:
+    """Logs the v5 index build: its start, about every 5 %, and its end."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.shown = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        percent = 100 * done // max(total, 1)
+        if self.shown < 0:
+            log.info("search: indexing the text of %d stored events (schema v5)", total)
+        if done >= total:
+            log.info("search: indexed %d events in %.1f s", done, time.monotonic() - self.started)
+        elif percent // 5 > self.shown // 5:
+            log.info("search: indexed %d of %d events (%d %%)", done, total, percent)
+        self.shown = percent
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_provisional_markers,
     _v3_rollups,
     _v4_tasks_by_repo,
+    _v5_search,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
