@@ -399,7 +399,7 @@ def _within_run(
         (expression, run_id, MAX_RUN_MATCHES + 1),
     ).fetchall()
     truncated = len(found) > MAX_RUN_MATCHES
-    seqs = sorted(row[0] for row in found[:MAX_RUN_MATCHES])
+    seqs: list[int] = sorted(int(row[0]) for row in found[:MAX_RUN_MATCHES])
     if (
         repo is not None
         and conn.execute(
