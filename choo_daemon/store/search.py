@@ -31,7 +31,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import apsw
 import orjson
@@ -399,7 +399,7 @@ def _within_run(
         (expression, run_id, MAX_RUN_MATCHES + 1),
     ).fetchall()
     truncated = len(found) > MAX_RUN_MATCHES
-    seqs: list[int] = sorted(int(row[0]) for row in found[:MAX_RUN_MATCHES])
+    seqs: list[int] = sorted(cast(int, row[0]) for row in found[:MAX_RUN_MATCHES])
     if (
         repo is not None
         and conn.execute(
