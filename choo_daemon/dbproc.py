@@ -276,6 +276,7 @@ class _Server:
         self.turn = 0  # the number of the batch to commit next
         self.folding = True  # the roll-up queue may hold events (rollups.py)
         self.indexing = True  # events may wait to be indexed for search (search.py)
+        self.catch_up = store.CatchUp()
 
     def serve(self) -> None:
         while True:
@@ -311,7 +312,7 @@ class _Server:
             if self.folding:
                 self.folding = self._step(store.fold_pending, FOLD_CHUNK)
             else:
-                self.indexing = self._step(store.index_pending, INDEX_CHUNK)
+                self.indexing = self._step(self.catch_up.step, INDEX_CHUNK)
 
     def _step(self, work: Callable[[apsw.Connection, int], int], chunk: int) -> bool:
         """One chunk of idle work; False once there is none left (or it failed)."""

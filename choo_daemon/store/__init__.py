@@ -60,7 +60,7 @@ from choo_daemon.store.schema import (
 )
 from choo_daemon.store.search import (
     MAX_SEARCH_PAGE,
-    build_index,
+    CatchUp,
     index_pending,
     parse_query,
     search_events,
@@ -106,6 +106,7 @@ __all__ = [
     "AmbiguousRun",
     "BadCursor",
     "BadParameter",
+    "CatchUp",
     "Col",
     "CorruptDatabase",
     "Counts",
@@ -129,7 +130,6 @@ __all__ = [
     "UnknownRun",
     "append_events",
     "append_resume_marker",
-    "build_index",
     "complete_run",
     "counts",
     "create_run",

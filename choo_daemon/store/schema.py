@@ -9,8 +9,6 @@ appended to ``MIGRATIONS``.
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -18,9 +16,7 @@ import apsw
 
 from choo_daemon.store.errors import CorruptDatabase, MigrationFailed, SchemaTooNew, StoreError
 from choo_daemon.store.rollups import backfill
-from choo_daemon.store.search import CREATE_INDEX_SQL, build_index
-
-log = logging.getLogger("choo.daemon")
+from choo_daemon.store.search import CREATE_INDEX_SQL
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -212,29 +208,13 @@ def _v4_tasks_by_repo(conn: apsw.Connection) -> None:
 
 
 def _v5_search(conn: apsw.Connection) -> None:
-    # Full-text search (search.py): the index of the events stored so far is
-    # built here, in this one transaction, with its progress in the log; later
-    # events are indexed behind the writer by the database process.
+    # Full-text search (search.py). Only the index's tables here: building
+    # the index of a large history takes minutes (about 20 µs an event), and
+    # the daemon must answer at once; the database process indexes the
+    # events stored so far right after, behind the writer, with its
+    # progress in the log (search.CatchUp), and search says how many events
+    # it cannot see yet.
     conn.execute(CREATE_INDEX_SQL)
-    build_index(conn, _BuildProgress())
-
-
-class _BuildProgress:
-    """Logs the v5 index build: its start, about every 5 %, and its end."""
-
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-        self.shown = -1
-
-    def __call__(self, done: int, total: int) -> None:
-        percent = 100 * done // max(total, 1)
-        if self.shown < 0:
-            log.info("search: indexing the text of %d stored events (schema v5)", total)
-        if done >= total:
-            log.info("search: indexed %d events in %.1f s", done, time.monotonic() - self.started)
-        elif percent // 5 > self.shown // 5:
-            log.info("search: indexed %d of %d events (%d %%)", done, total, percent)
-        self.shown = percent
 
 
 MIGRATIONS: tuple[Migration, ...] = (

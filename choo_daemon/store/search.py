@@ -12,8 +12,9 @@ events above ``search_state.indexed_id``, a chunk at a time, and the
 database process calls it when no batch waits (dbproc.py), as it does for
 the roll-ups. Ingest never pays for the index; a search does not see the
 events stored since the last quiet moment (``unindexed`` in its answer says
-how many there are). The v5 migration builds the index of an existing
-history in one go, logging its progress.
+how many there are). The v5 migration makes the index empty: the history
+stored before it is indexed the same way, its progress in the log
+(``CatchUp``), so that the daemon starts at once whatever its size.
 
 A query is our own small syntax, never raw FTS5 (``parse_query``): words
 (all must match), "quoted phrases", ``word*`` for a prefix, ``OR`` between
@@ -25,11 +26,13 @@ up itself, as text.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
+import time
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
@@ -44,7 +47,6 @@ log = logging.getLogger("choo.daemon")
 MAX_SEARCH_PAGE: Final = 200
 MAX_RUN_MATCHES: Final = 10_000  # seqs listed for a run's jump-to-match
 INDEX_CHUNK: Final = 2_000  # events indexed per step behind the writer
-BUILD_CHUNK: Final = 20_000  # events per step (and per progress line) of the v5 build
 SNIPPET_CHARS: Final = 160
 
 # The payload fields whose text is searched, besides the event's error.
@@ -80,15 +82,7 @@ _TOKEN = re.compile(r"[^\W_]+")
 # --- what is indexed ------------------------------------------------------
 
 
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, list):
-        for item in value:
-            if isinstance(item, str):
-                yield item
-            elif isinstance(item, dict) and isinstance(item.get("subject"), str):
-                yield item["subject"]  # task.committed's commits
+_TEXT_SET: Final = frozenset(TEXT_FIELDS)
 
 
 def event_text(payload: str | None, error: str | None) -> str:
@@ -100,14 +94,24 @@ def event_text(payload: str | None, error: str | None) -> str:
         except orjson.JSONDecodeError:
             data = None
         if isinstance(data, dict):
-            for name in TEXT_FIELDS:
-                parts.extend(_strings(data.get(name)))
-            parts.extend(_strings(data.get("commits")))
+            for name, value in data.items():  # the hot loop of indexing
+                if name in _TEXT_SET:
+                    if type(value) is str:
+                        parts.append(value)
+                    elif type(value) is list:
+                        parts += [v for v in value if type(v) is str]
+                elif name == "commits" and type(value) is list:  # task.committed
+                    parts += [
+                        c["subject"]
+                        for c in value
+                        if type(c) is dict and type(c.get("subject")) is str
+                    ]
     if error:
         parts.append(error)
     return "\n".join(parts)
 
 
+@functools.lru_cache(maxsize=4096)
 def _tag(kind: str, value: str) -> str:
     # One token per run and per repository: a letter and hex digits, which
     # the tokenizer keeps whole whatever the id or path holds.
@@ -159,15 +163,54 @@ def _index_rows(rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[int, str, str
             yield event_id, text, f"{run_tag(run_id)} {repo_tag(repo)}"
 
 
-def build_index(conn: apsw.Connection, progress: Callable[[int, int], None]) -> int:
-    """Index every event not indexed yet, inside the caller's transaction
-    (the v5 migration); ``progress(done, total)`` after each chunk."""
-    total: int = conn.execute("SELECT count(*) FROM events WHERE id > ?", (indexed_id(conn),)).get
-    done = 0
-    while step := index_pending(conn, BUILD_CHUNK):  # savepoints inside the migration's
-        done += step
-        progress(done, total)
-    return done
+class CatchUp:
+    """Indexes behind the writer (``index_pending``), logging the progress of
+    a large backlog: the history a v5 migration found, or a long busy spell.
+
+    The database process calls ``step`` in its idle moments. A backlog of
+    ``LOG_BACKLOG`` events or more is announced, then reported about every
+    10 % and when done.
+    """
+
+    LOG_BACKLOG: Final = 50_000
+
+    def __init__(self) -> None:
+        self.total = 0  # the backlog being reported, 0 when none is
+        self.done = 0
+        self.shown = 0
+        self.started = 0.0
+
+    def step(self, conn: apsw.Connection, limit: int = INDEX_CHUNK) -> int:
+        if not self.total:
+            self._look(conn)
+        count = index_pending(conn, limit)
+        if self.total:
+            self._report(count)
+        return count
+
+    def _look(self, conn: apsw.Connection) -> None:
+        backlog = _unindexed(conn)
+        if backlog >= self.LOG_BACKLOG:
+            self.total, self.done, self.shown = backlog, 0, 0
+            self.started = time.monotonic()
+            log.info(
+                "search: indexing %d events not indexed yet (search does not see them until then)",
+                backlog,
+            )
+
+    def _report(self, count: int) -> None:
+        self.done += count
+        percent = min(100, 100 * self.done // self.total)
+        if count == 0:
+            log.info(
+                "search: index caught up, %d events indexed in %.1f s",
+                self.done,
+                time.monotonic() - self.started,
+            )
+            self.total = 0
+        elif percent // 10 > self.shown // 10:
+            log.info("search: indexed %d of %d events (%d %%)", self.done, self.total, percent)
+            self.shown = percent
 
 
 def unindex_events(conn: apsw.Connection, ids: Sequence[int]) -> None:

@@ -16,6 +16,7 @@ from choo_daemon.store import (
     SCHEMA_VERSION,
     BadCursor,
     BadParameter,
+    CatchUp,
     append_events,
     complete_run,
     create_run,
@@ -102,8 +103,8 @@ def _seqs(reader: apsw.Connection, q: str, run: str = "run_a") -> list[int]:
     return seqs
 
 
-def test_v5_builds_the_index_of_an_existing_history_with_progress_in_the_log(
-    db_path: Path, caplog: pytest.LogCaptureFixture
+def test_v5_indexes_an_existing_history_behind_with_progress_in_the_log(
+    db_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     conn = apsw.Connection(str(db_path))
     migrate(conn, migrations=MIGRATIONS[:BEFORE_SEARCH])
@@ -111,27 +112,33 @@ def test_v5_builds_the_index_of_an_existing_history_with_progress_in_the_log(
     _run(conn, "run_b", SAMPLE[:2], started="2026-01-21T00:00:00.000Z")
     conn.close()
 
-    with caplog.at_level(logging.INFO, logger="choo.daemon"):
-        writer = open_write_connection(db_path)
+    writer = open_write_connection(db_path)
+    reader = open_read_connection(db_path)
     try:
         assert schema_version(writer) == SCHEMA_VERSION
+        assert search_events(reader, "token")["unindexed"] == 7  # not seen until indexed
+        monkeypatch.setattr(CatchUp, "LOG_BACKLOG", 5)  # a large backlog, in small
+        catch_up = CatchUp()
+        with caplog.at_level(logging.INFO, logger="choo.daemon"):
+            while catch_up.step(writer, 2):  # what the database process does when idle
+                pass
+        assert [r.getMessage() for r in caplog.records][:3] == [
+            "search: indexing 7 events not indexed yet (search does not see them until then)",
+            "search: indexed 2 of 7 events (28 %)",
+            "search: indexed 4 of 7 events (57 %)",
+        ]
+        assert caplog.records[-1].getMessage().startswith("search: index caught up, 7 events")
         assert indexed_id(writer) == writer.execute("SELECT max(id) FROM events").get
-        lines = [r.getMessage() for r in caplog.records]
-        assert "search: indexing the text of 7 stored events (schema v5)" in lines
-        assert any(line.startswith("search: indexed 7 events in ") for line in lines)
-        reader = open_read_connection(db_path)
-        try:
-            assert _seqs(reader, "token") == [2, 3]
-            found = search_events(reader, "login")
-            assert [(m["run_id"], m["seq"]) for m in found["matches"]] == [
-                ("run_b", 1),
-                ("run_a", 4),
-                ("run_a", 1),
-            ]
-            assert found["unindexed"] == 0
-        finally:
-            reader.close()
+        assert _seqs(reader, "token") == [2, 3]
+        found = search_events(reader, "login")
+        assert [(m["run_id"], m["seq"]) for m in found["matches"]] == [
+            ("run_b", 1),
+            ("run_a", 4),
+            ("run_a", 1),
+        ]
+        assert found["unindexed"] == 0
     finally:
+        reader.close()
         writer.close()
 
 
