@@ -14,6 +14,7 @@ import { count, plural } from "./format.js";
 import { FilterBar } from "./filters.js";
 import { GraphView } from "./graph.js";
 import { RunHeader } from "./header.js";
+import { RunSearch } from "./runsearch.js";
 import { RunTasks } from "./runtasks.js";
 import { link, navigate, parseTaskKey } from "./state.js";
 import { Timeline } from "./timeline.js";
@@ -77,6 +78,7 @@ export class RunView {
     this.build();
     git.then((found) => this.showGit(found));
     this.makeList(await first);
+    if (this.state.q) this.search.set(this.state.q, this.state.event ? Number(this.state.event) : null);
     this.loadGraph(graph);
     if (run.status === "running") this.follow();
     this.ticker = setInterval(() => this.run.status === "running" && this.renderHead(), 1000);
@@ -128,6 +130,11 @@ export class RunView {
     this.tlBody = h("div", { class: "tl-body" });
     this.countLabel = h("span", { class: "tl-count" });
     this.filters = new FilterBar({ onLatest: () => this.timeline.scrollToEnd() });
+    this.search = new RunSearch(this.run.id, {
+      query: this.state.q || "",
+      onJump: (seq) => this.goTo(seq),
+      onMarks: (terms, seq) => this.timeline.setMarks(terms, seq),
+    });
     this.controls = this.filters.element;
     const paneLink = (pane, text) =>
       h("a", { class: "pane-link", href: link({ pane: pane === "tasks" ? pane : null, event: null }), text });
@@ -140,6 +147,7 @@ export class RunView {
         { class: "card-head" },
         h("h2", { text: "Events" }),
         this.countLabel,
+        this.search.element,
         h("span", { class: "spacer" }),
         paneLink("tasks", "Tasks and attempts →"),
       ),
@@ -493,6 +501,7 @@ export class RunView {
     this.state = state;
     if (!this.run) return;
     if (before.task !== state.task) this.showTask();
+    if (before.q !== state.q && state.q) this.search.set(state.q, state.event ? Number(state.event) : null);
     if (before.pane !== state.pane || before.unit !== state.unit) this.showPane();
     if (before.type !== state.type || before.unit !== state.unit) {
       this.syncControls();
@@ -518,6 +527,7 @@ export class RunView {
     this.tasks = null;
     this.panel?.destroy();
     this.panel = null;
+    this.search?.destroy();
     cancelAnimationFrame(this.frame);
     this.frame = 0;
     this.timeline?.destroy();

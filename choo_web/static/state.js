@@ -1,18 +1,20 @@
 // The UI's state lives in the URL hash, so every view can be linked and
 // reloaded: "#/history?repo=/src/app&run=run_20260120_143052_a1b2&type=task.".
 //
-//   tab     live | history | tasks (a repository's tasks across its runs)
+//   tab     live | history | tasks (a repository's tasks across its runs) | search
 //   repo    a repository path (absent: all repositories)
 //   status  run list filter          cursor, prev, limit: run list paging
 //   run     the run shown            type, unit: its event filters
 //   event   the seq of the event whose payload is open
 //   pane    "tasks": the run's task list in place of its events
 //   task    "unit:N", the task whose attempts are open (see taskKey)
+//   q       a search: the Search tab's query, or the run view's search box
 
-export const TABS = ["live", "history", "tasks"];
+export const TABS = ["live", "history", "tasks", "search"];
 export const KEYS = [
   ...["repo", "status", "limit", "cursor", "prev"],
   ...["run", "type", "unit", "event", "pane", "task"],
+  "q",
 ];
 
 export function parse(hash = location.hash) {

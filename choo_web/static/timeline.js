@@ -8,6 +8,7 @@
 import { h, put } from "./dom.js";
 import { kindOf, markerOf } from "./eventtypes.js";
 import { duration, localClock } from "./format.js";
+import { markTerms } from "./marks.js";
 import { link, taskKey } from "./state.js";
 
 export const ROW_H = 28;
@@ -122,6 +123,7 @@ export class Timeline {
     this.onToggle = onToggle;
     this.list = null;
     this.openSeq = null;
+    this.marks = { terms: [], seq: null, version: 0 }; // a search's words, its current match
     this.rows = new Map(); // index → element
     this.frame = 0;
     this.sizer = h("div", { class: "tl-sizer" });
@@ -213,7 +215,7 @@ export class Timeline {
     for (let i = first; i <= last; i++) {
       const event = list.get(i);
       const key = event
-        ? `${event.seq}|${event.seq === this.openSeq}`
+        ? `${event.seq}|${event.seq === this.openSeq}|${this.marks.version}`
         : list.isAbsent(i)
           ? "absent"
           : `wait|${list.error ? 1 : 0}`;
@@ -252,8 +254,9 @@ export class Timeline {
     if (isMarker) classes.push("marker", marker === "stop" ? "marker-stop" : "marker-resume");
     const isOpen = event.seq === this.openSeq;
     if (isOpen) classes.push("open");
+    if (event.seq === this.marks.seq) classes.push("search-current");
     const line = h("div", { class: "ev-line" }, isMarker ? markerRow(event) : eventCells(event));
-    return h(
+    const row = h(
       "div",
       {
         class: classes.join(" "),
@@ -265,6 +268,14 @@ export class Timeline {
       line,
       isOpen ? detail(event) : null,
     );
+    markTerms(row, this.marks.terms);
+    return row;
+  }
+
+  /** Mark a search's words in the rows (as text), `seq` its current match. */
+  setMarks(terms, seq) {
+    this.marks = { terms, seq, version: this.marks.version + 1 };
+    this.render();
   }
 
   clicked(event) {
