@@ -5,8 +5,8 @@
 Starts a private daemon, runs the example plan with the installed ``choo``
 (once to the end, once stopped with SIGINT and resumed, once live while
 the Live view is captured), adds a few recorded runs, and saves
-docs/history.png, docs/run.png, docs/live.png, docs/attempts.png and
-docs/tasks.png. The recorded runs' agents report tool calls, tokens and
+docs/history.png, docs/run.png, docs/live.png, docs/attempts.png,
+docs/tasks.png and docs/search.png. The recorded runs' agents report tool calls, tokens and
 cost (tests/browser/agents.py); ``--serve`` leaves the
 daemon running afterwards and prints its URL, to look around by hand.
 """
@@ -120,6 +120,13 @@ def populate(site: Site, repo: Path, writer: Writer) -> str:
     return str(runs_of(site, repo)[0]["id"])
 
 
+def wait_searchable(site: Site) -> None:
+    """Until the daemon has indexed every event (it indexes behind the writer)."""
+    deadline = time.monotonic() + 60
+    while site.get_json("/api/history/search", q="x")["unindexed"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def shoot(page: Page, name: str, *, until: str | None = None) -> None:
     """Save the window (or down to the bottom of ``until`` and a margin)."""
     page.wait_for_timeout(600)  # transitions settle
@@ -174,6 +181,11 @@ def main() -> None:
             page.goto(f"/#/tasks?repo={quote(str(repo))}")
             page.locator("tr[data-task]").first.wait_for()
             shoot(page, "tasks.png", until=".tasks-table")
+
+            wait_searchable(site)
+            page.goto(f"/#/search?q=KeyError&repo={quote(str(repo))}")
+            page.locator(".search-hit").first.wait_for()
+            shoot(page, "search.png", until=".search-list")
 
             page.goto(f"/#/live?repo={quote(str(repo))}")
             # Fresh task files (the runs above marked them complete), same repository.
