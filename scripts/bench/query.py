@@ -246,13 +246,15 @@ def _progress(written: int, total: int, began: float) -> None:
 def start_daemon(home: Path) -> tuple[subprocess.Popen[bytes], str]:
     log = home / "bench-daemon.log"
     log.unlink(missing_ok=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "choo_daemon", "--home", str(home), "--port", "0",
-         "--log-file", str(log)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "CHOO_HOME": str(home)},
-    )  # fmt: skip
+    # The database process logs to its stderr (the daemon's log when detached).
+    with (home / "bench-daemon.err").open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "choo_daemon", "--home", str(home), "--port", "0",
+             "--log-file", str(log)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env={**os.environ, "CHOO_HOME": str(home)},
+        )  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         text = log.read_text() if log.exists() else ""
@@ -328,7 +330,7 @@ def wait_indexed(web: str, home: Home) -> None:
             print(f"\r  search index: {unindexed:,} events to go", end="", file=sys.stderr)
             time.sleep(1)
     took = time.perf_counter() - began
-    log = (home.root / "bench-daemon.log").read_text()
+    log = (home.root / "bench-daemon.err").read_text()
     lines = [line for line in log.splitlines() if "search:" in line]
     print(f"\nsearch index of the history found at start: {took:.0f} s to catch up (from the log:")
     for line in lines[:1] + lines[-2:]:
