@@ -7,7 +7,8 @@ number of read connections (open_read_connection), each used by one thread
 at a time. ``SERVED`` names the reads the web API may ask for (see reads.py; the
 roll-ups of tasks and attempts, kept at write time by rollups.py, are read
 by taskreads.py; what a run did in git, by gitreads.py; full-text search
-over the events' text, indexed behind the writer, by search.py).
+over the events' text, indexed behind the writer by search.py, read by
+searchreads.py).
 """
 
 from choo_daemon.store.errors import (
@@ -58,13 +59,8 @@ from choo_daemon.store.schema import (
     open_write_connection,
     schema_version,
 )
-from choo_daemon.store.search import (
-    MAX_SEARCH_PAGE,
-    CatchUp,
-    index_pending,
-    parse_query,
-    search_events,
-)
+from choo_daemon.store.search import CatchUp, index_pending
+from choo_daemon.store.searchreads import MAX_SEARCH_PAGE, parse_query, search_events
 from choo_daemon.store.taskreads import (
     empty_unit_rollup,
     run_tasks,

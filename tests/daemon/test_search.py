@@ -32,7 +32,8 @@ from choo_daemon.store import (
     search_events,
 )
 from choo_daemon.store.schema import _v5_search
-from choo_daemon.store.search import event_text, indexed_id, run_tag, snippet
+from choo_daemon.store.search import event_text, indexed_id, run_tag
+from choo_daemon.store.searchreads import snippet
 
 # The schema version just before search's migration (the lead may renumber).
 BEFORE_SEARCH = MIGRATIONS.index(_v5_search)
