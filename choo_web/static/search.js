@@ -5,7 +5,7 @@
 
 import { getJSON } from "./api.js";
 import { h, put } from "./dom.js";
-import { basename, count, localDateTime, plural } from "./format.js";
+import { basename, localDateTime, plural } from "./format.js";
 import { markedRanges } from "./marks.js";
 import { link, navigate } from "./state.js";
 import { message } from "./widgets.js";
@@ -107,7 +107,7 @@ export class SearchView {
     const summary = h("p", {
       class: "search-count",
       text: this.matches.length
-        ? `${count(this.matches.length)}${page.next_cursor ? "+" : ""} matching events, newest first`
+        ? `${plural(this.matches.length, "matching event")}${page.next_cursor ? " (more below)" : ""}, newest first`
         : "No event matches.",
     });
     put(this.results, summary, note, rows.length ? h("ol", { class: "search-list" }, rows) : null, more);

@@ -183,7 +183,7 @@ def main() -> None:
             shoot(page, "tasks.png", until=".tasks-table")
 
             wait_searchable(site)
-            page.goto(f"/#/search?q=KeyError&repo={quote(str(repo))}")
+            page.goto(f"/#/search?q=KeyError%20OR%20pytest&repo={quote(str(repo))}")
             page.locator(".search-hit").first.wait_for()
             shoot(page, "search.png", until=".search-list")
 
