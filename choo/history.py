@@ -30,6 +30,7 @@ from protocol.home import Home
 from protocol.messages import RUN_ID
 
 API_RUNS_PAGE, API_EVENTS_PAGE = 500, 1000
+API_SEARCH_PAGE = 200  # the API's largest search page
 FOLLOW_READ_TIMEOUT = 60.0  # the daemon sends a heartbeat every 15 s
 FOLLOW_RETRIES = 5
 
@@ -141,6 +142,43 @@ def compare_runs(api: HistoryAPI, run_a: str, run_b: str) -> dict[str, Any]:
 def task_table(api: HistoryAPI, *, repo: str, limit: int, last: int = 10) -> dict[str, Any]:
     """One repository's tasks across its runs, flaky first (``GET /api/history/tasks``)."""
     return api.task_table(repo=repo, limit=limit, last=last)
+
+
+# -- search ----------------------------------------------------------------------
+
+
+def search(
+    api: HistoryAPI, q: str, *, repo: str | None, run: str | None, limit: int
+) -> dict[str, Any]:
+    """The events whose text matches ``q`` (``GET /api/history/search``), up to
+    ``limit``, paging the API as needed: across runs newest first, or within
+    ``run`` in seq order. ``more`` says whether matches were left out."""
+    matches: list[dict[str, Any]] = []
+    cursor: str | None = None
+    page: dict[str, Any] = {}
+    while len(matches) < limit:
+        page = api.get(
+            "/api/history/search",
+            q=q,
+            repo=repo,
+            run=None if run is None else check_run_id(run),
+            limit=min(API_SEARCH_PAGE, limit - len(matches)),
+            cursor=cursor,
+        )
+        matches += page["matches"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    return {
+        "query": q,
+        "repo": repo,
+        "run": page.get("run_id"),
+        "terms": page["terms"],
+        "matches": matches,
+        "more": cursor is not None,
+        "total": page.get("total"),
+        "unindexed": page["unindexed"],
+    }
 
 
 # -- events ----------------------------------------------------------------------

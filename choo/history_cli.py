@@ -405,6 +405,105 @@ def tasks_cmd(
     out.print(f"[dim]{line} · outcomes newest first[/]")
 
 
+# -- search ------------------------------------------------------------------------
+
+
+@history_app.command("search")
+def search_cmd(
+    query: Annotated[
+        str,
+        typer.Argument(
+            help='Words (all must match), "a phrase", word* for a prefix, OR, -word to exclude.',
+            show_default=False,
+        ),
+    ],
+    repo: Annotated[
+        Path | None,
+        typer.Option("--repo", help="Runs of this repository (default: the current one)."),
+    ] = None,
+    all_repos: Annotated[bool, typer.Option("--all", help="Runs of every repository.")] = False,
+    run: Annotated[
+        str | None, typer.Option("--run", help="Only this run (its ID or a unique prefix).")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many matches.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """Search the text of events (titles, errors, output tails, tool calls, validation
+    output): newest first across runs, or in order within one run (--run)."""
+    if repo is not None and all_repos:
+        raise _fail("give --repo PATH or --all, not both", 2)
+    repo_path = None if all_repos or run else str(repo_root_of(repo or Path.cwd()))
+    with _api() as api:
+        found = history.search(api, query, repo=repo_path, run=run, limit=limit)
+    if as_json:
+        print_json(found)
+        return
+    where = (
+        f"run {shown(found['run'])}"
+        if found["run"]
+        else shown(repo_path)
+        if repo_path
+        else "every repository"
+    )
+    if not found["matches"]:
+        out.print(f"no events of {where} match {shown(query)}")
+    else:
+        out.print(_search_table(found, where))
+    _search_footer(found)
+
+
+def _search_table(found: dict[str, Any], where: str) -> Table:
+    table = Table(header_style="bold", title_justify="left")
+    table.title = f"Events of {where} matching {shown(found['query'])}"
+    if not found["run"]:
+        table.add_column("Run", no_wrap=True)
+    for name in ("Seq", "Time", "Unit", "Type"):
+        table.add_column(name, no_wrap=True, justify="right" if name == "Seq" else "left")
+    table.add_column("Text", overflow="fold")
+    for match in found["matches"]:
+        where_in = visible(match["unit"] or "")
+        if match["task"] is not None:
+            where_in += f" #{match['task']}"
+        row: list[Text | str] = [] if found["run"] else [Text(visible(match["run_id"]))]
+        row += [
+            str(match["seq"]),
+            Text.from_markup(_local(match["time"])),
+            Text(where_in),
+            Text(visible(match["type"]), style=_event_style(match["type"])),
+            _marked(match["snippet"]),
+        ]
+        table.add_row(*row)
+    return table
+
+
+def _marked(snippet: dict[str, Any]) -> Text:
+    """The snippet as text with its matches in bold (never read as markup)."""
+    text, out_text, at = snippet["text"], Text(), 0
+    for start, length in snippet["matches"]:
+        out_text.append(visible(text[at:start]))
+        out_text.append(visible(text[start : start + length]), style="bold yellow")
+        at = start + length
+    out_text.append(visible(text[at:]))
+    return out_text
+
+
+def _search_footer(found: dict[str, Any]) -> None:
+    count = len(found["matches"])
+    line = plural(count, "match", "matches")
+    if found["total"] is not None and found["total"] > count:
+        line += f" of {found['total']}"
+    if found["more"] or (found["total"] is not None and found["total"] > count):
+        line += " · more: [bold]--limit N[/]"
+    if found["unindexed"]:
+        line += (
+            f" · {plural(found['unindexed'], 'recent event')} not indexed yet"
+            " (the daemon indexes them when ingest pauses)"
+        )
+    out.print(f"[dim]{line}[/]")
+    if count and not found["run"]:
+        out.print("[dim]in order within a run: choo history search QUERY --run RUN_ID[/]")
+
+
 # -- events ------------------------------------------------------------------------
 
 

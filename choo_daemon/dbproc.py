@@ -24,12 +24,14 @@ quickly.
 
 from __future__ import annotations
 
+import logging
 import pickle
 import select
 import signal
 import socket
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,7 @@ from choo_daemon.dbmsg import (
     RequestOp,
 )
 from choo_daemon.dbwire import ANSWER_HEADER, REQUEST_HEADER, SharedFile
+from choo_daemon.logformat import OneLineFormatter
 from choo_daemon.rows import add_rows
 from choo_daemon.store import EventRow
 from protocol import ProtocolError, unpack_body
@@ -67,6 +70,7 @@ _PASSING = (apsw.FullError, apsw.IOError, apsw.ReadOnlyError, apsw.BusyError, ap
 
 INSERT_ROWS = 1_000  # rows per insert, at most a little over
 FOLD_CHUNK = 500  # queued task events added up between two looks for a request
+INDEX_CHUNK = 1_000  # events indexed for search between two looks for a request
 IDLE_BEFORE_FOLD = 0.05  # seconds without a request before adding up starts
 
 
@@ -271,10 +275,12 @@ class _Server:
         self.opened: FileId = (0, 0)  # the file the connection writes to
         self.turn = 0  # the number of the batch to commit next
         self.folding = True  # the roll-up queue may hold events (rollups.py)
+        self.indexing = True  # events may wait to be indexed for search (search.py)
+        self.catch_up = store.CatchUp()
 
     def serve(self) -> None:
         while True:
-            self._fold_while_idle()
+            self._work_while_idle()
             request = self._read()
             if request is None:
                 return
@@ -287,29 +293,35 @@ class _Server:
             if type(request) is Close:
                 return
 
-    def _fold_while_idle(self) -> None:
-        """Add up queued task events (roll-ups) while no request waits.
+    def _work_while_idle(self) -> None:
+        """Add up queued task events (roll-ups), then index new events for
+        search, while no request waits.
 
         A chunk at a time, looking for a request between chunks, so that
-        ingest never waits behind the adding up. A failure (a full disk, say)
-        leaves the queue for the next idle moment; it is never the daemon's end.
+        ingest never waits behind this work. A failure (a full disk, say)
+        leaves it for the next idle moment; it is never the daemon's end.
         """
-        if self.conn is None or not self.folding:
+        if self.conn is None:
             return
         # Only once the daemon has been quiet a moment: under a stream of
-        # batches the adding up waits (a running run's roll-ups lag its
+        # batches this waits (a running run's roll-ups, and search, lag its
         # events then), so that it never takes the CPU ingest needs.
         wait = IDLE_BEFORE_FOLD
-        while not select.select([self.sock], [], [], wait)[0]:
+        while (self.folding or self.indexing) and not select.select([self.sock], [], [], wait)[0]:
             wait = 0
-            try:
-                if not store.fold_pending(self.conn, FOLD_CHUNK):
-                    self.folding = False  # empty until an Apply adds to it
-                    return
-            except Exception:
-                traceback.print_exc()  # to the daemon's log
-                self.folding = False
-                return
+            if self.folding:
+                self.folding = self._step(store.fold_pending, FOLD_CHUNK)
+            else:
+                self.indexing = self._step(self.catch_up.step, INDEX_CHUNK)
+
+    def _step(self, work: Callable[[apsw.Connection, int], int], chunk: int) -> bool:
+        """One chunk of idle work; False once there is none left (or it failed)."""
+        assert self.conn is not None
+        try:
+            return bool(work(self.conn, chunk))
+        except Exception:
+            traceback.print_exc()  # to the daemon's log
+            return False
 
     def _answer(self, request: Request[Any]) -> Answer:
         try:
@@ -377,7 +389,7 @@ class _Server:
             self.turn += 1
             raise
         self.turn += 1
-        self.folding = True
+        self.folding = self.indexing = True
         return applied
 
     def call(self, request: Call[Any]) -> Any:
@@ -385,6 +397,7 @@ class _Server:
         try:
             return request.fn(self.conn, *request.args)
         finally:
+            self.indexing = True  # fn may have deleted events: indexed_id may be lower
             self.applier.forget()  # fn may have deleted runs, or stopped one
 
     def close(self) -> None:
@@ -426,11 +439,22 @@ def _frame(answer: Answer) -> bytes:
     return ANSWER_HEADER.pack(len(data)) + data
 
 
+def _log_to_stderr() -> None:
+    """What this process logs (a migration's progress) goes to its stderr, the
+    daemon's, which is the daemon's log when it runs detached."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter())
+    root = logging.getLogger("choo")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+
 def main(argv: list[str]) -> int:
     # Ctrl-C on a daemon in the foreground reaches the whole process group:
     # the daemon stops in order and then closes us; we must not stop first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     private_umask()  # history.db, -wal and -shm are born 0600, whoever started us
+    _log_to_stderr()
     fd, database = int(argv[0]), Path(argv[-1])
     shared = [SharedFile(int(arg)) for arg in argv[1:-1]]
     with socket.socket(fileno=fd) as sock:

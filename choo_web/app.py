@@ -62,6 +62,7 @@ SECURITY_HEADERS = {
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 RUNS_LIMIT, EVENTS_LIMIT = 50, 100
 TASKS_LIMIT, TASKS_LAST = 50, 10
+SEARCH_LIMIT = 50
 EVENT_CATALOGUE = catalogue_dict()
 
 
@@ -199,6 +200,23 @@ def create_app(
         return json_response(
             await compare_runs(reader, params.text(args, "a"), params.text(args, "b"))
         )
+
+    @get("/api/history/search")
+    async def search() -> Response:
+        args = request.args
+        q = params.text(args, "q")
+        if q is None:
+            raise bad_parameter(
+                "q", "", 'words to search for, e.g. ?q=KeyError or ?q="exact phrase"'
+            )
+        page = await reader.search_events(
+            q,
+            repo=params.text(args, "repo"),
+            run=params.text(args, "run"),
+            limit=params.integer(args.get("limit"), "limit", SEARCH_LIMIT, "an integer, 1 to 200"),
+            cursor=params.text(args, "cursor"),
+        )
+        return json_response(page)
 
     @get("/api/event-types")
     async def event_types() -> Response:

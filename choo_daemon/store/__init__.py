@@ -7,7 +7,9 @@ number of read connections (open_read_connection), each used by one thread
 at a time. ``SERVED`` names the reads the web API may ask for (see reads.py; the
 roll-ups of tasks and attempts, kept at write time by rollups.py, are read
 by taskreads.py; what a run did in git, by gitreads.py; where its time
-went, by lanes.py; the sums two runs are compared by, by comparereads.py).
+went, by lanes.py; the sums two runs are compared by, by comparereads.py;
+full-text search over the events' text, indexed behind the writer by
+search.py, read by searchreads.py).
 """
 
 from choo_daemon.store.comparereads import run_task_sums
@@ -61,6 +63,8 @@ from choo_daemon.store.schema import (
     open_write_connection,
     schema_version,
 )
+from choo_daemon.store.search import CatchUp, index_pending
+from choo_daemon.store.searchreads import MAX_SEARCH_PAGE, parse_query, search_events
 from choo_daemon.store.taskreads import (
     empty_unit_rollup,
     run_tasks,
@@ -94,6 +98,7 @@ __all__ = [
     "FINAL_STATUSES",
     "MAX_EVENTS_PAGE",
     "MAX_RUNS_PAGE",
+    "MAX_SEARCH_PAGE",
     "MIGRATIONS",
     "RUN_RESUMED",
     "RUN_STATUSES",
@@ -103,6 +108,7 @@ __all__ = [
     "AmbiguousRun",
     "BadCursor",
     "BadParameter",
+    "CatchUp",
     "Col",
     "CorruptDatabase",
     "Counts",
@@ -138,6 +144,7 @@ __all__ = [
     "get_graph",
     "get_run",
     "held_runs",
+    "index_pending",
     "iso_utc",
     "list_repos",
     "list_runs",
@@ -146,6 +153,7 @@ __all__ = [
     "old_runs",
     "open_read_connection",
     "open_write_connection",
+    "parse_query",
     "resolve_run_id",
     "retract_held_marker",
     "run_events",
@@ -159,6 +167,7 @@ __all__ = [
     "running_owner_tokens",
     "running_runs",
     "schema_version",
+    "search_events",
     "settled_stamp",
     "store_graph",
     "task_table",

@@ -16,6 +16,7 @@ import apsw
 
 from choo_daemon.store.errors import CorruptDatabase, MigrationFailed, SchemaTooNew, StoreError
 from choo_daemon.store.rollups import backfill
+from choo_daemon.store.search import CREATE_INDEX_SQL
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -206,11 +207,22 @@ def _v4_tasks_by_repo(conn: apsw.Connection) -> None:
     )
 
 
+def _v5_search(conn: apsw.Connection) -> None:
+    # Full-text search (search.py). Only the index's tables here: building
+    # the index of a large history takes minutes (about 20 µs an event), and
+    # the daemon must answer at once; the database process indexes the
+    # events stored so far right after, behind the writer, with its
+    # progress in the log (search.CatchUp), and search says how many events
+    # it cannot see yet.
+    conn.execute(CREATE_INDEX_SQL)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_provisional_markers,
     _v3_rollups,
     _v4_tasks_by_repo,
+    _v5_search,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -17,6 +17,7 @@ import orjson
 
 from choo_daemon.store.errors import BadParameter, NotOwner, RunExists, UnknownRun
 from choo_daemon.store.rollups import fold_run, new_task_rows
+from choo_daemon.store.search import run_event_ids, unindex_events
 from protocol.events import RUN_RESUMED, RUN_STOPPED
 from protocol.messages import FINAL_STATUSES
 from protocol.times import is_iso_utc
@@ -339,11 +340,19 @@ def retract_held_marker(conn: apsw.Connection, run_id: str) -> bool:
     row = conn.execute("SELECT held_seq FROM runs WHERE id = ?", (run_id,)).fetchone()
     if row is None or row[0] is None:
         return False
+    ids = [
+        found[0]
+        for found in conn.execute(
+            "SELECT id FROM events WHERE run_id = ? AND seq = ? AND type = ?",
+            (run_id, row[0], RUN_STOPPED),
+        )
+    ]
     conn.execute(
         "DELETE FROM events WHERE run_id = ? AND seq = ? AND type = ?",
         (run_id, row[0], RUN_STOPPED),
     )
     removed = conn.changes()
+    unindex_events(conn, ids)
     conn.execute(
         "UPDATE runs SET status = 'running', completed_at = NULL, held_seq = NULL,"
         " event_count = event_count - ?2,"
@@ -400,7 +409,9 @@ def delete_runs_older_than(conn: apsw.Connection, cutoff_iso: str, *, limit: int
     ids = [row["id"] for row in old_runs(conn, cutoff_iso, limit=limit)]
     for run_id in ids:
         # Explicit deletes, so retention does not depend on foreign_keys=ON.
+        event_ids = run_event_ids(conn, run_id)
         conn.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
+        unindex_events(conn, event_ids)
         conn.execute("DELETE FROM graphs WHERE run_id = ?", (run_id,))
         conn.execute("DELETE FROM task_attempts WHERE run_id = ?", (run_id,))
         conn.execute("DELETE FROM rollup_queue WHERE run_id = ?", (run_id,))

@@ -8,6 +8,7 @@ import { CompareView } from "./compare.js";
 import { LiveView } from "./live.js";
 import { RunView } from "./run.js";
 import { RunsView } from "./runs.js";
+import { SearchView } from "./search.js";
 import { TasksView } from "./tasks.js";
 import { link, navigate, parse } from "./state.js";
 import { mountTimeToggle } from "./timemode.js";
@@ -21,6 +22,7 @@ function viewKey(state) {
   if (state.tab === "live") return `live|${state.repo || ""}`;
   if (state.tab === "tasks") return "tasks";
   if (state.tab === "compare") return "compare";
+  if (state.tab === "search") return "search";
   if (state.run) return `run|${state.run}`;
   return "runs";
 }
@@ -29,6 +31,7 @@ function createView(state) {
   if (state.tab === "live") return new LiveView(main, state, { onNewRepo: noteRepo });
   if (state.tab === "tasks") return new TasksView(main, state);
   if (state.tab === "compare") return new CompareView(main, state);
+  if (state.tab === "search") return new SearchView(main, state);
   if (state.run) return new RunView(main, state);
   return new RunsView(main, state);
 }
@@ -47,7 +50,7 @@ function route() {
 }
 
 function renderChrome(state) {
-  for (const tab of ["live", "history", "tasks"]) {
+  for (const tab of ["live", "history", "tasks", "search"]) {
     const el = document.getElementById(`tab-${tab}`);
     el.setAttribute("aria-current", String(state.tab === tab));
     // A tab keeps the repository, nothing else.

@@ -16,6 +16,7 @@ import { count, plural } from "./format.js";
 import { FilterBar } from "./filters.js";
 import { GraphView } from "./graph.js";
 import { RunHeader } from "./header.js";
+import { RunSearch } from "./runsearch.js";
 import { RunTasks } from "./runtasks.js";
 import { link, navigate, parseTaskKey } from "./state.js";
 import { Timeline } from "./timeline.js";
@@ -82,6 +83,7 @@ export class RunView {
     this.build();
     git.then((found) => this.showGit(found));
     this.makeList({ ...view.events, type, unit });
+    if (this.state.q) this.search.set(this.state.q, this.state.event ? Number(this.state.event) : null);
     this.loadGraph(graph);
     if (run.status === "running") this.follow();
     else this.watchForResume();
@@ -134,6 +136,11 @@ export class RunView {
     this.tlBody = h("div", { class: "tl-body" });
     this.countLabel = h("span", { class: "tl-count" });
     this.filters = new FilterBar({ onLatest: () => this.timeline.scrollToEnd() });
+    this.search = new RunSearch(this.run.id, {
+      query: this.state.q || "",
+      onJump: (seq) => this.goTo(seq),
+      onMarks: (terms, seq) => this.timeline.setMarks(terms, seq),
+    });
     this.controls = this.filters.element;
     const paneLink = (pane, text, cls = "pane-link") =>
       h("a", { class: cls, href: link({ pane: pane === "events" ? null : pane, event: null }), text });
@@ -148,6 +155,7 @@ export class RunView {
         { class: "card-head" },
         h("h2", { text: "Events" }),
         this.countLabel,
+        this.search.element,
         h("span", { class: "spacer" }),
         lanesLink(),
         " ",
@@ -578,6 +586,7 @@ export class RunView {
     this.state = state;
     if (!this.run) return;
     if (before.task !== state.task) this.showTask();
+    if (before.q !== state.q && state.q) this.search.set(state.q, state.event ? Number(state.event) : null);
     if (before.pane !== state.pane || before.unit !== state.unit) this.showPane();
     if (before.type !== state.type || before.unit !== state.unit) {
       this.syncControls();
@@ -615,6 +624,7 @@ export class RunView {
     this.lanes = null;
     this.panel?.destroy();
     this.panel = null;
+    this.search?.destroy();
     cancelAnimationFrame(this.frame);
     this.frame = 0;
     this.timeline?.destroy();

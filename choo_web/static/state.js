@@ -1,7 +1,7 @@
 // The UI's state lives in the URL hash, so every view can be linked and
 // reloaded: "#/history?repo=/src/app&run=run_20260120_143052_a1b2&type=task.".
 //
-//   tab     live | history | tasks (a repository's tasks across its runs)
+//   tab     live | history | tasks (a repository's tasks across its runs) | search
 //   repo    a repository path (absent: all repositories)
 //   status  run list filter          limit: run list page size
 //   cursor  run list position: the page after it; before: the page before it;
@@ -11,12 +11,14 @@
 //   pane    "tasks": the run's task list in place of its events; "lanes": its lanes
 //   task    "unit:N", the task whose attempts are open (see taskKey)
 //   a, b    the two runs compared (tab "compare"; B − A is each delta)
+//   q       a search: the Search tab's query, or the run view's search box
 
-export const TABS = ["live", "history", "tasks", "compare"];
+export const TABS = ["live", "history", "tasks", "search", "compare"];
 export const KEYS = [
   ...["repo", "status", "limit", "cursor", "before", "oldest"],
   ...["run", "type", "unit", "event", "pane", "task"],
   ...["a", "b"],
+  "q",
 ];
 
 export function parse(hash = location.hash) {

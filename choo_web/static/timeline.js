@@ -13,6 +13,7 @@
 import { h, put } from "./dom.js";
 import { kindOf, markerOf } from "./eventtypes.js";
 import { clock, duration, fullTime, zoneLabel } from "./format.js";
+import { markTerms } from "./marks.js";
 import { link, taskKey } from "./state.js";
 
 export const ROW_H = 28;
@@ -135,6 +136,7 @@ export class Timeline {
     this.list = null;
     this.openSeq = null;
     this.cursor = -1; // the row the keyboard is on
+    this.marks = { terms: [], seq: null, version: 0 }; // a search's words, its current match
     this.rows = new Map(); // index → element
     this.frame = 0;
     this.sizer = h("div", { class: "tl-sizer" });
@@ -245,7 +247,7 @@ export class Timeline {
     for (let i = first; i <= last; i++) {
       const event = list.get(i);
       const key = event
-        ? `${event.seq}|${event.seq === this.openSeq}`
+        ? `${event.seq}|${event.seq === this.openSeq}|${this.marks.version}`
         : list.isAbsent(i)
           ? "absent"
           : `wait|${list.error ? 1 : 0}`;
@@ -286,9 +288,10 @@ export class Timeline {
     if (isMarker) classes.push("marker", marker === "stop" ? "marker-stop" : "marker-resume");
     const isOpen = event.seq === this.openSeq;
     if (isOpen) classes.push("open");
+    if (event.seq === this.marks.seq) classes.push("search-current");
     const cells = isMarker ? markerRow(event, this.origin) : eventCells(event, this.origin);
     const line = h("div", { class: "ev-line" }, cells);
-    return h(
+    const row = h(
       "div",
       {
         class: classes.join(" "),
@@ -300,6 +303,14 @@ export class Timeline {
       line,
       isOpen ? detail(event, this.origin) : null,
     );
+    markTerms(row, this.marks.terms);
+    return row;
+  }
+
+  /** Mark a search's words in the rows (as text), `seq` its current match. */
+  setMarks(terms, seq) {
+    this.marks = { terms, seq, version: this.marks.version + 1 };
+    this.render();
   }
 
   clicked(event) {

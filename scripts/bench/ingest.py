@@ -132,9 +132,16 @@ def run_clients(clients: int, events: int, rate: float, kind: str) -> tuple[floa
     return wall, latencies
 
 
-def bare_insert(path: Path, clients: int, events: int, kind: str, batch: int = 5000) -> float:
-    """The same rows, inserted with apsw in batched transactions, same schema and sync."""
+def bare_insert(
+    path: Path, clients: int, events: int, kind: str, batch: int = 5000, *, index: bool = False
+) -> float:
+    """The same rows, inserted with apsw in batched transactions, same schema and sync.
+
+    ``index``: each batch also indexes its rows for search in its transaction
+    (what indexing at write time would cost; the daemon indexes behind).
+    """
     from choo_daemon import store
+    from choo_daemon.store import search
     from protocol import payload_json
 
     conn = store.open_write_connection(path)
@@ -176,9 +183,29 @@ def bare_insert(path: Path, clients: int, events: int, kind: str, batch: int = 5
         with conn:
             for rows in rows_per_run:
                 conn.executemany(sql, rows[offset : offset + batch // clients])
+            if index:
+                search.index_pending(conn, batch + clients)
     elapsed = time.perf_counter() - start
     conn.close()
     return clients * events / elapsed
+
+
+def search_catch_up(db: Path) -> float:
+    """Seconds until the search index holds every stored event (polled)."""
+    from choo_daemon import store
+    from choo_daemon.store.search import indexed_id
+
+    start = time.perf_counter()
+    conn = store.open_read_connection(db)
+    try:
+        while True:
+            with conn:
+                last = conn.execute("SELECT coalesce(max(id), 0) FROM events").get
+                if indexed_id(conn) >= last:
+                    return time.perf_counter() - start
+            time.sleep(0.01)
+    finally:
+        conn.close()
 
 
 def children(pid: int) -> list[int]:
@@ -283,6 +310,7 @@ def main() -> None:
         cpu_before = [cpu_seconds(p) for p in procs]
         wall, lat = run_clients(args.clients, args.events, rate=0, kind=args.type)
         cpu = [cpu_seconds(p) - before for p, before in zip(procs, cpu_before, strict=True)]
+        caught_up = search_catch_up(home / "history.db")
         rate = total / wall
         print(
             f"  daemon, full speed   : {rate:12,.0f} events/s acked "
@@ -291,6 +319,10 @@ def main() -> None:
         print(
             f"  CPU per event        : {cpu[0] / total * 1e6:9.1f} µs trio process, "
             f"{sum(cpu[1:]) / total * 1e6:.1f} µs database process (full-speed phase)"
+        )
+        print(
+            f"  search index         : {caught_up:12.2f} s after the last ack until every "
+            "event was searchable (indexed behind the writer)"
         )
         if args.latency_rate:
             per_client = args.latency_rate / args.clients
@@ -313,6 +345,12 @@ def main() -> None:
         bare = bare_insert(home / "bare.db", args.clients, args.events, args.type)
         print(f"  bare apsw batched    : {bare:12,.0f} events/s")
         print(f"  ratio daemon / bare  : {rate / bare:12.2f}   (target >= 0.5)")
+        indexed = bare_insert(home / "bare-indexed.db", args.clients, args.events, args.type,
+                              index=True)  # fmt: skip
+        print(
+            f"  bare + search index  : {indexed:12,.0f} events/s, {indexed / bare:.2f} x bare"
+            " (indexing in the insert's transaction: what the daemon avoids)"
+        )
     finally:
         subprocess.run(
             [*choo, "daemon", "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -14,7 +14,12 @@ starts a real daemon on it, and times sequential HTTP requests (httpx) of:
     per unit (/units), per task and attempt (/tasks), and one task with its
     tool calls (/tasks?unit=&task=),
   - the cross-run task table of one repository (/api/history/tasks), over
-    its share of the --runs runs.
+    its share of the --runs runs,
+  - full-text search (/api/history/search): a word most events hold, across
+    every run, in one repository and within the biggest run; a rare word
+    (one failed validation's error); a phrase; a prefix. Before these, the
+    time the daemon took to index the history it found (the v5 catch-up,
+    behind the writer).
 Every run's events are what the orchestrator writes per task attempt
 (task.started, task.claude.invoke, TOOLS task.agent.tool, task.agent.result,
 task.claude.done, the validation, then task.retry or task.completed; one task
@@ -23,7 +28,7 @@ Prints p50/p95 per query (and the first request's time: for the finished
 run's /units and /tasks the one that computes what later ones are given
 again, choo_web/memo.py) and the deep/first ratio (targets: pages p95 <= 15 ms,
 deep <= 1.5 x first; roll-ups of the run p95 <= 50 ms; the task table p95
-<= 200 ms).
+<= 200 ms; search p95 <= 50 ms).
 
 Usage: .venv/bin/python scripts/bench/query.py [--runs 10000] [--events 5000000]
        [--rollup-events 100000] [--requests 200] [--keep DIR]
@@ -43,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -155,7 +161,14 @@ def event_rows(run: str, count: int, start: datetime) -> Iterator[store.EventRow
     for seq in range(1, count + 1):
         time_ = store.iso_utc(start + timedelta(milliseconds=seq))
         kind, unit, task, payload = next(steps)
+        if kind == "task.validation.fail":  # an error of its own, for search to find
+            payload = _json(command="make test", exit_code=1, output_tail=failure(run, seq))
         yield (run, seq, time_, kind, unit, task, None, payload, None)
+
+
+def failure(run: str, seq: int) -> str:
+    key = zlib.crc32(f"{run}/{seq}".encode()) % 100_003
+    return f"FAILED tests/test_x.py::test_{seq % 97} - KeyError: 'key{key}'"
 
 
 def build(path: Path, runs: int, events: int, big_share: float, rollup_events: int) -> None:
@@ -237,13 +250,15 @@ def _progress(written: int, total: int, began: float) -> None:
 def start_daemon(home: Path) -> tuple[subprocess.Popen[bytes], str]:
     log = home / "bench-daemon.log"
     log.unlink(missing_ok=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "choo_daemon", "--home", str(home), "--port", "0",
-         "--log-file", str(log)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "CHOO_HOME": str(home)},
-    )  # fmt: skip
+    # The database process logs to its stderr (the daemon's log when detached).
+    with (home / "bench-daemon.err").open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "choo_daemon", "--home", str(home), "--port", "0",
+             "--log-file", str(log)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env={**os.environ, "CHOO_HOME": str(home)},
+        )  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         text = log.read_text() if log.exists() else ""
@@ -272,7 +287,8 @@ def measure(client: httpx.Client, url: str, requests: int) -> tuple[float, float
         times.append(time.perf_counter() - began)
         response.raise_for_status()
     body = response.json()
-    items = len(body.get("runs", body.get("events", body.get("units", body.get("tasks", [])))))
+    found = body.get("matches", body.get("units", body.get("tasks", [])))
+    items = len(body.get("runs", body.get("events", found)))
     cuts = statistics.quantiles(times, n=100, method="inclusive")
     return cuts[49] * 1000, cuts[94] * 1000, items, first * 1000
 
@@ -303,12 +319,31 @@ def main() -> None:
 
     proc, web = start_daemon(home)
     try:
+        wait_indexed(web, Home(home))
         report(web, args.requests, Home(home))
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
+
+
+def wait_indexed(web: str, home: Home) -> None:
+    """Wait for the daemon to index the history it found; print how long it took
+    and its log's lines about it."""
+    auth = {"Authorization": f"Bearer {read_token(home)}"}
+    began = time.perf_counter()
+    with httpx.Client(base_url=web, timeout=30, headers=auth) as client:
+        while unindexed := client.get("/api/history/search", params={"q": "x"}).json()["unindexed"]:
+            print(f"\r  search index: {unindexed:,} events to go", end="", file=sys.stderr)
+            time.sleep(1)
+    took = time.perf_counter() - began
+    log = (home.root / "bench-daemon.err").read_text()
+    lines = [line for line in log.splitlines() if "search:" in line]
+    print(f"\nsearch index of the history found at start: {took:.0f} s to catch up (from the log:")
+    for line in lines[:1] + lines[-2:]:
+        print(f"  {line}")
+    print(")")
 
 
 def report(web: str, requests: int, home: Home) -> None:
@@ -351,6 +386,18 @@ def report(web: str, requests: int, home: Home) -> None:
             ("roll-ups: per task, whole run", f"{rollups}/tasks"),
             ("task table, one repo", f"/api/history/tasks?repo={REPOS[0]}"),
         ]
+        search = "/api/history/search"
+        rare = client.get(f"{events}?type=task.validation.fail&limit=1").json()["events"][0]
+        rare_word = rare["payload"]["output_tail"].rsplit("'", 2)[1]  # key12345
+        queries += [
+            ("search: common word, all runs", f"{search}?q=pytest"),
+            ("search: common word, one repo", f"{search}?q=pytest&repo={REPOS[0]}"),
+            ("search: common word, big run", f"{search}?q=pytest&run={big}"),
+            ("search: rare word, all runs", f"{search}?q={rare_word}"),
+            ("search: rare word, big run", f"{search}?q={rare_word}&run={big}"),
+            ("search: phrase, all runs", f'{search}?q="tests passed"'),
+            ("search: prefix + word, one repo", f"{search}?q=keyerr*%20test_42&repo={REPOS[1]}"),
+        ]
         print(
             f"\nhistory: {total:,} runs, {health['events_stored']:,} events; "
             f"biggest run {big}: {biggest['event_count']:,} events; {requests} requests each\n"
@@ -362,12 +409,18 @@ def report(web: str, requests: int, home: Home) -> None:
             p50, p95, items, once = results[name]
             print(f"{name:34} {p50:8.2f} {p95:8.2f} {items:6d} {once:9.2f}")
     first, deep = results["events, first page"], results["events, deepest page"]
-    pages = [r for name, r in results.items() if not name.startswith(("roll-ups", "task table"))]
+    pages = [
+        r
+        for name, r in results.items()
+        if not name.startswith(("roll-ups", "task table", "search"))
+    ]
     print(
         f"\ndeep/first events page: p50 {deep[0] / first[0]:.2f}x, p95 {deep[1] / first[1]:.2f}x"
         f"  (target <= 1.5x); worst p95 of the pages {max(r[1] for r in pages):.2f} ms"
         "  (target <= 15 ms)"
     )
+    searched = [r for name, r in results.items() if name.startswith("search")]
+    print(f"search: worst p95 {max(r[1] for r in searched):.2f} ms (target <= 50 ms)")
     rolled = [r for name, r in results.items() if name.startswith("roll-ups")]
     table = results["task table, one repo"]
     print(

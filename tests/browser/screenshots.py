@@ -6,9 +6,10 @@ Starts a private daemon, runs the example plan with the installed ``choo``
 (once to the end, once stopped with SIGINT and resumed, once live while
 the Live view is captured), adds a few recorded runs, and saves
 docs/history.png, docs/run.png, docs/lanes.png, docs/live.png,
-docs/attempts.png, docs/tasks.png, docs/compare.png, and docs/graph38.png
-(the 38-unit plan of tests/browser/plan38.py, at 1280 x 900). The recorded
-runs' agents report tool calls, tokens and cost (tests/browser/agents.py); ``--serve`` leaves the
+docs/attempts.png, docs/tasks.png, docs/compare.png, docs/search.png and
+docs/graph38.png (the 38-unit plan of tests/browser/plan38.py, at 1280 x
+900). The recorded runs' agents report tool calls, tokens and cost
+(tests/browser/agents.py); ``--serve`` leaves the
 daemon running afterwards and prints its URL, to look around by hand.
 """
 
@@ -122,6 +123,13 @@ def populate(site: Site, repo: Path, writer: Writer) -> str:
     return str(runs_of(site, repo)[0]["id"])
 
 
+def wait_searchable(site: Site) -> None:
+    """Until the daemon has indexed every event (it indexes behind the writer)."""
+    deadline = time.monotonic() + 60
+    while site.get_json("/api/history/search", q="x")["unindexed"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def shoot(page: Page, name: str, *, until: str | None = None) -> None:
     """Save the window (or down to the bottom of ``until`` and a margin)."""
     page.wait_for_timeout(600)  # transitions settle
@@ -193,6 +201,10 @@ def main() -> None:
             page.goto(f"/#/compare?a={recorded[1]['id']}&b={recorded[0]['id']}")
             page.locator(".compare-graph.side-b g.node").first.wait_for()
             shoot(page, "compare.png")
+            wait_searchable(site)
+            page.goto(f"/#/search?q=KeyError%20OR%20pytest&repo={quote(str(repo))}")
+            page.locator(".search-hit").first.wait_for()
+            shoot(page, "search.png", until=".search-list")
 
             page.goto(f"/#/live?repo={quote(str(repo))}")
             # Fresh task files (the runs above marked them complete), same repository.
