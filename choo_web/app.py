@@ -26,6 +26,7 @@ from werkzeug.exceptions import HTTPException
 
 from choo_web import params
 from choo_web.auth import Token, authorized, install_token_check, until_revoked
+from choo_web.board import LiveBoard
 from choo_web.errors import (
     ApiError,
     Forbidden,
@@ -35,6 +36,7 @@ from choo_web.errors import (
     bad_parameter,
     from_refusal,
 )
+from choo_web.feeds import RunFeeds
 from choo_web.jsonio import json_response
 from choo_web.sources import HistoryReader, LiveSource
 from choo_web.static import STATIC_DIR, StaticResponse, send_static
@@ -59,6 +61,7 @@ LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 RUNS_LIMIT, EVENTS_LIMIT = 50, 100
 TASKS_LIMIT, TASKS_LAST = 50, 10
 EVENT_CATALOGUE = catalogue_dict()
+LISTEN_BACKLOG = 4096
 
 
 def create_app(
@@ -80,6 +83,10 @@ def create_app(
     hosts = LOCAL_HOSTS | {_host_name(h) for h in allowed_hosts}
     _install_guards(app, hosts)
     install_token_check(app, token)
+    # Streams share one feed per watched run and one live board (started in
+    # the app's nursery, which exists while the app serves).
+    feeds = RunFeeds(live, lambda fn: app.nursery.start_soon(fn))
+    board = LiveBoard(reader, live, lambda fn: app.nursery.start_soon(fn))
 
     def get(rule: str) -> Callable[[Any], Any]:
         return app.route(rule, methods=["GET"], provide_automatic_options=False)
@@ -88,7 +95,8 @@ def create_app(
     async def health() -> Response:
         if not authorized():  # open to all: that the daemon is up, nothing more
             return json_response({"ok": True})
-        return json_response({"ok": True, **status(), "live": live.statistics()})
+        figures = {**live.statistics(), **feeds.statistics(), **board.statistics()}
+        return json_response({"ok": True, **status(), "live": figures})
 
     @get("/api/repos")
     async def repos() -> Response:
@@ -166,11 +174,11 @@ def create_app(
         if after < 0:
             raise bad_parameter(name, str(raw), "a seq, 0 or more")
         run_id = await reader.resolve_run_id(run)
-        return _event_stream(until_revoked(RunStream(reader, live, run_id, after), token))
+        return _event_stream(until_revoked(RunStream(reader, feeds, run_id, after), token))
 
     @get("/api/live")
     async def live_stream() -> Response:
-        stream = LiveStream(reader, live, params.text(request.args, "repo"))
+        stream = LiveStream(board, params.text(request.args, "repo"))
         return _event_stream(until_revoked(stream, token))
 
     @get("/")
@@ -287,6 +295,10 @@ async def serve_web(
     config.errorlog = log
     config.graceful_timeout = 2.0
     config.include_server_header = False
+    # hypercorn's default listen backlog (100) overflows when hundreds of
+    # browsers connect at once: the kernel drops SYNs, and a client waits 1,
+    # 3, 7 s for its retries. The kernel caps it at net.core.somaxconn.
+    config.backlog = LISTEN_BACKLOG
 
     class _Status:
         def started(self, binds: list[str] | None = None) -> None:
