@@ -289,8 +289,10 @@ class Board:
         if detail is not None and detail["status"] == "running":
             return  # resumed already
         state = self.runs.pop(run_id, None)
-        if self.dirty.pop(run_id, None) is not None and state is not None:
-            self._append(state.repo, message("run.state", state.state()))
+        if run_id in self.dirty:
+            del self.dirty[run_id]
+            if state is not None:  # its last state first
+                self._append(state.repo, message("run.state", state.state()))
         if detail is not None:
             self._append(detail["repo_path"], message("run.finished", {"run": detail}))
 
