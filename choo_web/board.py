@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from itertools import islice
 from typing import Any
 
@@ -109,6 +110,10 @@ class Board:
         self.viewers = 0
         self.runs: dict[str, RunState] = {}
         self.ignored: dict[str, None] = {}
+        self.expected: dict[str, None] = {}  # runs whose start is being looked up
+        self.waiting: dict[str, list[EventRow]] = {}  # rows of runs being looked up
+        self.jobs: deque[Callable[[], Awaitable[None]]] = deque()
+        self._job = trio.Event()
         self.dirty: dict[str, None] = {}
         self.entries: deque[tuple[str, bytes]] = deque()  # (repo_path, message)
         self.base = 0  # position of entries[0]
@@ -173,15 +178,21 @@ class Board:
             self._wake()
 
     async def _follow(self) -> bool:
-        """Follow the hub until it ends; True if it dropped the board (start over)."""
+        """Follow the hub until it ends; True if it dropped the board (start over).
+
+        Batches are folded as they come, never waiting for a read: what
+        needs the store (a run starting or ending, one not followed yet,
+        the first list of running runs) is a job, done in order by
+        ``_jobs``; meanwhile the rows of runs not followed yet wait.
+        """
         with self.live.subscribe() as sub:
-            await self._seed()
-            self.seeded.set()
+            self._queue(self._seed)
             async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._jobs)
                 nursery.start_soon(self._publish_loop)
                 nursery.start_soon(self._sweep_loop)
                 while (batch := await sub.receive()) is not None:
-                    await self._take(batch)
+                    self._take(batch)
                 nursery.cancel_scope.cancel()
             return sub.dropped
 
@@ -189,71 +200,104 @@ class Board:
         """Forget everything; every viewer gets a new ``ready``."""
         self.runs.clear()
         self.dirty.clear()
+        self.waiting.clear()
+        self.jobs.clear()
         self.base = self.end + 1  # every viewer's position is now behind the log
         self.entries.clear()
         self._ready.clear()
         self.seeded = trio.Event()
 
-    async def _seed(self) -> None:
-        page = await self.reader.list_runs(
-            repo=None, status="running", limit=READY_LIMIT, cursor=None
-        )
-        for run in [*page["runs"], *await self.reader.live_only_runs(repo=None)]:
-            if run["id"] not in self.runs:
-                await self._track(run)
+    def _queue(self, job: Callable[[], Awaitable[None]]) -> None:
+        self.jobs.append(job)
+        self._job.set()
 
-    async def _track(self, run: dict[str, Any]) -> RunState:
-        """Start following ``run`` (a summary or detail as read), its units read back."""
-        self.ignored.pop(run["id"], None)
-        units: dict[str, str] = {}
-        seen = 0
-        latest: EventRow | None = None
-        if run["last_seq"]:
-            folded = await unit_outcomes(self.reader, run["id"])
-            units = {u["unit"]: u["status"] for u in folded["units"]}
-            seen = folded["seq"]
-            page = await self.reader.run_events(
-                run["id"], type=None, unit=None, after=seen - 1, limit=1
+    async def _jobs(self) -> None:
+        while True:
+            while not self.jobs:
+                await self._job.wait()
+                self._job = trio.Event()
+            job = self.jobs.popleft()
+            try:
+                await job()
+            except Refusal as refused:  # the history cannot be read now: the next job may
+                log.warning("the live board could not read the history: %s", refused)
+
+    async def _seed(self) -> None:
+        try:
+            page = await self.reader.list_runs(
+                repo=None, status="running", limit=READY_LIMIT, cursor=None
             )
-            if page["events"]:
-                e = page["events"][0]
-                latest = (
-                    run["id"],
-                    e["seq"],
-                    e["time"],
-                    e["type"],
-                    e["unit"],
-                    e["task"],
-                    e["pr"],
-                    None,
-                    None,
-                )
-        state = RunState({**run, "last_seq": seen or run["last_seq"]}, units, seen)
+            for run in [*page["runs"], *await self.reader.live_only_runs(repo=None)]:
+                if run["id"] not in self.runs:
+                    self._track(run, await self._outcomes(run))
+        finally:
+            self.seeded.set()
+
+    async def _outcomes(self, run: dict[str, Any]) -> tuple[dict[str, str], int, EventRow | None]:
+        """(units' statuses, up to which seq, the latest event) of ``run``, read back."""
+        if not run["last_seq"]:
+            return {}, 0, None
+        folded = await unit_outcomes(self.reader, run["id"])
+        seen = folded["seq"]
+        page = await self.reader.run_events(
+            run["id"], type=None, unit=None, after=seen - 1, limit=1
+        )
+        latest: EventRow | None = None
+        if page["events"]:
+            e = page["events"][0]
+            latest = (
+                run["id"],
+                e["seq"],
+                e["time"],
+                e["type"],
+                e["unit"],
+                e["task"],
+                e["pr"],
+                None,
+                None,
+            )
+        return {u["unit"]: u["status"] for u in folded["units"]}, seen, latest
+
+    def _track(
+        self, run: dict[str, Any], outcomes: tuple[dict[str, str], int, EventRow | None]
+    ) -> RunState:
+        """Follow ``run`` from its outcomes read back, then the rows that waited for it."""
+        self.ignored.pop(run["id"], None)
+        units, seen, latest = outcomes
+        state = RunState({**run, "last_seq": max(seen, run["last_seq"])}, units, seen)
         state.latest = latest
         self.runs[run["id"]] = state
+        self._apply_waiting(state)
         return state
 
-    async def _take(self, batch: Batch) -> None:
-        finished: list[str] = []
+    def _apply_waiting(self, state: RunState) -> None:
+        applied = [state.apply(row) for row in self.waiting.pop(state.run["id"], ())]
+        if any(applied):
+            self.dirty[state.run["id"]] = None
+            self._dirty.set()
+
+    def _take(self, batch: Batch) -> None:
         for run_id, kind in batch.changes:
             if kind in RUN_STARTS:
-                await self._started(run_id, batch.details.get(run_id))
-            elif kind == "run.complete":
-                finished.append(run_id)
+                self.expected[run_id] = None
+                self._queue(partial(self._started, run_id, batch.details.get(run_id)))
         for row in batch.rows:
             run_id = row[0]
             state = self.runs.get(run_id)
-            if state is None:
-                if run_id in self.ignored:
-                    continue
-                state = await self._discover(run_id)
-                if state is None:
-                    continue
-            if state.apply(row):
-                self.dirty[run_id] = None
-                self._dirty.set()
-        for run_id in finished:
-            await self._finished(run_id, batch.details.get(run_id))
+            if state is not None and run_id not in self.expected:
+                if state.apply(row):
+                    self.dirty[run_id] = None
+                    self._dirty.set()
+            elif run_id not in self.ignored:
+                waiting = self.waiting.get(run_id)
+                if waiting is None:
+                    waiting = self.waiting[run_id] = []
+                    if run_id not in self.expected and state is None:
+                        self._queue(partial(self._discover, run_id))
+                waiting.append(row)
+        for run_id, kind in batch.changes:
+            if kind == "run.complete":
+                self._queue(partial(self._finished, run_id, batch.details.get(run_id)))
 
     async def _detail(self, run_id: str, known: Any = None) -> dict[str, Any] | None:
         if known is not None:
@@ -265,24 +309,39 @@ class Board:
         return detail
 
     async def _started(self, run_id: str, known: Any) -> None:
-        detail = await self._detail(run_id, known)
-        if detail is None or detail["status"] != "running":
-            return
-        self.dirty.pop(run_id, None)
-        state = await self._track(detail)
-        self._append(state.repo, message("run.started", {"run": state.summary()}))
+        try:
+            detail = await self._detail(run_id, known)
+            if detail is None or detail["status"] != "running":
+                return
+            self.dirty.pop(run_id, None)
+            state = self._track(detail, await self._outcomes(detail))
+            self._append(state.repo, message("run.started", {"run": state.summary()}))
+        finally:
+            self.expected.pop(run_id, None)
+            self._settle(run_id)
 
-    async def _discover(self, run_id: str) -> RunState | None:
+    async def _discover(self, run_id: str) -> None:
         """A run not followed yet whose events arrive: followed if it is running."""
-        detail = await self._detail(run_id)
-        if detail is None or detail["status"] != "running":
-            if len(self.ignored) >= MAX_IGNORED:
-                del self.ignored[next(iter(self.ignored))]
-            self.ignored[run_id] = None
-            return None
-        state = await self._track(detail)
-        self._append(state.repo, message("run.started", {"run": state.summary()}))
-        return state
+        try:
+            if run_id in self.runs:
+                return  # followed since (the first list of running runs had it)
+            detail = await self._detail(run_id)
+            if detail is None or detail["status"] != "running":
+                if len(self.ignored) >= MAX_IGNORED:
+                    del self.ignored[next(iter(self.ignored))]
+                self.ignored[run_id] = None
+                return
+            state = self._track(detail, await self._outcomes(detail))
+            self._append(state.repo, message("run.started", {"run": state.summary()}))
+        finally:
+            self._settle(run_id)
+
+    def _settle(self, run_id: str) -> None:
+        """After a look-up: rows that waited go to the run followed, or are let go."""
+        if run_id in self.runs:
+            self._apply_waiting(self.runs[run_id])
+        if run_id not in self.expected:
+            self.waiting.pop(run_id, None)
 
     async def _finished(self, run_id: str, known: Any = None) -> None:
         detail = await self._detail(run_id, known)
@@ -312,15 +371,17 @@ class Board:
     async def _sweep_loop(self) -> None:
         while True:
             await trio.sleep(SWEEP_S)
-            if not self.runs:
-                continue
-            page = await self.reader.list_runs(
-                repo=None, status="running", limit=READY_LIMIT, cursor=None
-            )
-            live_only = await self.reader.live_only_runs(repo=None)
-            running = {run["id"] for run in [*page["runs"], *live_only]}
-            for run_id in [r for r in self.runs if r not in running]:
-                await self._finished(run_id)
+            if self.runs:
+                self._queue(self._sweep)
+
+    async def _sweep(self) -> None:
+        page = await self.reader.list_runs(
+            repo=None, status="running", limit=READY_LIMIT, cursor=None
+        )
+        live_only = await self.reader.live_only_runs(repo=None)
+        running = {run["id"] for run in [*page["runs"], *live_only]}
+        for run_id in [r for r in self.runs if r not in running]:
+            await self._finished(run_id)
 
     def _append(self, repo: str, data: bytes) -> None:
         self.entries.append((repo, data))
