@@ -211,6 +211,56 @@ async def watch(viewer: Viewer, on_message: Any, figures: Figures) -> None:
         print(f"    stream {viewer.path} ended: {how}", file=sys.stderr)
 
 
+def viewer_group(url: str, token: str, path: str, count: int, kind: str) -> None:
+    """A process of ``count`` viewers of ``path``: says "ready" once each has had its
+    first message, watches until stdin closes, then prints its figures as JSON."""
+
+    async def main() -> None:
+        parsed = httpx.URL(url)
+        figures = Figures()
+        take = on_run_message(figures) if kind == "run" else on_live_message(figures)
+        async with trio.open_nursery() as nursery:
+            group = [Viewer(parsed.host, parsed.port or 80, token, path) for _ in range(count)]
+            for v in group:
+                nursery.start_soon(watch, v, take, figures)
+            for v in group:
+                await v.ready.wait()
+            print("ready", flush=True)
+            await trio.to_thread.run_sync(sys.stdin.read)
+            nursery.cancel_scope.cancel()
+        print(orjson.dumps(figures.__dict__).decode(), flush=True)
+
+    trio.run(main)
+
+
+def open_groups(
+    url: str, token: str, path: str, count: int, kind: str, size: int = 25
+) -> list[subprocess.Popen[str]]:
+    """Viewers in processes of ``size`` (a browser's tabs are not all in one Python process)."""
+    procs = []
+    for first in range(0, count, size):
+        argv = [sys.executable, __file__, "--viewer-group", path, "--group-size"]
+        argv += [str(min(size, count - first)), "--kind", kind, "--url", url, "--token", token]
+        procs.append(
+            subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        )
+    for proc in procs:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise SystemExit(f"a viewer group of {path} did not get ready")
+    return procs
+
+
+def close_groups(procs: list[subprocess.Popen[str]]) -> Figures:
+    total = Figures()
+    for proc in procs:
+        out, _ = proc.communicate()
+        got = orjson.loads(out)
+        for name, value in got.items():
+            setattr(total, name, getattr(total, name) + value)
+    return total
+
+
 # -- measuring --------------------------------------------------------------------
 
 
@@ -309,40 +359,32 @@ async def bench(args: argparse.Namespace, home: Path, pid: int, url: str) -> boo
             f"{args.seconds:g} s; {args.live} viewers on /api/live, {args.run_viewers} on "
             f"{run_id(0)}'s stream"
         )
-        go_at = time.time() + 4 + 0.3 * args.runs
+        go_at = time.time() + 8 + 0.5 * args.runs
         argv = [sys.executable, __file__, "--worker", "--rate", str(args.rate)]
         argv += ["--seconds", str(args.seconds), "--go-at", str(go_at)]
         env = {**os.environ, "CHOO_HOME": str(home)}
         procs = [
-            subprocess.Popen([*argv, "--index", str(i)], env=env) for i in range(args.runs)
+            subprocess.Popen([*argv, "--index", str(i)], env=env)  # noqa: ASYNC220 (a bench: started once)
+            for i in range(args.runs)
         ]
-        live, runs = Figures(), Figures()
-        async with trio.open_nursery() as viewers:
-            for _ in range(args.live):
-                v = Viewer(host, port, token, "/api/live")
-                viewers.start_soon(watch, v, on_live_message(live), live)
-            with trio.fail_after(60):  # the busy run must exist before its stream opens
-                while (await client.get(f"/api/history/runs/{run_id(0)}")).status_code != 200:
-                    await trio.sleep(0.1)
-            for _ in range(args.run_viewers):
-                v = Viewer(host, port, token, f"/api/history/runs/{run_id(0)}/stream")
-                viewers.start_soon(watch, v, on_run_message(runs), runs)
-            if time.time() > go_at:
-                print("  (the viewers connected after ingest began)")
-            cpu_before = cpu_seconds(pid)
-            peak = 0.0
-            while any(p.poll() is None for p in procs):
-                peak = max(peak, pss_mb(pid))
-                await trio.sleep(0.25)
-            cpu = cpu_seconds(pid) - cpu_before
-            if any(p.returncode for p in procs):
-                raise SystemExit("a client failed")
-            # Every run completed: the run streams end by themselves.
-            with trio.move_on_after(30):
-                while runs.ended + runs.dropped < args.run_viewers:
-                    await trio.sleep(0.1)
-            await trio.sleep(1)  # the last states and run.finished
-            viewers.cancel_scope.cancel()
+        live_procs = open_groups(url, token, "/api/live", args.live, "live")
+        with trio.fail_after(60):  # the busy run must exist before its stream opens
+            while (await client.get(f"/api/history/runs/{run_id(0)}")).status_code != 200:  # noqa: ASYNC110
+                await trio.sleep(0.1)
+        stream = f"/api/history/runs/{run_id(0)}/stream"
+        run_procs = open_groups(url, token, stream, args.run_viewers, "run")
+        if time.time() > go_at:
+            print("  (the viewers connected after ingest began)")
+        cpu_before = cpu_seconds(pid)
+        peak = 0.0
+        while any(p.poll() is None for p in procs):
+            peak = max(peak, pss_mb(pid))
+            await trio.sleep(0.25)
+        cpu = cpu_seconds(pid) - cpu_before
+        if any(p.returncode for p in procs):
+            raise SystemExit("a client failed")
+        await trio.sleep(2)  # the last events, states and run.finished
+        runs, live = close_groups(run_procs), close_groups(live_procs)
         health = (await client.get("/api/health")).json()
         dropped = live.dropped + runs.dropped + health["live"]["subscribers_dropped"]
         print(
@@ -373,7 +415,9 @@ async def bench(args: argparse.Namespace, home: Path, pid: int, url: str) -> boo
         await trio.sleep(2)
         base_main, base_all = pss_mb(pid), pss_mb(pid) + sum(map(pss_mb, helpers))
         print(f"idle: {args.idle} viewers on /api/live, nothing running")
-        print(f"  memory before        : {base_main:.1f} MB PSS trio process, {base_all:.1f} MB both")
+        print(
+            f"  memory before        : {base_main:.1f} MB PSS trio process, {base_all:.1f} MB both"
+        )
         idle = Figures()
         async with trio.open_nursery() as viewers:
             started = time.perf_counter()
@@ -432,7 +476,15 @@ def main() -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--go-at", type=float, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--viewer-group", help=argparse.SUPPRESS)
+    parser.add_argument("--group-size", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--kind", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--token", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.viewer_group:
+        viewer_group(args.url, args.token, args.viewer_group, args.group_size, args.kind)
+        return
     if args.worker:
         worker(args.index, args.rate, args.seconds, args.go_at)
         return
