@@ -146,8 +146,18 @@ class RunFeeds:
     async def _pump(self, feed: RunFeed, subscription: Any, sub: Any) -> None:
         try:
             with feed.cancel:
-                while (batch := await sub.receive()) is not None:
-                    feed.take(batch)
+                while True:
+                    while (batch := await sub.receive()) is not None:
+                        feed.take(batch)
+                    if not sub.dropped:
+                        break  # shutting down
+                    # The hub let go of the feed (it fell behind): subscribe again.
+                    # The rows in between are in the store; the streams see a gap
+                    # in seqs and read them back.
+                    log.warning("the live feed of run %s fell behind; it goes on", feed.run_id)
+                    subscription.__exit__(None, None, None)
+                    subscription = self.live.subscribe(run_id=feed.run_id)
+                    sub = subscription.__enter__()
         except Exception:
             log.exception("the live feed of run %s failed; its streams end", feed.run_id)
         finally:
