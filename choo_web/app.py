@@ -62,6 +62,7 @@ RUNS_LIMIT, EVENTS_LIMIT = 50, 100
 TASKS_LIMIT, TASKS_LAST = 50, 10
 EVENT_CATALOGUE = catalogue_dict()
 LISTEN_BACKLOG = 4096
+KEEP_ALIVE_S = 30
 
 
 def create_app(
@@ -299,6 +300,11 @@ async def serve_web(
     # browsers connect at once: the kernel drops SYNs, and a client waits 1,
     # 3, 7 s for its retries. The kernel caps it at net.core.somaxconn.
     config.backlog = LISTEN_BACKLOG
+    # A new connection that has not sent its request within keep_alive_timeout
+    # is closed (hypercorn's idle timer). On a loaded machine a browser's
+    # request can take longer than the default 5 s to be read, and the timer
+    # has been seen closing such event streams; keep-alive costs a socket.
+    config.keep_alive_timeout = KEEP_ALIVE_S
 
     class _Status:
         def started(self, binds: list[str] | None = None) -> None:
