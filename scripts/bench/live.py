@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -67,9 +68,18 @@ def worker(index: int, rate: float, seconds: float, go_at: float) -> None:
     from choo.client import open_daemon_client
     from protocol.home import Home
 
-    async def main() -> None:
+    async def main() -> list[float]:
         run = run_id(index)
+        sent_at: deque[tuple[int, float]] = deque()
+        acks: list[float] = []
+
+        def on_ack(_run: str, seq: int) -> None:
+            now = time.time()
+            while sent_at and sent_at[0][0] <= seq:
+                acks.append(now - sent_at.popleft()[1])
+
         async with open_daemon_client(Home.from_env(), name=f"live{index}") as client:
+            client.on_ack = on_ack
             await client.start_run(
                 run, repo_path=REPO, started_at=iso_now(), parallelism=4, total_units=UNITS
             )
@@ -86,14 +96,17 @@ def worker(index: int, rate: float, seconds: float, go_at: float) -> None:
                     task=seq % 3,
                     payload={"sent": time.time(), "title": TITLE},
                 )
+                if seq % 10 == 0:
+                    sent_at.append((seq, time.time()))
                 if seq % per_tick == 0:
                     await trio.sleep(max(start + seq / rate - time.perf_counter(), 0))
             await client.wait_acked(run)
             await client.complete_run(
                 run, status="completed", completed_at=iso_now(), completed_units=UNITS
             )
+        return acks
 
-    trio.run(main)
+    print(orjson.dumps(trio.run(main)).decode(), flush=True)
 
 
 # -- the browsers -----------------------------------------------------------------
@@ -368,7 +381,7 @@ async def bench(args: argparse.Namespace, home: Path, pid: int, url: str) -> boo
         argv += ["--seconds", str(args.seconds), "--go-at", str(go_at)]
         env = {**os.environ, "CHOO_HOME": str(home)}
         procs = [
-            subprocess.Popen([*argv, "--index", str(i)], env=env)  # noqa: ASYNC220 (a bench: started once)
+            subprocess.Popen([*argv, "--index", str(i)], env=env, stdout=subprocess.PIPE)  # noqa: ASYNC220
             for i in range(args.runs)
         ]
         live_procs = open_groups(url, token, "/api/live", args.live, "live")
@@ -385,6 +398,7 @@ async def bench(args: argparse.Namespace, home: Path, pid: int, url: str) -> boo
             peak = max(peak, pss_mb(pid))
             await trio.sleep(0.25)
         cpu = cpu_seconds(pid) - cpu_before
+        acks = [x for p in procs if not p.returncode for x in orjson.loads(p.stdout.read())]  # type: ignore[union-attr]
         failed = sum(1 for p in procs if p.returncode)
         if failed:
             print(f"  {failed} of {args.runs} clients FAILED (see above): the figures are partial")
@@ -409,6 +423,10 @@ async def bench(args: argparse.Namespace, home: Path, pid: int, url: str) -> boo
             f" p99 {live_p99:.1f} ms over {len(live.latencies):,} run.state messages "
             f"({live.messages / max(args.live, 1):,.0f} messages per viewer)   "
             f"{verdict(live_p99 <= 100)}"
+        )
+        print(
+            f"  ingest alone         : event -> ack (durable) p50 {pct(acks, 50):.1f} ms, "
+            f"p99 {pct(acks, 99):.1f} ms (the floor under event -> viewer)"
         )
         print(
             f"  daemon               : {cpu / args.seconds * 100:.0f} % of a core (trio "
