@@ -3,9 +3,11 @@
 The writer calls ``publish`` in the trio thread after each commit; it must
 never block nor slow ingest, so each subscriber gets a bounded buffer and
 ``publish`` only hands it a reference (``send_nowait``). A subscriber that
-falls more than ``buffer_events`` events behind (a slow or stalled browser)
-is dropped: its subscription ends, and a run stream's client reconnects
-with ``Last-Event-ID`` and replays the gap from the store.
+falls more than ``buffer_events`` events behind is dropped: its
+subscription ends. The subscribers are the web's shared fan-out, not
+browsers: one feed per watched run and one live board (``choo_web/feeds.py``,
+``choo_web/board.py``), which subscribe again and read the gap back from
+the store; a slow browser falls behind those, never behind the hub.
 
 Subscribers either follow one run (``run_id``: only that run's rows and
 changes) or every run (optionally of one repository; rows of runs known to

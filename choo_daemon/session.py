@@ -173,6 +173,7 @@ class Session:
         conn = self.conn
         hello_by = trio.current_time() + HANDSHAKE_TIMEOUT
         partial_by = float("inf")  # when an incomplete frame must be whole
+        whole = False
         while True:
             deadline = partial_by if conn.greeted else hello_by
             with trio.move_on_at(deadline) as waited:
@@ -190,7 +191,9 @@ class Session:
                 return
             else:
                 conn.receive_data(data)
+                whole = False  # a frame was completed: an incomplete one now is a new one
                 while messages := conn.next_messages():
+                    whole = True
                     self._flush()
                     if not await self._handle(send, messages):
                         return
@@ -203,7 +206,9 @@ class Session:
                 return
             if not conn.mid_frame:
                 partial_by = float("inf")
-            elif partial_by == float("inf"):
+            elif partial_by == float("inf") or whole:
+                # The timer is for one frame: a client streaming without pause
+                # may end every read inside a frame, and never stall.
                 partial_by = trio.current_time() + HALF_FRAME_TIMEOUT
 
     async def _handle(self, send: trio.MemorySendChannel[Inbound], messages: list[Message]) -> bool:

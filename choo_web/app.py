@@ -28,6 +28,7 @@ from werkzeug.exceptions import HTTPException
 from choo_web import params
 from choo_web.auth import Token, authorized, install_token_check, until_revoked
 from choo_web.compare import compare_runs
+from choo_web.board import LiveBoard
 from choo_web.errors import (
     ApiError,
     Forbidden,
@@ -37,6 +38,7 @@ from choo_web.errors import (
     bad_parameter,
     from_refusal,
 )
+from choo_web.feeds import RunFeeds
 from choo_web.jsonio import dumps, json_response, json_text_response
 from choo_web.memo import Memo
 from choo_web.runview import run_view
@@ -64,6 +66,8 @@ RUNS_LIMIT, EVENTS_LIMIT = 50, 100
 TASKS_LIMIT, TASKS_LAST = 50, 10
 SEARCH_LIMIT = 50
 EVENT_CATALOGUE = catalogue_dict()
+LISTEN_BACKLOG = 4096
+KEEP_ALIVE_S = 30
 
 
 def create_app(
@@ -85,6 +89,10 @@ def create_app(
     hosts = LOCAL_HOSTS | {_host_name(h) for h in allowed_hosts}
     _install_guards(app, hosts)
     install_token_check(app, token)
+    # Streams share one feed per watched run and one live board (started in
+    # the app's nursery, which exists while the app serves).
+    feeds = RunFeeds(live, lambda fn: app.nursery.start_soon(fn))
+    board = LiveBoard(reader, live, lambda fn: app.nursery.start_soon(fn))
 
     memo = Memo()  # finished runs' roll-ups, as sent (memo.py)
 
@@ -95,7 +103,8 @@ def create_app(
     async def health() -> Response:
         if not authorized():  # open to all: that the daemon is up, nothing more
             return json_response({"ok": True})
-        figures = {**status(), "live": live.statistics(), "roll_ups": memo.statistics()}
+        live_figures = {**live.statistics(), **feeds.statistics(), **board.statistics()}
+        figures = {**status(), "live": live_figures, "roll_ups": memo.statistics()}
         return json_response({"ok": True, **figures})
 
     @get("/api/repos")
@@ -234,11 +243,11 @@ def create_app(
         if after < 0:
             raise bad_parameter(name, str(raw), "a seq, 0 or more")
         run_id = await reader.resolve_run_id(run)
-        return _event_stream(until_revoked(RunStream(reader, live, run_id, after), token))
+        return _event_stream(until_revoked(RunStream(reader, feeds, run_id, after), token))
 
     @get("/api/live")
     async def live_stream() -> Response:
-        stream = LiveStream(reader, live, params.text(request.args, "repo"))
+        stream = LiveStream(board, params.text(request.args, "repo"))
         return _event_stream(until_revoked(stream, token))
 
     @get("/")
@@ -355,6 +364,15 @@ async def serve_web(
     config.errorlog = log
     config.graceful_timeout = 2.0
     config.include_server_header = False
+    # hypercorn's default listen backlog (100) overflows when hundreds of
+    # browsers connect at once: the kernel drops SYNs, and a client waits 1,
+    # 3, 7 s for its retries. The kernel caps it at net.core.somaxconn.
+    config.backlog = LISTEN_BACKLOG
+    # A new connection that has not sent its request within keep_alive_timeout
+    # is closed (hypercorn's idle timer). On a loaded machine a browser's
+    # request can take longer than the default 5 s to be read, and the timer
+    # has been seen closing such event streams; keep-alive costs a socket.
+    config.keep_alive_timeout = KEEP_ALIVE_S
 
     class _Status:
         def started(self, binds: list[str] | None = None) -> None:

@@ -1,11 +1,10 @@
 // The Live tab: the runs running now (from /api/live, so one started after
-// the page loaded appears at once), the latest finished ones, and the
-// selected run in full, following its events.
+// the page loaded appears at once; each card shows the state the daemon
+// keeps for its run, sent a few times a second), the latest finished ones,
+// and the selected run in full, following its events.
 
 import { ApiError, getJSON, openStream, url } from "./api.js";
-import { runPath } from "./boot.js";
 import { h, put } from "./dom.js";
-import { UNIT_FINISHED, unitStatusOf } from "./eventtypes.js";
 import { basename, count, duration, millis, timeOfDay } from "./format.js";
 import { RunView } from "./run.js";
 import { link, navigate } from "./state.js";
@@ -16,8 +15,7 @@ const RECENT = 6;
 class Card {
   constructor(run) {
     this.run = { ...run };
-    this.units = new Map(); // unit → {status, seq}
-    this.last = null; // the latest event seen
+    this.live = run.live || null; // the server's LiveState of a running run
     this.el = h("a", {
       class: "run-card",
       href: link({ run: run.id, type: null, unit: null, event: null, pane: null, task: null }),
@@ -25,34 +23,19 @@ class Card {
     });
   }
 
-  apply(event) {
-    const run = this.run;
-    if (event.seq > run.last_seq) {
-      run.event_count += event.seq - run.last_seq;
-      run.last_seq = event.seq;
-    }
-    if (!this.last || event.seq >= this.last.seq) this.last = event;
-    const status = unitStatusOf(event.type);
-    if (status && event.unit) this.setUnit(event.unit, status, event.seq);
-  }
-
-  setUnit(unit, status, seq) {
-    const known = this.units.get(unit);
-    if (!known || known.seq < seq) this.units.set(unit, { status, seq });
-  }
-
-  /** The server's unit outcomes (GET .../units), as of event `seq`. */
-  seed({ seq, units }) {
-    for (const outcome of units) this.setUnit(outcome.unit, outcome.status, seq);
+  /** The run's state as the daemon keeps it (run.state, coalesced). */
+  setLive(state) {
+    if (this.live && state.last_seq < this.live.last_seq) return;
+    this.live = state;
+    this.run.event_count = state.event_count;
+    this.run.last_seq = state.last_seq;
   }
 
   counts() {
     const run = this.run;
-    if (run.status !== "running")
+    if (run.status !== "running" || !this.live)
       return { completed: run.completed_units, failed: run.failed_units, blocked: run.blocked_units };
-    const counts = Object.fromEntries(UNIT_FINISHED.map((s) => [s, 0]));
-    for (const { status } of this.units.values()) if (status in counts) counts[status] += 1;
-    return counts;
+    return this.live.units;
   }
 
   render(selected) {
@@ -93,10 +76,10 @@ class Card {
           text: ` of ${run.total_units} · ${count(run.event_count)} events · ${duration(took)}`,
         }),
       ),
-      this.last
+      this.live?.last_event && run.status === "running"
         ? h("div", {
             class: "rc-last muted",
-            text: `${this.last.type}${this.last.unit ? ` · ${this.last.unit}` : ""}`,
+            text: `${this.live.last_event.type}${this.live.last_event.unit ? ` · ${this.live.last_event.unit}` : ""}`,
           })
         : null,
     );
@@ -137,7 +120,7 @@ export class LiveView {
     this.stream = openStream(() => url("/api/live", { repo: state.repo }), {
       ready: (data) => this.onReady(data.runs),
       "run.started": (data) => this.onStarted(data.run),
-      event: (data) => this.onEvent(data.run_id, data.event),
+      "run.state": (state) => this.onState(state),
       "run.finished": (data) => this.onFinished(data.run),
     });
     this.loadRecent();
@@ -172,23 +155,13 @@ export class LiveView {
     if (!card) {
       card = new Card(run);
       this.cards.set(run.id, card);
-      this.loadUnits(card);
     } else {
       card.run = { ...card.run, ...run };
+      if (run.live) card.live = run.live;
     }
     this.recentIds = this.recentIds.filter((id) => id !== run.id);
     this.dirty.add(run.id);
     return card;
-  }
-
-  async loadUnits(card) {
-    try {
-      card.seed(await getJSON(runPath(card.run.id, "/units")));
-    } catch {
-      return;
-    }
-    this.dirty.add(card.run.id);
-    this.schedule();
   }
 
   onReady(runs) {
@@ -197,11 +170,7 @@ export class LiveView {
       // Finished while we were away: ask how it ended.
       if (!now.has(card.run.id)) this.refresh(card.run.id);
     }
-    for (const run of runs) {
-      const known = this.cards.has(run.id);
-      const card = this.addRunning(run);
-      if (known && this.ready) this.loadUnits(card); // events missed while away
-    }
+    for (const run of runs) this.addRunning(run);
     this.ready = true;
     this.renderLists();
     this.update(this.state);
@@ -228,11 +197,11 @@ export class LiveView {
     if (!this.state.run) navigate({ run: run.id }, { replace: true });
   }
 
-  onEvent(runId, event) {
-    const card = this.cards.get(runId);
-    if (!card) return;
-    card.apply(event);
-    this.dirty.add(runId);
+  onState(state) {
+    const card = this.cards.get(state.run_id);
+    if (!card || card.run.status !== "running") return;
+    card.setLive(state);
+    this.dirty.add(state.run_id);
     this.schedule();
   }
 

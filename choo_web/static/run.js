@@ -7,6 +7,7 @@
 
 import { ApiError, getJSON, openStream, url } from "./api.js";
 import { TaskPanel } from "./attempts.js";
+import { CatchUp } from "./catchup.js";
 import { gitRequest, runPath, runRequests } from "./boot.js";
 import { h, put } from "./dom.js";
 import { GRAPH_TYPES, markerOf } from "./eventtypes.js";
@@ -483,9 +484,12 @@ export class RunView {
   }
 
   follow() {
+    // A stream that fell behind says which events it skipped: they are fetched meanwhile.
+    this.catchUp = new CatchUp(this.run.id, (event) => this.onEvent(event), this.controller.signal);
     this.stream = openStream(() => url(runPath(this.run.id, "/stream"), { after: this.run.last_seq }), {
       event: (event) => this.onEvent(event),
-      end: (detail) => this.onEnd(detail),
+      catchup: (gap) => this.catchUp.gap(gap),
+      end: (detail) => this.catchUp.then(() => this.onEnd(detail)),
       closed: () => this.run.history === false && this.checkGone(),
     });
   }
@@ -536,6 +540,7 @@ export class RunView {
   }
 
   onEvent(event) {
+    if (this.catchUp?.hold(event)) return;
     const run = this.run;
     if (event.seq > run.last_seq) {
       run.event_count += event.seq - run.last_seq;

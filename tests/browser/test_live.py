@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import quote
 
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from tests.browser.conftest import PageErrors
 from tests.browser.support import FakeRun, Site, Writer, log_in, new_site, remove_site
@@ -122,3 +123,53 @@ def test_banner_while_the_daemon_is_away(browser: Browser) -> None:
         finally:
             context.close()
         assert not errors, errors
+
+
+def test_a_run_view_told_to_catch_up_fetches_the_gap(
+    page: Page, writer: Writer, site: Site
+) -> None:
+    """The daemon's answer to a stream that fell behind its run (a catchup message,
+    then the newest events) is played to the page once; it fetches the gap through
+    the events API, then goes on live with the daemon's own stream."""
+    run = FakeRun(writer, "run_20260301_140000_gap", "/srv/gap").start()
+    run.send([run.event("orch.started", units=6, parallelism=2), *run.unit_events("config")])
+    before_gap = run.seq
+    stream = f"**/api/history/runs/{run.run_id}/stream*"
+
+    def behind(route: Route) -> None:
+        # While the page was away: the models unit ran; the stream skipped it.
+        run.send(run.unit_events("models"))
+        newest = run.emit("unit.queued", "storage", tasks=2)
+        (event,) = site.get_json(f"/api/history/runs/{run.run_id}/events", after=newest - 1)[
+            "events"
+        ]
+        gap = {"after": before_gap, "next": newest}
+        body = (
+            "retry: 500\n\n"
+            f"event: catchup\ndata: {json.dumps(gap)}\n\n"
+            f"id: {newest}\nevent: event\ndata: {json.dumps(event)}\n\n"
+        )
+        route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=body)
+
+    page.route(stream, behind, times=1)
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(f"/#/history?repo={quote(run.repo)}&run={run.run_id}")
+    models = page.locator("g.node[data-unit='models']")
+    # Only the gap's events say the models unit completed both its tasks.
+    expect(models).to_have_attribute("data-status", "completed")
+    expect(models.locator(".node-progress")).to_have_text("2/2")
+    expect(page.locator("g.node[data-unit='storage']")).to_have_attribute("data-status", "queued")
+    # The gap, as the catch-up asks for it (the timeline asks for rows in smaller blocks).
+    gap_pages = [u for u in requested if f"/events?after={before_gap}&limit=1000" in u]
+    assert gap_pages, requested
+
+    # Live again, from the daemon's own stream (the fake one has ended).
+    run.send(run.unit_events("storage"))
+    run.complete("completed", completed_units=3)
+    expect(page.locator(".run-head .badge")).to_have_text("completed")
+    detail = site.get_json(f"/api/history/runs/{run.run_id}")
+    expect(page.locator(".tl-count")).to_have_text(f"{detail['event_count']} events")
+    expect(page.locator("g.node[data-unit='storage']")).to_have_attribute(
+        "data-status", "completed"
+    )

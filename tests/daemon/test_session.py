@@ -332,6 +332,41 @@ async def test_silent_client_is_dropped_after_the_handshake_timeout(
     assert await peer.closed()
 
 
+async def test_a_client_streaming_without_pause_is_not_timed_out_mid_frame(
+    daemon: Daemon, home: Home, autojump_clock: trio.abc.Clock
+) -> None:
+    """Every write ends inside a frame (the rest of one, the head of the next),
+    for longer than the half-frame timeout: each frame is whole in time."""
+    peer = await Peer.connect(home)
+    # Not recorded (history: false): served in memory, so that no wait on the
+    # database process lets the autojump clock run past the timeouts.
+    started = await peer.request(
+        {
+            "t": "run.start",
+            "req": 1,
+            "run": "run_stream",
+            "repo_path": "/repo",
+            "started_at": NOW,
+            "parallelism": 2,
+            "total_units": 3,
+            "history": False,
+        }
+    )
+    assert started["t"] == "ok", started
+    frames = [protocol.encode(event("run_stream", seq)) for seq in range(1, 42)]
+    cut = len(frames[0]) // 2
+    await peer.stream.send_all(frames[0][:cut])
+    for seq in range(1, 41):
+        await trio.sleep(10)  # 400 s in all, each frame completed 10 s after it began
+        await peer.stream.send_all(frames[seq - 1][cut:] + frames[seq][:cut])
+    await peer.stream.send_all(frames[40][cut:])
+    last = 0
+    while last < 41:  # each acked at once (a timed-out client gets an error, then EOF)
+        msg = await peer.receive()
+        assert msg["t"] == "ack", msg
+        last = msg["seq"]
+
+
 async def test_web_health_answers(daemon: Daemon) -> None:
     import httpx
 

@@ -241,3 +241,13 @@ class SSE:
                 assert msg.event == "event", msg
                 assert msg.id == str(msg.data["seq"])
                 seqs.append(msg.data["seq"])
+
+    async def messages_until_end(self, timeout: float = 30) -> tuple[list[Message], Message | None]:
+        """Every message with an event name, then the "end" message (None if it just stopped)."""
+        got: list[Message] = []
+        with trio.fail_after(timeout):
+            while True:
+                msg = await self.next(timeout)
+                if msg is None or msg.event == "end":
+                    return got, msg
+                got.append(msg)

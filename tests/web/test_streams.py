@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 import trio
 
+import choo_web.board
+import choo_web.feeds
 import choo_web.streams
 from choo_daemon.daemon import Daemon
 from choo_daemon.orphans import stop_run
-from tests.web.support import History, ev, open_sse, varied
+from protocol.events import UNIT_STATUSES, fold_units
+from tests.web.support import SSE, History, ev, open_sse, varied
 
 STREAM = "/api/history/runs/{}/stream"
 
@@ -213,7 +218,27 @@ async def test_head_of_a_stream_is_headers_only(web: httpx.AsyncClient, history:
         assert response.headers["content-type"].startswith("text/event-stream")
 
 
-async def test_live_announces_runs_of_the_repository_and_their_events(
+async def live_until(sse: SSE, done: Callable[[str, Any], bool]) -> list[tuple[str, Any]]:
+    """(event name, data) of each /api/live message, up to the first that is ``done``."""
+    got: list[tuple[str, Any]] = []
+    while not got or not done(*got[-1]):
+        msg = await sse.next()
+        assert msg is not None and msg.event is not None
+        got.append((msg.event, msg.data))
+    return got
+
+
+def about(kind: str, data: Any) -> str:
+    return str(data["run_id"] if kind == "run.state" else data["run"]["id"])
+
+
+def unit_counts(total: int, **counts: int) -> dict[str, int]:
+    statuses = dict.fromkeys(UNIT_STATUSES, 0) | counts
+    statuses["pending"] = total - sum(counts.values())
+    return {"total": total, **statuses}
+
+
+async def test_live_announces_runs_of_the_repository_and_their_state(
     web: httpx.AsyncClient, history: History
 ) -> None:
     await history.start("run_old", repo="/a")  # running before the client came
@@ -222,6 +247,14 @@ async def test_live_announces_runs_of_the_repository_and_their_events(
         ready = await sse.next()
         assert ready is not None and ready.event == "ready"
         assert [run["id"] for run in ready.data["runs"]] == ["run_old"]
+        assert ready.data["runs"][0]["live"] == {
+            "run_id": "run_old",
+            "status": "running",
+            "event_count": 0,
+            "last_seq": 0,
+            "units": unit_counts(3),
+            "last_event": None,
+        }
 
         await history.start("run_b", repo="/b")
         await history.start("run_a", repo="/a", started=5)
@@ -232,24 +265,31 @@ async def test_live_announces_runs_of_the_repository_and_their_events(
         await history.send(varied("run_a", [2, 3, 4]))  # 2 and 3 again: a client's replay
         await history.complete("run_b")
         await history.complete("run_a", done=2)
+        got: list[tuple[str, Any]] = []
 
-        got: list[tuple[str, str, int | None]] = []
-        while not got or got[-1][0] != "run.finished":
-            msg = await sse.next()
-            assert msg is not None and msg.event is not None
-            if msg.event == "event":
-                got.append(("event", msg.data["run_id"], msg.data["event"]["seq"]))
-            else:
-                got.append((msg.event, msg.data["run"]["id"], None))
-    assert got == [
-        ("run.started", "run_a", None),
-        ("event", "run_a", 1),
-        ("event", "run_a", 2),
-        ("event", "run_a", 3),
-        ("event", "run_old", 1),
-        ("event", "run_a", 4),
-        ("run.finished", "run_a", None),
-    ]
+        def done(kind: str, data: Any) -> bool:
+            old = [d for k, d in got if k == "run.state" and d["run_id"] == "run_old"]
+            return any(k == "run.finished" for k, _ in got) and bool(old)
+
+        while not got or not done(*got[-1]):
+            got += await live_until(sse, lambda kind, data: True)
+    assert {about(kind, data) for kind, data in got} == {"run_a", "run_old"}
+    run_a = [(kind, data) for kind, data in got if about(kind, data) == "run_a"]
+    assert run_a[0][0] == "run.started" and run_a[-1][0] == "run.finished"
+    assert {kind for kind, _ in run_a[1:-1]} == {"run.state"}
+    assert run_a[-1][1]["run"]["completed_units"] == 2
+    last = run_a[-2][1]
+    assert (last["last_seq"], last["event_count"], last["status"]) == (4, 4, "running")
+    assert last["units"] == unit_counts(3, completed=1)  # seq 4 is u2's unit.completed
+    assert last["last_event"] == {
+        "seq": 4,
+        "time": varied("run_a", [4])[0]["time"],
+        "type": "unit.completed",
+        "unit": "u2",
+        "task": 0,
+    }
+    old = [data for kind, data in got if kind == "run.state" and data["run_id"] == "run_old"]
+    assert (old[-1]["last_seq"], old[-1]["event_count"]) == (1, 1)
 
 
 async def test_live_without_a_filter_sees_every_run(
@@ -261,19 +301,51 @@ async def test_live_without_a_filter_sees_every_run(
         await history.start("run_x", repo="/x")
         await history.send([ev("run_x", 1, "orch.started", payload={"units": 2})])
         await history.complete("run_x", "completed")
-        started, event, finished = [await sse.next() for _ in range(3)]
+        started, state, finished = [await sse.next() for _ in range(3)]
     assert started is not None and started.event == "run.started"
     assert started.data["run"]["status"] == "running" and started.data["run"]["repo_path"] == "/x"
-    assert event is not None and event.event == "event" and event.data["run_id"] == "run_x"
-    assert event.data["event"]["type"] == "orch.started"
-    assert event.data["event"]["payload"] == {"units": 2}
+    assert started.data["run"]["live"]["last_seq"] == 0
+    assert state is not None and state.event == "run.state" and state.data["run_id"] == "run_x"
+    assert state.data["last_event"]["type"] == "orch.started" and state.data["last_seq"] == 1
     assert finished is not None and finished.event == "run.finished"
     assert finished.data["run"]["status"] == "completed"
 
 
-async def test_a_stalled_subscriber_is_dropped_and_ingest_goes_on(
-    web: httpx.AsyncClient, history: History, daemon: Daemon
+async def test_live_coalesces_many_events_into_few_updates_with_the_final_state(
+    web: httpx.AsyncClient, history: History, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Held for an hour after the first update, the run's state goes out again only
+    when it finishes (its last state before run.finished): 40 commits, 2 updates."""
+    monkeypatch.setattr(choo_web.board, "COALESCE_S", 3600.0)
+    await history.start("run_c", units=3)
+    async with open_sse(web, "/api/live") as sse:
+        ready = await sse.next()
+        assert ready is not None and [r["id"] for r in ready.data["runs"]] == ["run_c"]
+        for first in range(1, 2001, 50):
+            await history.send(varied("run_c", range(first, first + 50)))
+        await history.complete("run_c", done=2)
+        got = await live_until(sse, lambda kind, data: kind == "run.finished")
+    states = [data for kind, data in got if kind == "run.state"]
+    assert [kind for kind, _ in got] == ["run.state"] * len(states) + ["run.finished"]
+    assert 1 <= len(states) <= 2
+    final = states[-1]
+    assert (final["last_seq"], final["event_count"], final["status"]) == (2000, 2000, "running")
+    events: list[dict[str, Any]] = []
+    after: int | None = 0
+    while after is not None:
+        page = (await web.get(f"/api/history/runs/run_c/events?after={after}&limit=1000")).json()
+        events += page["events"]
+        after = page["next_after"]
+    folded = Counter(u["status"] for u in fold_units([], events, "running"))
+    assert final["units"] == unit_counts(3, **folded)
+    assert final["last_event"]["seq"] == 2000
+    assert got[-1][1]["run"]["event_count"] == 2000
+
+
+async def test_a_stalled_run_stream_gets_a_catchup_marker_not_a_drop(
+    web: httpx.AsyncClient, history: History, daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(choo_web.feeds, "RING_EVENTS", 500)
     total = 50_000
     text = "output line that takes some room " * 10
     await history.start("run_slow")
@@ -286,25 +358,41 @@ async def test_a_stalled_subscriber_is_dropped_and_ingest_goes_on(
         # is read while 50k events are ingested.
         first, ready = await stalled.block(), await stalled_live.next()
         assert first is not None and first.retry and ready is not None and ready.event == "ready"
-        assert daemon.hub.statistics()["subscribers"] == 2
         with trio.fail_after(120):
             for first in range(2, total + 1, 1000):
                 last = min(first + 1000, total + 1)
                 events = [ev("run_slow", s, payload={"text": text}) for s in range(first, last)]
                 await history.send(events)
-        stats = daemon.hub.statistics()
-        assert stats["subscribers_dropped"] == 2 and stats["subscribers"] == 0
         assert daemon.writer.events_stored == total
-        # The stalled stream ends (no "end": the run goes on) ...
-        seqs, end = await stalled.events_until_end(timeout=60)
-        assert end is None and seqs == list(range(1, len(seqs) + 1)) and len(seqs) < total
-        assert await stalled_live.next(timeout=30) is not None
-    # ... and a reconnect with Last-Event-ID replays the rest from the store.
-    headers = {"Last-Event-ID": str(seqs[-1])}
-    async with open_sse(web, STREAM.format("run_slow"), headers) as sse:
         await history.complete("run_slow")
-        rest, end = await sse.events_until_end(timeout=60)
-    assert rest == list(range(seqs[-1] + 1, total + 1)) and end is not None
+        # The stalled stream goes on: what it holds, a catchup, the newest events, end.
+        got, end = await stalled.messages_until_end(timeout=60)
+        assert end is not None and end.data["event_count"] == total
+        received: list[int] = []
+        gaps: list[tuple[int, int]] = []
+        for msg in got:
+            if msg.event == "catchup":
+                assert msg.id is None and msg.data["after"] == (received[-1] if received else 0)
+                gaps.append((msg.data["after"], msg.data["next"]))
+            else:
+                assert msg.event == "event" and msg.id == str(msg.data["seq"])
+                received.append(msg.data["seq"])
+        assert gaps, "the stream fell behind its feed"
+        assert received == sorted(set(received)) and received[0] == 1
+        # The gaps, fetched through paging, complete the run.
+        for after, next_seq in gaps:
+            assert next_seq > after
+            page = (
+                await web.get(f"/api/history/runs/run_slow/events?after={after}&limit=1000")
+            ).json()
+            assert page["events"][0]["seq"] == after + 1
+            received += list(range(after + 1, next_seq))
+        assert sorted(received) == list(range(1, total + 1))
+        # The live view, stalled too, was not dropped either: it ends with the run.
+        final = await live_until(stalled_live, lambda kind, data: kind == "run.finished")
+        assert final[-1][1]["run"]["event_count"] == total
+    stats = daemon.hub.statistics()
+    assert stats["subscribers_dropped"] == 0
 
 
 async def test_shutdown_ends_open_streams(
