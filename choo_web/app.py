@@ -27,8 +27,8 @@ from werkzeug.exceptions import HTTPException
 
 from choo_web import params
 from choo_web.auth import Token, authorized, install_token_check, until_revoked
-from choo_web.compare import compare_runs
 from choo_web.board import LiveBoard
+from choo_web.compare import compare_runs
 from choo_web.errors import (
     ApiError,
     Forbidden,
