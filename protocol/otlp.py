@@ -89,10 +89,14 @@ def trace_id(run_id: str) -> int:
     return int.from_bytes(_digest(f"choo.trace:{run_id}")[:16], "big") or 1
 
 
-def span_id(run_id: str, seq: int) -> int:
+def span_id(run_id: str, seq: int, role: str = "") -> int:
     """The span ID of the span the event ``seq`` starts (0: the run's root span):
-    64 bits of SHA-256 of ``choo.span:<run ID>:<seq>``."""
-    return int.from_bytes(_digest(f"choo.span:{run_id}:{seq}")[:8], "big") or 1
+    64 bits of SHA-256 of ``choo.span:<run ID>:<seq>``. An event that starts a
+    second span, standing in for a missing one (an attempt whose
+    ``task.claude.invoke`` or a validation whose ``task.backpressure`` is
+    not there), gives that one ``choo.span:<run ID>:<seq>:<role>``."""
+    key = f"choo.span:{run_id}:{seq}" + (f":{role}" if role else "")
+    return int.from_bytes(_digest(key)[:8], "big") or 1
 
 
 def time_ns(text: str) -> int:
@@ -127,9 +131,11 @@ class _Builder:
     def run_id(self) -> str:
         return str(self.run["id"])
 
-    def add(self, seq: int, parent: Span | None, name: str, at: int, **attrs: Any) -> Span:
+    def add(
+        self, seq: int, parent: Span | None, name: str, at: int, role: str = "", **attrs: Any
+    ) -> Span:
         span = Span(
-            span_id(self.run_id, seq),
+            span_id(self.run_id, seq, role),
             parent.span_id if parent else None,
             name,
             at,
@@ -178,7 +184,7 @@ class _Builder:
             self.units[name] = span
         return span
 
-    def attempt(self, event: Mapping[str, Any], unit: Span) -> Span:
+    def attempt(self, event: Mapping[str, Any], unit: Span, role: str = "") -> Span:
         key = (str(event["unit"]), int(event["task"]))
         payload = event.get("payload") or {}
         provider = payload.get("provider")
@@ -187,6 +193,7 @@ class _Builder:
             unit,
             f"invoke_agent {provider}" if provider else "invoke_agent",
             time_ns(event["time"]),
+            role,
             **{
                 "openinference.span.kind": AGENT,
                 "gen_ai.operation.name": "invoke_agent",
@@ -276,7 +283,7 @@ def _task_event(b: _Builder, unit: Span, event: Mapping[str, Any], at: int) -> N
     if attempt is None:
         if kind in _ATTEMPT_END or kind == "task.committed":
             return  # no attempt open: a task that never ran an agent here
-        attempt = b.attempt(event, unit)  # its invoke event is missing
+        attempt = b.attempt(event, unit, "attempt")  # its invoke event is missing
     attempt.extend(at)
     if kind == "task.agent.tool":
         _tool(b, attempt, event, at)
@@ -291,7 +298,7 @@ def _task_event(b: _Builder, unit: Span, event: Mapping[str, Any], at: int) -> N
     elif kind == "task.backpressure":
         b.validations[key] = _validation(b, attempt, event, at)
     elif kind in ("task.validation.ok", "task.validation.fail"):
-        span = b.validations.pop(key, None) or _validation(b, attempt, event, at)
+        span = b.validations.pop(key, None) or _validation(b, attempt, event, at, "validation")
         _validated(span, event, at)
     elif kind in _ATTEMPT_END:
         _attempt_end(attempt, kind, payload)
@@ -361,13 +368,16 @@ def _result(attempt: Span, payload: Mapping[str, Any]) -> None:
         attempt.error = f"the agent reported an error ({payload.get('status') or 'is_error'})"
 
 
-def _validation(b: _Builder, attempt: Span, event: Mapping[str, Any], at: int) -> Span:
+def _validation(
+    b: _Builder, attempt: Span, event: Mapping[str, Any], at: int, role: str = ""
+) -> Span:
     payload = event.get("payload") or {}
     return b.add(
         event["seq"],
         attempt,
         "execute_tool validation",
         at,
+        role,
         **{
             "openinference.span.kind": TOOL,
             "gen_ai.operation.name": "execute_tool",
