@@ -132,7 +132,14 @@ class _Builder:
         return str(self.run["id"])
 
     def add(
-        self, seq: int, parent: Span | None, name: str, at: int, role: str = "", **attrs: Any
+        self,
+        seq: int,
+        parent: Span | None,
+        name: str,
+        at: int,
+        attrs: Mapping[str, Any],
+        *,
+        role: str = "",
     ) -> Span:
         span = Span(
             span_id(self.run_id, seq, role),
@@ -152,7 +159,7 @@ class _Builder:
             None,
             f"choo run {self.run_id}",
             time_ns(run["started_at"]),
-            **{
+            {
                 "openinference.span.kind": CHAIN,
                 "choo.repo": run.get("repo_path"),
                 "choo.run.status": run.get("status"),
@@ -179,7 +186,7 @@ class _Builder:
                 root,
                 f"unit {name}",
                 time_ns(event["time"]),
-                **{"openinference.span.kind": CHAIN, "choo.unit": name},
+                {"openinference.span.kind": CHAIN, "choo.unit": name},
             )
             self.units[name] = span
         return span
@@ -193,8 +200,7 @@ class _Builder:
             unit,
             f"invoke_agent {provider}" if provider else "invoke_agent",
             time_ns(event["time"]),
-            role,
-            **{
+            {
                 "openinference.span.kind": AGENT,
                 "gen_ai.operation.name": "invoke_agent",
                 "gen_ai.agent.name": provider,
@@ -204,6 +210,7 @@ class _Builder:
                 "choo.attempt": _int(payload.get("attempt")),
                 "choo.provider": provider,
             },
+            role=role,
         )
         self.attempts[key] = span
         self.last_ns[span.span_id] = span.start_ns
@@ -317,7 +324,7 @@ def _tool(b: _Builder, attempt: Span, event: Mapping[str, Any], at: int) -> None
         attempt,
         f"execute_tool {tool}",
         min(b.last_ns.get(attempt.span_id, at), at),
-        **{
+        {
             "openinference.span.kind": TOOL,
             "gen_ai.operation.name": "execute_tool",
             "gen_ai.tool.name": tool,
@@ -377,8 +384,7 @@ def _validation(
         attempt,
         "execute_tool validation",
         at,
-        role,
-        **{
+        {
             "openinference.span.kind": TOOL,
             "gen_ai.operation.name": "execute_tool",
             "gen_ai.tool.name": "validation",
@@ -388,6 +394,7 @@ def _validation(
             "choo.attempt": attempt.attributes.get("choo.attempt"),
             "choo.validation.command": payload.get("command"),
         },
+        role=role,
     )
 
 
