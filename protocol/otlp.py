@@ -34,6 +34,8 @@ AttrValue = str | bool | int | float
 CHAIN: Final = "CHAIN"
 AGENT: Final = "AGENT"
 TOOL: Final = "TOOL"
+LLM: Final = "LLM"
+_TOKENS: Final = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
 
 _PASSED: Final = frozenset({"passed", "passed_after_retry"})
 _ATTEMPT_END: Final = frozenset({"task.retry", "task.completed", "task.failed"})
@@ -296,6 +298,7 @@ def _task_event(b: _Builder, unit: Span, event: Mapping[str, Any], at: int) -> N
         _tool(b, attempt, event, at)
     elif kind == "task.agent.result":
         _result(attempt, payload)
+        _llm(b, attempt, event, at)
     elif kind == "task.claude.done":
         attempt.attributes.update(
             _attrs(**{"choo.agent.exit_code": _int(payload.get("exit_code"))})
@@ -344,18 +347,14 @@ def _tool(b: _Builder, attempt: Span, event: Mapping[str, Any], at: int) -> None
 
 
 def _result(attempt: Span, payload: Mapping[str, Any]) -> None:
-    """What the agent reported of itself: GenAI usage, and OpenInference's names
-    for the same figures, which Phoenix shows and prices."""
-    tokens_in, tokens_out = _int(payload.get("input_tokens")), _int(payload.get("output_tokens"))
-    model = payload.get("model")
-    total = (tokens_in or 0) + (tokens_out or 0) if tokens_in or tokens_out else None
+    """What the agent reported of itself, in GenAI's names and choo's."""
     attempt.attributes.update(
         _attrs(
             **{
                 "gen_ai.conversation.id": payload.get("session_id"),
-                "gen_ai.request.model": model,
-                "gen_ai.usage.input_tokens": tokens_in,
-                "gen_ai.usage.output_tokens": tokens_out,
+                "gen_ai.request.model": payload.get("model"),
+                "gen_ai.usage.input_tokens": _int(payload.get("input_tokens")),
+                "gen_ai.usage.output_tokens": _int(payload.get("output_tokens")),
                 "choo.usage.cache_read_tokens": _int(payload.get("cache_read_tokens")),
                 "choo.usage.cache_write_tokens": _int(payload.get("cache_write_tokens")),
                 "choo.cost_usd": payload.get("cost_usd"),
@@ -364,15 +363,43 @@ def _result(attempt: Span, payload: Mapping[str, Any]) -> None:
                 "choo.agent.turns": _int(payload.get("turns")),
                 "choo.agent.tool_calls": _int(payload.get("tool_calls")),
                 "session.id": payload.get("session_id"),
-                "llm.model_name": model,
-                "llm.token_count.prompt": tokens_in,
-                "llm.token_count.completion": tokens_out,
-                "llm.token_count.total": total,
             }
         )
     )
     if payload.get("is_error"):
         attempt.error = f"the agent reported an error ({payload.get('status') or 'is_error'})"
+
+
+def _llm(b: _Builder, attempt: Span, event: Mapping[str, Any], at: int) -> None:
+    """The attempt's model usage as an OpenInference LLM span: Phoenix counts
+    tokens and works out costs from LLM spans only. It carries OpenInference's
+    names alone (``llm.*``), so that a backend summing GenAI usage over a
+    trace counts the attempt's once."""
+    payload = event.get("payload") or {}
+    model = payload.get("model")
+    tokens = {k: _int(payload.get(k)) or 0 for k in _TOKENS}
+    if not model and not any(tokens.values()):
+        return
+    prompt = tokens["input_tokens"] + tokens["cache_read_tokens"] + tokens["cache_write_tokens"]
+    b.add(
+        event["seq"],
+        attempt,
+        f"llm {model}" if model else "llm",
+        attempt.start_ns,
+        {
+            "openinference.span.kind": LLM,
+            "llm.model_name": model,
+            "llm.token_count.prompt": prompt,
+            "llm.token_count.prompt_details.cache_read": tokens["cache_read_tokens"],
+            "llm.token_count.prompt_details.cache_write": tokens["cache_write_tokens"],
+            "llm.token_count.completion": tokens["output_tokens"],
+            "llm.token_count.total": prompt + tokens["output_tokens"],
+            "choo.unit": attempt.attributes.get("choo.unit"),
+            "choo.task": attempt.attributes.get("choo.task"),
+            "choo.attempt": attempt.attributes.get("choo.attempt"),
+        },
+        role="llm",
+    ).extend(at)
 
 
 def _validation(

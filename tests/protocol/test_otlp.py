@@ -107,7 +107,11 @@ def test_the_run_is_the_root_its_units_children_attempts_and_tools_below() -> No
     tools = names["execute_tool Bash"] + names["execute_tool Edit"]
     assert {t.parent_id for t in tools} == {attempts[0].span_id}
     assert [v.parent_id for v in validations] == [a.span_id for a in attempts]
-    assert len(spans) == 1 + 1 + 2 + 2 + 2  # no span for orch.*, task.started, markers
+    assert [s.parent_id for s in names["llm claude-sonnet-4-5"] + names["llm"]] == [
+        a.span_id for a in attempts
+    ]
+    # No span for orch.*, task.started, markers.
+    assert len(spans) == 1 + 1 + 2 + 2 + 2 + 2
 
 
 def test_ids_come_from_the_run_id_and_the_seq_that_starts_each_span() -> None:
@@ -148,11 +152,23 @@ def test_attributes_use_the_genai_names_and_choo_for_the_rest() -> None:
         "choo.cost_estimated": True,
         "choo.agent.exit_code": 0,
         "session.id": "s-1",
-        "llm.model_name": "claude-sonnet-4-5",
-        "llm.token_count.prompt": 10,
-        "llm.token_count.completion": 20,
-        "llm.token_count.total": 30,
         "choo.stop_reason": "validation_failed",
+    }
+    (llm,) = names["llm claude-sonnet-4-5"]
+    assert llm.parent_id == first.span_id and llm.span_id == span_id(RUN_ID, 8, "llm")
+    assert (llm.start_ns, llm.end_ns) == (first.start_ns, time_ns(EVENTS[7]["time"]))
+    assert llm.attributes == {
+        "choo.run_id": RUN_ID,
+        "openinference.span.kind": "LLM",
+        "llm.model_name": "claude-sonnet-4-5",
+        "llm.token_count.prompt": 310,  # with the cached tokens, as OpenInference counts
+        "llm.token_count.prompt_details.cache_read": 300,
+        "llm.token_count.prompt_details.cache_write": 0,
+        "llm.token_count.completion": 20,
+        "llm.token_count.total": 330,
+        "choo.unit": "api",
+        "choo.task": 1,
+        "choo.attempt": 1,
     }
     assert first.error == "validation_failed"
     assert second.attributes["choo.stop_reason"] == "passed_after_retry" and second.error is None
