@@ -5,7 +5,7 @@
 Starts a private daemon and a private Phoenix (the cached venv of
 tests/otlp/conftest.py), runs the example plan with the installed ``choo``,
 sends it with ``choo history export --otlp`` and captures its trace with
-the failed first attempt of the ``storage`` unit selected. ``--serve``
+the ``storage`` unit's retried attempt (passed after a failed one) selected. ``--serve``
 leaves both running and prints their URLs, to look around by hand.
 """
 
@@ -58,15 +58,15 @@ def capture(phoenix: Phoenix, run_id: str, out: Path) -> None:
         page = browser.new_page(viewport={"width": 1400, "height": 860})
         page.goto(url)
         page.get_by_text("unit storage").first.wait_for(timeout=120_000)
-        # The storage unit's first attempt failed its validation: show its attributes.
+        # The storage unit's flaky task: its failed attempt, and the retry that passed,
+        # selected to show its attributes.
         attempts = page.get_by_text("invoke_agent command")
         for n in range(attempts.count()):
             attempts.nth(n).click()
+            page.get_by_role("tab", name="Attributes").first.click()
             page.wait_for_load_state("networkidle")
-            if page.get_by_text("validation_failed").count():
+            if page.get_by_text("passed_after_retry", exact=True).count():
                 break
-        page.get_by_role("tab", name="Attributes").first.click()
-        page.wait_for_load_state("networkidle")
         page.screenshot(path=str(out))
         browser.close()
     print(f"saved {out} ({url})")
