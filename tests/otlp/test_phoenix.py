@@ -14,7 +14,7 @@ import pytest
 from choo.api import HistoryAPI
 from choo.history import iter_events
 from protocol.home import Home
-from protocol.otlp import map_run, send_run, trace_id
+from protocol.otlp import OtlpError, map_run, send_run, trace_id
 from tests.choo.support import choo_env, run_choo
 from tests.otlp.conftest import Phoenix
 
@@ -117,3 +117,27 @@ def test_a_recorded_run_reads_back_from_phoenix_once_however_often_it_is_sent(
     send_run(marker, [], endpoint=phoenix.url, headers={})
     assert len(phoenix.wait_spans(f"{trace_id(marker['id']):032x}", 1)) == 1
     assert sorted(s["span_id"] for s in phoenix.spans(trace)) == sorted(by_id)
+
+
+def test_phoenix_stopped_refuses_and_started_again_keeps_its_spans(phoenix: Phoenix) -> None:
+    """The fixture's stop and start, as a test of an exporter facing an absent
+    backend uses them: same port, same database."""
+    run = {
+        "id": "run_20260101_000000_stop",
+        "repo_path": "/r",
+        "status": "completed",
+        "started_at": "2026-01-01T00:00:00.000Z",
+        "completed_at": "2026-01-01T00:00:01.000Z",
+    }
+    trace = f"{trace_id(run['id']):032x}"
+    assert send_run(run, [], endpoint=phoenix.url, headers={}) == 1
+    assert len(phoenix.wait_spans(trace, 1)) == 1
+    port = phoenix.port
+    phoenix.stop()
+    try:
+        with pytest.raises(OtlpError, match="connection refused"):
+            send_run(run, [], endpoint=phoenix.url, headers={}, timeout=2)
+    finally:
+        phoenix.start()
+    assert phoenix.port == port
+    assert [s["name"] for s in phoenix.spans(trace)] == [f"choo run {run['id']}"]
