@@ -488,16 +488,13 @@ def readable_spans(run: Mapping[str, Any], spans: Sequence[Span]) -> list[Any]:
     from opentelemetry.sdk.trace import Event, ReadableSpan
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-    # Resource.create adds OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES; ours win.
+    # Resource.create adds OTEL_RESOURCE_ATTRIBUTES (ours win on the same keys)
+    # and OTEL_SERVICE_NAME; without one, the service is "choo".
     resource = Resource.create(
-        _attrs(
-            **{
-                "service.name": "choo",
-                "choo.run_id": run["id"],
-                "choo.repo": run.get("repo_path"),
-            }
-        )
+        _attrs(**{"choo.run_id": run["id"], "choo.repo": run.get("repo_path")})
     )
+    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({"service.name": "choo"}))
     scope = InstrumentationScope(SCOPE)
     trace = trace_id(str(run["id"]))
     flags = api.TraceFlags(api.TraceFlags.SAMPLED)

@@ -356,3 +356,17 @@ def test_a_large_run_goes_in_several_requests(monkeypatch: pytest.MonkeyPatch) -
         server.shutdown()
         server.server_close()
     assert len(bodies) == 4 and all(bodies)
+
+
+def test_the_service_is_choo_unless_the_environment_names_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "team=core,choo.run_id=other")
+    (root,) = readable_spans(RUN, map_run(RUN, [])[:1])
+    assert root.resource.attributes["service.name"] == "choo"
+    assert root.resource.attributes["team"] == "core"
+    assert root.resource.attributes["choo.run_id"] == RUN_ID  # ours win
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "agents")
+    (root,) = readable_spans(RUN, map_run(RUN, [])[:1])
+    assert root.resource.attributes["service.name"] == "agents"
