@@ -30,7 +30,8 @@ do, while bugs (TypeError, ...) and trio's own exceptions pass by::
     ├── HistoryUnavailable      no daemon runs, so history cannot be read (choo.api)
     ├── HistoryError            the API refused a request (choo.api)
     ├── ExportFileError         a file that is not a choo export (choo.export)
-    └── RunConflict             an imported run ID is taken, with other content (choo.export)
+    ├── RunConflict             an imported run ID is taken, with other content (choo.export)
+    └── OtlpExportError         a run could not be sent to an OTLP endpoint (choo.otlp_export)
 """
 
 from __future__ import annotations

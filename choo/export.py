@@ -71,14 +71,11 @@ class RunConflict(ChooError):
 # -- export ----------------------------------------------------------------------
 
 
-def export_records(api: HistoryAPI, run_id: str) -> Iterator[dict[str, Any]]:
-    """The run, its graph and its events as export records (see the module docstring).
-
-    A running run is exported as it is now: the events up to its last seq
-    when the export began, so that the run line and the events agree.
-    """
+def recorded_run(api: HistoryAPI, run_id: str) -> dict[str, Any]:
+    """The run (RunDetail), or HistoryError ``not_recorded`` for a run that the
+    history does not keep: an export, to a file or to OTLP, is history too."""
     run = get_run(api, run_id)
-    if run.get("history") is False:  # an export is history too
+    if run.get("history") is False:
         raise HistoryError(
             409,
             "not_recorded",
@@ -86,6 +83,16 @@ def export_records(api: HistoryAPI, run_id: str) -> Iterator[dict[str, Any]]:
             "history.enabled: false), so it cannot be exported; the daemon only shows it "
             "live while it runs",
         )
+    return run
+
+
+def export_records(api: HistoryAPI, run_id: str) -> Iterator[dict[str, Any]]:
+    """The run, its graph and its events as export records (see the module docstring).
+
+    A running run is exported as it is now: the events up to its last seq
+    when the export began, so that the run line and the events agree.
+    """
+    run = recorded_run(api, run_id)
     yield {"kind": "run", "format": EXPORT_FORMAT, **{k: run[k] for k in RUN_FIELDS}}
     graph = get_graph(api, run["id"])
     if graph is not None:

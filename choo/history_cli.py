@@ -6,6 +6,7 @@ formats what it returns: a rich table for people, ``--json`` for scripts.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from choo import diff_view, export, history
+from choo import diff_view, export, history, otlp_export
 from choo.api import HistoryAPI, HistoryError, HistoryUnavailable
 from choo.config import ConfigError
 from choo.config import load as load_config
@@ -60,6 +61,7 @@ def _reading() -> Iterator[None]:
         HistoryError,
         export.ExportFileError,
         export.RunConflict,
+        otlp_export.OtlpExportError,
         ConfigError,
     ) as exc:
         raise _fail(str(exc)) from None
@@ -603,14 +605,38 @@ def _clip(text: str, size: int) -> str:
 # -- export / import ---------------------------------------------------------------
 
 
+OTLP_FROM_ENV = "env"  # `--otlp env`: the endpoint of the OTEL_EXPORTER_OTLP_* variables
+
+
 @history_app.command("export")
 def export_cmd(
     run_id: RunIdArg,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here (default: standard output).")
     ] = None,
+    otlp: Annotated[
+        str | None,
+        typer.Option(
+            "--otlp",
+            metavar="URL",
+            help="Send the run as an OpenTelemetry trace to this OTLP/HTTP endpoint instead "
+            "(a base URL like http://localhost:6006 gets /v1/traces added). `--otlp env`: "
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT. "
+            "See docs/otlp.md.",
+        ),
+    ] = None,
+    header: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--header", "-H", metavar="K=V", help="With --otlp: a request header (repeatable)."
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="With --otlp: print what was sent as JSON.")
+    ] = False,
 ) -> None:
-    """Write a run, its graph and every event as NDJSON (one JSON object a line).
+    """Write a run, its graph and every event as NDJSON (one JSON object a line),
+    or with --otlp send it to an OpenTelemetry backend as a trace.
 
     \b
     Line 1:  {"kind": "run", "format": 1, "id", "repo_path", "status", "started_at",
@@ -623,7 +649,17 @@ def export_cmd(
 
     Times are UTC ISO 8601. A running run is exported as it stands.
     `choo history import FILE` loads such a file into a history.
+
+    \b
+    --otlp URL: the run is the root span, each unit a child, each task
+    attempt an invoke_agent span, each tool call and validation an
+    execute_tool span; IDs come from the run ID and event seqs, so sending
+    a run again does not duplicate it. --otlp env takes the endpoint from
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT.
     """
+    if otlp is not None or header or as_json:
+        _export_otlp(run_id, otlp, header or [], output, as_json)
+        return
     with _api() as api:
         if output is None:
             summary = export.write_export(api, run_id, sys.stdout)
@@ -642,6 +678,39 @@ def export_cmd(
             f"exported run [bold]{shown(summary.run['id'])}[/] ({plural(summary.events, 'event')}"
             f"{', graph' if summary.graph else ''}) to {shown(str(output))}"
         )
+
+
+def _export_otlp(
+    run_id: str, url: str | None, headers: list[str], output: Path | None, as_json: bool
+) -> None:
+    if url is None:
+        raise _fail("--header and --json go with --otlp URL (the file export takes neither)", 2)
+    if output is not None:
+        raise _fail("give --output FILE or --otlp URL, not both", 2)
+    with _reading():
+        to = otlp_export.target(None if url == OTLP_FROM_ENV else url, headers, os.environ)
+    with _api() as api:
+        run, events = otlp_export.read_run(api, run_id)
+    if not as_json:
+        err.print(
+            f"sending run [bold]{shown(run['id'])}[/] ({plural(len(events), 'event')}) to "
+            f"{shown(to.url)}[dim] (from {shown(to.source)})[/]…",
+            soft_wrap=True,
+        )
+    with _reading():
+        sent = otlp_export.send(run, events, to)
+    if as_json:
+        print_json(sent.to_dict())
+        return
+    out.print(
+        f"[green]sent[/] run [bold]{shown(sent.run_id)}[/] as {plural(sent.spans, 'span')} to "
+        f"{shown(sent.url)}; trace ID [bold]{sent.trace_id}[/]",
+        soft_wrap=True,
+    )
+    out.print(
+        "[dim]sending it again adds no duplicate in a backend that keys spans on their IDs "
+        "(docs/otlp.md)[/]"
+    )
 
 
 @history_app.command("import")

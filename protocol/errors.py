@@ -18,6 +18,8 @@
     Refusal                       a request understood, answered "no" (code varies;
                                   kind not_found, bad_request, unavailable or failed)
 
+    OtlpError (protocol.otlp)     a run could not be sent to an OTLP endpoint
+
 Every error carries the ``code`` sent to the peer (in an ``error`` frame,
 or the web API's error body). A refusal's ``kind`` is neutral: the store
 raises refusals (its errors are ones) and the web maps kinds to HTTP
