@@ -66,6 +66,11 @@ def command_line() -> argparse.ArgumentParser:
         help="the longest pause, in seconds, between two tries to send the OTLP outbox "
         "(default: 300)",
     )
+    parser.add_argument(
+        "--export-timeout",
+        type=float,
+        help="seconds one send of a run to the OTLP backend may take (default: 10)",
+    )
     parser.add_argument("--log-file", help="append the log to this file as well as stderr")
     return parser
 
@@ -117,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             if args.export_retry_max is not None:
                 options = replace(options, export_retry_max=args.export_retry_max)
+            if args.export_timeout is not None:
+                options = replace(options, export_timeout=args.export_timeout)
             return _serve(options, started)
     except AlreadyRunning as exc:
         log.error("%s", exc)

@@ -28,7 +28,7 @@ from choo_daemon.hub import LiveHub
 from choo_daemon.listener import open_unix_listener, peer_uid, remove_stale_socket
 from choo_daemon.liveonly import LiveOnly, LiveOnlyReader
 from choo_daemon.orphans import GRACE_SECONDS, Orphans
-from choo_daemon.outbox import RETRY_MAX, OtlpTarget, Outbox
+from choo_daemon.outbox import RETRY_MAX, SEND_TIMEOUT, OtlpTarget, Outbox
 from choo_daemon.reader import Reader
 from choo_daemon.retention import prune, serve_retention
 from choo_daemon.session import Session
@@ -55,6 +55,7 @@ class DaemonOptions:
     set_aside_corrupt: bool = False  # move a damaged history.db aside and start a new one
     export: OtlpTarget | None = None  # continuous export of the runs that end (None: off)
     export_retry_max: float = RETRY_MAX  # the longest pause between two tries of the outbox
+    export_timeout: float = SEND_TIMEOUT  # seconds one send may take
 
 
 def _address_in_use(exc: BaseException) -> bool:
@@ -79,7 +80,11 @@ class Daemon:
         self.orphans = Orphans(self.writer, options.grace_seconds)
         self.reader = Reader(self.home.database)
         self.outbox = Outbox(
-            self.writer, self.reader, options.export, retry_max=options.export_retry_max
+            self.writer,
+            self.reader,
+            options.export,
+            retry_max=options.export_retry_max,
+            timeout=options.export_timeout,
         )
         self.writer.listeners.append(self.outbox.committed)
         self.hub = LiveHub()

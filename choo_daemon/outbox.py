@@ -124,12 +124,14 @@ class Outbox:
         *,
         retry_first: float = RETRY_FIRST,
         retry_max: float = RETRY_MAX,
+        timeout: float = SEND_TIMEOUT,
         send: Send | None = None,
     ) -> None:
         self.writer = writer
         self.reader = reader
         self.target = target
         self.retry_first, self.retry_max = retry_first, retry_max
+        self.timeout = timeout  # seconds one send may take, its exporter's retries included
         self._send = send
         self.pending: int | None = None  # runs waiting; None until first counted
         self.sent = 0  # runs sent by this daemon
@@ -231,7 +233,7 @@ class Outbox:
 
             send = send_run
         return send(
-            run, events, endpoint=target.endpoint, headers=target.headers, timeout=SEND_TIMEOUT
+            run, events, endpoint=target.endpoint, headers=target.headers, timeout=self.timeout
         )
 
     async def _failed(self, run_id: str, exc: Exception) -> None:
