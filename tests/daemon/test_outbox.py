@@ -7,6 +7,7 @@ keeps it through failures with growing pauses, and across restarts.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ from choo_daemon.outbox import ExportConfigError, OtlpTarget, target_from_env
 from choo_daemon.store.outbox import export_sent, outbox_state
 from protocol.home import Home
 from protocol.otlp import trace_id
-from tests.daemon.otlp_receiver import Receiver
+from tests.conftest import choo
+from tests.daemon.otlp_receiver import Receiver, wait_for
 from tests.daemon.test_faults import start_daemon
 from tests.daemon.test_session import NOW, Peer, complete, stored
 
@@ -260,3 +262,46 @@ async def test_a_daemon_without_export_keeps_no_outbox_and_sends_nothing(
     export = daemon.status()["export"]
     assert export["endpoint"] is None and export["sent"] == 0
     assert receiver.requests == 0
+
+
+# -- the daemon process: OpenTelemetry stays out of it unless it sends --------------
+
+
+def status_json() -> dict[str, Any]:
+    result = choo("daemon", "status", "--json")
+    assert result.returncode == 0, result.stderr
+    status: dict[str, Any] = json.loads(result.stdout)
+    return status
+
+
+async def test_a_daemon_without_export_never_loads_opentelemetry(daemon_process: Home) -> None:
+    await record_run(daemon_process, "run_plain")
+    export = status_json()["export"]
+    assert export == {
+        "endpoint": None,
+        "outbox": 0,
+        "sent": 0,
+        "last_error": None,
+        "last_error_at": None,
+        "next_try_at": None,
+        "otel_loaded": False,
+    }
+
+
+async def test_a_daemon_with_export_loads_opentelemetry_only_to_send(
+    home: Home, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHOO_EXPORT_OTLP_ENDPOINT", receiver.url)
+    assert choo("daemon", "start", "--port", "0").returncode == 0
+    try:
+        assert status_json()["export"]["otel_loaded"] is False  # nothing sent yet
+        await record_run(home, "run_out")
+        wait_for(lambda: status_json()["export"]["sent"] == 1, "the run sent")
+        export = status_json()["export"]
+        assert export["endpoint"] == receiver.url and export["otel_loaded"] is True
+        assert receiver.spans_of(trace_of("run_out"))
+        text = choo("daemon", "status").stdout
+        assert "OTLP export" in text and receiver.url in text
+        assert "0 runs to send, 1 sent" in text
+    finally:
+        choo("daemon", "stop")
