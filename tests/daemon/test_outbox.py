@@ -18,8 +18,8 @@ import trio
 
 from choo_daemon import store
 from choo_daemon.daemon import Daemon
-from choo_daemon.dbproc import Applier
 from choo_daemon.dbmsg import RequestOp
+from choo_daemon.dbproc import Applier
 from choo_daemon.orphans import stop_run
 from choo_daemon.outbox import ExportConfigError, OtlpTarget, target_from_env
 from choo_daemon.store.outbox import export_sent, outbox_state
@@ -114,9 +114,7 @@ def test_a_run_the_daemon_stops_is_put_in_the_outbox(conn: apsw.Connection) -> N
 def test_pruning_a_run_takes_it_out_of_the_outbox(conn: apsw.Connection) -> None:
     apply(Applier(conn, outbox=True), start_msg("run_p"), complete("run_p", 3))
     with conn:
-        assert store.delete_runs_older_than(conn, "2099-01-01T00:00:00.000Z", limit=10) == [
-            "run_p"
-        ]
+        assert store.delete_runs_older_than(conn, "2099-01-01T00:00:00.000Z", limit=10) == ["run_p"]
     assert outbox(conn) == []
 
 
@@ -145,9 +143,7 @@ def receiver() -> Iterator[Receiver]:
     r.stop()
 
 
-async def exporting(
-    nursery: trio.Nursery, home: Home, url: str, **options: Any
-) -> Daemon:
+async def exporting(nursery: trio.Nursery, home: Home, url: str, **options: Any) -> Daemon:
     options.setdefault("export_retry_max", 0.3)
     options.setdefault("export_timeout", 2.0)
     return await start_daemon(nursery, home, export=OtlpTarget(url, {"x-team": "t1"}), **options)
@@ -208,7 +204,7 @@ async def test_a_refusing_backend_keeps_the_run_with_growing_pauses_then_it_drai
     [(attempts, error, tried, retry)] = stored(
         home, "select attempts, last_error, last_try_at, next_try_at from otlp_outbox"
     )
-    assert "HTTP 400" in error and tried < retry
+    assert attempts >= 4 and "HTTP 400" in error and tried < retry
     # Capped: the pause after many failures is no longer than export_retry_max.
     assert seconds_between(tried, retry) <= 0.4 + 0.01
     assert daemon.status()["export"]["sent"] == 0
