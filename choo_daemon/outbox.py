@@ -19,6 +19,9 @@ outlive the daemon: the next one sends them.
 
 Nothing of OpenTelemetry is imported until there is a run to send and an
 endpoint to send it to: a daemon without export never loads it.
+
+    ExportConfigError (ValueError)   the export settings in the environment
+                                     cannot be used; names the variable
 """
 
 from __future__ import annotations
