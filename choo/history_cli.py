@@ -578,7 +578,10 @@ def _export_otlp(
         f"{shown(sent.url)}; trace ID [bold]{sent.trace_id}[/]",
         soft_wrap=True,
     )
-    out.print("[dim]sending it again replaces the same spans in a backend that keys on IDs[/]")
+    out.print(
+        "[dim]sending it again adds no duplicate in a backend that keys spans on their IDs "
+        "(docs/otlp.md)[/]"
+    )
 
 
 @history_app.command("import")

@@ -28,6 +28,9 @@ from typing import Any, Final
 
 TRACES_PATH: Final = "/v1/traces"
 SCOPE: Final = "choo"  # the instrumentation scope named in every export
+# Spans per request: a run with many tool calls stays well under the request
+# size backends accept (the exporter's own limit is 64 MiB).
+BATCH: Final = 1000
 AttrValue = str | bool | int | float
 
 # Span kinds of OpenInference (Phoenix groups and prices spans by them).
@@ -485,16 +488,13 @@ def readable_spans(run: Mapping[str, Any], spans: Sequence[Span]) -> list[Any]:
     from opentelemetry.sdk.trace import Event, ReadableSpan
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-    # Resource.create adds OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES; ours win.
+    # Resource.create adds OTEL_RESOURCE_ATTRIBUTES (ours win on the same keys)
+    # and OTEL_SERVICE_NAME; without one, the service is "choo".
     resource = Resource.create(
-        _attrs(
-            **{
-                "service.name": "choo",
-                "choo.run_id": run["id"],
-                "choo.repo": run.get("repo_path"),
-            }
-        )
+        _attrs(**{"choo.run_id": run["id"], "choo.repo": run.get("repo_path")})
     )
+    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({"service.name": "choo"}))
     scope = InstrumentationScope(SCOPE)
     trace = trace_id(str(run["id"]))
     flags = api.TraceFlags(api.TraceFlags.SAMPLED)
@@ -550,13 +550,15 @@ def send_run(
 
     exporter = OTLPSpanExporter(endpoint=url, headers=dict(headers), timeout=timeout)
     try:
-        with _SENDING, _exporter_log() as problems:
-            result = exporter.export(spans)
+        for start in range(0, len(spans), BATCH):
+            with _SENDING, _exporter_log() as problems:
+                result = exporter.export(spans[start : start + BATCH])
+            if result is not SpanExportResult.SUCCESS:
+                cause = problems[-1] if problems else "the exporter gave no reason"
+                sent = f" ({start} of its {len(spans)} spans were sent)" if start else ""
+                raise OtlpError(f"could not send run {run['id']} to {url}: {cause}{sent}")
     finally:
         exporter.shutdown()  # type: ignore[no-untyped-call]
-    if result is not SpanExportResult.SUCCESS:
-        cause = problems[-1] if problems else "the exporter gave no reason"
-        raise OtlpError(f"could not send run {run['id']} to {url}: {cause}")
     return len(spans)
 
 

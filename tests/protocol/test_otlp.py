@@ -326,3 +326,47 @@ def test_a_refusing_backend_is_named_with_its_http_status() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_large_run_goes_in_several_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    import http.server
+    import threading
+
+    import protocol.otlp
+
+    bodies: list[int] = []
+
+    class Take(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            bodies.append(len(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    monkeypatch.setattr(protocol.otlp, "BATCH", 3)
+    server = http.server.HTTPServer(("127.0.0.1", 0), Take)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        assert send_run(RUN, EVENTS, endpoint=url, headers={}) == len(map_run(RUN, EVENTS)) == 10
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(bodies) == 4 and all(bodies)
+
+
+def test_the_service_is_choo_unless_the_environment_names_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "team=core,choo.run_id=other")
+    (root,) = readable_spans(RUN, map_run(RUN, [])[:1])
+    assert root.resource.attributes["service.name"] == "choo"
+    assert root.resource.attributes["team"] == "core"
+    assert root.resource.attributes["choo.run_id"] == RUN_ID  # ours win
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "agents")
+    (root,) = readable_spans(RUN, map_run(RUN, [])[:1])
+    assert root.resource.attributes["service.name"] == "agents"
