@@ -270,9 +270,23 @@ def status_json() -> dict[str, Any]:
     return status
 
 
-async def test_a_daemon_without_export_never_loads_opentelemetry(daemon_process: Home) -> None:
-    await record_run(daemon_process, "run_plain")
-    export = status_json()["export"]
+@pytest.fixture
+def own_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test's own (empty) user config, and no export in the environment."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    for var in ("CHOO_EXPORT_OTLP_ENDPOINT", "CHOO_EXPORT_OTLP_HEADERS"):
+        monkeypatch.delenv(var, raising=False)
+
+
+async def test_a_daemon_without_export_never_loads_opentelemetry(
+    home: Home, own_config: None
+) -> None:
+    assert choo("daemon", "start", "--port", "0").returncode == 0
+    try:
+        await record_run(home, "run_plain")
+        export = status_json()["export"]
+    finally:
+        choo("daemon", "stop")
     assert export == {
         "endpoint": None,
         "outbox": 0,
@@ -285,7 +299,7 @@ async def test_a_daemon_without_export_never_loads_opentelemetry(daemon_process:
 
 
 async def test_a_daemon_with_export_loads_opentelemetry_only_to_send(
-    home: Home, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    home: Home, receiver: Receiver, own_config: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CHOO_EXPORT_OTLP_ENDPOINT", receiver.url)
     assert choo("daemon", "start", "--port", "0").returncode == 0
