@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -315,3 +316,61 @@ async def test_a_daemon_with_export_loads_opentelemetry_only_to_send(
         assert "0 runs to send, 1 sent" in text
     finally:
         choo("daemon", "stop")
+
+
+# -- the pauses between tries, on trio's virtual clock ------------------------------
+
+
+class Store:
+    """The outbox as the sender sees it, without a database: one run waiting."""
+
+    def __init__(self) -> None:
+        self.ready = trio.Event()
+        self.ready.set()
+        self.rows = [{"run_id": "run_b", "generation": 1, "attempts": 0}]
+        self.failed: list[str] = []
+
+    async def read(self, fn: Any, *args: Any) -> Any:
+        if fn is outbox_state:
+            row = self.rows[0] if self.rows else None
+            return {"pending": len(self.rows), "next": row, "last_error": None, "last_try_at": None}
+        return {"id": args[0]}, []  # export_snapshot: the run, no events
+
+    async def run_in_writer(self, fn: Any, *args: Any) -> Any:
+        if fn is export_sent:
+            self.rows.clear()
+        else:
+            self.failed.append(args[1])
+
+
+async def test_the_pause_doubles_after_each_failure_up_to_the_cap(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    from choo_daemon.outbox import Outbox
+    from protocol.otlp import OtlpError
+
+    tries: list[float] = []
+    sent = trio.Event()
+
+    def send(run: Any, events: Any, **_: Any) -> int:
+        # In a worker thread. No other timer runs meanwhile, so that the
+        # virtual clock stands still until the thread is done.
+        tries.append(trio.from_thread.run_sync(trio.current_time))
+        if len(tries) < 9:
+            raise OtlpError("could not send run run_b to http://x/v1/traces: HTTP 503")
+        trio.from_thread.run_sync(sent.set)
+        return 1
+
+    db = Store()
+    box = Outbox(db, db, OtlpTarget("http://x"), retry_first=1.0, retry_max=30.0, send=send)  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(box.serve)
+        await sent.wait()
+        while box.sent == 0:  # the send's thread returns, then the row is deleted
+            await trio.sleep(0)
+        nursery.cancel_scope.cancel()
+    gaps = [b - a for a, b in pairwise(tries)]
+    tops = [min(2.0**n, 30.0) for n in range(8)]  # 1, 2, 4, ... 30, 30
+    assert all(top / 2 <= gap <= top + 0.01 for gap, top in zip(gaps, tops, strict=True)), gaps
+    assert len(db.failed) == 8 and "HTTP 503" in db.failed[0]
+    assert db.rows == [] and box.last_error is None and box.status()["outbox"] == 0
