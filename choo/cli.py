@@ -144,7 +144,7 @@ def daemon_start(
             )
         argv = daemonctl.daemon_command(home, settings, log_file=True)
         # Become the daemon, so that Ctrl-C and signals reach it directly.
-        os.execv(argv[0], argv)
+        os.execve(argv[0], argv, daemonctl.daemon_env(settings))
     try:
         result = daemonctl.start(home, settings)
     except daemonctl.DaemonControlError as exc:
@@ -303,6 +303,21 @@ def _print_busy(home: Home, probe: daemonctl.Probe, as_json: bool) -> None:
     out.print("  its figures are not available now; try again in a moment")
 
 
+def _export_rows(export: dict[str, Any]) -> list[tuple[str, str]]:
+    """Continuous OTLP export: where to, the outbox, and its latest error."""
+    waiting = export.get("outbox")
+    if not export.get("endpoint") and not waiting:
+        return []
+    rows = [("OTLP export", export.get("endpoint") or "off (export.otlp.endpoint is not set)")]
+    if waiting is not None:
+        rows.append(("OTLP outbox", f"{plural(waiting, 'run')} to send, {export['sent']} sent"))
+    if export.get("last_error"):
+        retry = f"; next try {export['next_try_at']}" if export.get("next_try_at") else ""
+        when = f"at {export['last_error_at']}{retry}"
+        rows.append(("[red]export error[/]", f"{export['last_error']} ({when})"))
+    return rows
+
+
 def _status_table(s: dict[str, Any]) -> Table:
     table = Table(show_header=False, box=None, padding=(0, 2))
     table.add_column(style="bold")
@@ -330,6 +345,7 @@ def _status_table(s: dict[str, Any]) -> Table:
         )
     if s.get("write_error"):
         rows.append(("[red]write error[/]", s["write_error"]))
+    rows += _export_rows(s.get("export") or {})
     for key, value in rows:
         table.add_row(key, value)
     return table

@@ -7,13 +7,14 @@ waits until it answers a ``status`` request on its socket.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 import trio
 
 from choo.client import DaemonBusy, DaemonError, DaemonUnavailable, open_daemon_client
-from choo.config import Config
+from choo.config import Config, env_var
 from choo.errors import ChooError
 from protocol.backoff import delays
 from protocol.home import (
@@ -41,10 +42,21 @@ STOP_TIMEOUT = 15.0
 STALE_SOCKET_RETRY = 0.2
 POLL_FIRST, POLL_MAX = 0.02, 0.1  # seconds between polls of a starting daemon
 EXIT_ALREADY_RUNNING = 3
+# Where the daemon finds its export settings: the variables of the config keys.
+EXPORT_ENDPOINT_ENV = env_var("export.otlp.endpoint")
+EXPORT_HEADERS_ENV = env_var("export.otlp.headers")
 
 
 class DaemonControlError(ChooError):
     """A start or stop that did not happen; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """export.otlp.endpoint (None: no continuous export) and export.otlp.headers."""
+
+    endpoint: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,8 @@ class DaemonSettings:
     host: str | None = None
     retention_days: int | None = None  # 0 keeps every run
     set_aside_corrupt: bool = False  # a damaged history.db is moved aside, not refused
+    # Continuous OTLP export (export.otlp.*); None: as the environment has it.
+    export: ExportSettings | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> DaemonSettings:
@@ -62,7 +76,30 @@ class DaemonSettings:
             port=config["daemon.port"],
             host=config["daemon.host"],
             retention_days=config["history.retention_days"],
+            export=ExportSettings(
+                config["export.otlp.endpoint"], dict(config["export.otlp.headers"] or {})
+            ),
         )
+
+
+def daemon_env(settings: DaemonSettings | None = None) -> dict[str, str]:
+    """The daemon's environment: ours, with the export settings in it.
+
+    They go there and not on the command line because a header may hold an
+    API key: a process's arguments are readable by every user of the
+    machine, its environment by its own user only. The daemon reads them at
+    start (``choo_daemon.outbox.target_from_env``).
+    """
+    env = dict(os.environ)
+    export = settings.export if settings is not None else None
+    if export is None:
+        return env
+    for var in (EXPORT_ENDPOINT_ENV, EXPORT_HEADERS_ENV):
+        env.pop(var, None)
+    if export.endpoint:
+        env[EXPORT_ENDPOINT_ENV] = export.endpoint
+        env[EXPORT_HEADERS_ENV] = json.dumps(export.headers)
+    return env
 
 
 @dataclass(frozen=True)
@@ -257,6 +294,7 @@ def _spawn(home: Home, settings: DaemonSettings | None) -> subprocess.Popen[byte
             stderr=log,
             start_new_session=True,
             close_fds=True,
+            env=daemon_env(settings),
         )
     _DETACHED.append(process)
     return process

@@ -1,7 +1,8 @@
 """Entry point of the daemon process: ``python -m choo_daemon``.
 
 ``choo daemon start`` runs this detached, with output going to the log
-file; ``--foreground`` runs it attached to the terminal. Exit codes: 0 after
+file; ``--foreground`` runs it attached to the terminal. Continuous OTLP
+export is configured in its environment (``choo_daemon.outbox``). Exit codes: 0 after
 a graceful stop, 3 when another daemon already holds this CHOO_HOME, 1 on
 any other failure to start.
 """
@@ -10,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,6 +60,17 @@ def command_line() -> argparse.ArgumentParser:
         help="if history.db is not a valid SQLite database, rename it (and its -wal and "
         "-shm) to history.db.corrupt-<UTC time> and start a new history",
     )
+    parser.add_argument(
+        "--export-retry-max",
+        type=float,
+        help="the longest pause, in seconds, between two tries to send the OTLP outbox "
+        "(default: 300)",
+    )
+    parser.add_argument(
+        "--export-timeout",
+        type=float,
+        help="seconds one send of a run to the OTLP backend may take (default: 10)",
+    )
     parser.add_argument("--log-file", help="append the log to this file as well as stderr")
     return parser
 
@@ -86,6 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     # not to be the daemon, it ends as we do.
     started = start_process(home.database)
     from choo_daemon.daemon import DaemonOptions
+    from choo_daemon.outbox import ExportConfigError, target_from_env
+
+    try:
+        # In the environment, not on the command line: a header may hold a key.
+        export = target_from_env(os.environ)
+    except ExportConfigError as exc:
+        log.error("%s", exc)
+        return 1
 
     try:
         with hold_pidfile(home.pidfile):
@@ -96,7 +118,12 @@ def main(argv: list[str] | None = None) -> int:
                 retention_days=args.retention_days or None,
                 grace_seconds=args.grace_seconds,
                 set_aside_corrupt=args.set_aside_corrupt,
+                export=export,
             )
+            if args.export_retry_max is not None:
+                options = replace(options, export_retry_max=args.export_retry_max)
+            if args.export_timeout is not None:
+                options = replace(options, export_timeout=args.export_timeout)
             return _serve(options, started)
     except AlreadyRunning as exc:
         log.error("%s", exc)

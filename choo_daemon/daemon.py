@@ -28,6 +28,7 @@ from choo_daemon.hub import LiveHub
 from choo_daemon.listener import open_unix_listener, peer_uid, remove_stale_socket
 from choo_daemon.liveonly import LiveOnly, LiveOnlyReader
 from choo_daemon.orphans import GRACE_SECONDS, Orphans
+from choo_daemon.outbox import RETRY_MAX, SEND_TIMEOUT, OtlpTarget, Outbox
 from choo_daemon.reader import Reader
 from choo_daemon.retention import prune, serve_retention
 from choo_daemon.session import Session
@@ -52,6 +53,9 @@ class DaemonOptions:
     retention_days: int | None = default("history.retention_days") or None  # None: keep every run
     grace_seconds: float = GRACE_SECONDS  # before an orphaned run is marked stopped
     set_aside_corrupt: bool = False  # move a damaged history.db aside and start a new one
+    export: OtlpTarget | None = None  # continuous export of the runs that end (None: off)
+    export_retry_max: float = RETRY_MAX  # the longest pause between two tries of the outbox
+    export_timeout: float = SEND_TIMEOUT  # seconds one send may take
 
 
 def _address_in_use(exc: BaseException) -> bool:
@@ -67,9 +71,22 @@ class Daemon:
         self.options = options
         self.home = options.home
         self.web_url: str | None = None
-        self.writer = Writer(self.home.database, db, set_aside_corrupt=options.set_aside_corrupt)
+        self.writer = Writer(
+            self.home.database,
+            db,
+            set_aside_corrupt=options.set_aside_corrupt,
+            outbox=options.export is not None,
+        )
         self.orphans = Orphans(self.writer, options.grace_seconds)
         self.reader = Reader(self.home.database)
+        self.outbox = Outbox(
+            self.writer,
+            self.reader,
+            options.export,
+            retry_max=options.export_retry_max,
+            timeout=options.export_timeout,
+        )
+        self.writer.listeners.append(self.outbox.committed)
         self.hub = LiveHub()
         self.writer.listeners.append(self.hub.publish)
         self.writer.listeners.append(self.orphans.committed)
@@ -104,6 +121,7 @@ class Daemon:
             "active_runs": self.orphans.active(),
             "set_aside": self.writer.set_aside,
             "spool": spool_status(self.home.spool),
+            "export": self.outbox.status(),
         }
 
     async def serve(
@@ -185,10 +203,12 @@ class Daemon:
         *,
         task_status: trio.TaskStatus[trio.Nursery],
     ) -> None:
-        """Background work (spool import, orphans, retention, prune) until shutdown."""
+        """Background work (spool import, orphans, OTLP outbox, retention, prune) until
+        shutdown."""
         async with trio.open_nursery() as jobs:
             await jobs.start(import_spool, self.home.spool, send)
             await jobs.start(self.orphans.serve)
+            await jobs.start(self.outbox.serve)
             if self.options.retention_days is not None:
                 await jobs.start(serve_retention, self.writer, self.options.retention_days)
             task_status.started(jobs)

@@ -5,8 +5,8 @@ process's side (``dbproc``) both import this module and nothing else of
 each other: what one sends, the other unpickles as the same classes.
 
     request               answer value
-    Open(set_aside)    -> Opened           open and migrate the file (set a
-                                           damaged one aside if asked to)
+    Open(set_aside,    -> Opened           open and migrate the file (set a
+         outbox)                           damaged one aside if asked to)
     Apply(number, ops) -> Outcome | None   one batch, one transaction; None:
                                            not its turn (see Apply)
     Call(fn, args)     -> fn(conn, *args)  maintenance (retention, orphans)
@@ -117,6 +117,7 @@ class Request(Generic[R]):
 @dataclass(frozen=True, slots=True)
 class Open(Request[Opened]):
     set_aside: bool = False  # a file that is not SQLite is moved aside, not refused
+    outbox: bool = False  # continuous export is on: a run that ends goes in the OTLP outbox
 
 
 @dataclass(frozen=True, slots=True)

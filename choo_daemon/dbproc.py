@@ -61,6 +61,7 @@ from choo_daemon.dbwire import ANSWER_HEADER, REQUEST_HEADER, SharedFile
 from choo_daemon.logformat import OneLineFormatter
 from choo_daemon.rows import add_rows
 from choo_daemon.store import EventRow
+from choo_daemon.store.outbox import enqueue_export
 from protocol import ProtocolError, unpack_body
 from protocol.home import private_umask
 from protocol.messages import RUN_END_FIELDS
@@ -83,8 +84,9 @@ class Applier:
     senders whose ops fail are refused and every other sender's work is kept.
     """
 
-    def __init__(self, conn: apsw.Connection) -> None:
+    def __init__(self, conn: apsw.Connection, *, outbox: bool = False) -> None:
         self.conn = conn
+        self.outbox = outbox  # a run that ends goes in the OTLP outbox (store/outbox.py)
         self.known_runs: set[str] = set()
         self.held: set[str] = store.held_runs(conn)  # runs whose last word is the daemon's
         self._inserted = 0  # counts of the transaction under way
@@ -260,6 +262,8 @@ class Applier:
             return {}
         end: dict[str, Any] = {name: msg.get(name) for name in RUN_END_FIELDS}
         store.complete_run(conn, run, **end)
+        if self.outbox:  # in the transaction that ends it: never an end without its send
+            enqueue_export(conn, run, store.utc_now())
         return {}
 
 
@@ -358,7 +362,8 @@ class _Server:
                 raise
             moved = str(set_aside(self.database))
             self.conn, counts, self.opened = open_database(self.database)
-        self.applier = Applier(self.conn)  # what is left to add up: at the first quiet moment
+        # What is left to add up: at the first quiet moment.
+        self.applier = Applier(self.conn, outbox=request.outbox)
         return Opened(counts["events"], counts["runs"], moved)
 
     def apply(self, request: Apply) -> Outcome | None:

@@ -29,6 +29,7 @@ import trio
 
 from choo_daemon import store
 from choo_daemon.dbmsg import REOPENED
+from choo_daemon.store.outbox import enqueue_export
 
 if TYPE_CHECKING:
     from choo_daemon.writer import Committed, Writer
@@ -177,14 +178,20 @@ class Orphans:
             return  # finished, or someone speaks for it again
         del self._owner[run]
         self._until.pop(run, None)
-        seq = await self.writer.run_in_writer(stop_run, run, reason)
+        seq = await self.writer.run_in_writer(stop_run, run, reason, self.writer.outbox)
         if seq is not None:
             log.warning("run %s marked stopped: %s", run, reason)
 
 
-def stop_run(conn: apsw.Connection, run: str, reason: str) -> Any:
+def stop_run(conn: apsw.Connection, run: str, reason: str, outbox: bool = False) -> Any:
+    """Mark ``run`` stopped; with ``outbox``, put it in the OTLP outbox in the same
+    transaction (the daemon's stop ends the run as its run.complete would)."""
     with conn:
         try:
-            return store.mark_stopped(conn, run, time=store.utc_now(), reason=reason)
+            now = store.utc_now()
+            seq = store.mark_stopped(conn, run, time=now, reason=reason)
         except store.UnknownRun:
             return None  # pruned meanwhile
+        if seq is not None and outbox:
+            enqueue_export(conn, run, now)
+        return seq

@@ -62,9 +62,15 @@ class Committed:
 
 class Writer:
     def __init__(
-        self, path: Path, db: DbProcess | None = None, *, set_aside_corrupt: bool = False
+        self,
+        path: Path,
+        db: DbProcess | None = None,
+        *,
+        set_aside_corrupt: bool = False,
+        outbox: bool = False,
     ) -> None:
         self.path = path
+        self.outbox = outbox  # a run that ends goes in the OTLP outbox (continuous export)
         self._db = db  # started early by __main__, or by serve()
         self.set_aside_corrupt = set_aside_corrupt  # a damaged file is moved, not refused
         self.set_aside: str | None = None  # where it went
@@ -88,7 +94,7 @@ class Writer:
             nursery.start_soon(db.serve_answers)
             try:
                 try:
-                    opened = await db.request(Open(self.set_aside_corrupt))
+                    opened = await db.request(Open(self.set_aside_corrupt, self.outbox))
                 except DbProcessError as exc:
                     raise StoreError(exc.why) from None
                 self.events_stored, self.runs_stored = opened.events, opened.runs

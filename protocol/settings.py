@@ -82,6 +82,18 @@ def _isolation(v: str) -> str | None:
     return None if v in ISOLATIONS else f"must be one of {', '.join(ISOLATIONS)}"
 
 
+def _http_url(v: str) -> str | None:
+    ok = v.startswith(("http://", "https://")) and len(v) > len("https://")
+    return None if ok else "must be an http:// or https:// URL"
+
+
+def _text_table(v: dict[Any, Any]) -> str | None:
+    for name, value in v.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            return f"entry {name!r} must map a header name to a text value (quote numbers)"
+    return None
+
+
 def _provider(v: str) -> str | None:
     return None if v in PROVIDERS else f"must be one of {', '.join(PROVIDERS)}"
 
@@ -99,6 +111,22 @@ KEYS: dict[str, Key] = {
             scope=USER,
         ),
         Key("history.enabled", "bool", True, "record runs in the history"),
+        Key(
+            "export.otlp.endpoint",
+            "str",
+            None,
+            "OTLP/HTTP endpoint the daemon sends each run to when it ends (unset: no export)",
+            _http_url,
+            scope=USER,
+        ),
+        Key(
+            "export.otlp.headers",
+            "table",
+            {},
+            "HTTP headers sent with each export, e.g. {authorization: Bearer ...}",
+            _text_table,
+            scope=USER,
+        ),
         Key(
             "history.retention_days",
             "int",

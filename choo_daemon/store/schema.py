@@ -217,12 +217,35 @@ def _v5_search(conn: apsw.Connection) -> None:
     conn.execute(CREATE_INDEX_SQL)
 
 
+def _v6_otlp_outbox(conn: apsw.Connection) -> None:
+    # The runs still to send to the OTLP backend (store/outbox.py), written in
+    # the transaction that ends a run when continuous export is configured.
+    # generation counts the run's ends: a send deletes the row only if no
+    # end came while it was under way. next_try_at orders the rows so that
+    # one that keeps failing does not hold up the others.
+    conn.execute(
+        """
+        CREATE TABLE otlp_outbox (
+            run_id TEXT PRIMARY KEY,
+            enqueued_at TEXT NOT NULL,
+            generation INTEGER NOT NULL DEFAULT 1,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_try_at TEXT NOT NULL,
+            last_try_at TEXT,
+            last_error TEXT
+        ) WITHOUT ROWID;
+        CREATE INDEX otlp_outbox_next ON otlp_outbox(next_try_at, run_id);
+        """
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_provisional_markers,
     _v3_rollups,
     _v4_tasks_by_repo,
     _v5_search,
+    _v6_otlp_outbox,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -415,6 +415,7 @@ def delete_runs_older_than(conn: apsw.Connection, cutoff_iso: str, *, limit: int
         conn.execute("DELETE FROM graphs WHERE run_id = ?", (run_id,))
         conn.execute("DELETE FROM task_attempts WHERE run_id = ?", (run_id,))
         conn.execute("DELETE FROM rollup_queue WHERE run_id = ?", (run_id,))
+        conn.execute("DELETE FROM otlp_outbox WHERE run_id = ?", (run_id,))
         conn.execute("DELETE FROM tasks WHERE run_id = ?", (run_id,))
         conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
     return ids

@@ -205,6 +205,7 @@ def test_the_environment_cannot_bind_a_non_loopback_address(
 def test_explain_names_each_keys_scope(tmp_path: Path) -> None:
     scopes = {row["key"]: row["scope"] for row in load(tmp_path, env={}).explain()}
     user = {"daemon.host", "daemon.port", "daemon.auto_start", "history.retention_days"}
+    user |= {"export.otlp.endpoint", "export.otlp.headers"}
     assert {k for k, scope in scopes.items() if scope == "user"} == user
     assert set(scopes.values()) == {"user", "repo"}
 
