@@ -74,5 +74,12 @@ def test_is_loopback(host: str, loopback: bool) -> None:
 
 def test_the_daemons_keys_and_retention_are_the_users() -> None:
     user = {name for name, key in KEYS.items() if key.scope == settings.USER}
-    assert user == {"daemon.host", "daemon.port", "daemon.auto_start", "history.retention_days"}
+    assert user == {
+        "daemon.host",
+        "daemon.port",
+        "daemon.auto_start",
+        "history.retention_days",
+        "export.otlp.endpoint",
+        "export.otlp.headers",
+    }
     assert settings.Key("demo.level", "int", 5, "a new key").scope == settings.REPO
