@@ -388,7 +388,10 @@ def report(web: str, requests: int, home: Home) -> None:
         ]
         search = "/api/history/search"
         rare = client.get(f"{events}?type=task.validation.fail&limit=1").json()["events"][0]
-        rare_word = rare["payload"]["output_tail"].rsplit("'", 2)[1]  # key12345
+        tail = rare["payload"]["output_tail"]
+        quoted = tail.rsplit("'", 2)  # ... KeyError: 'key12345'
+        # A history built before the failures named their keys: its tail's last word.
+        rare_word = quoted[1] if len(quoted) == 3 else tail.split()[-1]
         queries += [
             ("search: common word, all runs", f"{search}?q=pytest"),
             ("search: common word, one repo", f"{search}?q=pytest&repo={REPOS[0]}"),
