@@ -137,7 +137,7 @@ export class CompareView {
     const table = others.length
       ? h(
           "div",
-          { class: "card table-card" },
+          { class: "card table-card", tabindex: 0, "aria-label": "runs to compare with" },
           h(
             "table",
             { class: "runs-table compare-pick" },
@@ -173,14 +173,15 @@ export class CompareView {
         data.graph ? this.graphCard(data) : null,
         h(
           "div",
-          { class: "card table-card" },
+          // It scrolls sideways on a narrow screen: the keyboard must reach it.
+          { class: "card table-card", tabindex: 0, "aria-label": "units compared" },
           h("div", { class: "card-head" }, h("h2", { text: "Units" }), h("span", { class: "hint", text: "B − A" })),
           this.unitsBody,
         ),
         data.tasks.length
           ? h(
               "div",
-              { class: "card table-card" },
+              { class: "card table-card", tabindex: 0, "aria-label": "tasks compared" },
               h("div", { class: "card-head" }, h("h2", { text: "Tasks" })),
               this.tasksTable(data.tasks),
             )
@@ -231,7 +232,7 @@ export class CompareView {
       h("div", { class: "compare-runs" }, SIDES.map(card)),
       h(
         "div",
-        { class: "card table-card" },
+        { class: "card table-card", tabindex: 0, "aria-label": "the runs' figures compared" },
         h(
           "table",
           { class: "runs-table compare-summary" },

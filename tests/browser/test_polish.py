@@ -289,6 +289,9 @@ def views(plan38: str) -> dict[str, tuple[str, str]]:
         "tasks": (f"/#/tasks?repo={quote(REPO)}", "tr[data-task]"),
         "run's tasks": (f"{run}&pane=tasks", ".run-tasks tbody tr"),
         "attempts": (f"{run}&task={quote(FAILS)}%3A2", "dialog.task-dialog section.attempt"),
+        "lanes": (f"{run}&pane=lanes", "svg.lanes-svg[data-ready]"),
+        "compare": (f"/#/compare?a={plan38}&b={plan38}", ".compare-graph.side-b g.node"),
+        "search": (f"/#/search?q=repo&repo={quote(REPO)}", ".search-list"),
     }
 
 
