@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -44,6 +43,8 @@ import trio
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+from query import web_url  # noqa: E402 (this folder: the ready line, read as query.py does)
 
 REPO = "/bench/live"
 UNITS = 8
@@ -342,17 +343,7 @@ def start_daemon(home: Path) -> tuple[subprocess.Popen[bytes], str]:
         stderr=subprocess.DEVNULL,
         env={**os.environ, "CHOO_HOME": str(home)},
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        text = log.read_text() if log.exists() else ""
-        found = re.search(r"ready: .* web (http://[^,\s]+)", text)
-        if found:
-            return proc, found.group(1)
-        if proc.poll() is not None:
-            raise SystemExit(f"the daemon exited with code {proc.returncode}:\n{text}")
-        time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("the daemon did not get ready within 60 s")
+    return proc, web_url(proc, log)
 
 
 async def bench(args: argparse.Namespace, home: Path, pid: int, url: str) -> bool:

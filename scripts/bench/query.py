@@ -259,12 +259,17 @@ def start_daemon(home: Path) -> tuple[subprocess.Popen[bytes], str]:
             stderr=err,
             env={**os.environ, "CHOO_HOME": str(home)},
         )  # fmt: skip
+    return proc, web_url(proc, log)
+
+
+def web_url(proc: subprocess.Popen[bytes], log: Path) -> str:
+    """The web URL a starting bench daemon logs once it is ready (it is killed if it never is)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         text = log.read_text() if log.exists() else ""
         found = re.search(r"ready: .* web (http://[^,\s]+)", text)
         if found:
-            return proc, found.group(1)
+            return found.group(1)
         if proc.poll() is not None:
             raise SystemExit(f"the daemon exited with code {proc.returncode}:\n{text}")
         time.sleep(0.05)
