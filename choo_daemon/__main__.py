@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from choo_daemon.dbwire import Started, start_process
 from choo_daemon.logformat import OneLineFormatter
+from choo_daemon.memory import exec_with_system_malloc, system_malloc_argv
 from choo_daemon.pidfile import AlreadyRunning, hold_pidfile
 from protocol.home import Home, HomeError, prepare_home, private_umask
 from protocol.settings import default
@@ -195,4 +196,7 @@ def _setup_logging(log_file: Path | None) -> None:
 
 
 if __name__ == "__main__":
+    again = system_malloc_argv()
+    if again is not None:
+        exec_with_system_malloc(again)  # memory.py: why
     sys.exit(main())

@@ -27,6 +27,7 @@ from choo_daemon.dblink import DbProcess
 from choo_daemon.hub import LiveHub
 from choo_daemon.listener import open_unix_listener, peer_uid, remove_stale_socket
 from choo_daemon.liveonly import LiveOnly, LiveOnlyReader
+from choo_daemon.memory import give_back
 from choo_daemon.orphans import GRACE_SECONDS, Orphans
 from choo_daemon.outbox import RETRY_MAX, SEND_TIMEOUT, OtlpTarget, Outbox
 from choo_daemon.reader import Reader
@@ -180,6 +181,7 @@ class Daemon:
                 live=self.hub,
                 token=token.current,
                 allowed_hosts=[host],
+                crowd_left=give_back,
             )
 
         try:

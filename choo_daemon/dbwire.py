@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from choo_daemon.memory import MALLOC_ENV, SYSTEM_MALLOC_ENV
+
 # A request's length and memory file (-1: it follows in the socket); an answer's length.
 REQUEST_HEADER = struct.Struct(">Ii")
 ANSWER_HEADER = struct.Struct(">I")
@@ -85,6 +87,15 @@ class Started:
     shared: list[SharedFile]
 
 
+def database_process_env() -> dict[str, str]:
+    """Ours, on CPython's own allocator if the daemon took the C one only for
+    itself (``choo_daemon.memory``): this process holds no crowds."""
+    env = dict(os.environ)
+    if env.pop(SYSTEM_MALLOC_ENV, None) is not None:
+        env.pop(MALLOC_ENV, None)
+    return env
+
+
 def start_process(database: Path) -> Started:
     """Start the database process; it opens nothing until asked to."""
     ours, theirs = socket.socketpair()
@@ -95,6 +106,7 @@ def start_process(database: Path) -> Started:
             [sys.executable, "-m", "choo_daemon.dbproc", *map(str, fds), str(database)],
             pass_fds=fds,
             stdin=subprocess.DEVNULL,
+            env=database_process_env(),
         )
     except BaseException:
         ours.close()

@@ -29,6 +29,7 @@ from choo_web import params
 from choo_web.auth import Token, authorized, install_token_check, until_revoked
 from choo_web.board import LiveBoard
 from choo_web.compare import compare_runs
+from choo_web.crowds import Crowds
 from choo_web.errors import (
     ApiError,
     Forbidden,
@@ -70,6 +71,23 @@ LISTEN_BACKLOG = 4096
 KEEP_ALIVE_S = 30
 
 
+def install_crowd_watch(app: QuartTrio, crowds: Crowds, left: Callable[[], None]) -> None:
+    """Run ``crowds.watch`` while the app serves."""
+    scope = trio.CancelScope()
+
+    async def watch() -> None:
+        with scope:
+            await crowds.watch(left)
+
+    @app.before_serving
+    async def start_watch() -> None:
+        app.nursery.start_soon(watch)
+
+    @app.after_serving
+    async def stop_watch() -> None:
+        scope.cancel()
+
+
 def create_app(
     status: Callable[[], dict[str, Any]],
     *,
@@ -78,9 +96,11 @@ def create_app(
     token: Token,
     allowed_hosts: Iterable[str] = (),
     static_dir: Path = STATIC_DIR,
+    crowd_left: Callable[[], None] | None = None,
 ) -> QuartTrio:
     """The app; ``token`` gives the current web token (None: every request is
-    refused), ``allowed_hosts`` adds to the local names (any port)."""
+    refused), ``allowed_hosts`` adds to the local names (any port);
+    ``crowd_left`` is called after many streams have closed (``crowds.py``)."""
     app = QuartTrio("choo_web", static_folder=None)
     app.response_class = StaticResponse
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = None  # static files are no-cache (static.py)
@@ -95,6 +115,10 @@ def create_app(
     board = LiveBoard(reader, live, lambda fn: app.nursery.start_soon(fn))
 
     memo = Memo()  # finished runs' roll-ups, as sent (memo.py)
+
+    crowds = Crowds()  # open streams, counted
+    if crowd_left is not None:
+        install_crowd_watch(app, crowds, crowd_left)
 
     def get(rule: str) -> Callable[[Any], Any]:
         return app.route(rule, methods=["GET"], provide_automatic_options=False)
@@ -243,11 +267,12 @@ def create_app(
         if after < 0:
             raise bad_parameter(name, str(raw), "a seq, 0 or more")
         run_id = await reader.resolve_run_id(run)
-        return _event_stream(until_revoked(RunStream(reader, feeds, run_id, after), token))
+        stream = crowds.counted(RunStream(reader, feeds, run_id, after))
+        return _event_stream(until_revoked(stream, token))
 
     @get("/api/live")
     async def live_stream() -> Response:
-        stream = LiveStream(board, params.text(request.args, "repo"))
+        stream = crowds.counted(LiveStream(board, params.text(request.args, "repo")))
         return _event_stream(until_revoked(stream, token))
 
     @get("/")

@@ -30,6 +30,7 @@ from choo_web.sources import HistoryReader
 from protocol.errors import Refusal
 
 HEARTBEAT_S = 15.0  # a comment line this often keeps proxies and the browser's timer happy
+FRAME_S = 0.02  # a run stream writes at most this often (50 times a second)
 BACKLOG_PAGE = 1000
 RETRY_MS = 2000
 HEARTBEAT = b": hb\n\n"
@@ -57,7 +58,7 @@ class RunStream:
             try:
                 yield f"retry: {RETRY_MS}\n\n".encode()
                 from_store = True
-                heartbeat_at = 0.0
+                heartbeat_at = sent_at = 0.0
                 while True:
                     if from_store:
                         more = True
@@ -72,6 +73,10 @@ class RunStream:
                         from_store = False
                         heartbeat_at = trio.current_time() + HEARTBEAT_S
                     await feed.wait_beyond(position, heartbeat_at)
+                    # At most one write per FRAME_S: a busy run commits hundreds
+                    # of times a second, and each write costs the daemon more
+                    # than the bytes in it.
+                    await trio.sleep_until(sent_at + FRAME_S)
                     start, entries = feed.since(position)
                     behind = start > position  # the feed let go of entries not sent
                     position = start + len(entries)
@@ -89,7 +94,8 @@ class RunStream:
                         yield chunk + end
                         if end:
                             return
-                        heartbeat_at = trio.current_time() + HEARTBEAT_S
+                        sent_at = trio.current_time()
+                        heartbeat_at = sent_at + HEARTBEAT_S
             except Refusal:
                 # The run went away mid-stream: retention, or a live-only run
                 # that ended (and was forgotten) while we read; then its end

@@ -1,0 +1,107 @@
+"""A crowd's memory goes back to the system once it has left: the daemon runs
+on the C allocator, its database process on CPython's own, and many streams
+closing set off ``give_back`` (choo_daemon/memory.py, choo_web/crowds.py)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+import trio.lowlevel
+
+from choo_daemon import memory
+from choo_web import crowds
+from protocol.home import Home
+from tests.conftest import choo
+from tests.daemon.test_outbox import status_json
+
+
+def environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def test_the_daemon_runs_on_the_c_allocator_and_its_database_process_on_pythons(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(memory.MALLOC_ENV, raising=False)
+    assert choo("daemon", "start", "--port", "0").returncode == 0
+    try:
+        pid = status_json()["pid"]
+        assert environ(pid)[memory.MALLOC_ENV] == "malloc"
+        (database,) = children(pid)
+        assert memory.MALLOC_ENV not in environ(database)
+        assert memory.SYSTEM_MALLOC_ENV not in environ(database)
+    finally:
+        choo("daemon", "stop")
+
+
+def test_an_allocator_the_user_chose_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(memory.MALLOC_ENV, "pymalloc")
+    assert memory.system_malloc_argv() is None
+    monkeypatch.delenv(memory.MALLOC_ENV)
+    assert memory.system_malloc_argv() == [sys.executable, *sys.orig_argv[1:]]
+
+
+def test_giving_back_collects_cycles_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    collected: list[int] = []
+
+    def collect() -> int:
+        collected.append(1)
+        return 0
+
+    monkeypatch.setattr("gc.collect", collect)
+    memory.give_back()
+    assert collected == [1]
+
+
+async def test_a_crowd_leaving_is_told_once(autojump_clock: trio.testing.MockClock) -> None:
+    crowd, told = crowds.Crowds(), []
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield b"x"
+        await trio.sleep_forever()
+
+    async def open_streams(count: int, nursery: trio.Nursery) -> list[trio.CancelScope]:
+        scopes = []
+        for _ in range(count):
+            scope = trio.CancelScope()
+
+            async def read(scope: trio.CancelScope = scope) -> None:
+                with scope:
+                    async for _ in crowd.counted(stream()):
+                        pass
+
+            nursery.start_soon(read)
+            scopes.append(scope)
+        await trio.lowlevel.checkpoint()
+        return scopes
+
+    def close(scopes: list[trio.CancelScope], count: int) -> None:
+        for scope in scopes[:count]:
+            scope.cancel()
+        del scopes[:count]
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(crowd.watch, lambda: told.append(crowd.open))
+        scopes = await open_streams(150, nursery)
+        await trio.sleep(0.1)  # opened and closed between two looks: still seen
+        close(scopes, 95)
+        await trio.sleep(crowds.LOOK_EVERY_S * 3)
+        assert crowd.open == 55 and told == [], "95 fewer than the peak of 150 is no crowd"
+        close(scopes, 45)
+        await trio.sleep(crowds.LOOK_EVERY_S)
+        assert told == [10]
+        await trio.sleep(crowds.LOOK_EVERY_S * 5)
+        assert told == [10], "told once; the peak is now what is left"
+        nursery.cancel_scope.cancel()
