@@ -127,7 +127,12 @@ def create_app(
     async def health() -> Response:
         if not authorized():  # open to all: that the daemon is up, nothing more
             return json_response({"ok": True})
-        live_figures = {**live.statistics(), **feeds.statistics(), **board.statistics()}
+        live_figures = {
+            **live.statistics(),
+            **feeds.statistics(),
+            **board.statistics(),
+            **crowds.statistics(),
+        }
         figures = {**status(), "live": live_figures, "roll_ups": memo.statistics()}
         return json_response({"ok": True, **figures})
 

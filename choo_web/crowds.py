@@ -21,6 +21,7 @@ class Crowds:
     def __init__(self) -> None:
         self.open = 0
         self.peak = 0
+        self.left = 0  # crowds that have left (and ``left`` was called for)
 
     async def counted(self, stream: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
         """``stream``, counted open from its first chunk until it ends."""
@@ -34,13 +35,21 @@ class Crowds:
             self.open -= 1
 
     async def watch(self, left: Callable[[], None]) -> None:
-        """Forever: call ``left`` whenever ``CROWD`` streams fewer are open than at the peak."""
+        """Forever: call ``left`` whenever ``CROWD`` streams fewer are open than at
+        the peak, and their number has not changed for a look (the crowd has left,
+        not only begun to)."""
+        seen = self.open
         while True:
             await trio.sleep(LOOK_EVERY_S)
-            if self.peak - self.open >= CROWD:
+            settled, seen = self.open == seen, self.open
+            if settled and self.peak - self.open >= CROWD:
                 log.info(
                     "%d streams closed; their memory goes back to the system",
                     self.peak - self.open,
                 )
                 left()
+                self.left += 1
                 self.peak = self.open
+
+    def statistics(self) -> dict[str, int]:
+        return {"streams_open": self.open, "crowds_left": self.left}

@@ -101,7 +101,9 @@ async def test_a_crowd_leaving_is_told_once(autojump_clock: trio.testing.MockClo
         assert crowd.open == 55 and told == [], "95 fewer than the peak of 150 is no crowd"
         close(scopes, 45)
         await trio.sleep(crowds.LOOK_EVERY_S)
-        assert told == [10]
+        assert told == [], "not while they leave: once their number holds for a look"
+        await trio.sleep(crowds.LOOK_EVERY_S)
+        assert told == [10] and crowd.statistics() == {"streams_open": 10, "crowds_left": 1}
         await trio.sleep(crowds.LOOK_EVERY_S * 5)
         assert told == [10], "told once; the peak is now what is left"
         nursery.cancel_scope.cancel()

@@ -40,3 +40,5 @@ async def test_a_hundred_live_viewers_leaving_gives_their_memory_back(
             await trio.sleep(0.1)
     assert await viewers() == 0
     assert given_back == [1]
+    live = (await web.get("/api/health")).json()["live"]
+    assert live["streams_open"] == 0 and live["crowds_left"] == 1
