@@ -60,16 +60,27 @@ class Config:
         return self
 
     def explain(self) -> list[dict[str, Any]]:
+        """Each key's value, source, scope and help; a secret key's values hidden."""
         return [
             {
                 "key": k,
-                "value": self.values[k],
+                "value": _hidden(self.values[k]) if KEYS[k].secret else self.values[k],
                 "source": self.sources[k],
                 "scope": KEYS[k].scope,
                 "help": KEYS[k].help,
             }
             for k in KEYS
         ]
+
+
+HIDDEN = "(hidden)"
+
+
+def _hidden(value: Any) -> Any:
+    """A secret value as ``config show`` prints it: a table keeps its names."""
+    if isinstance(value, dict):
+        return dict.fromkeys(value, HIDDEN)
+    return None if value is None else HIDDEN
 
 
 def global_config_path() -> Path:

@@ -37,6 +37,7 @@ class Key:
     help: str
     check: Callable[[Any], str | None] = lambda _: None
     scope: str = REPO  # USER: not from a repository's .choo.yaml
+    secret: bool = False  # its values (a table's: each entry's) are never printed
 
 
 # Each kind of value, as a message says what it expects.
@@ -126,6 +127,7 @@ KEYS: dict[str, Key] = {
             "HTTP headers sent with each export, e.g. {authorization: Bearer ...}",
             _text_table,
             scope=USER,
+            secret=True,
         ),
         Key(
             "history.retention_days",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -253,3 +254,24 @@ def test_a_warning_shows_its_text_as_it_is_not_as_markup(tmp_path: Path) -> None
     result = run_choo("run", "--no-daemon", "specs/tasks", cwd=repo.root)
     assert result.returncode == 0, result.stderr
     assert "warning:" in result.stderr and "unknown key '[bold]x[/bold]'" in result.stderr
+
+
+def test_config_show_never_prints_the_export_headers_values(
+    global_file: Path, tmp_path: Path
+) -> None:
+    key = "Bearer sk-live-0123456789abcdefghij"
+    global_file.write_text(
+        "export:\n  otlp:\n    endpoint: http://127.0.0.1:4318\n"
+        f"    headers:\n      authorization: {key}\n      x-team: blue\n"
+    )
+    env = {**os.environ, "COLUMNS": "200"}
+    shown = run_choo("config", "show", "--json", cwd=tmp_path, env=env)
+    table = run_choo("config", "show", cwd=tmp_path, env=env)
+    assert shown.returncode == 0 == table.returncode, shown.stderr + table.stderr
+    for out in (shown.stdout, table.stdout):
+        assert "sk-live" not in out and "blue" not in out
+    rows = {row["key"]: row["value"] for row in json.loads(shown.stdout)["keys"]}
+    assert rows["export.otlp.headers"] == {"authorization": "(hidden)", "x-team": "(hidden)"}
+    assert rows["export.otlp.endpoint"] == "http://127.0.0.1:4318"
+    # The daemon still gets them whole.
+    assert load(tmp_path, env={})["export.otlp.headers"]["authorization"] == key
