@@ -35,6 +35,7 @@ from protocol.home import (
     read_token,
     rotate_token,
 )
+from protocol.malloc import with_system_malloc
 
 MAX_RESPAWNS = 3
 START_TIMEOUT = 15.0
@@ -83,14 +84,14 @@ class DaemonSettings:
 
 
 def daemon_env(settings: DaemonSettings | None = None) -> dict[str, str]:
-    """The daemon's environment: ours, with the export settings in it.
+    """The daemon's environment: ours, on the C allocator, with the export settings in it.
 
     They go there and not on the command line because a header may hold an
     API key: a process's arguments are readable by every user of the
     machine, its environment by its own user only. The daemon reads them at
     start (``choo_daemon.outbox.target_from_env``).
     """
-    env = dict(os.environ)
+    env = with_system_malloc(os.environ)  # protocol/malloc.py: why
     export = settings.export if settings is not None else None
     if export is None:
         return env

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from choo_daemon.memory import MALLOC_ENV, SYSTEM_MALLOC_ENV
+from protocol.malloc import MALLOC_ENV, SYSTEM_MALLOC_ENV
 
 # A request's length and memory file (-1: it follows in the socket); an answer's length.
 REQUEST_HEADER = struct.Struct(">Ii")

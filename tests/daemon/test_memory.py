@@ -15,6 +15,7 @@ import trio.lowlevel
 from choo_daemon import memory
 from choo_web import crowds
 from protocol.home import Home
+from protocol.malloc import MALLOC_ENV, SYSTEM_MALLOC_ENV
 from tests.conftest import choo
 from tests.daemon.test_outbox import status_json
 
@@ -34,22 +35,22 @@ def children(pid: int) -> list[int]:
 def test_the_daemon_runs_on_the_c_allocator_and_its_database_process_on_pythons(
     home: Home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv(memory.MALLOC_ENV, raising=False)
+    monkeypatch.delenv(MALLOC_ENV, raising=False)
     assert choo("daemon", "start", "--port", "0").returncode == 0
     try:
         pid = status_json()["pid"]
-        assert environ(pid)[memory.MALLOC_ENV] == "malloc"
+        assert environ(pid)[MALLOC_ENV] == "malloc"
         (database,) = children(pid)
-        assert memory.MALLOC_ENV not in environ(database)
-        assert memory.SYSTEM_MALLOC_ENV not in environ(database)
+        assert MALLOC_ENV not in environ(database)
+        assert SYSTEM_MALLOC_ENV not in environ(database)
     finally:
         choo("daemon", "stop")
 
 
 def test_an_allocator_the_user_chose_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(memory.MALLOC_ENV, "pymalloc")
+    monkeypatch.setenv(MALLOC_ENV, "pymalloc")
     assert memory.system_malloc_argv() is None
-    monkeypatch.delenv(memory.MALLOC_ENV)
+    monkeypatch.delenv(MALLOC_ENV)
     assert memory.system_malloc_argv() == [sys.executable, *sys.orig_argv[1:]]
 
 
@@ -107,3 +108,16 @@ async def test_a_crowd_leaving_is_told_once(autojump_clock: trio.testing.MockClo
         await trio.sleep(crowds.LOOK_EVERY_S * 5)
         assert told == [10], "told once; the peak is now what is left"
         nursery.cancel_scope.cancel()
+
+
+def test_choo_daemon_start_puts_the_daemon_on_the_c_allocator_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from choo import daemonctl
+
+    monkeypatch.delenv(MALLOC_ENV, raising=False)
+    env = daemonctl.daemon_env()
+    assert (env[MALLOC_ENV], env[SYSTEM_MALLOC_ENV]) == ("malloc", "1")
+    monkeypatch.setenv(MALLOC_ENV, "debug")
+    assert daemonctl.daemon_env()[MALLOC_ENV] == "debug"
+    assert SYSTEM_MALLOC_ENV not in daemonctl.daemon_env()
