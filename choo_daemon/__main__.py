@@ -19,9 +19,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+if __name__ == "__main__" and not os.environ.get("PYTHONMALLOC") and sys.platform == "linux":
+    # On the C allocator (choo_daemon/memory.py says why; protocol/malloc.py
+    # names these variables). ``choo daemon start`` sets it; a daemon started
+    # otherwise starts again with it, before importing anything else (the
+    # exec starts afresh: every import before it would be paid twice).
+    again = {**os.environ, "PYTHONMALLOC": "malloc", "CHOO_DAEMON_SYSTEM_MALLOC": "1"}
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], again)
+
 from choo_daemon.dbwire import Started, start_process
 from choo_daemon.logformat import OneLineFormatter
-from choo_daemon.memory import exec_with_system_malloc, system_malloc_argv
 from choo_daemon.pidfile import AlreadyRunning, hold_pidfile
 from protocol.home import Home, HomeError, prepare_home, private_umask
 from protocol.settings import default
@@ -196,7 +203,4 @@ def _setup_logging(log_file: Path | None) -> None:
 
 
 if __name__ == "__main__":
-    again = system_malloc_argv()
-    if again is not None:
-        exec_with_system_malloc(again)  # memory.py: why
     sys.exit(main())

@@ -5,9 +5,9 @@ that memory stayed the daemon's for good: CPython's small-object allocator
 frees an arena only once every object in it is gone, and a few objects that
 outlive a crowd pin most of its arenas. So the daemon runs on the C
 library's allocator (``PYTHONMALLOC=malloc``: ``choo daemon start`` sets it,
-and a daemon started otherwise starts itself again with it, since the
-interpreter reads it only at start-up), and once the streams have fallen well
-below their peak (``choo_web.crowds``), ``give_back`` collects the crowd's
+and a daemon started otherwise starts itself again with it, first thing in
+``__main__``, since the interpreter reads it only at start-up), and once the
+streams have fallen well below their peak (``choo_web.crowds``), ``give_back`` collects the crowd's
 reference cycles (trio's cancelled tasks hold many) and asks glibc to return
 its free pages (``malloc_trim``). The database process holds no crowds and
 keeps CPython's allocator (``dbwire.database_process_env``).
@@ -20,21 +20,8 @@ from __future__ import annotations
 
 import gc
 import os
-import sys
 
-from protocol.malloc import MALLOC_ENV, malloc_trim, wants_system_malloc, with_system_malloc
-
-
-def system_malloc_argv() -> list[str] | None:
-    """The command line to start this process again on the C allocator, or
-    None if it runs on it already, or should not (``wants_system_malloc``)."""
-    if not wants_system_malloc(os.environ):
-        return None
-    return [sys.executable, *sys.orig_argv[1:]]
-
-
-def exec_with_system_malloc(argv: list[str]) -> None:
-    os.execve(argv[0], argv, with_system_malloc(os.environ))
+from protocol.malloc import MALLOC_ENV, malloc_trim
 
 
 def give_back() -> None:

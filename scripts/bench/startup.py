@@ -79,12 +79,16 @@ def daemon_ready_ms(home: Path, env: dict[str, str] | None = None) -> tuple[floa
 
 
 def spawn_daemon(home: Path, env: dict[str, str] | None) -> subprocess.Popen[bytes]:
+    """The daemon as ``choo daemon start`` starts it: on the C allocator, set in
+    its environment (started without, it would start itself again with it)."""
+    from protocol.malloc import with_system_malloc
+
     return subprocess.Popen(
         [sys.executable, "-m", "choo_daemon", "--home", str(home), "--port", "0"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
-        env=env,
+        env=with_system_malloc(os.environ if env is None else env),
     )
 
 

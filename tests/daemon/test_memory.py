@@ -4,7 +4,10 @@ closing set off ``give_back`` (choo_daemon/memory.py, choo_web/crowds.py)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import trio.lowlevel
 from choo_daemon import memory
 from choo_web import crowds
 from protocol.home import Home
-from protocol.malloc import MALLOC_ENV, SYSTEM_MALLOC_ENV
+from protocol.malloc import MALLOC_ENV, SYSTEM_MALLOC_ENV, wants_system_malloc
 from tests.conftest import choo
 from tests.daemon.test_outbox import status_json
 
@@ -47,11 +50,28 @@ def test_the_daemon_runs_on_the_c_allocator_and_its_database_process_on_pythons(
         choo("daemon", "stop")
 
 
+def test_a_daemon_started_by_hand_starts_again_on_the_c_allocator(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(MALLOC_ENV, raising=False)
+    argv = [sys.executable, "-m", "choo_daemon", "--home", str(home.root), "--port", "0"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not children(proc.pid):
+            assert time.monotonic() < deadline and proc.poll() is None, "no database process"
+            time.sleep(0.05)
+        assert environ(proc.pid)[MALLOC_ENV] == "malloc", "the same process, started again"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def test_an_allocator_the_user_chose_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(MALLOC_ENV, "pymalloc")
-    assert memory.system_malloc_argv() is None
-    monkeypatch.delenv(MALLOC_ENV)
-    assert memory.system_malloc_argv() == [sys.executable, *sys.orig_argv[1:]]
+    assert not wants_system_malloc(os.environ)
+    monkeypatch.setenv(MALLOC_ENV, "")
+    assert wants_system_malloc(os.environ)
 
 
 def test_giving_back_collects_cycles_first(monkeypatch: pytest.MonkeyPatch) -> None:
