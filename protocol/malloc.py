@@ -5,7 +5,6 @@ system (``choo_daemon.memory`` says why). Here because both the daemon and the
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 from collections.abc import Callable, Mapping
 from functools import cache
@@ -20,8 +19,9 @@ def malloc_trim() -> Callable[[int], int] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim: Callable[[int], int] = libc.malloc_trim
+        # The symbols already loaded, libc's among them: no library search
+        # (ctypes.util.find_library runs ldconfig).
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
         return None
     return trim

@@ -54,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 from query import web_url  # noqa: E402 (this folder: the ready line, read as query.py does)
 
 from choo_web.board import COALESCE_S  # noqa: E402
+from choo_web.crowds import CROWD  # noqa: E402
 
 STATE_AGE_MS = COALESCE_S * 1000 + 100
 
@@ -518,8 +519,10 @@ async def bench(args: argparse.Namespace, home: Path, pid: int, url: str) -> boo
             )
             ok &= p95 <= 50 and mem_all <= 120
             viewers.cancel_scope.cancel()
-        # The daemon gives their memory back once they have all gone (crowds.py).
-        await wait_for(client, lambda h: h["live"]["crowds_left"] > left, "memory given back")
+        if args.idle >= CROWD:  # the daemon gives a crowd's memory back once it has gone
+            await wait_for(client, lambda h: h["live"]["crowds_left"] > left, "memory given back")
+        else:
+            await wait_for(client, lambda h: h["live"]["subscribers"] == 0, "viewers gone")
         after_main = pss_mb(pid)
         after_all = after_main + sum(map(pss_mb, helpers))
         back = after_all <= base_all + 10

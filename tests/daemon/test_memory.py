@@ -62,6 +62,10 @@ def test_a_daemon_started_by_hand_starts_again_on_the_c_allocator(
             assert time.monotonic() < deadline and proc.poll() is None, "no database process"
             time.sleep(0.05)
         assert environ(proc.pid)[MALLOC_ENV] == "malloc", "the same process, started again"
+        # __main__ names the variables itself (before any import): the same names.
+        assert environ(proc.pid)[SYSTEM_MALLOC_ENV] == "1"
+        (database,) = children(proc.pid)
+        assert not {MALLOC_ENV, SYSTEM_MALLOC_ENV} & environ(database).keys()
     finally:
         proc.terminate()
         proc.wait(30)
