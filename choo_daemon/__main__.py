@@ -34,6 +34,8 @@ from protocol.home import Home, HomeError, prepare_home, private_umask
 from protocol.settings import default
 
 if TYPE_CHECKING:
+    import trio
+
     from choo_daemon.daemon import Daemon, DaemonOptions
 
 EXIT_ALREADY_RUNNING = 3
@@ -173,13 +175,21 @@ async def _run(options: DaemonOptions, started: Started) -> None:
 
     from choo_daemon.daemon import Daemon
     from choo_daemon.dblink import DbProcess
+    from choo_daemon.memory import settle
 
     daemon = Daemon(options, DbProcess(started))
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, signals, daemon)
-            await daemon.serve()
-            nursery.cancel_scope.cancel()
+            await nursery.start(_serve_then_stop, daemon, nursery.cancel_scope)
+            settle()
+
+
+async def _serve_then_stop(
+    daemon: Daemon, scope: trio.CancelScope, *, task_status: trio.TaskStatus[Daemon]
+) -> None:
+    await daemon.serve(task_status=task_status)
+    scope.cancel()  # the signal watcher
 
 
 async def _watch_signals(signals: AsyncIterator[int], daemon: Daemon) -> None:

@@ -12,6 +12,7 @@ Every route is GET (HEAD too); every error is ``{"error": {"code",
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from functools import partial
@@ -133,7 +134,16 @@ def create_app(
             **board.statistics(),
             **crowds.statistics(),
         }
-        figures = {**status(), "live": live_figures, "roll_ups": memo.statistics()}
+        collector = {
+            "frozen": gc.get_freeze_count(),
+            "collections": [generation["collections"] for generation in gc.get_stats()],
+        }
+        figures = {
+            **status(),
+            "live": live_figures,
+            "roll_ups": memo.statistics(),
+            "gc": collector,
+        }
         return json_response({"ok": True, **figures})
 
     @get("/api/repos")

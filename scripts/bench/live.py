@@ -389,7 +389,7 @@ async def bench(args: argparse.Namespace, home: Path, pid: int, url: str) -> boo
     async with httpx.AsyncClient(
         base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60
     ) as client:
-        await client.get("/api/health")
+        crowds = (await client.get("/api/health")).json()["live"]["crowds_left"]
         # -- 1. load -------------------------------------------------------------
         total = args.runs * args.rate
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (1 min)")
@@ -482,6 +482,10 @@ async def bench(args: argparse.Namespace, home: Path, pid: int, url: str) -> boo
 
         # -- 2. idle viewers ---------------------------------------------------------
         await wait_for(client, lambda h: h["live"]["subscribers"] == 0, "viewers gone")
+        if args.live + args.run_viewers >= CROWD:
+            # Those viewers were a crowd too: the baseline is after their memory
+            # went back, and the idle crowd's give-back is told apart from theirs.
+            await wait_for(client, lambda h: h["live"]["crowds_left"] > crowds, "memory given back")
         await trio.sleep(2)
         base_main, base_all = pss_mb(pid), pss_mb(pid) + sum(map(pss_mb, helpers))
         print(f"idle: {args.idle} viewers on /api/live, nothing running")

@@ -1,9 +1,12 @@
-"""A crowd's memory goes back to the system once it has left: the daemon runs
-on the C allocator, its database process on CPython's own, and many streams
-closing set off ``give_back`` (choo_daemon/memory.py, choo_web/crowds.py)."""
+"""The daemon's memory (choo_daemon/memory.py, choo_web/crowds.py): the daemon
+process freezes what start-up made, so full collections stay short; and a
+crowd's memory goes back to the system once it has left: the daemon runs on
+the C allocator, its database process on CPython's own, and many streams
+closing set off ``give_back``."""
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -11,16 +14,19 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 import trio.lowlevel
 
 from choo_daemon import memory
+from choo_daemon.daemon import Daemon
 from choo_web import crowds
 from protocol.home import Home
 from protocol.malloc import MALLOC_ENV, SYSTEM_MALLOC_ENV, wants_system_malloc
 from tests.conftest import choo
 from tests.daemon.test_outbox import status_json
+from tests.web.support import bearer
 
 
 def environ(pid: int) -> dict[str, str]:
@@ -145,3 +151,25 @@ def test_choo_daemon_start_puts_the_daemon_on_the_c_allocator_itself(
     monkeypatch.setenv(MALLOC_ENV, "debug")
     assert daemonctl.daemon_env()[MALLOC_ENV] == "debug"
     assert SYSTEM_MALLOC_ENV not in daemonctl.daemon_env()
+
+
+def test_the_daemon_process_freezes_what_start_up_made(home: Home) -> None:
+    assert choo("daemon", "start", "--port", "0").returncode == 0
+    try:
+        web = status_json()["web"]
+        health = httpx.get(web + "/api/health", headers=bearer(home)).json()
+        # Its modules and web app: tens of thousands of objects a full
+        # collection no longer walks (memory.settle).
+        assert health["gc"]["frozen"] > 10_000, health["gc"]
+        assert len(health["gc"]["collections"]) == 3
+    finally:
+        choo("daemon", "stop")
+
+
+async def test_a_daemon_inside_another_program_freezes_nothing(daemon: Daemon, home: Home) -> None:
+    before = gc.get_freeze_count()
+    assert daemon.web_url is not None
+    async with httpx.AsyncClient(headers=bearer(home)) as client:
+        health = (await client.get(daemon.web_url + "/api/health")).json()
+    # The test process's own objects stay collectable: only __main__ settles.
+    assert health["gc"]["frozen"] == before == gc.get_freeze_count() == 0
