@@ -17,9 +17,10 @@ outlive a crowd pin most of its arenas. So the daemon runs on the C
 library's allocator (``PYTHONMALLOC=malloc``: ``choo daemon start`` sets it,
 and a daemon started otherwise starts itself again with it, first thing in
 ``__main__``, since the interpreter reads it only at start-up), and once the
-streams have fallen well below their peak (``choo_web.crowds``), ``give_back`` collects the crowd's
-reference cycles (trio's cancelled tasks hold many) and asks glibc to return
-its free pages (``malloc_trim``). The database process holds no crowds and
+streams have fallen well below their peak (``choo_web.crowds``, which says
+why it tells twice), ``give_back`` collects the crowd's reference cycles
+(trio's cancelled tasks hold many) and asks glibc to return its free pages
+(``malloc_trim``). The database process holds no crowds and
 keeps CPython's allocator (``dbwire.database_process_env``).
 
 Measured by ``scripts/bench/live.py`` (1,000 idle viewers, then none): +28 MB

@@ -96,7 +96,7 @@ def test_giving_back_collects_cycles_first(monkeypatch: pytest.MonkeyPatch) -> N
     assert collected == [1]
 
 
-async def test_a_crowd_leaving_is_told_once(autojump_clock: trio.testing.MockClock) -> None:
+async def test_a_crowd_leaving_is_told_twice(autojump_clock: trio.testing.MockClock) -> None:
     crowd, told = crowds.Crowds(), []
 
     async def stream() -> AsyncIterator[bytes]:
@@ -134,9 +134,13 @@ async def test_a_crowd_leaving_is_told_once(autojump_clock: trio.testing.MockClo
         await trio.sleep(crowds.LOOK_EVERY_S)
         assert told == [], "not while they leave: once their number holds for a look"
         await trio.sleep(crowds.LOOK_EVERY_S)
-        assert told == [10] and crowd.statistics() == {"streams_open": 10, "crowds_left": 1}
-        await trio.sleep(crowds.LOOK_EVERY_S * 5)
-        assert told == [10], "told once; the peak is now what is left"
+        assert told == [10] and crowd.statistics() == {"streams_open": 10, "crowds_left": 0}
+        await trio.sleep(crowds.STALE_S - crowds.LOOK_EVERY_S)
+        assert told == [10], "again only once the streams' last deadlines have passed"
+        await trio.sleep(crowds.LOOK_EVERY_S * 2)
+        assert told == [10, 10] and crowd.statistics() == {"streams_open": 10, "crowds_left": 1}
+        await trio.sleep(crowds.STALE_S * 2)
+        assert told == [10, 10], "twice; the peak is now what is left"
         nursery.cancel_scope.cancel()
 
 
