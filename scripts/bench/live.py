@@ -15,10 +15,14 @@ In one run, on this machine (DESIGN.md section 9, "Live fan-out"):
      The bench's own processes share the machine's cores with the daemon;
      it prints what they used. One process per orchestrator (--per-process
      1) costs about a core on 2 cores, and the daemon then waits for CPU.
+     It also prints the CPU time the host took from this VM (steal): on a
+     shared host, a run with much of it measures the neighbours.
   2. idle: --idle viewers connected to /api/live. Targets: API p95 <= 50 ms
      (run list, an events page, health: sequential GETs), the daemon's
-     memory <= 120 MB PSS; then memory after they leave, against the
-     baseline before they came.
+     memory <= 120 MB PSS; then memory after they leave (and the daemon
+     has given it back, twice: choo_web/crowds.py), against the baseline
+     before they came (taken once the load phase's viewers, a crowd too,
+     have had theirs given back).
 
 Usage: .venv/bin/python scripts/bench/live.py [--runs 16] [--rate 400]
        [--per-process 4] [--seconds 20] [--live 100] [--run-viewers 20]
@@ -419,7 +423,7 @@ async def bench(args: argparse.Namespace, home: Path, pid: int, url: str) -> boo
         if time.time() > go_at:
             print("  (the viewers connected after ingest began)")
         cpu_before, db_before = cpu_seconds(pid), sum(map(cpu_seconds, helpers))
-        reaped_before = reaped_cpu()
+        reaped_before, steal_before, load_began = reaped_cpu(), stolen_seconds(), time.monotonic()
         peak = 0.0
         while any(p.poll() is None for p in procs):
             peak = max(peak, pss_mb(pid))
@@ -427,6 +431,7 @@ async def bench(args: argparse.Namespace, home: Path, pid: int, url: str) -> boo
         cpu = cpu_seconds(pid) - cpu_before
         db_cpu = sum(map(cpu_seconds, helpers)) - db_before
         workers_cpu = reaped_cpu() - reaped_before
+        steal = (stolen_seconds() - steal_before) / (time.monotonic() - load_began)
         acks = [
             x
             for n, p in enumerate(procs)
@@ -477,6 +482,10 @@ async def bench(args: argparse.Namespace, home: Path, pid: int, url: str) -> boo
             f"(the {args.runs} orchestrators in {len(procs)} processes), "
             f"{viewers_cpu / args.seconds * 100:.0f} % (the viewers' processes), "
             f"on {os.cpu_count()} cores in all"
+        )
+        print(
+            f"  the host's own       : {steal * 100:.0f} % of a core stolen from this VM "
+            "(/proc/stat steal: figures from a run where it is high are the host's, not ours)"
         )
         ok &= dropped == 0 and run_p99 <= 100 and live_p99 <= STATE_AGE_MS
 
@@ -542,6 +551,12 @@ def reaped_cpu() -> float:
     """CPU seconds of this process's children that have ended and been waited for."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def stolen_seconds() -> float:
+    """CPU time the host gave to others while this VM wanted it (all CPUs; /proc/stat "steal")."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
