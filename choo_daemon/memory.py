@@ -8,7 +8,8 @@ collection walks only what came later. Each full collection stopped the
 event loop for 50 to 70 ms under the live benchmark, one every 6 s or so,
 and every event and ack arriving meanwhile waited that long: the run
 stream's p99 latency was 107 to 124 ms; with them frozen a full collection
-takes 8 to 14 ms and the p99 was 69 to 81 ms (``scripts/bench/live.py``).
+takes 8 to 14 ms and the p99 was 69 to 81 ms in the same hour, alternated
+(``scripts/bench/live.py``; the README has later runs).
 
 A thousand browser streams cost the daemon about 30 MB. When they closed,
 that memory stayed the daemon's for good: CPython's small-object allocator
@@ -24,7 +25,8 @@ why it tells twice), ``give_back`` collects the crowd's reference cycles
 keeps CPython's allocator (``dbwire.database_process_env``).
 
 Measured by ``scripts/bench/live.py`` (1,000 idle viewers, then none): +28 MB
-kept with pymalloc, with or without a trim; +3 to +7 MB with both changes.
+kept with pymalloc, with or without a trim; +3 to +7 MB with both changes;
+-3 to +4 MB once a crowd's memory is given back a second time.
 """
 
 from __future__ import annotations

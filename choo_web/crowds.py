@@ -8,8 +8,8 @@ matters in its heap until the time it names, so for up to ``HEARTBEAT_S``
 a thousand small objects of the crowd's (cancel scopes and their deadlines)
 stay, scattered over the pages the crowd's connections used, and keep those
 pages from going back. Measured by ``scripts/bench/live.py`` after 1,000
-viewers: +8 to +13 MB against the baseline after the first give-back, +0
-to +2 MB after the second.
+viewers: +8 to +13 MB against the baseline after the first give-back in
+about half the runs, -3 to +4 MB after the second (16 runs).
 """
 
 from __future__ import annotations
