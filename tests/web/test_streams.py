@@ -301,14 +301,19 @@ async def test_live_without_a_filter_sees_every_run(
         await history.start("run_x", repo="/x")
         await history.send([ev("run_x", 1, "orch.started", payload={"units": 2})])
         await history.complete("run_x", "completed")
-        started, state, finished = [await sse.next() for _ in range(3)]
-    assert started is not None and started.event == "run.started"
-    assert started.data["run"]["status"] == "running" and started.data["run"]["repo_path"] == "/x"
-    assert started.data["run"]["live"]["last_seq"] == 0
-    assert state is not None and state.event == "run.state" and state.data["run_id"] == "run_x"
-    assert state.data["last_event"]["type"] == "orch.started" and state.data["last_seq"] == 1
-    assert finished is not None and finished.event == "run.finished"
-    assert finished.data["run"]["status"] == "completed"
+        got = await live_until(sse, lambda kind, data: kind == "run.finished")
+    kinds = [kind for kind, _ in got]
+    # The board reads a run that starts back from the store: on a busy machine
+    # its event is committed by then, and counted in run.started; otherwise it
+    # comes as a run.state of its own.
+    assert kinds in (["run.started", "run.state", "run.finished"], ["run.started", "run.finished"])
+    started, finished = got[0][1], got[-1][1]
+    assert started["run"]["status"] == "running" and started["run"]["repo_path"] == "/x"
+    state = got[1][1] if len(got) == 3 else started["run"]["live"]
+    assert started["run"]["live"]["last_seq"] == (0 if len(got) == 3 else 1)
+    assert state["run_id"] == "run_x" and state["last_seq"] == 1
+    assert state["last_event"]["type"] == "orch.started"
+    assert finished["run"]["status"] == "completed"
 
 
 async def test_live_coalesces_many_events_into_few_updates_with_the_final_state(
