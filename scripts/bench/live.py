@@ -393,7 +393,7 @@ async def bench(args: argparse.Namespace, home: Path, pid: int, url: str) -> boo
     async with httpx.AsyncClient(
         base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60
     ) as client:
-        crowds = (await client.get("/api/health")).json()["live"]["crowds_left"]
+        crowds_before = (await client.get("/api/health")).json()["live"]["crowds_left"]
         # -- 1. load -------------------------------------------------------------
         total = args.runs * args.rate
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (1 min)")
@@ -494,7 +494,9 @@ async def bench(args: argparse.Namespace, home: Path, pid: int, url: str) -> boo
         if args.live + args.run_viewers >= CROWD:
             # Those viewers were a crowd too: the baseline is after their memory
             # went back, and the idle crowd's give-back is told apart from theirs.
-            await wait_for(client, lambda h: h["live"]["crowds_left"] > crowds, "memory given back")
+            await wait_for(
+                client, lambda h: h["live"]["crowds_left"] > crowds_before, "memory given back"
+            )
         await trio.sleep(2)
         base_main, base_all = pss_mb(pid), pss_mb(pid) + sum(map(pss_mb, helpers))
         print(f"idle: {args.idle} viewers on /api/live, nothing running")
